@@ -1,0 +1,1 @@
+//! Bit-exact binarized kernels: packing, XNOR + popcount dot products and convolutions.

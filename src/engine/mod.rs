@@ -1,0 +1,5 @@
+//! Inference engines: a float reference with gradients ([`ops`] and the network executor) and a
+//! bit-exact binarized engine ([`binary`]).
+
+pub mod binary;
+pub mod ops;

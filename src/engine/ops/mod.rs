@@ -1,0 +1,1 @@
+//! Float operators (NCHW, f32) with forward and backward passes.

@@ -1,0 +1,1 @@
+//! Weight files (safetensors) and datasets (CIFAR-10 binary, IDX).

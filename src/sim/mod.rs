@@ -1,0 +1,1 @@
+//! Cycle-level DSP48 array simulator.

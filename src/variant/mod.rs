@@ -1,0 +1,1 @@
+//! Compression variants as transforms of a network description.
