@@ -7,8 +7,10 @@
 //! converted to unit scale per channel with the model's [`Normalization`].
 
 pub mod classifier;
+pub mod result;
 pub mod threat;
 
 pub use crate::model::Normalization;
 pub use classifier::{Model, Oracle, WhiteBox};
+pub use result::{ImageResult, TracePoint};
 pub use threat::Scale;
