@@ -71,9 +71,12 @@ pub fn pad_crop<T: Clone + Default>(
     out
 }
 
-/// Mirror `img` (C, H, W) left-right.
-pub fn hflip<T: Clone>(img: ArrayView3<T>) -> Array3<T> {
-    img.slice(ndarray::s![.., .., ..;-1]).to_owned()
+/// Mirror `img` (C, H, W) left-right. The result is in standard (C-contiguous) layout: a plain
+/// `to_owned` of the reversed view would keep the negative stride and break `as_slice` users.
+pub fn hflip<T: Clone + Default>(img: ArrayView3<T>) -> Array3<T> {
+    let mut out = Array3::<T>::default(img.dim());
+    out.assign(&img.slice(ndarray::s![.., .., ..;-1]));
+    out
 }
 
 /// Apply `params[i]` to image `i` of an NCHW batch.
