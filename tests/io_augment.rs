@@ -39,11 +39,20 @@ fn hand_computed_crops() {
     // 1x3x3 image 1..9 padded by 1.
     let img = numbered(1, 3, 3);
     let top_left = pad_crop(img.view(), 1, 0, 0);
-    assert_eq!(top_left.into_raw_vec_and_offset().0, vec![0, 0, 0, 0, 1, 2, 0, 4, 5]);
+    assert_eq!(
+        top_left.into_raw_vec_and_offset().0,
+        vec![0, 0, 0, 0, 1, 2, 0, 4, 5]
+    );
     let bottom_right = pad_crop(img.view(), 1, 2, 2);
-    assert_eq!(bottom_right.into_raw_vec_and_offset().0, vec![5, 6, 0, 8, 9, 0, 0, 0, 0]);
+    assert_eq!(
+        bottom_right.into_raw_vec_and_offset().0,
+        vec![5, 6, 0, 8, 9, 0, 0, 0, 0]
+    );
     let flipped = hflip(img.view());
-    assert_eq!(flipped.into_raw_vec_and_offset().0, vec![3, 2, 1, 6, 5, 4, 9, 8, 7]);
+    assert_eq!(
+        flipped.into_raw_vec_and_offset().0,
+        vec![3, 2, 1, 6, 5, 4, 9, 8, 7]
+    );
 }
 
 #[test]
@@ -58,9 +67,13 @@ fn augment_is_deterministic_and_keeps_shape() {
     // Each output image equals the reference applied with the drawn parameters.
     let params = draw_params(16, 4, &mut ChaCha8Rng::seed_from_u64(123));
     for (i, p) in params.iter().enumerate() {
-        let src = batch.index_axis(ndarray::Axis(0), i).mapv(|v| (v * 255.0).round() as i32);
+        let src = batch
+            .index_axis(ndarray::Axis(0), i)
+            .mapv(|v| (v * 255.0).round() as i32);
         let want = naive(&src, 4, p.offset_y, p.offset_x, p.flip);
-        let got = a.index_axis(ndarray::Axis(0), i).mapv(|v| (v * 255.0).round() as i32);
+        let got = a
+            .index_axis(ndarray::Axis(0), i)
+            .mapv(|v| (v * 255.0).round() as i32);
         assert_eq!(got, want, "image {i}");
     }
 }
@@ -88,10 +101,24 @@ fn parameters_cover_the_range_evenly() {
 #[test]
 fn u8_batches_work_too() {
     let batch = Array4::<u8>::from_elem((2, 1, 4, 4), 9);
-    let out = apply(&batch, 2, &[AugmentParams { offset_y: 0, offset_x: 0, flip: false }, AugmentParams::identity(2)]);
+    let out = apply(
+        &batch,
+        2,
+        &[
+            AugmentParams {
+                offset_y: 0,
+                offset_x: 0,
+                flip: false,
+            },
+            AugmentParams::identity(2),
+        ],
+    );
     assert_eq!(out[[0, 0, 0, 0]], 0, "zero padding");
     assert_eq!(out[[0, 0, 2, 2]], 9);
-    assert_eq!(out.index_axis(ndarray::Axis(0), 1), batch.index_axis(ndarray::Axis(0), 1));
+    assert_eq!(
+        out.index_axis(ndarray::Axis(0), 1),
+        batch.index_axis(ndarray::Axis(0), 1)
+    );
 }
 
 proptest! {

@@ -64,8 +64,16 @@ fn hand_made_records_decode_to_known_pixels() {
     assert_eq!(d.images[[0, 1, 0, 31]], 31);
     assert_eq!(d.images[[0, 2, 0, 0]], 200);
     assert_eq!(d.images[[0, 2, 31, 30]], 200);
-    assert_eq!(d.images[[0, 2, 31, 31]], 1, "last byte of the record is B(31, 31)");
-    assert!(d.images.slice(ndarray::s![1, .., .., ..]).iter().all(|&p| p == 255));
+    assert_eq!(
+        d.images[[0, 2, 31, 31]],
+        1,
+        "last byte of the record is B(31, 31)"
+    );
+    assert!(d
+        .images
+        .slice(ndarray::s![1, .., .., ..])
+        .iter()
+        .all(|&p| p == 255));
     // Unit scale: 255 -> 1.0, 5 -> 5/255.
     let u = d.to_unit(0..2).unwrap();
     assert_eq!(u[[1, 2, 10, 10]], 1.0);
@@ -82,7 +90,10 @@ fn writer_loader_round_trip() {
     let d = random_cifar(37, 1, "synthetic");
     let path = dir.path().join("x.bin");
     write_cifar_file(&path, &d).unwrap();
-    assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, 37 * RECORD);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len() as usize,
+        37 * RECORD
+    );
     let back = read_cifar_file(&path).unwrap();
     assert_eq!(back.images, d.images);
     assert_eq!(back.labels, d.labels);
@@ -98,7 +109,10 @@ fn truncated_file_names_file_and_record() {
     let msg = input_message(read_cifar_file(&path).unwrap_err());
     assert!(msg.contains(path.to_str().unwrap()), "{msg}");
     assert!(msg.contains("truncated"), "{msg}");
-    assert!(msg.contains("record 2 (0-based) has only 100 of 3073 bytes"), "{msg}");
+    assert!(
+        msg.contains("record 2 (0-based) has only 100 of 3073 bytes"),
+        "{msg}"
+    );
 
     std::fs::write(&path, []).unwrap();
     let msg = input_message(read_cifar_file(&path).unwrap_err());
@@ -114,7 +128,10 @@ fn label_out_of_range_names_the_record() {
     std::fs::write(&path, &b).unwrap();
     let msg = input_message(read_cifar_file(&path).unwrap_err());
     assert!(msg.contains(path.to_str().unwrap()), "{msg}");
-    assert!(msg.contains("record 1 (byte offset 3073): label 10"), "{msg}");
+    assert!(
+        msg.contains("record 1 (byte offset 3073): label 10"),
+        "{msg}"
+    );
 }
 
 fn write_dir(dir: &Path, train: bool) -> (Vec<Dataset>, Dataset) {
@@ -206,4 +223,12 @@ fn writer_refuses_non_cifar_shapes() {
     let msg = input_message(write_cifar_file(tmp.path().join("x.bin"), &d).unwrap_err());
     assert!(msg.contains("3x32x32"), "{msg}");
     assert!(!tmp.path().join("x.bin").exists());
+}
+
+#[test]
+fn writer_refuses_an_empty_dataset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = Dataset::new(Array4::zeros((0, 3, 32, 32)), vec![], 10, "empty").unwrap();
+    let msg = input_message(write_cifar_file(tmp.path().join("x.bin"), &d).unwrap_err());
+    assert!(msg.contains("no images"), "{msg}");
 }

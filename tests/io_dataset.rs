@@ -25,12 +25,17 @@ fn ramp(n: usize) -> Dataset {
 #[test]
 fn to_unit_divides_by_255() {
     let mut a = Array4::<u8>::zeros((1, 1, 1, 4));
-    a.as_slice_mut().unwrap().copy_from_slice(&[0, 51, 255, 128]);
+    a.as_slice_mut()
+        .unwrap()
+        .copy_from_slice(&[0, 51, 255, 128]);
     let d = Dataset::new(a, vec![0], 10, "t").unwrap();
     let u = d.to_unit(0..1).unwrap();
     assert_eq!(u.as_slice().unwrap(), &[0.0, 0.2, 1.0, 128.0 / 255.0]);
     let msg = input_message(d.to_unit(0..2).unwrap_err());
-    assert!(msg.contains("image range 0..2 is outside the 1 images"), "{msg}");
+    assert!(
+        msg.contains("image range 0..2 is outside the 1 images"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -52,9 +57,16 @@ fn sample_is_seeded_distinct_and_sorted() {
     assert_ne!(a, d.sample_indices(50, 8).unwrap());
     assert!(a.windows(2).all(|w| w[0] < w[1]), "ascending and distinct");
     let s = d.sample(50, 7).unwrap();
-    let firsts: Vec<usize> = s.images.outer_iter().map(|im| im[[0, 0, 0]] as usize).collect();
+    let firsts: Vec<usize> = s
+        .images
+        .outer_iter()
+        .map(|im| im[[0, 0, 0]] as usize)
+        .collect();
     assert_eq!(firsts, a);
-    assert_eq!(d.sample_indices(200, 1).unwrap(), (0..200).collect::<Vec<_>>());
+    assert_eq!(
+        d.sample_indices(200, 1).unwrap(),
+        (0..200).collect::<Vec<_>>()
+    );
     assert!(d.sample(201, 1).is_err());
 }
 
@@ -77,9 +89,11 @@ fn sample_is_roughly_uniform() {
 #[test]
 fn class_counts_and_validation() {
     assert_eq!(ramp(10).class_counts(), vec![4, 3, 3]);
-    let msg = input_message(Dataset::new(Array4::zeros((2, 1, 2, 2)), vec![0], 10, "src").unwrap_err());
+    let msg =
+        input_message(Dataset::new(Array4::zeros((2, 1, 2, 2)), vec![0], 10, "src").unwrap_err());
     assert!(msg.contains("src: 2 images but 1 labels"), "{msg}");
-    let msg = input_message(Dataset::new(Array4::zeros((2, 1, 2, 2)), vec![0, 3], 3, "src").unwrap_err());
+    let msg =
+        input_message(Dataset::new(Array4::zeros((2, 1, 2, 2)), vec![0, 3], 3, "src").unwrap_err());
     assert!(msg.contains("image 1: label 3 is outside 0..2"), "{msg}");
 }
 
@@ -98,7 +112,10 @@ fn normalize_known_values() {
     }
     let msg = input_message(normalize(&x, &Normalization::identity(1)).unwrap_err());
     assert!(msg.contains("the images have 3 channels"), "{msg}");
-    let bad = Normalization { mean: vec![0.0; 3], std: vec![1.0, 0.0, 1.0] };
+    let bad = Normalization {
+        mean: vec![0.0; 3],
+        std: vec![1.0, 0.0, 1.0],
+    };
     assert!(normalize(&x, &bad).is_err());
 }
 
@@ -114,4 +131,24 @@ proptest! {
             prop_assert!((back * 255.0 - px[i] as f32).abs() < 1e-3);
         }
     }
+}
+
+#[test]
+fn shuffles_are_seeded_permutations() {
+    let d = ramp(100);
+    let a = d.shuffled_indices(3);
+    assert_eq!(a, d.shuffled_indices(3));
+    assert_ne!(a, d.shuffled_indices(4));
+    let mut sorted = a.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn batch_ranges_cover_everything_once() {
+    let d = ramp(10);
+    assert_eq!(d.batch_ranges(4).unwrap(), vec![0..4, 4..8, 8..10]);
+    assert_eq!(d.batch_ranges(10).unwrap(), vec![0..10]);
+    assert_eq!(d.batch_ranges(64).unwrap(), vec![0..10]);
+    assert!(d.batch_ranges(0).is_err());
 }

@@ -47,7 +47,11 @@ fn hand_made_files_decode_plain_and_gzipped() {
         assert_eq!(d.images.shape(), &[2, 1, 2, 3]);
         assert_eq!(d.labels, vec![3, 9]);
         assert_eq!(d.images[[0, 0, 0, 0]], 1);
-        assert_eq!(d.images[[0, 0, 1, 2]], 6, "row-major: row 1, col 2 of image 0");
+        assert_eq!(
+            d.images[[0, 0, 1, 2]],
+            6,
+            "row-major: row 1, col 2 of image 0"
+        );
         assert_eq!(d.images[[1, 0, 0, 1]], 8);
         assert_eq!(d.images[[1, 0, 1, 2]], 12);
         // Writing the same data reproduces the hand-made header and body.
@@ -75,18 +79,45 @@ fn writer_reader_round_trip_plain_and_gz() {
 fn malformed_headers_and_bodies() {
     let p = Path::new("fake/train-images-idx3-ubyte");
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("wrong magic", [&[0x01u8, 0x00, 0x08, 0x03][..], &IMAGES[4..]].concat(), "bad magic number 01 00 08 03"),
-        ("float dtype", [&[0u8, 0, 0x0D, 3][..], &IMAGES[4..]].concat(), "element type 0x0d (float (32-bit)) is not supported"),
-        ("int dtype", [&[0u8, 0, 0x0C, 3][..], &IMAGES[4..]].concat(), "0x0c (int (32-bit))"),
+        (
+            "wrong magic",
+            [&[0x01u8, 0x00, 0x08, 0x03][..], &IMAGES[4..]].concat(),
+            "bad magic number 01 00 08 03",
+        ),
+        (
+            "float dtype",
+            [&[0u8, 0, 0x0D, 3][..], &IMAGES[4..]].concat(),
+            "element type 0x0d (float (32-bit)) is not supported",
+        ),
+        (
+            "int dtype",
+            [&[0u8, 0, 0x0C, 3][..], &IMAGES[4..]].concat(),
+            "0x0c (int (32-bit))",
+        ),
         ("three bytes", IMAGES[..3].to_vec(), "truncated: 3 bytes"),
-        ("truncated header", IMAGES[..10].to_vec(), "truncated header: 3 dimensions need 16 bytes"),
-        ("truncated body", IMAGES[..20].to_vec(), "need 12 data bytes, file has 4"),
-        ("trailing bytes", [&IMAGES[..], &[0u8, 0][..]].concat(), "2 extra"),
+        (
+            "truncated header",
+            IMAGES[..10].to_vec(),
+            "truncated header: 3 dimensions need 16 bytes",
+        ),
+        (
+            "truncated body",
+            IMAGES[..20].to_vec(),
+            "need 12 data bytes, file has 4",
+        ),
+        (
+            "trailing bytes",
+            [&IMAGES[..], &[0u8, 0][..]].concat(),
+            "2 extra",
+        ),
         ("zero dims", vec![0, 0, 8, 0], "0 dimensions"),
     ];
     for (what, bytes, needle) in cases {
         let msg = input_message(parse_idx(&bytes, p).unwrap_err());
-        assert!(msg.starts_with("fake/train-images-idx3-ubyte: "), "{what}: {msg}");
+        assert!(
+            msg.starts_with("fake/train-images-idx3-ubyte: "),
+            "{what}: {msg}"
+        );
         assert!(msg.contains(needle), "{what}: {msg}");
     }
 }
@@ -122,12 +153,35 @@ fn pair_mismatches_are_errors() {
 
 fn write_mnist_dir(dir: &Path, train: bool) {
     let img = |n: usize| -> Vec<u8> { (0..n * 28 * 28).map(|i| (i % 251) as u8).collect() };
-    write_idx(dir.join("t10k-images-idx3-ubyte.gz"), &[4, 28, 28], &img(4), true).unwrap();
-    write_idx(dir.join("t10k-labels-idx1-ubyte"), &[4], &[0, 1, 2, 9], false).unwrap();
+    write_idx(
+        dir.join("t10k-images-idx3-ubyte.gz"),
+        &[4, 28, 28],
+        &img(4),
+        true,
+    )
+    .unwrap();
+    write_idx(
+        dir.join("t10k-labels-idx1-ubyte"),
+        &[4],
+        &[0, 1, 2, 9],
+        false,
+    )
+    .unwrap();
     if train {
-        write_idx(dir.join("train-images-idx3-ubyte"), &[6, 28, 28], &img(6), false).unwrap();
-        write_idx(dir.join("train-labels-idx1-ubyte.gz"), &[6], &[5, 5, 5, 0, 1, 2], true)
-            .unwrap();
+        write_idx(
+            dir.join("train-images-idx3-ubyte"),
+            &[6, 28, 28],
+            &img(6),
+            false,
+        )
+        .unwrap();
+        write_idx(
+            dir.join("train-labels-idx1-ubyte.gz"),
+            &[6],
+            &[5, 5, 5, 0, 1, 2],
+            true,
+        )
+        .unwrap();
     }
 }
 
@@ -151,7 +205,10 @@ fn mnist_directory_with_mixed_compression() {
 
     std::fs::remove_file(dir.path().join("train-labels-idx1-ubyte.gz")).unwrap();
     let msg = input_message(load_mnist_dir(dir.path()).unwrap_err());
-    assert!(msg.contains("missing train-labels-idx1-ubyte (or train-labels-idx1-ubyte.gz)"), "{msg}");
+    assert!(
+        msg.contains("missing train-labels-idx1-ubyte (or train-labels-idx1-ubyte.gz)"),
+        "{msg}"
+    );
     std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte")).unwrap();
     let msg = input_message(load_mnist_dir(dir.path()).unwrap_err());
     assert!(msg.contains("missing t10k-labels-idx1-ubyte"), "{msg}");
@@ -183,4 +240,13 @@ fn real_fashion_mnist() {
     // Real photographs use the whole grey range.
     assert_eq!(*train.images.iter().max().unwrap(), 255);
     assert_eq!(*train.images.iter().min().unwrap(), 0);
+}
+
+#[test]
+fn concatenated_gzip_members_are_read_whole() {
+    // `cat a.gz b.gz` is a valid gzip file whose content is a followed by b (RFC 1952, 2.2).
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("two_members.gz");
+    std::fs::write(&p, [gz(&IMAGES[..11]), gz(&IMAGES[11..])].concat()).unwrap();
+    assert_eq!(read_idx(&p).unwrap().data, IMAGES[16..].to_vec());
 }

@@ -37,9 +37,15 @@ fn fresh_file_one_line_per_record() {
     let text = std::fs::read_to_string(&path).unwrap();
     assert_eq!(text.lines().count(), 3);
     assert!(text.ends_with('\n'));
-    assert_eq!(serde_json::from_str::<Value>(text.lines().nth(1).unwrap()).unwrap(), rec(1));
+    assert_eq!(
+        serde_json::from_str::<Value>(text.lines().nth(1).unwrap()).unwrap(),
+        rec(1)
+    );
     let c = read_jsonl(&path, false).unwrap();
-    assert_eq!(c.records.iter().map(|(l, _)| *l).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        c.records.iter().map(|(l, _)| *l).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
 }
 
 #[test]
@@ -54,7 +60,11 @@ fn refuses_to_overwrite_without_resume() {
     let msg = input_message(JsonlWriter::open(&path, false, key).unwrap_err());
     assert!(msg.contains("r.jsonl"), "{msg}");
     assert!(msg.contains("--resume"), "{msg}");
-    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1, "untouched");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap().lines().count(),
+        1,
+        "untouched"
+    );
 }
 
 #[test]
@@ -67,7 +77,12 @@ fn resume_cuts_a_torn_last_line() {
     }
     drop(w);
     let torn = br#"{"id": 3, "attack": "pg"#;
-    std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(torn).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(torn)
+        .unwrap();
 
     let (mut w, st) = JsonlWriter::open(&path, true, key).unwrap();
     assert_eq!(st.completed, BTreeSet::from([0, 1, 2]));
@@ -76,7 +91,10 @@ fn resume_cuts_a_torn_last_line() {
     w.append(&rec(3)).unwrap();
     drop(w);
     let c = read_jsonl(&path, false).unwrap();
-    assert_eq!(c.records.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(), (0..4).map(rec).collect::<Vec<_>>());
+    assert_eq!(
+        c.records.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(),
+        (0..4).map(rec).collect::<Vec<_>>()
+    );
     assert_eq!(c.torn_bytes, 0);
 }
 
@@ -97,17 +115,29 @@ fn complete_last_record_without_newline_is_kept() {
 fn corrupt_middle_line_is_an_error_or_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("r.jsonl");
-    let body = format!("{}\n{{\"id\": 1, oops\n{}\n{}\n", rec(0), rec(2), json!({"no_id": true}));
+    let body = format!(
+        "{}\n{{\"id\": 1, oops\n{}\n{}\n",
+        rec(0),
+        rec(2),
+        json!({"no_id": true})
+    );
     std::fs::write(&path, &body).unwrap();
 
     let msg = input_message(JsonlWriter::open(&path, true, key).unwrap_err());
     assert!(msg.contains(&format!("{}:2", path.display())), "{msg}");
     assert!(msg.contains("not valid JSON"), "{msg}");
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), body, "nothing changed on error");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        body,
+        "nothing changed on error"
+    );
     let msg = input_message(read_jsonl(&path, false).unwrap_err());
     assert!(msg.contains(":2"), "{msg}");
 
-    let opts = JsonlOptions { resume: true, skip_corrupt: true };
+    let opts = JsonlOptions {
+        resume: true,
+        skip_corrupt: true,
+    };
     let (mut w, st) = JsonlWriter::open_with(&path, opts, key).unwrap();
     assert_eq!(st.completed, BTreeSet::from([0, 2]));
     assert_eq!(st.skipped_lines, vec![2, 4], "line 4 has no key");

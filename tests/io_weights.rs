@@ -16,7 +16,10 @@ fn arr(shape: &[usize], f: impl Fn(usize) -> f32) -> ArrayD<f32> {
 
 fn sample_store() -> WeightStore {
     let mut s = WeightStore::new();
-    s.insert("conv1.weight", arr(&[16, 3, 3, 3], |i| i as f32 * 0.01 - 2.0));
+    s.insert(
+        "conv1.weight",
+        arr(&[16, 3, 3, 3], |i| i as f32 * 0.01 - 2.0),
+    );
     s.insert("bn1.running_var", arr(&[16], |i| 1.0 + i as f32));
     s.insert("linear.bias", arr(&[10], |i| -(i as f32)));
     // Values whose bits must survive exactly: -0, infinities, the smallest subnormal.
@@ -55,8 +58,14 @@ fn round_trip_with_metadata_is_bit_exact() {
         bases_w: u32,
         bases_a: u32,
     }
-    s.set_meta_json("options", &Opts { bases_w: 3, bases_a: 3 })
-        .unwrap();
+    s.set_meta_json(
+        "options",
+        &Opts {
+            bases_w: 3,
+            bases_a: 3,
+        },
+    )
+    .unwrap();
     s.save(&path).unwrap();
     let back = WeightStore::load(&path).unwrap();
     assert_eq!(back.metadata, s.metadata);
@@ -68,7 +77,10 @@ fn round_trip_with_metadata_is_bit_exact() {
     }
     assert_eq!(
         back.meta_json::<Opts>("options").unwrap(),
-        Some(Opts { bases_w: 3, bases_a: 3 })
+        Some(Opts {
+            bases_w: 3,
+            bases_a: 3
+        })
     );
     assert_eq!(back.meta_json::<Opts>("absent").unwrap(), None);
     assert_eq!(back.source.as_deref(), Some(path.as_path()));
@@ -94,7 +106,13 @@ fn written_file_reads_with_the_reference_crate() {
     names.sort();
     assert_eq!(
         names,
-        vec!["bn1.running_var", "conv1.weight", "linear.bias", "scalar", "special"]
+        vec![
+            "bn1.running_var",
+            "conv1.weight",
+            "linear.bias",
+            "scalar",
+            "special"
+        ]
     );
     let t = st.tensor("conv1.weight").unwrap();
     assert_eq!(t.dtype(), Dtype::F32);
@@ -128,7 +146,7 @@ fn other_float_dtypes_are_converted() {
     let path = dir.path().join("mixed.safetensors");
     // Hand-picked half-precision encodings (IEEE 754 binary16): 0x3C00 = 1.0, 0xC000 = -2.0,
     // 0x7BFF = 65504 (largest finite), 0x0001 = 2^-24 (smallest subnormal), 0x3555 =
-    // 0.333251953125. bfloat16 is the top half of an f32: 0x3F80 = 1.0, 0xC040 = -3.0.
+    // 0.333251953125 = 1365/4096. bfloat16 is the top half of an f32: 0x3F80 = 1.0, 0xC040 = -3.0.
     let f16: Vec<u8> = [0x3C00u16, 0xC000, 0x7BFF, 0x0001, 0x3555]
         .iter()
         .flat_map(|h| h.to_le_bytes())
@@ -152,7 +170,7 @@ fn other_float_dtypes_are_converted() {
     let s = WeightStore::load(&path).unwrap();
     assert_eq!(
         s.tensors["h"].iter().copied().collect::<Vec<_>>(),
-        vec![1.0, -2.0, 65504.0, 2f32.powi(-24), 0.333251953125]
+        vec![1.0, -2.0, 65504.0, 2f32.powi(-24), 1365.0 / 4096.0]
     );
     assert_eq!(
         s.tensors["b"].iter().copied().collect::<Vec<_>>(),
@@ -192,7 +210,12 @@ fn integer_tensors_rejected_except_bn_counters() {
         &path,
         vec![
             ("w", Dtype::F32, vec![1], one.clone()),
-            ("bn1.num_batches_tracked", Dtype::I64, vec![], 7i64.to_le_bytes().to_vec()),
+            (
+                "bn1.num_batches_tracked",
+                Dtype::I64,
+                vec![],
+                7i64.to_le_bytes().to_vec(),
+            ),
         ],
     );
     let s = WeightStore::load(&path).unwrap();
@@ -220,12 +243,28 @@ fn truncated_and_corrupted_files_name_the_file() {
     let path = dir.path().join("bad.safetensors");
     let header_len = u64::from_le_bytes(good[..8].try_into().unwrap()) as usize;
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("one byte short", good[..good.len() - 1].to_vec(), "truncated"),
-        ("inside the data", good[..8 + header_len + 10].to_vec(), "truncated"),
-        ("inside the header", good[..8 + header_len / 2].to_vec(), "truncated"),
+        (
+            "one byte short",
+            good[..good.len() - 1].to_vec(),
+            "truncated",
+        ),
+        (
+            "inside the data",
+            good[..8 + header_len + 10].to_vec(),
+            "truncated",
+        ),
+        (
+            "inside the header",
+            good[..8 + header_len / 2].to_vec(),
+            "truncated",
+        ),
         ("four bytes", good[..4].to_vec(), "not a safetensors file"),
         ("empty", Vec::new(), "not a safetensors file"),
-        ("one byte extra", [good.clone(), vec![0]].concat(), "corrupted"),
+        (
+            "one byte extra",
+            [good.clone(), vec![0]].concat(),
+            "corrupted",
+        ),
         (
             "broken json",
             {
@@ -300,7 +339,10 @@ fn get_checks_name_and_shape() {
     assert!(msg.contains("expected shape [100], found [10]"), "{msg}");
     assert!(msg.contains("w.safetensors"), "{msg}");
     let msg = input_message(s.get("fc.weight", &[10, 64]).unwrap_err());
-    assert!(msg.contains("missing tensor \"fc.weight\" (expected shape [10, 64])"), "{msg}");
+    assert!(
+        msg.contains("missing tensor \"fc.weight\" (expected shape [10, 64])"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -91,11 +91,7 @@ pub fn apply<T: Clone + Default>(
         "one AugmentParams per image"
     );
     let mut out = batch.clone();
-    for ((src, mut dst), p) in batch
-        .outer_iter()
-        .zip(out.outer_iter_mut())
-        .zip(params)
-    {
+    for ((src, mut dst), p) in batch.outer_iter().zip(out.outer_iter_mut()).zip(params) {
         let cropped = pad_crop(src, pad, p.offset_y, p.offset_x);
         if p.flip {
             dst.assign(&hflip(cropped.view()));

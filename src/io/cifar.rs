@@ -29,7 +29,7 @@ pub fn parse_cifar(bytes: &[u8], path: &Path) -> Result<Dataset> {
     if bytes.is_empty() {
         return Err(Error::input(ctx(), "empty file: no CIFAR-10 records"));
     }
-    if bytes.len() % RECORD != 0 {
+    if !bytes.len().is_multiple_of(RECORD) {
         let full = bytes.len() / RECORD;
         return Err(Error::input(
             ctx(),
@@ -83,7 +83,10 @@ fn concat(parts: Vec<Dataset>, source: String) -> Result<Dataset> {
     let views: Vec<_> = parts.iter().map(|d| d.images.view()).collect();
     let images = ndarray::concatenate(Axis(0), &views)
         .map_err(|e| Error::input(&source, format!("cannot join batches: {e}")))?;
-    let labels = parts.iter().flat_map(|d| d.labels.iter().copied()).collect();
+    let labels = parts
+        .iter()
+        .flat_map(|d| d.labels.iter().copied())
+        .collect();
     Dataset::new(images, labels, CLASSES, source)
 }
 
@@ -134,6 +137,12 @@ pub fn write_cifar_file(path: impl AsRef<Path>, data: &Dataset) -> Result<()> {
                 "CIFAR-10 images are 3x32x32, these are {:?}",
                 data.image_shape()
             ),
+        ));
+    }
+    if data.is_empty() {
+        return Err(Error::input(
+            path.display().to_string(),
+            "no images to write (an empty CIFAR-10 file could not be loaded back)",
         ));
     }
     if let Some((i, l)) = data

@@ -8,6 +8,7 @@
 use crate::model::Normalization;
 use crate::{Error, Result};
 use ndarray::{Array4, Axis};
+use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::ops::Range;
@@ -147,6 +148,26 @@ impl Dataset {
         let mut d = self.subset(&idx)?;
         d.source = format!("{} (sample of {n}, seed {seed})", self.source);
         Ok(d)
+    }
+
+    /// All indices in a ChaCha8(`seed`) Fisher-Yates order (derive one seed per epoch so a resumed
+    /// run sees the same order).
+    pub fn shuffled_indices(&self, seed: u64) -> Vec<usize> {
+        let mut idx: Vec<usize> = (0..self.len()).collect();
+        idx.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        idx
+    }
+
+    /// Consecutive ranges of at most `batch` images covering the dataset (the last may be
+    /// shorter); `batch == 0` is an error.
+    pub fn batch_ranges(&self, batch: usize) -> Result<Vec<Range<usize>>> {
+        if batch == 0 {
+            return Err(Error::input("batch size", "must be at least 1"));
+        }
+        Ok((0..self.len())
+            .step_by(batch)
+            .map(|s| s..(s + batch).min(self.len()))
+            .collect())
     }
 
     /// Number of images of each class.

@@ -52,7 +52,8 @@ fn describe(e: SafeTensorError) -> String {
         SafeTensorError::InvalidHeader
         | SafeTensorError::InvalidHeaderStart
         | SafeTensorError::InvalidHeaderDeserialization => {
-            "corrupted safetensors header (not valid UTF-8 JSON with dtype/shape/data_offsets)".into()
+            "corrupted safetensors header (not valid UTF-8 JSON with dtype/shape/data_offsets)"
+                .into()
         }
         SafeTensorError::MetadataIncompleteBuffer => {
             "truncated or corrupted: the header's tensor offsets do not cover exactly the data \
@@ -113,7 +114,10 @@ fn decode(dtype: Dtype, data: &[u8]) -> Option<Vec<f32>> {
 fn fmt_shape(s: &[usize]) -> String {
     format!(
         "[{}]",
-        s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+        s.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 
@@ -204,7 +208,7 @@ impl WeightStore {
             .expect("a map of strings and numbers always serialises")
             .into_bytes();
         // Padding keeps the tensor data 8-byte aligned for readers that map the file.
-        while head.len() % 8 != 0 {
+        while !head.len().is_multiple_of(8) {
             head.push(b' ');
         }
         let mut out = Vec::with_capacity(8 + head.len() + offset);
@@ -319,10 +323,7 @@ impl WeightStore {
         }
         Err(Error::input(
             path.as_ref().display().to_string(),
-            format!(
-                "weights do not match the network ({})",
-                parts.join("; ")
-            ),
+            format!("weights do not match the network ({})", parts.join("; ")),
         ))
     }
 
