@@ -202,3 +202,17 @@ proptest! {
         prop_assert_eq!(got_sorted, (0..n).map(rec).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn second_writer_on_the_same_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.jsonl");
+    let (mut w, _) = JsonlWriter::open(&path, false, key).unwrap();
+    w.append(&rec(0)).unwrap();
+    let msg = input_message(JsonlWriter::open(&path, true, key).unwrap_err());
+    assert!(msg.contains("already appending"), "{msg}");
+    drop(w);
+    // Released when the first writer is dropped.
+    let (_, st) = JsonlWriter::open(&path, true, key).unwrap();
+    assert_eq!(st.completed, BTreeSet::from([0]));
+}

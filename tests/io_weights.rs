@@ -418,3 +418,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn check_finite_names_bad_tensors() {
+    let mut s = WeightStore::new();
+    s.insert("ok", arr(&[3], |i| i as f32));
+    s.insert(
+        "a.weight",
+        arr(&[4], |i| if i >= 2 { f32::NAN } else { 1.0 }),
+    );
+    s.insert(
+        "b.bias",
+        arr(&[2], |i| if i == 0 { f32::INFINITY } else { 0.0 }),
+    );
+    let msg = input_message(s.check_finite().unwrap_err());
+    assert!(
+        msg.contains("a.weight (2 value(s), first at flat index 2: NaN)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("b.bias (1 value(s), first at flat index 0: inf)"),
+        "{msg}"
+    );
+    assert!(!msg.contains("ok ("), "{msg}");
+    s.tensors.retain(|n, _| n == "ok");
+    s.check_finite().unwrap();
+}

@@ -10,6 +10,10 @@
 //!   line is an error naming the file and 1-based line number, or, with `skip_corrupt`, a warning
 //!   on stderr and the line is left in place but ignored.
 //!
+//! Only one [`JsonlWriter`] may hold a file at a time: it takes an exclusive advisory lock
+//! (`flock`) for its lifetime, so a second run pointed at the same file fails instead of
+//! interleaving lines.
+//!
 //! Durability: records survive a killed process; [`JsonlWriter::sync`] also makes them survive a
 //! power loss (it is not called per record because fsync per line costs milliseconds).
 
@@ -178,6 +182,23 @@ impl JsonlWriter {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
         }
+        // Lock before reading so a second writer cannot interleave lines or truncate ours. The
+        // file is opened without truncation; the refusal below happens before anything is written.
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::input(
+                    path.display().to_string(),
+                    "another process (or writer) is already appending to this results file",
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(path, e)),
+        }
         let existing = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -204,11 +225,6 @@ impl JsonlWriter {
                 }
             }
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
         if state.torn_bytes > 0 {
             eprintln!(
                 "warning: {}: cutting off an unfinished last line ({} bytes; the previous run was \

@@ -327,6 +327,31 @@ impl WeightStore {
         ))
     }
 
+    /// Fail, naming every affected tensor and its first bad element, if any value is NaN or
+    /// infinite (a diverged training run saves such weights; they would turn every prediction into
+    /// an arbitrary class rather than an error). Loading does not call this: callers decide.
+    pub fn check_finite(&self) -> Result<()> {
+        let bad: Vec<String> = self
+            .tensors
+            .iter()
+            .filter_map(|(name, t)| {
+                let count = t.iter().filter(|v| !v.is_finite()).count();
+                let first = t.iter().position(|v| !v.is_finite())?;
+                Some(format!(
+                    "{name} ({count} value(s), first at flat index {first}: {})",
+                    t.iter().nth(first).expect("position found")
+                ))
+            })
+            .collect();
+        if bad.is_empty() {
+            return Ok(());
+        }
+        Err(Error::input(
+            self.origin(),
+            format!("non-finite weights in {}", bad.join(", ")),
+        ))
+    }
+
     /// Store `value` as a JSON string under metadata `key` (e.g. the variant's options).
     pub fn set_meta_json<T: serde::Serialize>(&mut self, key: &str, value: &T) -> Result<()> {
         let s = serde_json::to_string(value)
