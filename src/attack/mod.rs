@@ -9,6 +9,8 @@
 pub mod classifier;
 pub mod result;
 pub mod threat;
+pub mod local_search;
+pub mod genattack;
 
 pub use crate::model::Normalization;
 pub use classifier::{Model, Oracle, WhiteBox};
