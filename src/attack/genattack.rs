@@ -9,6 +9,7 @@
 //!    - targeted at `t`: `ln p_t - ln sum_{j != t} p_j` (the paper's fitness),
 //!    - untargeted, true label `y`: `ln sum_{j != y} p_j - ln p_y` (the same log-odds, turned
 //!      around; the paper's untargeted variant).
+//!
 //!    The fittest individual is the *elite*; the attack stops once the elite is adversarial
 //!    (targeted: top-1 is `t`; untargeted: top-1 is not `y`).
 //! 3. Next generation: the elite survives unchanged (elitism); each of the other `N - 1` children
@@ -113,7 +114,10 @@ impl GenAttackConfig {
         if self.population < 2 {
             return Err(Error::input(
                 field("population"),
-                format!("needs at least 2 individuals (elite + child), got {}", self.population),
+                format!(
+                    "needs at least 2 individuals (elite + child), got {}",
+                    self.population
+                ),
             ));
         }
         if self.generations == 0 {
@@ -121,7 +125,10 @@ impl GenAttackConfig {
         }
         check_eps(self.eps, &field("eps"))?;
         if !self.tau.is_finite() || self.tau <= 0.0 {
-            return Err(Error::input(field("tau"), format!("must be positive, got {}", self.tau)));
+            return Err(Error::input(
+                field("tau"),
+                format!("must be positive, got {}", self.tau),
+            ));
         }
         if !(0.0..=1.0).contains(&self.rho_min) {
             return Err(Error::input(
@@ -382,7 +389,11 @@ pub fn accuracy_at_generations(
         .iter()
         .map(|&g| {
             let preds: Vec<usize> = results.iter().map(|r| pred_at_generation(r, g)).collect();
-            let oa = results.iter().zip(&preds).filter(|(r, &p)| p == r.label).count();
+            let oa = results
+                .iter()
+                .zip(&preds)
+                .filter(|(r, &p)| p == r.label)
+                .count();
             let ta = results
                 .iter()
                 .zip(&preds)
@@ -408,7 +419,12 @@ fn uniform(rng: &mut ChaCha8Rng, half_width: f32) -> f32 {
 fn evaluate(oracle: &Oracle, pop: &[Array3<f32>]) -> Vec<Vec<f32>> {
     let views: Vec<_> = pop.iter().map(|p| p.view()).collect();
     let batch: Array4<f32> = ndarray::stack(Axis(0), &views).expect("population shapes agree");
-    oracle.probs(&batch).rows().into_iter().map(|r| r.to_vec()).collect()
+    oracle
+        .probs(&batch)
+        .rows()
+        .into_iter()
+        .map(|r| r.to_vec())
+        .collect()
 }
 
 /// `softmax(fitness / tau)`, computed stably in f64.
@@ -474,7 +490,9 @@ mod tests {
         // exp(0) : exp(ln 0.1) = 1 : 0.1.
         assert!((s[0] - 1.0 / 1.1).abs() < 1e-12);
         let mut rng = image_rng(3, 0);
-        let hits = (0..20000).filter(|_| sample_index(&mut rng, &s) == 1).count();
+        let hits = (0..20000)
+            .filter(|_| sample_index(&mut rng, &s) == 1)
+            .count();
         // Binomial(20000, 1/11): mean 1818, sd 41.
         assert!((hits as f64 - 20000.0 / 11.0).abs() < 200.0, "{hits}");
     }
@@ -496,15 +514,52 @@ mod tests {
             queries: None,
             loss: None,
             trace: vec![
-                TracePoint { iteration: 0, pred: 0, loss: None },
-                TracePoint { iteration: 1, pred: 0, loss: None },
-                TracePoint { iteration: 2, pred: 1, loss: None },
-                TracePoint { iteration: 3, pred: 2, loss: None },
+                TracePoint {
+                    iteration: 0,
+                    pred: 0,
+                    loss: None,
+                },
+                TracePoint {
+                    iteration: 1,
+                    pred: 0,
+                    loss: None,
+                },
+                TracePoint {
+                    iteration: 2,
+                    pred: 1,
+                    loss: None,
+                },
+                TracePoint {
+                    iteration: 3,
+                    pred: 2,
+                    loss: None,
+                },
             ],
         };
         let rows = accuracy_at_generations(&[r], &[1, 2, 100]);
-        assert_eq!(rows[0], GenerationAccuracy { generation: 1, oa: 1.0, ta: Some(0.0) });
-        assert_eq!(rows[1], GenerationAccuracy { generation: 2, oa: 0.0, ta: Some(0.0) });
-        assert_eq!(rows[2], GenerationAccuracy { generation: 100, oa: 0.0, ta: Some(1.0) });
+        assert_eq!(
+            rows[0],
+            GenerationAccuracy {
+                generation: 1,
+                oa: 1.0,
+                ta: Some(0.0)
+            }
+        );
+        assert_eq!(
+            rows[1],
+            GenerationAccuracy {
+                generation: 2,
+                oa: 0.0,
+                ta: Some(0.0)
+            }
+        );
+        assert_eq!(
+            rows[2],
+            GenerationAccuracy {
+                generation: 100,
+                oa: 0.0,
+                ta: Some(1.0)
+            }
+        );
     }
 }

@@ -106,15 +106,25 @@ impl LocalSearchConfig {
     pub fn validate(&self) -> Result<()> {
         let field = |f: &str| format!("local_search.{f}");
         if !self.p.is_finite() || self.p <= 0.0 {
-            return Err(Error::input(field("p"), format!("must be a positive number, got {}", self.p)));
+            return Err(Error::input(
+                field("p"),
+                format!("must be a positive number, got {}", self.p),
+            ));
         }
         if !self.r.is_finite() || self.r < 0.0 {
-            return Err(Error::input(field("r"), format!("must be a non-negative number, got {}", self.r)));
+            return Err(Error::input(
+                field("r"),
+                format!("must be a non-negative number, got {}", self.r),
+            ));
         }
         if self.t == 0 {
-            return Err(Error::input(field("t"), "must be at least 1 pixel per round"));
+            return Err(Error::input(
+                field("t"),
+                "must be at least 1 pixel per round",
+            ));
         }
-        if !self.init_fraction.is_finite() || self.init_fraction <= 0.0 || self.init_fraction > 1.0 {
+        if !self.init_fraction.is_finite() || self.init_fraction <= 0.0 || self.init_fraction > 1.0
+        {
             return Err(Error::input(
                 field("init_fraction"),
                 format!("must be in (0, 1], got {}", self.init_fraction),
@@ -452,7 +462,10 @@ pub(crate) fn check_image(oracle: &Oracle, image: ArrayView3<f32>, context: &str
     if image.shape() != shape {
         return Err(Error::input(
             context,
-            format!("shape {:?} does not match the model input {shape:?}", image.shape()),
+            format!(
+                "shape {:?} does not match the model input {shape:?}",
+                image.shape()
+            ),
         ));
     }
     if let Some(v) = image.iter().find(|v| !(0.0..=1.0).contains(*v)) {

@@ -7,10 +7,10 @@
 //! converted to unit scale per channel with the model's [`Normalization`].
 
 pub mod classifier;
+pub mod genattack;
+pub mod local_search;
 pub mod result;
 pub mod threat;
-pub mod local_search;
-pub mod genattack;
 
 pub use crate::model::Normalization;
 pub use classifier::{Model, Oracle, WhiteBox};
