@@ -20,9 +20,11 @@
 //!    directly), then mutates each element with probability `rho` by adding
 //!    `U(-alpha * eps, alpha * eps)`, and is projected into the ball and the box.
 //! 4. Adaptive schedule (paper, Sec. 3): `rho = max(rho_min, 0.5 * 0.9^k)` and
-//!    `alpha = max(alpha_min, 0.4 * 0.9^k)`, where `k` counts the generations in which the
-//!    elite's fitness did not improve by more than `plateau_tol` (a plateau). Without
-//!    `adaptive`, `rho = rho_min` and `alpha = alpha_min` throughout.
+//!    `alpha = max(alpha_min, 0.4 * 0.9^k)`, where `k` counts plateaus: runs of `plateau_window`
+//!    consecutive generations in which the elite's fitness did not improve by more than
+//!    `plateau_tol` (see [`PlateauCounter`]). The paper leaves the exact plateau test to its code;
+//!    `plateau_window = 1` (default) counts every non-improving generation. Without `adaptive`,
+//!    `rho = rho_min` and `alpha = alpha_min` throughout.
 //!
 //! The elite's fitness is carried over, so generation 1 costs `N` queries and every later one
 //! `N - 1`, plus one query for the clean image.
@@ -77,8 +79,10 @@ pub struct GenAttackConfig {
     pub alpha_min: f32,
     /// Use the paper's adaptive schedule for rho and alpha.
     pub adaptive: bool,
-    /// Elite fitness gains at or below this count as a plateau.
+    /// Elite fitness gains at or below this count as no improvement.
     pub plateau_tol: f32,
+    /// Consecutive non-improving generations that make one plateau.
+    pub plateau_window: usize,
 }
 
 impl Default for GenAttackConfig {
@@ -93,6 +97,7 @@ impl Default for GenAttackConfig {
             alpha_min: 0.15,
             adaptive: true,
             plateau_tol: 1e-5,
+            plateau_window: 1,
         }
     }
 }
@@ -148,7 +153,53 @@ impl GenAttackConfig {
                 format!("must be >= 0, got {}", self.plateau_tol),
             ));
         }
+        if self.plateau_window == 0 {
+            return Err(Error::input(
+                field("plateau_window"),
+                "must be at least 1 generation",
+            ));
+        }
         Ok(())
+    }
+}
+
+/// Counts plateaus of the elite's fitness for the adaptive schedule.
+#[derive(Clone, Debug)]
+pub struct PlateauCounter {
+    tol: f64,
+    window: usize,
+    /// Best elite fitness so far; `None` before the first generation.
+    best: Option<f64>,
+    stall: usize,
+    plateaus: u32,
+}
+
+impl PlateauCounter {
+    pub fn new(tol: f64, window: usize) -> Self {
+        PlateauCounter {
+            tol,
+            window: window.max(1),
+            best: None,
+            stall: 0,
+            plateaus: 0,
+        }
+    }
+
+    /// Feeds one generation's elite fitness; returns the number of plateaus so far. The first
+    /// generation only sets the reference.
+    pub fn update(&mut self, elite_fitness: f64) -> u32 {
+        match self.best {
+            Some(best) if elite_fitness <= best + self.tol => {
+                self.stall += 1;
+                if self.stall == self.window {
+                    self.plateaus += 1;
+                    self.stall = 0;
+                }
+            }
+            _ => self.stall = 0,
+        }
+        self.best = Some(self.best.map_or(elite_fitness, |b| b.max(elite_fitness)));
+        self.plateaus
     }
 }
 
@@ -243,8 +294,7 @@ pub fn genattack(
     let mut probs = evaluate(oracle, &pop);
     let mut fit: Vec<f64> = probs.iter().map(|p| fitness(p, label, target)).collect();
 
-    let mut plateaus = 0u32;
-    let mut best_prev = f64::NEG_INFINITY;
+    let mut plateau = PlateauCounter::new(cfg.plateau_tol as f64, cfg.plateau_window);
     let mut elite = 0;
     for generation in 1..=cfg.generations {
         elite = argmax_f64(&fit);
@@ -257,11 +307,7 @@ pub fn genattack(
         if adversarial_pred(pred) || generation == cfg.generations {
             break;
         }
-        if generation > 1 && fit[elite] <= best_prev + cfg.plateau_tol as f64 {
-            plateaus += 1;
-        }
-        best_prev = best_prev.max(fit[elite]);
-        let (rho, alpha) = schedule(cfg, plateaus);
+        let (rho, alpha) = schedule(cfg, plateau.update(fit[elite]));
 
         let select = selection_probs(&fit, cfg.tau as f64);
         let mut next = Vec::with_capacity(n);
@@ -482,6 +528,26 @@ mod tests {
         // 0.5 * 0.9^k < 0.1 from k = 16 on; 0.4 * 0.9^k < 0.15 from k = 10 on.
         assert_eq!(schedule(&cfg, 40), (0.1, 0.15));
         assert_eq!(schedule(&GenAttackConfig::foolbox3(), 3), (0.1, 0.15));
+    }
+
+    #[test]
+    fn plateaus_count_runs_without_improvement() {
+        let mut every = PlateauCounter::new(1e-5, 1);
+        let counts: Vec<u32> = [1.0, 2.0, 2.0, 2.0, 3.0, 3.0]
+            .iter()
+            .map(|&f| every.update(f))
+            .collect();
+        assert_eq!(counts, vec![0, 0, 1, 2, 2, 3]);
+        // Window 2: a plateau after each two stalled generations; improvement resets the run.
+        let mut pairs = PlateauCounter::new(1e-5, 2);
+        let counts: Vec<u32> = [1.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0]
+            .iter()
+            .map(|&f| pairs.update(f))
+            .collect();
+        assert_eq!(counts, vec![0, 0, 1, 1, 2, 2, 2]);
+        // A gain within the tolerance is no gain.
+        let mut tol = PlateauCounter::new(0.1, 1);
+        assert_eq!([0.0, 0.05].map(|f| tol.update(f)), [0, 1]);
     }
 
     #[test]

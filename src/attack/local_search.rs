@@ -459,6 +459,12 @@ pub(crate) fn check_eps(eps: f32, context: &str) -> Result<()> {
 
 pub(crate) fn check_image(oracle: &Oracle, image: ArrayView3<f32>, context: &str) -> Result<()> {
     let shape = oracle.input_shape();
+    if shape.contains(&0) {
+        return Err(Error::input(
+            context,
+            format!("the model's input shape {shape:?} has an empty dimension"),
+        ));
+    }
     if image.shape() != shape {
         return Err(Error::input(
             context,
