@@ -796,3 +796,32 @@ fn misclassified_image_is_returned_unchanged() {
     assert_eq!(out.margins.len(), 1);
     assert!(out.margins[0] < 0.0);
 }
+
+/// Round one probes the initial set, `min(floor(10% of H*W), 128)` locations (Foolbox 2), so one
+/// round costs exactly 1 (clean) + that many probes + 1 (updated image) queries.
+#[test]
+fn local_search_initial_set_is_ten_percent_capped_at_128() {
+    for (hw, expected_init) in [(32usize, 102u64), (40, 128), (3, 1)] {
+        let shape = [3, hw, hw];
+        let model = random_linear(shape, K, Normalization::identity(3), hw as u64);
+        let x = Array3::<f32>::from_elem((3, hw, hw), 0.4);
+        let pred = breakingbed::attack::classifier::argmax(
+            &model
+                .logits(&x.clone().insert_axis(Axis(0)))
+                .row(0)
+                .to_vec(),
+        );
+        let oracle = Oracle::new(&model);
+        let cfg = LocalSearchConfig {
+            rounds: 1,
+            eps: Some(8.0),
+            ..LocalSearchConfig::default()
+        };
+        let r = local_search(&oracle, x.view(), pred, 0, &cfg, 4)
+            .unwrap()
+            .result;
+        assert_eq!(r.queries, Some(1 + expected_init + 1), "{hw}x{hw}");
+        // At most t = 5 pixels (all channels) change in one round.
+        assert!(r.l0 <= 5 * 3, "l0 {}", r.l0);
+    }
+}

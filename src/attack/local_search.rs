@@ -6,7 +6,7 @@
 //! # Algorithm (one image)
 //! Work in the paper's centred pixel scale `c = x - 1/2 in [LB, UB] = [-1/2, 1/2]` (unit scale
 //! shifted, as Foolbox 2 normalised to the model bounds). Start from a random set of
-//! `min(floor(10% of H*W), 128)` pixel locations. Each round:
+//! `min(floor(10% of H*W), 128)` pixel locations (at least one). Each round:
 //! 1. *Probe*: for every location, set all channels of that pixel to `p * sign(c)` (crate
 //!    convention `sign(0) = +1`; Foolbox used `np.sign`, which gives 0 there) and query the
 //!    probability of the true label.
