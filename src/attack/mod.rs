@@ -7,6 +7,8 @@
 //! converted to unit scale per channel with the model's [`Normalization`].
 
 pub mod classifier;
+pub mod genattack;
+pub mod local_search;
 pub mod result;
 pub mod threat;
 
