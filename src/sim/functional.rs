@@ -109,6 +109,11 @@ pub fn run_binary(spec: &LayerSpec, dev: &Device, inp: &BinaryInputs) -> Result<
     let (m, n) = (inp.weights.len(), inp.acts.len());
     let px = g.pixels();
     let mut dots = vec![0i32; m * n * g.out_c * px];
+    // Real lanes of each word of a tap (the last word may be partly filled).
+    let valid: Vec<u32> = (0..wpt)
+        .map(|j| (g.in_c - j * lanes as usize).min(lanes as usize) as u32)
+        .collect();
+    let k = g.kernel;
     for (mi, w) in inp.weights.iter().enumerate() {
         for (ni, a) in inp.acts.iter().enumerate() {
             let base = (mi * n + ni) * g.out_c * px;
@@ -117,19 +122,15 @@ pub fn run_binary(spec: &LayerSpec, dev: &Device, inp: &BinaryInputs) -> Result<
                     for ox in 0..g.out_w {
                         // The fabric accumulator behind the popcount tree of slice (o, pixel).
                         let mut acc = 0i32;
-                        for kh in 0..g.kernel {
-                            for kw in 0..g.kernel {
+                        for kh in 0..k {
+                            for kw in 0..k {
                                 let Some((y, x)) = g.input_at(oy, ox, kh, kw) else {
                                     continue; // masked padded tap
                                 };
+                                let aw = &a.words[(y * g.in_w + x) * wpt..][..wpt];
+                                let ww = &w.words[((o * k + kh) * k + kw) * wpt..][..wpt];
                                 for j in 0..wpt {
-                                    let valid = (g.in_c - j * lanes as usize).min(lanes as usize);
-                                    acc += xnor_dot(
-                                        a.word(y, x, j),
-                                        w.word(o, kh, kw, j),
-                                        lanes,
-                                        valid as u32,
-                                    );
+                                    acc += xnor_dot(aw[j], ww[j], lanes, valid[j]);
                                 }
                             }
                         }
@@ -212,6 +213,7 @@ pub fn run_fixed(spec: &LayerSpec, dev: &Device, weights: &[i32], acts: &[i32]) 
     let mut slice = PackedMac::new(dev);
     let mut wl = vec![0i32; lanes];
     let mut partial = vec![0i64; lanes];
+    let mut fields = vec![0i64; lanes];
     for group in 0..g.out_c.div_ceil(lanes) {
         for oy in 0..g.out_h {
             for ox in 0..g.out_w {
@@ -236,7 +238,8 @@ pub fn run_fixed(spec: &LayerSpec, dev: &Device, weights: &[i32], acts: &[i32]) 
                             slice.mac(&wl, a);
                             count += 1;
                             if count == max_acc {
-                                for (p, v) in partial.iter_mut().zip(slice.lanes()) {
+                                slice.lanes_into(&mut fields);
+                                for (p, v) in partial.iter_mut().zip(&fields) {
                                     *p += v;
                                 }
                                 slice.reset();
@@ -245,7 +248,8 @@ pub fn run_fixed(spec: &LayerSpec, dev: &Device, weights: &[i32], acts: &[i32]) 
                         }
                     }
                 }
-                for (l, v) in slice.lanes().into_iter().enumerate() {
+                slice.lanes_into(&mut fields);
+                for (l, &v) in fields.iter().enumerate() {
                     let o = group * lanes + l;
                     if o < g.out_c {
                         out[o * px + oy * g.out_w + ox] = partial[l] + v;

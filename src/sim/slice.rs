@@ -120,8 +120,14 @@ impl PackedMac {
 
     /// Reads the lane fields out of P with borrow correction, lowest lane first.
     pub fn lanes(&self) -> Vec<i64> {
+        let mut out = vec![0; self.lanes as usize];
+        self.lanes_into(&mut out);
+        out
+    }
+
+    /// As [`PackedMac::lanes`], into `out` (length = lane count), without allocating.
+    pub fn lanes_into(&self, out: &mut [i64]) {
         let mut v = sext(self.p, self.acc_width);
-        let mut out = Vec::with_capacity(self.lanes as usize);
         for l in 0..self.lanes {
             let bits = if l + 1 == self.lanes {
                 self.acc_width - l * self.spacing
@@ -129,11 +135,10 @@ impl PackedMac {
                 self.spacing
             };
             let field = sext(v as u128, bits);
-            out.push(field as i64);
+            out[l as usize] = field as i64;
             // Subtracting the signed field value removes its borrow from the field above.
             v = (v - field) >> self.spacing.min(127);
         }
-        out
     }
 }
 
@@ -148,22 +153,16 @@ pub fn xnor_word(a: u64, b: u64, lanes: u32) -> u64 {
     !(a ^ b) & m
 }
 
-/// The fabric popcount tree: counts the ones among the first `valid` inputs, modelled as the
-/// 6-input LUT groups (6:3 compressors) a synthesised tree uses, summed by an adder tree.
+/// The fabric popcount tree: counts the ones among the first `valid` inputs. A LUT6 6:3
+/// compressor tree followed by an adder tree computes exactly this count; its depth only matters
+/// for latency (`popcount.latency` in the hardware file), so the value is computed directly.
 pub fn popcount_tree(word: u64, valid: u32) -> u32 {
     let w = if valid >= 64 {
         word
     } else {
         word & ((1u64 << valid) - 1)
     };
-    let mut total = 0u32;
-    let mut shift = 0;
-    while shift < 64 {
-        // One LUT6 group: a 3-bit count of 6 inputs.
-        total += ((w >> shift) & 0x3f).count_ones();
-        shift += 6;
-    }
-    total
+    w.count_ones()
 }
 
 /// Matches between `a` and `b` among the first `valid` lanes (XNOR + popcount tree).
