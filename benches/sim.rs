@@ -14,7 +14,15 @@ use rand_chacha::ChaCha8Rng;
 fn conv(in_c: usize, out_c: usize, stride: usize, hw: usize, p: Precision) -> LayerSpec {
     LayerSpec {
         name: format!("conv{in_c}_{out_c}_{hw}"),
-        kind: LayerKind::Conv { in_c, out_c, kernel: 3, stride, padding: 1, in_h: hw, in_w: hw },
+        kind: LayerKind::Conv {
+            in_c,
+            out_c,
+            kernel: 3,
+            stride,
+            padding: 1,
+            in_h: hw,
+            in_w: hw,
+        },
         precision: p,
     }
 }
@@ -33,7 +41,10 @@ fn resnet20(inner: Precision) -> Vec<LayerSpec> {
     }
     v.push(LayerSpec {
         name: "fc".into(),
-        kind: LayerKind::Linear { in_f: 64, out_f: 10 },
+        kind: LayerKind::Linear {
+            in_f: 64,
+            out_f: 10,
+        },
         precision: Precision::Full,
     });
     v
@@ -49,16 +60,30 @@ fn prepare(spec: &LayerSpec, dev: &Device, rng: &mut ChaCha8Rng) -> Prepared {
     let g = spec.geometry().unwrap();
     match spec.precision {
         Precision::Binary { .. } => {
-            let mut pm = |n: usize| -> Vec<i8> { (0..n).map(|_| if rng.gen() { 1 } else { -1 }).collect() };
+            let mut pm =
+                |n: usize| -> Vec<i8> { (0..n).map(|_| if rng.gen() { 1 } else { -1 }).collect() };
             let lanes = dev.slice.xnor.lanes;
-            let w = PackedWeights::from_pm1(&pm(g.out_c * g.reduction()), g.out_c, g.in_c, g.kernel, lanes).unwrap();
-            let a = PackedActs::from_pm1(&pm(g.in_c * g.in_h * g.in_w), g.in_c, g.in_h, g.in_w, lanes).unwrap();
+            let w = PackedWeights::from_pm1(
+                &pm(g.out_c * g.reduction()),
+                g.out_c,
+                g.in_c,
+                g.kernel,
+                lanes,
+            )
+            .unwrap();
+            let a =
+                PackedActs::from_pm1(&pm(g.in_c * g.in_h * g.in_w), g.in_c, g.in_h, g.in_w, lanes)
+                    .unwrap();
             Prepared::Bin(spec.clone(), w, a, vec![1.0; g.out_c])
         }
         Precision::Full => {
             let h = 1i32 << (dev.slice.mac.width - 1);
-            let w = (0..g.out_c * g.reduction()).map(|_| rng.gen_range(-h..h)).collect();
-            let x = (0..g.in_c * g.in_h * g.in_w).map(|_| rng.gen_range(-h..h)).collect();
+            let w = (0..g.out_c * g.reduction())
+                .map(|_| rng.gen_range(-h..h))
+                .collect();
+            let x = (0..g.in_c * g.in_h * g.in_w)
+                .map(|_| rng.gen_range(-h..h))
+                .collect();
             Prepared::Fix(spec.clone(), w, x)
         }
     }
@@ -69,7 +94,12 @@ fn run(p: &Prepared, dev: &Device) -> usize {
         Prepared::Bin(s, w, a, alpha) => run_binary(
             s,
             dev,
-            &BinaryInputs { weights: std::slice::from_ref(w), acts: std::slice::from_ref(a), alpha, beta: &[1.0] },
+            &BinaryInputs {
+                weights: std::slice::from_ref(w),
+                acts: std::slice::from_ref(a),
+                alpha,
+                beta: &[1.0],
+            },
         )
         .unwrap()
         .dots
@@ -109,11 +139,15 @@ fn bench(c: &mut Criterion) {
     .unwrap();
     let sm = Mapping::new(&sspec, &small).unwrap();
     g.throughput(Throughput::Elements(sm.compute_cycles() * 32));
-    g.bench_function("stepper_slice_cycles", |b| b.iter(|| step_cycles(&sm, Some(64))));
+    g.bench_function("stepper_slice_cycles", |b| {
+        b.iter(|| step_cycles(&sm, Some(64)))
+    });
 
     // ResNet20-XNOR, one image, functional.
-    let net: Vec<Prepared> =
-        resnet20(Precision::Binary { m: 1, n: 1 }).iter().map(|s| prepare(s, &dev, &mut rng)).collect();
+    let net: Vec<Prepared> = resnet20(Precision::Binary { m: 1, n: 1 })
+        .iter()
+        .map(|s| prepare(s, &dev, &mut rng))
+        .collect();
     g.throughput(Throughput::Elements(1));
     g.bench_function("resnet20_xnor_functional_image", |b| {
         b.iter(|| net.iter().map(|p| run(p, &dev)).sum::<usize>())

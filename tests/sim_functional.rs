@@ -17,7 +17,9 @@ fn hw(name: &str) -> Device {
 }
 
 fn pm1(rng: &mut ChaCha8Rng, n: usize) -> Vec<i8> {
-    (0..n).map(|_| if rng.gen::<bool>() { 1 } else { -1 }).collect()
+    (0..n)
+        .map(|_| if rng.gen::<bool>() { 1 } else { -1 })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -69,7 +71,10 @@ fn spec_of(sh: (usize, usize, usize, usize, usize, usize, usize, bool), p: Preci
     if lin {
         LayerSpec {
             name: "fc".into(),
-            kind: LayerKind::Linear { in_f: ic, out_f: oc },
+            kind: LayerKind::Linear {
+                in_f: ic,
+                out_f: oc,
+            },
             precision: p,
         }
     } else {
@@ -169,15 +174,21 @@ proptest! {
 /// and an error of 2^-9 per activation would break it.
 #[test]
 fn fixed_bound_is_tight_enough_to_matter() {
-    let g = conv(64, 1, 3, 1, 1, 4, 4, Precision::Full).geometry().unwrap();
+    let g = conv(64, 1, 3, 1, 1, 4, 4, Precision::Full)
+        .geometry()
+        .unwrap();
     let w = vec![0.5f32; g.reduction()];
     let x = vec![1.0f32; g.in_c * 16];
     let b = fixed_error_bound(&g, &w, &x, 8, 14);
     // Centre pixel: 576 taps, each |x| 2^-15 + |w| 2^-9, plus f32 summation gamma_576 * 288.
     let centre = b[5] as f64;
     let u = (-24f64).exp2();
-    let expect = 576.0 * ((-15f64).exp2() + 0.5 * (-9f64).exp2()) + 576.0 * u / (1.0 - 576.0 * u) * 288.0;
-    assert!(centre >= expect && centre < expect * 1.001, "{centre} vs {expect}");
+    let expect =
+        576.0 * ((-15f64).exp2() + 0.5 * (-9f64).exp2()) + 576.0 * u / (1.0 - 576.0 * u) * 288.0;
+    assert!(
+        centre >= expect && centre < expect * 1.001,
+        "{centre} vs {expect}"
+    );
     assert!(centre < 0.01 * 288.0);
 }
 
@@ -186,23 +197,50 @@ fn bad_inputs_are_named_errors() {
     let dev = hw("zu3eg.toml");
     let spec = conv(2, 1, 1, 1, 0, 2, 2, Precision::Full);
     let e = run_fixed(&spec, &dev, &[1, 40000], &[0; 8]).unwrap_err();
-    assert!(matches!(&e, Error::Input { context, .. } if context.ends_with("weights[1]")), "{e}");
+    assert!(
+        matches!(&e, Error::Input { context, .. } if context.ends_with("weights[1]")),
+        "{e}"
+    );
     let e = run_fixed(&spec, &dev, &[1], &[0; 8]).unwrap_err();
     assert!(e.to_string().contains("weights"), "{e}");
     let e = quantize(&[0.0, 200.0], 16, 8, "acts").unwrap_err();
-    assert!(matches!(&e, Error::Input { context, .. } if context == "acts[1]"), "{e}");
+    assert!(
+        matches!(&e, Error::Input { context, .. } if context == "acts[1]"),
+        "{e}"
+    );
     let e = PackedActs::from_pm1(&[1, 0], 2, 1, 1, 48).unwrap_err();
-    assert!(matches!(&e, Error::Input { context, .. } if context == "activations[1]"), "{e}");
+    assert!(
+        matches!(&e, Error::Input { context, .. } if context == "activations[1]"),
+        "{e}"
+    );
     // Binary layer with the wrong number of bases / wrong word width.
     let bspec = conv(2, 1, 1, 1, 0, 1, 1, Precision::Binary { m: 2, n: 1 });
     let pw = PackedWeights::from_pm1(&[1, -1], 1, 2, 1, 48).unwrap();
     let pa = PackedActs::from_pm1(&[1, 1], 2, 1, 1, 32).unwrap();
-    let e = run_binary(&bspec, &dev, &BinaryInputs { weights: &[pw.clone()], acts: &[pa.clone()], alpha: &[1.0], beta: &[1.0] })
-        .unwrap_err();
+    let e = run_binary(
+        &bspec,
+        &dev,
+        &BinaryInputs {
+            weights: std::slice::from_ref(&pw),
+            acts: std::slice::from_ref(&pa),
+            alpha: &[1.0],
+            beta: &[1.0],
+        },
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("weights"), "{e}");
     let bspec = conv(2, 1, 1, 1, 0, 1, 1, Precision::Binary { m: 1, n: 1 });
-    let e = run_binary(&bspec, &dev, &BinaryInputs { weights: &[pw], acts: &[pa], alpha: &[1.0], beta: &[1.0] })
-        .unwrap_err();
+    let e = run_binary(
+        &bspec,
+        &dev,
+        &BinaryInputs {
+            weights: &[pw],
+            acts: &[pa],
+            alpha: &[1.0],
+            beta: &[1.0],
+        },
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("activations[0]"), "{e}");
 }
 
@@ -214,6 +252,16 @@ fn padded_taps_contribute_zero() {
     let spec = conv(1, 1, 3, 1, 1, 3, 3, Precision::Binary { m: 1, n: 1 });
     let pw = PackedWeights::from_pm1(&[1; 9], 1, 1, 3, 48).unwrap();
     let pa = PackedActs::from_pm1(&[1; 9], 1, 3, 3, 48).unwrap();
-    let out = run_binary(&spec, &dev, &BinaryInputs { weights: &[pw], acts: &[pa], alpha: &[1.0], beta: &[1.0] }).unwrap();
+    let out = run_binary(
+        &spec,
+        &dev,
+        &BinaryInputs {
+            weights: &[pw],
+            acts: &[pa],
+            alpha: &[1.0],
+            beta: &[1.0],
+        },
+    )
+    .unwrap();
     assert_eq!(out.dots, vec![4, 6, 4, 6, 9, 6, 4, 6, 4]);
 }

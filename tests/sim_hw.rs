@@ -117,14 +117,22 @@ fn lanes_not_fitting_accumulator_rejected() {
 fn other_bad_values_rejected() {
     let cases = [
         ("clock_mhz = 200.0", "clock_mhz = 0.0", "device.clock_mhz"),
-        ("clock_mhz = 200.0", "clock_mhz = 200.0\nmem_bytes_per_cycle = 0", "device.mem_bytes_per_cycle"),
+        (
+            "clock_mhz = 200.0",
+            "clock_mhz = 200.0\nmem_bytes_per_cycle = 0",
+            "device.mem_bytes_per_cycle",
+        ),
         ("acc_width = 48", "acc_width = 200", "slice.acc_width"),
         ("latency = 4", "latency = 0", "slice.latency"),
         ("width = 16", "width = 1", "slice.mac.width"),
         ("lanes = 48", "lanes = 0", "slice.xnor.lanes"),
         ("inputs = 48", "inputs = 32", "popcount.inputs"),
         // 16-bit operand on an 18-bit B port is fine; 20 bits is not.
-        ("width = 16\nguard_bits = 16", "width = 20\nguard_bits = 4", "slice.mac.width"),
+        (
+            "width = 16\nguard_bits = 16",
+            "width = 20\nguard_bits = 4",
+            "slice.mac.width",
+        ),
     ];
     for (from, to, field) in cases {
         let (ctx, msg) = input_err(&GOOD.replacen(from, to, 1));

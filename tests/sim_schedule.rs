@@ -8,7 +8,9 @@ use breakingbed::sim::{
 use proptest::prelude::*;
 
 fn device(dsps: u32, mac_lanes: u32, xnor_lanes: u32, mem: Option<u32>) -> Device {
-    let mem = mem.map(|b| format!("mem_bytes_per_cycle = {b}")).unwrap_or_default();
+    let mem = mem
+        .map(|b| format!("mem_bytes_per_cycle = {b}"))
+        .unwrap_or_default();
     let text = format!(
         r#"
 [device]
@@ -37,7 +39,14 @@ latency = 3
     Device::from_toml_str(&text, "t.toml").unwrap()
 }
 
-fn conv(in_c: usize, out_c: usize, kernel: usize, stride: usize, hw: usize, p: Precision) -> LayerSpec {
+fn conv(
+    in_c: usize,
+    out_c: usize,
+    kernel: usize,
+    stride: usize,
+    hw: usize,
+    p: Precision,
+) -> LayerSpec {
     LayerSpec {
         name: format!("conv{in_c}x{out_c}"),
         kind: LayerKind::Conv {
@@ -95,12 +104,18 @@ fn xnor_layer_matches_finn_formula_when_even() {
 fn utilization_drops_as_documented() {
     let dev = device(4, 2, 48, None);
     // 16 input channels fill 16 of 48 XNOR lanes: utilization 1/3.
-    let r = breakingbed::sim::simulate_layer(&conv(16, 8, 3, 1, 8, Precision::Binary { m: 1, n: 1 }), &dev)
-        .unwrap();
+    let r = breakingbed::sim::simulate_layer(
+        &conv(16, 8, 3, 1, 8, Precision::Binary { m: 1, n: 1 }),
+        &dev,
+    )
+    .unwrap();
     assert!((r.utilization - 16.0 / 48.0).abs() < 1e-12);
     // 64 channels: two words per tap, 64 of 96 lanes busy.
-    let r = breakingbed::sim::simulate_layer(&conv(64, 8, 3, 1, 8, Precision::Binary { m: 1, n: 1 }), &dev)
-        .unwrap();
+    let r = breakingbed::sim::simulate_layer(
+        &conv(64, 8, 3, 1, 8, Precision::Binary { m: 1, n: 1 }),
+        &dev,
+    )
+    .unwrap();
     assert!((r.utilization - 64.0 / 96.0).abs() < 1e-12);
     // 15 output channels on 2-lane slices: groups of 2, last lane of the last group idle
     // (8 groups on 4 columns -> 2 tiles): 15 / 16.
@@ -110,7 +125,10 @@ fn utilization_drops_as_documented() {
     let big = device(2520, 2, 48, None);
     let lin = LayerSpec {
         name: "fc".into(),
-        kind: LayerKind::Linear { in_f: 64, out_f: 10 },
+        kind: LayerKind::Linear {
+            in_f: 64,
+            out_f: 10,
+        },
         precision: Precision::Full,
     };
     let r = breakingbed::sim::simulate_layer(&lin, &big).unwrap();
@@ -207,7 +225,10 @@ fn resnet20(inner: Precision) -> Vec<LayerSpec> {
     }
     v.push(LayerSpec {
         name: "fc".into(),
-        kind: LayerKind::Linear { in_f: 64, out_f: 10 },
+        kind: LayerKind::Linear {
+            in_f: 64,
+            out_f: 10,
+        },
         precision: Precision::Full,
     });
     v
@@ -229,8 +250,15 @@ fn resnet20_ncc_reproduces_table1() {
     ];
     for (p, table, tol) in cases {
         let r = simulate_layers(&resnet20(p), &paper).unwrap();
-        assert!((r.ncc - table).abs() <= tol, "{p:?}: ncc {} vs Table 1 {table}", r.ncc);
-        assert_eq!(r.total_cycles, r.layers.iter().map(|l| l.cycles).sum::<u64>());
+        assert!(
+            (r.ncc - table).abs() <= tol,
+            "{p:?}: ncc {} vs Table 1 {table}",
+            r.ncc
+        );
+        assert_eq!(
+            r.total_cycles,
+            r.layers.iter().map(|l| l.cycles).sum::<u64>()
+        );
         assert!((r.latency_us - r.total_cycles as f64 / 100.0).abs() < 1e-9);
         assert!((r.frames_per_s * r.latency_us - 1e6).abs() < 1e-3);
     }
@@ -241,7 +269,16 @@ fn report_serialises_with_required_fields() {
     let dev = Device::load(concat!(env!("CARGO_MANIFEST_DIR"), "/hw/zcu102.toml")).unwrap();
     let r = simulate_layers(&resnet20(Precision::Binary { m: 1, n: 1 }), &dev).unwrap();
     let v = serde_json::to_value(&r).unwrap();
-    for key in ["dsp_count", "clock_mhz", "ncc", "total_cycles", "ideal_cycles", "utilization", "latency_us", "layers"] {
+    for key in [
+        "dsp_count",
+        "clock_mhz",
+        "ncc",
+        "total_cycles",
+        "ideal_cycles",
+        "utilization",
+        "latency_us",
+        "layers",
+    ] {
         assert!(v.get(key).is_some(), "missing {key}");
     }
     for key in ["name", "cycles", "utilization"] {

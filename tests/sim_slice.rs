@@ -168,7 +168,11 @@ fn guard_bits_bound_is_tight() {
     for _ in 0..4 {
         mac.mac(&[-128, -128], -128);
     }
-    assert_ne!(mac.lanes()[0], 8 * 16384, "8 x 2^14 cannot fit an 18-bit signed field");
+    assert_ne!(
+        mac.lanes()[0],
+        8 * 16384,
+        "8 x 2^14 cannot fit an 18-bit signed field"
+    );
 }
 
 /// Worst case of the paper abstraction: 2^16 products of -32768 * -32768 (= 2^46 per lane) and

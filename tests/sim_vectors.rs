@@ -58,11 +58,22 @@ fn binary_vectors_round_trip() {
     let w = pm(oc * ic * 9);
     let xs: Vec<Vec<i8>> = (0..images).map(|_| pm(ic * 20)).collect();
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), &s, &dev, &VectorData::Binary { weights: w.clone(), images: xs.clone() }).unwrap();
+    write(
+        dir.path(),
+        &s,
+        &dev,
+        &VectorData::Binary {
+            weights: w.clone(),
+            images: xs.clone(),
+        },
+    )
+    .unwrap();
 
     // The hex files are plain $readmemh lines of 12 hex digits (48-bit words).
     let text = std::fs::read_to_string(dir.path().join("weights.hex")).unwrap();
-    assert!(text.lines().all(|l| l.len() == 12 && l.chars().all(|c| c.is_ascii_hexdigit())));
+    assert!(text
+        .lines()
+        .all(|l| l.len() == 12 && l.chars().all(|c| c.is_ascii_hexdigit())));
 
     let gs = read(dir.path()).unwrap();
     assert_eq!(gs.manifest.kind, "binary");
@@ -81,7 +92,12 @@ fn binary_vectors_round_trip() {
     assert_eq!(w_back, w);
     let wpp = ic.div_ceil(lanes);
     for (n, x) in xs.iter().enumerate() {
-        let pix = unpack(&gs.activations[n * 20 * wpp..(n + 1) * 20 * wpp], lanes, ic, 20);
+        let pix = unpack(
+            &gs.activations[n * 20 * wpp..(n + 1) * 20 * wpp],
+            lanes,
+            ic,
+            20,
+        );
         let mut x_back = vec![0i8; x.len()];
         for (p, v) in pix.iter().enumerate() {
             for i in 0..ic {
@@ -89,7 +105,10 @@ fn binary_vectors_round_trip() {
             }
         }
         assert_eq!(&x_back, x);
-        let expect: Vec<i64> = binary_conv(&g, &w_back, &x_back).into_iter().map(i64::from).collect();
+        let expect: Vec<i64> = binary_conv(&g, &w_back, &x_back)
+            .into_iter()
+            .map(i64::from)
+            .collect();
         let per = oc * g.pixels();
         assert_eq!(&gs.expected[n * per..(n + 1) * per], &expect[..]);
     }
@@ -102,11 +121,23 @@ fn fixed_vectors_round_trip() {
     let s = spec(ic, oc, Precision::Full);
     let g = s.geometry().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(11);
-    let w: Vec<i32> = (0..oc * ic * 9).map(|_| rng.gen_range(-32768..32768)).collect();
+    let w: Vec<i32> = (0..oc * ic * 9)
+        .map(|_| rng.gen_range(-32768..32768))
+        .collect();
     let x: Vec<i32> = (0..ic * 20).map(|_| rng.gen_range(-32768..32768)).collect();
     let dir = tempfile::tempdir().unwrap();
     let fmt = FixedFormat::for_width(16);
-    write(dir.path(), &s, &dev, &VectorData::Fixed { format: fmt, weights: w.clone(), images: vec![x.clone()] }).unwrap();
+    write(
+        dir.path(),
+        &s,
+        &dev,
+        &VectorData::Fixed {
+            format: fmt,
+            weights: w.clone(),
+            images: vec![x.clone()],
+        },
+    )
+    .unwrap();
     let gs = read(dir.path()).unwrap();
     assert_eq!(gs.manifest.fixed_format, Some(fmt));
     let sext16 = |v: &u64| ((*v as u16) as i16) as i32;
@@ -121,10 +152,28 @@ fn wrong_precision_and_corrupt_files_are_errors() {
     let dev = hw("zu3eg.toml");
     let dir = tempfile::tempdir().unwrap();
     let abc = spec(2, 1, Precision::Binary { m: 2, n: 1 });
-    let e = write(dir.path(), &abc, &dev, &VectorData::Binary { weights: vec![1; 18], images: vec![] }).unwrap_err();
+    let e = write(
+        dir.path(),
+        &abc,
+        &dev,
+        &VectorData::Binary {
+            weights: vec![1; 18],
+            images: vec![],
+        },
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("precision"), "{e}");
     let s = spec(2, 1, Precision::Binary { m: 1, n: 1 });
-    write(dir.path(), &s, &dev, &VectorData::Binary { weights: vec![1; 18], images: vec![vec![-1; 40]] }).unwrap();
+    write(
+        dir.path(),
+        &s,
+        &dev,
+        &VectorData::Binary {
+            weights: vec![1; 18],
+            images: vec![vec![-1; 40]],
+        },
+    )
+    .unwrap();
     std::fs::write(dir.path().join("acts.hex"), "zz\n").unwrap();
     let e = read(dir.path()).unwrap_err();
     assert!(e.to_string().contains("acts.hex: line 1"), "{e}");

@@ -256,7 +256,10 @@ impl Device {
         if self.popcount.inputs < x {
             return Err(self.err(
                 "popcount.inputs",
-                format!("{} inputs cannot reduce {x} XNOR lanes", self.popcount.inputs),
+                format!(
+                    "{} inputs cannot reduce {x} XNOR lanes",
+                    self.popcount.inputs
+                ),
             ));
         }
         Ok(())

@@ -51,7 +51,10 @@ fn bit_of(v: i8, context: &str, idx: usize) -> Result<u64> {
 
 fn check_lanes(lanes: u32) -> Result<()> {
     if lanes == 0 || lanes > 64 {
-        return Err(Error::input("lanes", format!("must be in 1..=64, got {lanes}")));
+        return Err(Error::input(
+            "lanes",
+            format!("must be in 1..=64, got {lanes}"),
+        ));
     }
     Ok(())
 }
@@ -63,7 +66,11 @@ impl PackedActs {
         if values.len() != c * h * w {
             return Err(Error::input(
                 "activations",
-                format!("expected {c}x{h}x{w} = {} values, got {}", c * h * w, values.len()),
+                format!(
+                    "expected {c}x{h}x{w} = {} values, got {}",
+                    c * h * w,
+                    values.len()
+                ),
             ));
         }
         let wpp = words_for(c, lanes);
@@ -110,7 +117,10 @@ impl PackedWeights {
         if values.len() != n {
             return Err(Error::input(
                 "weights",
-                format!("expected {out_c}x{in_c}x{kernel}x{kernel} = {n} values, got {}", values.len()),
+                format!(
+                    "expected {out_c}x{in_c}x{kernel}x{kernel} = {n} values, got {}",
+                    values.len()
+                ),
             ));
         }
         let wpt = words_for(in_c, lanes);

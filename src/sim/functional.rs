@@ -88,7 +88,11 @@ fn check_binary(g: &Geometry, spec: &LayerSpec, dev: &Device, inp: &BinaryInputs
     if inp.alpha.len() != m * g.out_c {
         return Err(Error::input(
             ctx("alpha"),
-            format!("expected m x out_c = {} values, got {}", m * g.out_c, inp.alpha.len()),
+            format!(
+                "expected m x out_c = {} values, got {}",
+                m * g.out_c,
+                inp.alpha.len()
+            ),
         ));
     }
     if inp.beta.len() != n {
@@ -181,11 +185,19 @@ fn check_range(v: &[i32], width: u32, context: &str) -> Result<()> {
 /// Simulates a full-precision layer for one image in fixed point: `weights` `[out][in][k][k]`,
 /// `acts` `[c][h][w]`, both raw integers within the lane width. Returns `[out_c][oh][ow]`
 /// accumulators with the sum of both fractional bit counts.
-pub fn run_fixed(spec: &LayerSpec, dev: &Device, weights: &[i32], acts: &[i32]) -> Result<Vec<i64>> {
+pub fn run_fixed(
+    spec: &LayerSpec,
+    dev: &Device,
+    weights: &[i32],
+    acts: &[i32],
+) -> Result<Vec<i64>> {
     let g = spec.geometry()?;
     let ctx = |f: &str| format!("layer `{}`: {f}", spec.name);
     if spec.precision != Precision::Full {
-        return Err(Error::input(ctx("precision"), "run_fixed needs a full-precision layer"));
+        return Err(Error::input(
+            ctx("precision"),
+            "run_fixed needs a full-precision layer",
+        ));
     }
     let nw = g.out_c * g.reduction();
     if weights.len() != nw {

@@ -101,7 +101,10 @@ pub fn write(dir: &Path, spec: &LayerSpec, dev: &Device, data: &VectorData) -> R
     let g = spec.geometry()?;
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let ctx = |f: &str| format!("layer `{}`: {f}", spec.name);
-    let (kind, weights, acts, expected, bit_order, accumulator, fixed_format) = match (data, spec.precision) {
+    let (kind, weights, acts, expected, bit_order, accumulator, fixed_format) = match (
+        data,
+        spec.precision,
+    ) {
         (VectorData::Binary { weights, images }, Precision::Binary { m: 1, n: 1 }) => {
             let lanes = dev.slice.xnor.lanes;
             let pw = PackedWeights::from_pm1(weights, g.out_c, g.in_c, g.kernel, lanes)?;
@@ -128,12 +131,22 @@ pub fn write(dir: &Path, spec: &LayerSpec, dev: &Device, data: &VectorData) -> R
                 write_hex(dir, "weights.hex", &wv, lanes, "[out_c][kh][kw][word]")?,
                 write_hex(dir, "acts.hex", &acts, lanes, "[image][y][x][word]")?,
                 write_hex(dir, "expected.hex", &expected, 32, "[image][out_c][oy][ox]")?,
-                format!("bit i of word j = channel j*{lanes}+i; +1 -> 0, -1 -> 1; unused high bits 0"),
-                "i32 +/-1 dot product = K_real - 2*popcount(w XOR x); padded taps skipped".to_string(),
+                format!(
+                    "bit i of word j = channel j*{lanes}+i; +1 -> 0, -1 -> 1; unused high bits 0"
+                ),
+                "i32 +/-1 dot product = K_real - 2*popcount(w XOR x); padded taps skipped"
+                    .to_string(),
                 None,
             )
         }
-        (VectorData::Fixed { format, weights, images }, Precision::Full) => {
+        (
+            VectorData::Fixed {
+                format,
+                weights,
+                images,
+            },
+            Precision::Full,
+        ) => {
             let width = dev.slice.mac.width;
             let mut acts = Vec::new();
             let mut expected = Vec::new();
@@ -164,7 +177,10 @@ pub fn write(dir: &Path, spec: &LayerSpec, dev: &Device, data: &VectorData) -> R
             ))
         }
         (VectorData::Fixed { .. }, _) => {
-            return Err(Error::input(ctx("precision"), "fixed vectors need a full-precision layer"))
+            return Err(Error::input(
+                ctx("precision"),
+                "fixed vectors need a full-precision layer",
+            ))
         }
     };
     let images = match data {
