@@ -13,7 +13,7 @@
 //! 25x18) and a 48-bit P register. Two products per cycle are physical only for narrow operands
 //! that share one input (Xilinx INT8 white paper: two 8-bit weights packed into the 27-bit
 //! pre-adder/A path, times one shared 8-bit activation on B, products 18 bits apart in P). Two
-//! 16x16 products plus guard bits need at least 2 x 33 bits, more than 48. So lanes, lane width,
+//! independent 16x16 products need 2 x 32 bits before any guard bit, more than 48. So lanes, lane width,
 //! lane spacing and guard bits are parameters: `hw/paper.toml` models the paper's 2 x 16-bit
 //! abstraction as a *virtual* 96-bit P register with independent operands; the physical files
 //! model INT8 shared-operand packing (2 x 8) or one INT16 lane (1 x 16).

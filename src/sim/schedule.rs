@@ -25,7 +25,9 @@
 //!
 //! ## Formulas (grouped counting)
 //! `compute = ceil(groups / cols) * ceil(pixels / rows) * steps_per_tile`, where FINN's
-//! `ceil(MH/PE) * ceil(MW/SIMD) * vectors` is the special case `rows = 1`; `issue = max(compute,
+//! `ceil(MH/PE) * ceil(MW/SIMD) * vectors` is the special case `rows = 1` (in XNOR mode the
+//! remainder is taken per tap: `k * k * ceil(in_c / SIMD)` instead of `ceil(k * k * in_c / SIMD)`,
+//! equal when `SIMD` divides `in_c`); `issue = max(compute,
 //! ceil(compute * demand_bits / (8 B)))`; `cycles = issue + latency`.
 //! `utilization = work / (D * lanes * compute)` (busy lane-slots during compute cycles, SCALE-Sim's
 //! mapping efficiency); it is 1.0 exactly when `cols * rows = D`, cols divides the groups, rows
