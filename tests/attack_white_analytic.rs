@@ -63,7 +63,11 @@ fn fgsm_equals_eps_times_sign_of_closed_form_gradient() {
     // Normalised model + normalized-scale budget: eps per channel is 0.3 * std[c].
     let mut m = LinearSoftmax::random(SHAPE, 5, 1);
     m.norm = Normalization::cifar10();
-    for (seed, scale, eps) in [(2, Scale::Normalized, 0.3f32), (3, Scale::Pixel, 8.0), (4, Scale::Unit, 0.2)] {
+    for (seed, scale, eps) in [
+        (2, Scale::Normalized, 0.3f32),
+        (3, Scale::Pixel, 8.0),
+        (4, Scale::Unit, 0.2),
+    ] {
         let x = image(seed, 0.0, 1.0);
         let y = pred(&m, &x);
         let spec = FgsmSpec {
@@ -82,7 +86,10 @@ fn fgsm_equals_eps_times_sign_of_closed_form_gradient() {
                 Scale::Unit => eps,
             };
             let want = (*x0 as f64 + r as f64 * sgn(g[i])).clamp(0.0, 1.0);
-            assert!((*a as f64 - want).abs() < 1e-6, "element {i}: {a} vs {want}");
+            assert!(
+                (*a as f64 - want).abs() < 1e-6,
+                "element {i}: {a} vs {want}"
+            );
         }
         assert_eq!(out.result.iterations, Some(1));
         assert_eq!(out.result.scale, scale);
@@ -156,7 +163,10 @@ fn deepfool_step_is_the_closed_form_distance_to_the_nearest_boundary() {
         let scale = 1.02 * (d + 1e-4);
         for (i, (a, x0)) in out.adv.iter().zip(x.iter()).enumerate() {
             let want = *x0 as f64 + scale * w[i] / wn;
-            assert!(want > 0.0 && want < 1.0, "box must be inactive for this check");
+            assert!(
+                want > 0.0 && want < 1.0,
+                "box must be inactive for this check"
+            );
             assert!((*a as f64 - want).abs() < 1e-5, "seed {seed} elt {i}");
         }
         assert!(
@@ -197,12 +207,21 @@ fn cw_l2_is_no_larger_than_deepfool_and_no_smaller_than_the_exact_minimum() {
         let (_, d, _, _) = nearest_boundary(&m, &x);
         let d_df = deepfool(&m, &df, x.view(), y).unwrap().result.l2 as f64;
         let out = cw(&m, &spec, x.view(), y, None).unwrap();
-        eprintln!("seed {seed}: exact {d:.5} cw {:.5} deepfool {d_df:.5} iters {:?}", out.result.l2, out.result.iterations);
+        eprintln!(
+            "seed {seed}: exact {d:.5} cw {:.5} deepfool {d_df:.5} iters {:?}",
+            out.result.l2, out.result.iterations
+        );
         assert!(out.result.success, "seed {seed}");
         let l2 = out.result.l2 as f64;
         // The misclassified region is a union of half-spaces: nothing closer than d exists.
-        assert!(l2 >= d * (1.0 - 1e-3), "seed {seed}: cw {l2} below exact minimum {d}");
-        assert!(l2 <= d_df * 1.005, "seed {seed}: cw {l2} vs deepfool {d_df} (exact {d})");
+        assert!(
+            l2 >= d * (1.0 - 1e-3),
+            "seed {seed}: cw {l2} below exact minimum {d}"
+        );
+        assert!(
+            l2 <= d_df * 1.005,
+            "seed {seed}: cw {l2} vs deepfool {d_df} (exact {d})"
+        );
     }
 }
 
@@ -262,8 +281,27 @@ fn one_pgd_step_from_the_clean_image_is_fgsm() {
     let x = image(10, 0.0, 1.0);
     let y = pred(&m, &x);
     let eps = Budget::new(6.0, Scale::Pixel);
-    let p = pgd(&m, &pgd_spec(Norm::Linf, eps, eps, 1), x.view(), y, None, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
-    let f = fgsm(&m, &FgsmSpec { eps, targeted: false, target: None }, x.view(), y, None).unwrap();
+    let p = pgd(
+        &m,
+        &pgd_spec(Norm::Linf, eps, eps, 1),
+        x.view(),
+        y,
+        None,
+        &mut ChaCha8Rng::seed_from_u64(0),
+    )
+    .unwrap();
+    let f = fgsm(
+        &m,
+        &FgsmSpec {
+            eps,
+            targeted: false,
+            target: None,
+        },
+        x.view(),
+        y,
+        None,
+    )
+    .unwrap();
     assert_eq!(p.adv, f.adv);
 }
 
@@ -279,7 +317,15 @@ fn pgd_l2_step_follows_the_normalised_closed_form_gradient() {
         Budget::new(alpha as f32, Scale::Unit),
         1,
     );
-    let out = pgd(&m, &spec, x.view(), y, None, &mut ChaCha8Rng::seed_from_u64(0)).unwrap();
+    let out = pgd(
+        &m,
+        &spec,
+        x.view(),
+        y,
+        None,
+        &mut ChaCha8Rng::seed_from_u64(0),
+    )
+    .unwrap();
     let g = ce_grad_closed(&m, &x, y);
     let gn = g.iter().map(|v| v * v).sum::<f64>().sqrt();
     for (i, (a, x0)) in out.adv.iter().zip(x.iter()).enumerate() {
@@ -303,7 +349,15 @@ fn pgd_uses_iterations_times_restarts_gradients_and_traces_every_kth() {
     );
     spec.restarts = 3;
     spec.random_start = true;
-    let out = pgd(&m, &spec, x.view(), y, None, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+    let out = pgd(
+        &m,
+        &spec,
+        x.view(),
+        y,
+        None,
+        &mut ChaCha8Rng::seed_from_u64(1),
+    )
+    .unwrap();
     assert_eq!(m.vjp_images(), 30);
     assert_eq!(out.result.iterations, Some(30));
     assert_eq!(out.adv, x);
@@ -323,7 +377,11 @@ fn fixture_gradients_match_finite_differences() {
     for m in models {
         let g = m.input_vjp(&x, &dl);
         let f = |x: &Array4<f32>| -> f64 {
-            m.logits(x).iter().zip(dl.iter()).map(|(a, b)| (*a * *b) as f64).sum()
+            m.logits(x)
+                .iter()
+                .zip(dl.iter())
+                .map(|(a, b)| (*a * *b) as f64)
+                .sum()
         };
         let h = 1e-3f32;
         for i in (0..x.len()).step_by(5) {
@@ -333,7 +391,10 @@ fn fixture_gradients_match_finite_differences() {
             xm.as_slice_mut().unwrap()[i] -= h;
             let fd = (f(&xp) - f(&xm)) / (2.0 * h as f64);
             let an = g.as_slice().unwrap()[i] as f64;
-            assert!((fd - an).abs() < 2e-2 * (1.0 + an.abs()), "elt {i}: fd {fd} vs {an}");
+            assert!(
+                (fd - an).abs() < 2e-2 * (1.0 + an.abs()),
+                "elt {i}: fd {fd} vs {an}"
+            );
         }
     }
 }

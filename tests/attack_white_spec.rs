@@ -41,7 +41,13 @@ fn reference_defaults_are_filled_in() {
         panic!()
     };
     assert_eq!(
-        (c.binary_search_steps, c.max_iterations, c.learning_rate, c.c, c.confidence),
+        (
+            c.binary_search_steps,
+            c.max_iterations,
+            c.learning_rate,
+            c.c,
+            c.confidence
+        ),
         (9, 10_000, 0.01, 1e-3, 0.0)
     );
     // DeepFool reference: overshoot 0.02, 50 iterations.
@@ -169,17 +175,27 @@ fn grid_errors_name_the_entry() {
         spec = { attack = "fgsm", eps = { value = 2, scale = "pixel" } }
         sweep = { "eps.value" = [2, -4] }
     "#;
-    let e = Grid::from_toml(text, "g.toml").unwrap().expand("g.toml").unwrap_err();
-    assert!(e.to_string().contains("bad") && e.to_string().contains(">= 0"), "{e}");
+    let e = Grid::from_toml(text, "g.toml")
+        .unwrap()
+        .expand("g.toml")
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("bad") && e.to_string().contains(">= 0"),
+        "{e}"
+    );
 }
 
 #[test]
 fn budgets_convert_per_channel() {
     let n = Normalization::cifar10();
     // 8 pixel = 8/255 in every channel; 0.5 normalized = 0.5 * std[c].
-    let p = Budget::new(8.0, Scale::Pixel).unit_per_channel(&n, "eps").unwrap();
+    let p = Budget::new(8.0, Scale::Pixel)
+        .unit_per_channel(&n, "eps")
+        .unwrap();
     assert!(p.iter().all(|v| (v - 8.0 / 255.0).abs() < 1e-7));
-    let q = Budget::new(0.5, Scale::Normalized).unit_per_channel(&n, "eps").unwrap();
+    let q = Budget::new(0.5, Scale::Normalized)
+        .unit_per_channel(&n, "eps")
+        .unwrap();
     for (v, s) in q.iter().zip(&n.std) {
         assert!((v - 0.5 * s).abs() < 1e-7);
     }
@@ -191,9 +207,18 @@ fn normalized_scale_with_a_degenerate_std_is_rejected() {
         mean: vec![0.5],
         std: vec![0.0],
     };
-    let e = Ball::new(Norm::L2, Budget::new(1.0, Scale::Normalized), &bad, 1, "pgd.eps")
-        .unwrap_err();
-    assert!(e.to_string().contains("pgd.eps") && e.to_string().contains("std"), "{e}");
+    let e = Ball::new(
+        Norm::L2,
+        Budget::new(1.0, Scale::Normalized),
+        &bad,
+        1,
+        "pgd.eps",
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("pgd.eps") && e.to_string().contains("std"),
+        "{e}"
+    );
     let e = Ball::new(
         Norm::Linf,
         Budget::new(1.0, Scale::Pixel),

@@ -118,7 +118,7 @@ pub fn cw(
             if it == spec.max_iterations {
                 break;
             }
-            if spec.abort_early && it % check_every == 0 {
+            if spec.abort_early && it.is_multiple_of(check_every) {
                 if obj > prev * 0.9999 {
                     break;
                 }

@@ -29,7 +29,11 @@ use super::spec::DeepFoolSpec;
 use crate::Result;
 
 /// Gradients of the logits `classes` at `x`, one batched VJP with one-hot rows.
-fn logit_gradients(model: &dyn WhiteBox, x: ArrayView3<f32>, classes: &[usize]) -> Vec<Array3<f32>> {
+fn logit_gradients(
+    model: &dyn WhiteBox,
+    x: ArrayView3<f32>,
+    classes: &[usize],
+) -> Vec<Array3<f32>> {
     let k = classes.len();
     let xb: Array4<f32> = x
         .insert_axis(Axis(0))

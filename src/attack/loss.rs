@@ -17,8 +17,8 @@ pub fn logits(model: &dyn Model, x: ArrayView3<f32>) -> Vec<f32> {
 /// `d/dx sum_k dlogits[k] * logits(x)[k]` for one image.
 pub fn vjp(model: &dyn WhiteBox, x: ArrayView3<f32>, dlogits: &[f32]) -> Array3<f32> {
     let xb = x.insert_axis(Axis(0)).to_owned();
-    let d = Array2::from_shape_vec((1, dlogits.len()), dlogits.to_vec())
-        .expect("one row of logits");
+    let d =
+        Array2::from_shape_vec((1, dlogits.len()), dlogits.to_vec()).expect("one row of logits");
     model.input_vjp(&xb, &d).index_axis_move(Axis(0), 0)
 }
 

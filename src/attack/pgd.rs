@@ -62,7 +62,7 @@ pub fn pgd(
         for i in 0..spec.iterations {
             let (z, _, g) = ce_with_grad(model, adv.view(), towards);
             used += 1;
-            if spec.trace_every > 0 && i % spec.trace_every == 0 {
+            if spec.trace_every > 0 && i.is_multiple_of(spec.trace_every) {
                 trace.push(TracePoint {
                     iteration: i,
                     pred: argmax(&z),
@@ -100,7 +100,7 @@ pub fn pgd(
         let z = logits(model, adv.view());
         let pred = argmax(&z);
         let loss_label = cross_entropy(&z, label);
-        if spec.trace_every > 0 && spec.iterations % spec.trace_every == 0 {
+        if spec.trace_every > 0 && spec.iterations.is_multiple_of(spec.trace_every) {
             trace.push(TracePoint {
                 iteration: spec.iterations,
                 pred,

@@ -80,7 +80,13 @@ pub fn summarize(results: &[ImageResult]) -> Summary {
         let m = targeted.len() as f32;
         (
             Some(targeted.iter().filter(|r| r.adv_pred == r.label).count() as f32 / m),
-            Some(targeted.iter().filter(|r| Some(r.adv_pred) == r.target).count() as f32 / m),
+            Some(
+                targeted
+                    .iter()
+                    .filter(|r| Some(r.adv_pred) == r.target)
+                    .count() as f32
+                    / m,
+            ),
         )
     };
     Summary {
@@ -112,8 +118,7 @@ pub struct CurvePoint {
 /// Accuracy (prediction == label) and mean loss per traced iteration, averaged over all images
 /// of all reruns (`reruns[r][i]` is image `i` of rerun `r`).
 pub fn curve(reruns: &[Vec<ImageResult>]) -> Vec<CurvePoint> {
-    let mut acc: std::collections::BTreeMap<usize, (usize, usize, f64, usize)> =
-        Default::default();
+    let mut acc: std::collections::BTreeMap<usize, (usize, usize, f64, usize)> = Default::default();
     for r in reruns.iter().flatten() {
         for t in &r.trace {
             let e = acc.entry(t.iteration).or_default();

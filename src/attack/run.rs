@@ -71,7 +71,10 @@ fn check_inputs(
     if images.shape()[1..] != shape[..] {
         return Err(Error::input(
             "images",
-            format!("shape {:?} but the model takes N x {shape:?}", images.shape()),
+            format!(
+                "shape {:?} but the model takes N x {shape:?}",
+                images.shape()
+            ),
         ));
     }
     if model.normalization().channels() != shape[0] {
@@ -87,7 +90,11 @@ fn check_inputs(
     if labels.len() != images.len_of(Axis(0)) {
         return Err(Error::input(
             "labels",
-            format!("{} labels for {} images", labels.len(), images.len_of(Axis(0))),
+            format!(
+                "{} labels for {} images",
+                labels.len(),
+                images.len_of(Axis(0))
+            ),
         ));
     }
     let k = model.num_classes();
@@ -174,7 +181,16 @@ pub fn run_white_with_images(
     check_inputs(model, spec, images, labels)?;
     let outs: Vec<AttackOutput> = (0..labels.len())
         .into_par_iter()
-        .map(|i| attack_image(model, spec, images.index_axis(Axis(0), i), labels[i], i, seed))
+        .map(|i| {
+            attack_image(
+                model,
+                spec,
+                images.index_axis(Axis(0), i),
+                labels[i],
+                i,
+                seed,
+            )
+        })
         .collect::<Result<_>>()?;
     let mut adv = Array4::<f32>::zeros(images.raw_dim());
     for (i, o) in outs.iter().enumerate() {

@@ -296,7 +296,10 @@ fn check_nonneg(v: f32, field: &str, context: &str) -> Result<()> {
 
 fn check_count(v: usize, field: &str, context: &str) -> Result<()> {
     if v == 0 {
-        Err(Error::input(format!("{context}.{field}"), "must be at least 1"))
+        Err(Error::input(
+            format!("{context}.{field}"),
+            "must be at least 1",
+        ))
     } else {
         Ok(())
     }
