@@ -229,3 +229,61 @@ fn normalized_scale_with_a_degenerate_std_is_rejected() {
     .unwrap_err();
     assert!(e.to_string().contains("channels"), "{e}");
 }
+
+fn result(
+    label: usize,
+    clean: usize,
+    adv: usize,
+    target: Option<usize>,
+    loss: f32,
+) -> breakingbed::attack::ImageResult {
+    breakingbed::attack::ImageResult {
+        index: 0,
+        label,
+        target,
+        clean_pred: clean,
+        adv_pred: adv,
+        success: match target {
+            Some(t) => adv == t,
+            None => adv != label,
+        },
+        scale: Scale::Pixel,
+        l0: 0,
+        l2: 0.0,
+        linf: 0.0,
+        iterations: Some(1),
+        queries: None,
+        loss: Some(loss),
+        trace: vec![breakingbed::attack::TracePoint {
+            iteration: 0,
+            pred: clean,
+            loss: Some(loss),
+        }],
+        warning: None,
+    }
+}
+
+#[test]
+fn summary_and_curve_by_hand() {
+    use breakingbed::attack::{curve, summarize};
+    // 4 targeted images: clean 3/4 right; after attack 1 keeps its label, 2 hit the target.
+    let rs = vec![
+        result(0, 0, 0, Some(1), 1.0),
+        result(1, 1, 2, Some(2), 2.0),
+        result(2, 2, 3, Some(3), 3.0),
+        result(3, 0, 1, Some(0), 6.0),
+    ];
+    let s = summarize(&rs);
+    assert_eq!(
+        (s.images, s.accuracy_clean, s.accuracy_adv),
+        (4, 0.75, 0.25)
+    );
+    assert_eq!(s.mean_loss, Some(3.0));
+    assert_eq!((s.success_rate, s.oa, s.ta), (0.5, Some(0.25), Some(0.5)));
+    let c = curve(&[rs.clone(), rs]);
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        (c[0].accuracy, c[0].samples, c[0].mean_loss),
+        (0.75, 8, Some(3.0))
+    );
+}

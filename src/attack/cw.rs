@@ -23,7 +23,7 @@ use ndarray::{Array3, ArrayView3, Zip};
 
 use super::classifier::{argmax, WhiteBox};
 use super::loss::{logits, vjp};
-use super::output::{finish, AttackOutput, Run};
+use super::output::{finish, report_units, AttackOutput, Run};
 use super::spec::CwSpec;
 use crate::Result;
 
@@ -87,6 +87,12 @@ pub fn cw(
     label: usize,
     target: Option<usize>,
 ) -> Result<AttackOutput> {
+    let units = report_units(
+        &model.normalization(),
+        spec.report_scale,
+        x.len_of(ndarray::Axis(0)),
+        "cw.report_scale",
+    )?;
     let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
     let w0 = x.mapv(|v| ((2.0 * v - 1.0) * 0.999_999).atanh());
     let mut c = spec.c;
@@ -169,7 +175,7 @@ pub fn cw(
             label,
             target,
             scale,
-            unit_per_channel: scale.unit_per_channel(&model.normalization()),
+            unit_per_channel: units,
             iterations: steps,
             trace: Vec::new(),
             warning: None,

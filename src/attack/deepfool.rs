@@ -23,7 +23,7 @@ use ndarray::{Array2, Array3, Array4, ArrayView3, Axis, Zip};
 
 use super::classifier::{argmax, WhiteBox};
 use super::loss::{cross_entropy, logits};
-use super::output::{finish, AttackOutput, Run};
+use super::output::{finish, report_units, AttackOutput, Run};
 use super::result::TracePoint;
 use super::spec::DeepFoolSpec;
 use crate::Result;
@@ -55,6 +55,12 @@ pub fn deepfool(
     x: ArrayView3<f32>,
     label: usize,
 ) -> Result<AttackOutput> {
+    let units = report_units(
+        &model.normalization(),
+        spec.report_scale,
+        x.len_of(ndarray::Axis(0)),
+        "deepfool.report_scale",
+    )?;
     let z0 = logits(model, x);
     let mut order: Vec<usize> = (0..z0.len()).collect();
     // Highest logit first; stable sort keeps the lower index first on ties, like argmax.
@@ -112,7 +118,7 @@ pub fn deepfool(
             label,
             target: None,
             scale,
-            unit_per_channel: scale.unit_per_channel(&model.normalization()),
+            unit_per_channel: units,
             iterations,
             trace,
             warning,

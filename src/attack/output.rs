@@ -7,7 +7,20 @@ use ndarray::{Array3, ArrayView3};
 use super::classifier::{argmax, Model};
 use super::loss::{cross_entropy, logits};
 use super::result::{ImageResult, TracePoint};
-use super::threat::{norms, Scale};
+use super::threat::{norms, Ball, Budget, Norm, Scale};
+use crate::model::Normalization;
+use crate::Result;
+
+/// Unit size per channel of the scale results are reported in, validating the normalisation
+/// against the image's channel count (`context` names the option for the error).
+pub(crate) fn report_units(
+    norm: &Normalization,
+    scale: Scale,
+    channels: usize,
+    context: &str,
+) -> Result<Vec<f32>> {
+    Ok(Ball::new(Norm::L2, Budget::new(0.0, scale), norm, channels, context)?.unit_per_channel)
+}
 
 /// The adversarial image (unit scale, CHW) and its result record.
 #[derive(Clone, Debug)]
