@@ -64,7 +64,10 @@ fn epsilon_without_scale_is_rejected() {
         "attack = \"fgsm\"\neps = { value = 8 }",
         "run.toml",
     ));
-    assert!(m.contains("run.toml") && m.contains("no scale"), "{m}");
+    assert!(
+        m.starts_with("run.toml.eps:") && m.contains("no scale"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -73,7 +76,7 @@ fn negative_and_non_finite_budgets_are_rejected() {
         "attack = \"fgsm\"\neps = { value = -2, scale = \"pixel\" }",
         "run.toml",
     ));
-    assert!(m.contains(">= 0"), "{m}");
+    assert!(m.starts_with("run.toml.eps:") && m.contains(">= 0"), "{m}");
     let m = input_err(AttackSpec::from_toml(
         "attack = \"fgsm\"\neps = { value = nan, scale = \"pixel\" }",
         "run.toml",
@@ -286,4 +289,18 @@ fn summary_and_curve_by_hand() {
         (c[0].accuracy, c[0].samples, c[0].mean_loss),
         (0.75, 8, Some(3.0))
     );
+}
+
+#[test]
+fn bare_number_epsilon_is_a_missing_scale_error() {
+    let m = input_err(AttackSpec::from_toml(
+        "attack = \"fgsm\"\neps = 8",
+        "run.toml",
+    ));
+    assert!(m.contains("no scale"), "{m}");
+    let m = input_err(AttackSpec::from_toml(
+        "attack = \"fgsm\"\neps = { value = 8, scale = \"pixels\" }",
+        "run.toml",
+    ));
+    assert!(m.contains("pixels"), "{m}");
 }

@@ -385,8 +385,17 @@ impl AttackSpec {
 
     /// Parses and validates one attack from TOML text (`attack = "pgd"` plus its fields).
     pub fn from_toml(text: &str, context: &str) -> Result<AttackSpec> {
-        let spec: AttackSpec =
+        let table: toml::Table =
             toml::from_str(text).map_err(|e| Error::input(context, e.to_string()))?;
+        Self::from_table(table, context)
+    }
+
+    /// Builds and validates one attack from a parsed TOML table.
+    pub fn from_table(table: toml::Table, context: &str) -> Result<AttackSpec> {
+        precheck_budgets(&table, context)?;
+        let spec: AttackSpec = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| Error::input(context, e.message().trim().to_string()))?;
         spec.validate(context)?;
         Ok(spec)
     }
@@ -418,6 +427,22 @@ pub struct GridPoint {
     /// The swept values, as `(path, value)`.
     pub params: Vec<(String, String)>,
     pub spec: AttackSpec,
+}
+
+/// Budget errors found while deserialising an internally tagged enum lose their field name, so
+/// the budget fields are checked first, by name.
+fn precheck_budgets(table: &toml::Table, context: &str) -> Result<()> {
+    for key in ["eps", "step"] {
+        if let Some(v) = table.get(key) {
+            let ctx = format!("{context}.{key}");
+            let b: Budget = v
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| Error::input(&ctx, e.message().trim().to_string()))?;
+            b.validate(&ctx)?;
+        }
+    }
+    Ok(())
 }
 
 fn set_path(table: &mut toml::Table, path: &str, value: toml::Value, context: &str) -> Result<()> {
@@ -471,10 +496,7 @@ impl Grid {
                     set_path(&mut table, k, v, &ctx)?;
                 }
                 params.reverse();
-                let spec: AttackSpec = toml::Value::Table(table)
-                    .try_into()
-                    .map_err(|e: toml::de::Error| Error::input(&ctx, e.to_string()))?;
-                spec.validate(&ctx)?;
+                let spec = AttackSpec::from_table(table, &ctx)?;
                 out.push(GridPoint {
                     name: entry.name.clone(),
                     params,

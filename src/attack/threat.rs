@@ -78,8 +78,7 @@ pub enum Norm {
 }
 
 /// A non-negative, finite amount (epsilon or step size) in an explicit scale.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "RawBudget")]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct Budget {
     pub value: f32,
     pub scale: Scale,
@@ -94,21 +93,53 @@ struct RawBudget {
     scale: Option<Scale>,
 }
 
+fn no_scale(value: f64) -> String {
+    format!(
+        "budget {value} has no scale: write {{ value = {value}, scale = \"pixel\" }} (0-255), \
+         \"unit\" ([0,1]) or \"normalized\" (after the model's mean/std)"
+    )
+}
+
 impl TryFrom<RawBudget> for Budget {
     type Error = String;
     fn try_from(raw: RawBudget) -> std::result::Result<Self, String> {
-        let scale = raw.scale.ok_or_else(|| {
-            format!(
-                "budget {} has no scale: add scale = \"pixel\" (0-255), \"unit\" ([0,1]) or \
-                 \"normalized\" (after the model's mean/std)",
-                raw.value
-            )
-        })?;
+        let scale = raw.scale.ok_or_else(|| no_scale(raw.value))?;
         let b = Budget {
             value: raw.value as f32,
             scale,
         };
         b.check().map(|_| b)
+    }
+}
+
+/// Accepts `{ value, scale }` only; a bare number is rejected with a "no scale" message rather
+/// than a type error, since that is the mistake it almost always is.
+impl<'de> Deserialize<'de> for Budget {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Budget;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a budget { value = <number>, scale = \"pixel\" | \"unit\" | \"normalized\" }",
+                )
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> std::result::Result<Budget, E> {
+                Err(E::custom(no_scale(v as f64)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> std::result::Result<Budget, E> {
+                Err(E::custom(no_scale(v as f64)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> std::result::Result<Budget, E> {
+                Err(E::custom(no_scale(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Budget, A::Error> {
+                let raw = RawBudget::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Budget::try_from(raw).map_err(de::Error::custom)
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
