@@ -287,3 +287,26 @@ fn driver_rejects_bad_inputs_naming_the_field() {
         "attack.eps"
     );
 }
+
+#[test]
+fn pgd_restarts_only_add_successes() {
+    // Restart 1 draws the same random start as a single run (same image stream), and restarts
+    // stop at the first success, so every image broken with 1 restart is broken with 5.
+    let (m, x, y) = trained();
+    let one = pgd(Norm::Linf, 0.4, Scale::Normalized);
+    let mut five = one.clone();
+    if let AttackSpec::Pgd(p) = &mut five {
+        p.restarts = 5;
+    }
+    let r1 = run_white(m, &one, x, y, 11).unwrap();
+    let r5 = run_white(m, &five, x, y, 11).unwrap();
+    for (a, b) in r1.iter().zip(&r5) {
+        assert!(!a.success || b.success, "image {}", a.index);
+        if a.success {
+            assert_eq!(a, b, "a first-restart success must be kept as is");
+        }
+    }
+    let (s1, s5) = (summarize(&r1).success_rate, summarize(&r5).success_rate);
+    eprintln!("pgd success 1 restart {s1}, 5 restarts {s5}");
+    assert!(s5 > s1);
+}

@@ -154,6 +154,9 @@ pub struct CwSpec {
 fn df_iters() -> usize {
     50
 }
+fn df_candidates() -> Option<usize> {
+    Some(10)
+}
 fn df_overshoot() -> f32 {
     0.02
 }
@@ -168,8 +171,8 @@ pub struct DeepFoolSpec {
     #[serde(default = "df_overshoot")]
     pub overshoot: f32,
     /// Only the `candidates` highest-scoring classes at the clean image are considered
-    /// (reference: 10); `None` = all classes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// (reference and default: 10, which is every class on CIFAR-10); `None` = all classes.
+    #[serde(default = "df_candidates")]
     pub candidates: Option<usize>,
     #[serde(default = "unit_scale")]
     pub report_scale: Scale,
