@@ -1,7 +1,7 @@
 //! Carlini & Wagner L2 ("Towards Evaluating the Robustness of Neural Networks", IEEE S&P 2017),
 //! the paper's Eq. 5 with the L2 distance:
 //! `minimise ||x_adv - x||_2^2 + c * f(x_adv)`, `x_adv = (tanh(w) + 1) / 2` (the tanh box keeps
-//! `x_adv` in [0,1] without clipping), with
+//! `x_adv` in \[0,1\] without clipping), with
 //! - targeted: `f = max(max_{j != t} Z_j - Z_t, -kappa)`,
 //! - untargeted: `f = max(Z_y - max_{j != y} Z_j, -kappa)`,
 //!

@@ -6,13 +6,13 @@
 //!   10) classes with the highest clean logits, `k0` first.
 //! - At `x_i`, for each candidate `k != k0`: `w_k = grad Z_k - grad Z_k0`, `f_k = Z_k - Z_k0`;
 //!   pick `l = argmin |f_k| / ||w_k||` and step `r_i = (|f_l|/||w_l|| + 1e-4) * w_l / ||w_l||`.
-//! - Accumulate `r_tot += r_i` and set `x_{i+1} = clip_[0,1](x0 + (1 + overshoot) * r_tot)`:
+//! - Accumulate `r_tot += r_i` and set `x_{i+1} = clip_\[0,1\](x0 + (1 + overshoot) * r_tot)`:
 //!   the overshoot (0.02) multiplies the *accumulated* perturbation, once.
 //! - Stop when the prediction leaves `k0` or after `max_iterations` (reference 50).
 //!
 //! torchattacks differs: it applies `(1 + overshoot)` to each step's increment from the current
 //! point, so the overshoot compounds over iterations; ART's default overshoot is 1e-6. The clip
-//! to [0,1] is ours (the reference does not clip); it keeps every attack inside the pixel box.
+//! to \[0,1\] is ours (the reference does not clip); it keeps every attack inside the pixel box.
 //!
 //! On a linear classifier the first step lands exactly `(1 + overshoot) * (d + 1e-4)` from `x0`,
 //! `d` being the distance to the nearest decision boundary (tested). The result's `iterations`

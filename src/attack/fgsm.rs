@@ -1,6 +1,6 @@
 //! FGSM, the fast gradient sign method (Goodfellow, Shlens & Szegedy, "Explaining and Harnessing
 //! Adversarial Examples", ICLR 2015), the paper's Eq. 3:
-//! `x_adv = clip_[0,1](x + eps * sign(grad_x CE(x, label)))` (untargeted), or
+//! `x_adv = clip_\[0,1\](x + eps * sign(grad_x CE(x, label)))` (untargeted), or
 //! `x - eps * sign(grad_x CE(x, target))` (targeted, Kurakin et al. 2017's "step l.l.").
 //!
 //! The budget is L-inf in its own scale, converted per channel (normalized scale: `eps*std[c]`).

@@ -3,7 +3,7 @@
 //! and exposes only probabilities / top-1 labels, counting every query. A black-box attack
 //! therefore cannot reach gradients or logits by construction.
 //!
-//! Images are in *unit* scale ([0,1], NCHW); budgets carry their scale ([`threat::Scale`]) and are
+//! Images are in *unit* scale (\[0,1\], NCHW); budgets carry their scale ([`threat::Scale`]) and are
 //! converted to unit scale per channel with the model's [`Normalization`].
 //!
 //! White-box attacks: [`fgsm`], [`pgd`], [`cw`] (Carlini-Wagner L2), [`deepfool`]; configured by

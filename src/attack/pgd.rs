@@ -1,6 +1,6 @@
 //! PGD, projected gradient descent on the cross-entropy (Madry et al., "Towards Deep Learning
 //! Models Resistant to Adversarial Attacks", ICLR 2018), the paper's Eq. 4:
-//! `x_{i+1} = P_{ball ∩ [0,1]}(x_i ± alpha * step(grad_x CE(x_i, y)))`, with `+` away from the
+//! `x_{i+1} = P_{ball ∩ \[0,1\]}(x_i ± alpha * step(grad_x CE(x_i, y)))`, with `+` away from the
 //! label (untargeted) and `-` towards the target (targeted).
 //!
 //! - L-inf: `step(g) = sign(g)` per element, alpha converted per channel.

@@ -142,7 +142,7 @@ pub struct CwSpec {
     #[serde(default = "yes")]
     pub abort_early: bool,
     /// Scale in which the result's norms are reported (the optimisation itself is L2 in unit
-    /// scale, as in the reference, on [0,1] images).
+    /// scale, as in the reference, on \[0,1\] images).
     #[serde(default = "unit_scale")]
     pub report_scale: Scale,
     #[serde(default)]
@@ -227,7 +227,7 @@ fn ga_alpha() -> f32 {
     0.15
 }
 
-/// GenAttack (Alzantot et al., GECCO 2019), query-only. Defaults: population 6 (paper and [2]),
+/// GenAttack (Alzantot et al., GECCO 2019), query-only. Defaults: population 6 (the paper, following Alzantot et al.),
 /// sampling temperature 0.1, adaptive mutation with floors rho_min 0.1 / alpha_min 0.15.
 /// Implemented in `genattack.rs`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

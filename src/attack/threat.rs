@@ -4,7 +4,7 @@
 //! # Scales
 //! Every epsilon and step size carries a [`Scale`]:
 //! - `pixel`: 0-255 pixel values (eps 8 = 8/255 in unit scale);
-//! - `unit`: pixels in [0,1] (what classifiers receive, see the crate conventions);
+//! - `unit`: pixels in \[0,1\] (what classifiers receive, see the crate conventions);
 //! - `normalized`: after the model's per-channel `(x - mean) / std`, so one normalized unit is
 //!   `std[c]` in unit scale for channel `c`.
 //!
@@ -17,7 +17,7 @@
 //!
 //! # Projection
 //! [`Ball::project`] first projects onto the ball (clamp for L-inf, radial rescale of `z` for L2)
-//! and then clips `x0 + delta` to [0,1]. Because `x0` lies in [0,1], the clip only shrinks each
+//! and then clips `x0 + delta` to \[0,1\]. Because `x0` lies in \[0,1\], the clip only shrinks each
 //! `|delta_i|`, so the result stays in the ball: it is feasible for both constraints (it is the
 //! exact Euclidean projection onto the intersection for L-inf, the usual approximation for L2,
 //! as in Madry et al.'s and torchattacks' implementations).
@@ -28,7 +28,7 @@
 //!   corner of the box, and in normalized scale 16 would be ~4 (CIFAR) full ranges: the grid
 //!   would be degenerate in both.
 //! - **PGD eps 0.1, 0.5, 1.0, 2.0 with step 0.5 -> normalized.** In unit scale 1.0 and 2.0 both
-//!   contain the whole [0,1] box (identical attacks, and step 0.5 would jump half the range); in
+//!   contain the whole \[0,1\] box (identical attacks, and step 0.5 would jump half the range); in
 //!   pixel scale 0.1/255 is below the 8-bit quantum and could not drop ImageNet ResNet50 from
 //!   75% to 26% in two steps (the paper's Table 5). In normalized units, 0.1 is ~6/255 (CIFAR
 //!   std ~0.25, ImageNet ~0.225), a standard budget, and 2.0 is ~0.5 of the range, which breaks
@@ -244,7 +244,7 @@ impl Ball {
         })
     }
 
-    /// Moves `x` to the nearest feasible point: into the ball around `x0`, then into [0,1].
+    /// Moves `x` to the nearest feasible point: into the ball around `x0`, then into \[0,1\].
     pub fn project(&self, x0: ArrayView3<f32>, x: &mut Array3<f32>) {
         match self.norm {
             Norm::Linf => {
@@ -268,7 +268,7 @@ impl Ball {
         x.mapv_inplace(|v| v.clamp(0.0, 1.0));
     }
 
-    /// Whether `x` lies in the ball around `x0` (with relative tolerance `tol`) and in [0,1].
+    /// Whether `x` lies in the ball around `x0` (with relative tolerance `tol`) and in \[0,1\].
     pub fn contains(&self, x0: ArrayView3<f32>, x: ArrayView3<f32>, tol: f32) -> bool {
         if x.iter().any(|v| !(0.0..=1.0).contains(v)) {
             return false;
@@ -282,7 +282,7 @@ impl Ball {
     }
 
     /// A uniformly random point of the ball around `x0` (uniform in `z` coordinates), then
-    /// clipped to [0,1] — the random start of Madry et al.
+    /// clipped to \[0,1\] — the random start of Madry et al.
     pub fn sample<R: Rng>(&self, x0: ArrayView3<f32>, rng: &mut R) -> Array3<f32> {
         let mut x = x0.to_owned();
         match self.norm {
