@@ -163,8 +163,12 @@ impl VariantSpec {
         for (k, &r) in &o.rates {
             check_rate(&format!("rates.\"{k}\""), r)?;
         }
-        if self.kind == VariantKind::Abc && (o.m == 0 || o.n == 0 || o.m > 32 || o.n > 32) {
-            return Err(Error::input("m/n", format!("ABC needs 1 <= M, N <= 32, got M={}, N={}", o.m, o.n)));
+        if self.kind == VariantKind::Abc {
+            for (field, v) in [("m", o.m), ("n", o.n)] {
+                if !(1..=32).contains(&v) {
+                    return Err(Error::input(field, format!("ABC bases must be in 1..=32, got {v}")));
+                }
+            }
         }
         if o.index_bits > 64 {
             return Err(Error::input("index_bits", format!("must be <= 64, got {}", o.index_bits)));
