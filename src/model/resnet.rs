@@ -146,6 +146,12 @@ pub fn builtin(name: &str, input: Option<[usize; 3]>, num_classes: Option<usize>
         _ => {
             let digits = lower.strip_prefix("cifar-resnet").or_else(|| lower.strip_prefix("resnet")).ok_or_else(unknown)?;
             let depth: usize = digits.parse().map_err(|_| unknown())?;
+            if depth < 8 || (depth - 2) % 6 != 0 {
+                return Err(Error::input(
+                    "model",
+                    format!("unknown model '{name}': CIFAR ResNet depth must be 6n+2 (8, 14, 20, ...); built-ins: {BUILTIN_NAMES}"),
+                ));
+            }
             cifar_resnet(depth, input.unwrap_or([3, 32, 32]), num_classes.unwrap_or(10))
         }
     }
