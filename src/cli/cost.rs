@@ -81,7 +81,11 @@ pub struct CostArgs {
 fn parse_shape(s: &str) -> std::result::Result<[usize; 3], String> {
     let v: Vec<usize> = s
         .split([',', 'x'])
-        .map(|p| p.trim().parse::<usize>().map_err(|_| format!("'{s}' is not C,H,W (three positive integers)")))
+        .map(|p| {
+            p.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("'{s}' is not C,H,W (three positive integers)"))
+        })
         .collect::<std::result::Result<_, _>>()?;
     match v.as_slice() {
         [c, h, w] if *c > 0 && *h > 0 && *w > 0 => Ok([*c, *h, *w]),
@@ -90,11 +94,18 @@ fn parse_shape(s: &str) -> std::result::Result<[usize; 3], String> {
 }
 
 /// A built-in name, or a network TOML when the argument names a file.
-pub fn load_model(model: &str, input: Option<[usize; 3]>, classes: Option<usize>) -> Result<Network> {
+pub fn load_model(
+    model: &str,
+    input: Option<[usize; 3]>,
+    classes: Option<usize>,
+) -> Result<Network> {
     let path = Path::new(model);
     if model.ends_with(".toml") || path.is_file() {
         if input.is_some() || classes.is_some() {
-            return Err(Error::input("--input/--classes", "only apply to built-in models; a network TOML sets its own"));
+            return Err(Error::input(
+                "--input/--classes",
+                "only apply to built-in models; a network TOML sets its own",
+            ));
         }
         return custom::load(path);
     }
@@ -112,7 +123,10 @@ fn recontext(e: Error, flag: &str) -> Error {
 fn load_rates(path: &Path) -> Result<BTreeMap<String, f64>> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     toml::from_str(&text).map_err(|e| {
-        Error::input(path.display().to_string(), format!("malformed rates TOML (expected `\"layer pattern\" = rate` lines): {e}"))
+        Error::input(
+            path.display().to_string(),
+            format!("malformed rates TOML (expected `\"layer pattern\" = rate` lines): {e}"),
+        )
     })
 }
 
@@ -120,7 +134,8 @@ fn load_rates(path: &Path) -> Result<BTreeMap<String, f64>> {
 ///
 /// [`VariantOptions`]: crate::variant::VariantOptions
 pub fn spec_from_args(a: &CostArgs) -> Result<VariantSpec> {
-    let mut spec = VariantSpec::new(VariantKind::parse(&a.variant).map_err(|e| recontext(e, "--variant"))?);
+    let mut spec =
+        VariantSpec::new(VariantKind::parse(&a.variant).map_err(|e| recontext(e, "--variant"))?);
     let o = &mut spec.options;
     if let Some(m) = a.m {
         o.m = m;
@@ -138,10 +153,18 @@ pub fn spec_from_args(a: &CostArgs) -> Result<VariantSpec> {
         o.fp_first_last = b;
     }
     if let Some(s) = &a.shortcut {
-        o.shortcut = if s == "full" { ShortcutPrecision::Full } else { ShortcutPrecision::Binary };
+        o.shortcut = if s == "full" {
+            ShortcutPrecision::Full
+        } else {
+            ShortcutPrecision::Binary
+        };
     }
     if let Some(s) = &a.bn {
-        o.bn = if s == "counted" { BnMode::Counted } else { BnMode::Folded };
+        o.bn = if s == "counted" {
+            BnMode::Counted
+        } else {
+            BnMode::Folded
+        };
     }
     if let Some(b) = a.scales {
         o.scales = b;
@@ -164,7 +187,16 @@ pub fn spec_from_args(a: &CostArgs) -> Result<VariantSpec> {
 
 fn table(report: &CostReport, per_layer: bool) -> Tabular {
     let mut t = Tabular::new(&[
-        "layer", "op", "precision", "fp_macs", "binary_macs", "binary_ops", "fp_params", "binary_params", "memory_mb", "ncc_1e6",
+        "layer",
+        "op",
+        "precision",
+        "fp_macs",
+        "binary_macs",
+        "binary_ops",
+        "fp_params",
+        "binary_params",
+        "memory_mb",
+        "ncc_1e6",
     ]);
     if per_layer {
         for l in &report.layers {
