@@ -143,6 +143,9 @@ pub struct VariantSpec {
     pub options: VariantOptions,
 }
 
+/// The name other stages use for a variant description.
+pub type Variant = VariantSpec;
+
 impl VariantSpec {
     pub fn new(kind: VariantKind) -> Self {
         VariantSpec {
@@ -160,8 +163,11 @@ impl VariantSpec {
             | VariantKind::Channel
             | VariantKind::Kernel
             | VariantKind::Weight => {
-                let extra = if o.rates.is_empty() { "" } else { "+overrides" };
-                format!("{}@{}{extra}", self.kind.name(), o.rate)
+                if o.rates.is_empty() {
+                    format!("{}@{}", self.kind.name(), o.rate)
+                } else {
+                    format!("{}@per-layer", self.kind.name())
+                }
             }
             k => k.name().to_string(),
         }
