@@ -168,3 +168,22 @@ fn xnor_resnet18_full_precision_shortcuts_cost_their_macs() {
     let ds = 3.0 * 6_422_528.0;
     assert!(((a - b) - (ds - ds / 48.0) / 1e6).abs() < 1e-9);
 }
+
+#[test]
+fn counted_bn_and_biases_give_the_published_parameter_counts() {
+    // With BN counted (2 affine values per channel) and biases counted, the stored fp32 values
+    // of the vanilla network are exactly the published parameter counts.
+    let mut s = VariantSpec::new(VariantKind::Vanilla);
+    s.options.bn = breakingbed::variant::BnMode::Counted;
+    for (model, params) in [
+        ("resnet20", 269_722u64),
+        ("resnet56", 853_018),
+        ("resnet18", 11_689_512),
+        ("resnet50", 25_557_032),
+    ] {
+        let net = builtin(model, None, None).unwrap();
+        let t = cost(&apply(&net, &s).unwrap(), &NccParams::reference()).total;
+        assert_eq!(t.fp_params, params, "{model}");
+        assert_eq!(t.memory_bytes, 4 * params, "{model}");
+    }
+}

@@ -35,6 +35,7 @@ pub struct CostArgs {
     /// Print every layer, not only the totals
     #[arg(long)]
     pub per_layer: bool,
+    /// Output format (json carries full-precision numbers)
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }

@@ -23,6 +23,7 @@ pub struct Table1Args {
     /// Hardware TOML with an [ncc] table (default: embedded hw/reference.toml)
     #[arg(long)]
     pub hw: Option<PathBuf>,
+    /// Output format (json carries full-precision numbers)
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
