@@ -6,7 +6,9 @@
 pub mod args;
 pub mod cost;
 pub mod format;
+pub mod simulate;
 pub mod table1;
+pub mod vectors;
 
 use std::io::Write as _;
 
@@ -38,12 +40,19 @@ pub enum Command {
     Cost(Box<cost::CostArgs>),
     /// The paper's Table 1: paper vs our memory [MB = 10^6 B] and NCC [10^6] for every row.
     Table1(table1::Table1Args),
+    /// Cycle-level DSP48 array simulation: per-layer cycles, ideal cycles, utilisation (0-1),
+    /// latency [us] at the clock [MHz], frames/s; --functional checks outputs bit-exactly.
+    Simulate(Box<simulate::SimulateArgs>),
+    /// Golden vectors ($readmemh hex + JSON manifest) of one layer for an RTL testbench.
+    Vectors(Box<vectors::VectorsArgs>),
 }
 
 fn dispatch(command: Command) -> Result<String> {
     match command {
         Command::Cost(a) => cost::run(*a),
         Command::Table1(a) => table1::run(a),
+        Command::Simulate(a) => simulate::run(*a),
+        Command::Vectors(a) => vectors::run(*a),
     }
 }
 
