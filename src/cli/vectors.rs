@@ -166,7 +166,12 @@ pub fn vectors(a: &VectorsArgs) -> Result<VectorsSummary> {
                         weights: w.clone(),
                         images: d.images.iter().map(|img| img[j].clone()).collect(),
                     };
-                    let man = write(&a.out.join(&rel), &single, &dev, &vd)?;
+                    let dir = if m * n == 1 {
+                        a.out.clone()
+                    } else {
+                        a.out.join(&rel)
+                    };
+                    let man = write(&dir, &single, &dev, &vd)?;
                     sets.push(VectorSet {
                         dir: rel,
                         weight_base: i,
@@ -227,7 +232,11 @@ pub fn run(a: VectorsArgs) -> Result<String> {
     ]);
     for set in &s.sets {
         t.push(vec![
-            a.out.join(&set.dir).display().to_string(),
+            if set.dir == "." {
+                a.out.display().to_string()
+            } else {
+                a.out.join(&set.dir).display().to_string()
+            },
             set.weight_base.to_string(),
             set.act_base.to_string(),
             set.weight_words.to_string(),
