@@ -13,7 +13,7 @@
 //! The reference is [`REFERENCE`]: the naive direct convolutions of [`super::reference`], written
 //! from the definition without packing, lanes or slices.
 
-use super::functional::{acc_to_f32, run_binary, run_fixed, BinaryInputs};
+use super::functional::{acc_to_f32, run_binary, run_fixed, BinaryInputs, BinaryOutput};
 use super::layer::{Geometry, LayerSpec, Precision};
 use super::random::{layer_data, BinaryData, FixedData, LayerData};
 use super::reference::{binary_conv, fixed_error_bound, float_conv};
@@ -56,6 +56,79 @@ pub struct FunctionalReport {
     pub functional_match: bool,
 }
 
+/// Running tally of one layer's comparisons.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tally {
+    pub compared: u64,
+    pub mismatches: u64,
+    pub max_abs_err: f64,
+    pub max_err_over_bound: f64,
+}
+
+/// Compares one image of a simulated binary layer with reference accumulators `refs`
+/// (`[m * n]` of `[out_c][oh][ow]`): dots must be equal, scaled outputs equal bit for bit to the
+/// documented `f32` combination of the reference dots.
+pub fn compare_binary(
+    g: &Geometry,
+    sim: &BinaryOutput,
+    refs: &[Vec<i32>],
+    alpha: &[f32],
+    beta: &[f32],
+    t: &mut Tally,
+) {
+    let (m, n) = (alpha.len() / g.out_c, beta.len());
+    let px = g.pixels();
+    let flat: Vec<i32> = refs.concat();
+    t.compared += flat.len() as u64;
+    t.mismatches += sim.dots.iter().zip(&flat).filter(|(a, b)| a != b).count() as u64
+        + sim.dots.len().abs_diff(flat.len()) as u64;
+    for o in 0..g.out_c {
+        for p in 0..px {
+            let mut y = 0f32;
+            for mi in 0..m {
+                for ni in 0..n {
+                    let dot = refs[mi * n + ni][o * px + p];
+                    y += (alpha[mi * g.out_c + o] * beta[ni]) * dot as f32;
+                }
+            }
+            let s = sim.out[o * px + p];
+            t.compared += 1;
+            if s.to_bits() != y.to_bits() {
+                t.mismatches += 1;
+            }
+            t.max_abs_err = t.max_abs_err.max((s as f64 - y as f64).abs());
+        }
+    }
+}
+
+/// Compares simulated fixed-point outputs `y` with reference `r` under per-output `bound`.
+pub fn compare_fixed(y: &[f32], r: &[f32], bound: &[f32], t: &mut Tally) {
+    t.mismatches += y.len().abs_diff(r.len()) as u64;
+    for ((&s, &v), &b) in y.iter().zip(r).zip(bound) {
+        let e = (s as f64 - v as f64).abs();
+        t.compared += 1;
+        // NaN errors fail too.
+        if e.is_nan() || e > b as f64 {
+            t.mismatches += 1;
+        }
+        t.max_abs_err = t.max_abs_err.max(e);
+        t.max_err_over_bound = t.max_err_over_bound.max(e / b as f64);
+    }
+}
+
+fn finish(spec: &LayerSpec, criterion: &str, t: Tally) -> LayerCheck {
+    LayerCheck {
+        name: spec.name.clone(),
+        precision: spec.precision,
+        criterion: criterion.into(),
+        compared: t.compared,
+        mismatches: t.mismatches,
+        max_abs_err: t.max_abs_err,
+        max_err_over_bound: t.max_err_over_bound,
+        matched: t.mismatches == 0 && t.compared > 0,
+    }
+}
+
 fn check_binary(spec: &LayerSpec, g: &Geometry, dev: &Device, d: &BinaryData) -> Result<LayerCheck> {
     let lanes = dev.slice.xnor.lanes;
     let pw: Vec<PackedWeights> = d
@@ -63,9 +136,7 @@ fn check_binary(spec: &LayerSpec, g: &Geometry, dev: &Device, d: &BinaryData) ->
         .iter()
         .map(|w| PackedWeights::from_pm1(w, g.out_c, g.in_c, g.kernel, lanes))
         .collect::<Result<_>>()?;
-    let (m, n) = (d.weights.len(), d.beta.len());
-    let px = g.pixels();
-    let (mut compared, mut mismatches, mut max_err) = (0u64, 0u64, 0f64);
+    let mut t = Tally::default();
     for img in &d.images {
         let pa: Vec<PackedActs> = img
             .iter()
@@ -81,72 +152,37 @@ fn check_binary(spec: &LayerSpec, g: &Geometry, dev: &Device, d: &BinaryData) ->
                 beta: &d.beta,
             },
         )?;
-        let mut refs = Vec::with_capacity(m * n);
+        let mut refs = Vec::with_capacity(d.weights.len() * img.len());
         for w in &d.weights {
             for x in img {
-                refs.push(binary_conv(g, w, x));
+                refs.push(reference_dots(g, w, x)?);
             }
         }
-        let flat: Vec<i32> = refs.concat();
-        compared += flat.len() as u64;
-        mismatches += sim.dots.iter().zip(&flat).filter(|(a, b)| a != b).count() as u64;
-        for o in 0..g.out_c {
-            for p in 0..px {
-                let mut y = 0f32;
-                for mi in 0..m {
-                    for ni in 0..n {
-                        let dot = refs[mi * n + ni][o * px + p];
-                        y += (d.alpha[mi * g.out_c + o] * d.beta[ni]) * dot as f32;
-                    }
-                }
-                let s = sim.out[o * px + p];
-                compared += 1;
-                if s.to_bits() != y.to_bits() {
-                    mismatches += 1;
-                }
-                max_err = max_err.max((s as f64 - y as f64).abs());
-            }
-        }
+        compare_binary(g, &sim, &refs, &d.alpha, &d.beta, &mut t);
     }
-    Ok(LayerCheck {
-        name: spec.name.clone(),
-        precision: spec.precision,
-        criterion: "exact".into(),
-        compared,
-        mismatches,
-        max_abs_err: max_err,
-        max_err_over_bound: 0.0,
-        matched: mismatches == 0,
-    })
+    Ok(finish(spec, "exact", t))
 }
 
 fn check_fixed(spec: &LayerSpec, g: &Geometry, dev: &Device, d: &FixedData) -> Result<LayerCheck> {
-    let (mut compared, mut mismatches, mut max_err, mut max_ratio) = (0u64, 0u64, 0f64, 0f64);
+    let mut t = Tally::default();
     for (x, xq) in d.images.iter().zip(&d.images_q) {
         let acc = run_fixed(spec, dev, &d.weights_q, xq)?;
         let y = acc_to_f32(&acc, d.format.acc_frac());
-        let r = float_conv(g, &d.weights, x);
+        let r = reference_float(g, &d.weights, x)?;
         let bound = fixed_error_bound(g, &d.weights, x, d.format.act_frac, d.format.weight_frac);
-        for ((&s, &t), &b) in y.iter().zip(&r).zip(&bound) {
-            let e = (s as f64 - t as f64).abs();
-            compared += 1;
-            if e > b as f64 {
-                mismatches += 1;
-            }
-            max_err = max_err.max(e);
-            max_ratio = max_ratio.max(e / b as f64);
-        }
+        compare_fixed(&y, &r, &bound, &mut t);
     }
-    Ok(LayerCheck {
-        name: spec.name.clone(),
-        precision: spec.precision,
-        criterion: "bound".into(),
-        compared,
-        mismatches,
-        max_abs_err: max_err,
-        max_err_over_bound: max_ratio,
-        matched: mismatches == 0,
-    })
+    Ok(finish(spec, "bound", t))
+}
+
+/// Reference +/-1 convolution, `[out_c][oh][ow]`.
+fn reference_dots(g: &Geometry, w: &[i8], x: &[i8]) -> Result<Vec<i32>> {
+    Ok(binary_conv(g, w, x))
+}
+
+/// Reference `f32` convolution, `[out_c][oh][ow]`.
+fn reference_float(g: &Geometry, w: &[f32], x: &[f32]) -> Result<Vec<f32>> {
+    Ok(float_conv(g, w, x))
 }
 
 /// Checks layer `index` of a network (its position in the layer list, which selects its random
@@ -190,4 +226,93 @@ pub fn check_layers(
         functional_match: layers.iter().all(|l| l.matched),
         layers,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::LayerKind;
+
+    fn dev() -> Device {
+        Device::from_toml_str(crate::cli::simulate::PAPER_HW_TOML, "paper").unwrap()
+    }
+
+    fn conv(in_c: usize, out_c: usize, k: usize, s: usize, hw: usize, p: Precision) -> LayerSpec {
+        LayerSpec {
+            name: "t".into(),
+            kind: LayerKind::Conv {
+                in_c,
+                out_c,
+                kernel: k,
+                stride: s,
+                padding: k / 2,
+                in_h: hw,
+                in_w: hw + 1,
+            },
+            precision: p,
+        }
+    }
+
+    /// Channel counts around the 48-lane word boundary (as LCE sweeps 31/32/33/64 around its
+    /// 32-bit words), strides 1 and 2, 1x1 and 3x3: all match, and the number of compared values
+    /// is (m*n dots + 1 output) per position and image.
+    #[test]
+    fn layers_match_across_lane_boundaries() {
+        let d = dev();
+        for (i, in_c) in [1usize, 47, 48, 49, 96, 100].into_iter().enumerate() {
+            for (k, s) in [(1, 1), (3, 1), (3, 2)] {
+                for p in [Precision::Binary { m: 2, n: 3 }, Precision::Full] {
+                    let spec = conv(in_c, 5, k, s, 5, p);
+                    let g = spec.geometry().unwrap();
+                    let c = check_layer(&spec, i, &d, 2, 11).unwrap();
+                    assert!(c.matched, "{in_c} {k} {s} {p:?}: {c:?}");
+                    let per = match p {
+                        Precision::Binary { m, n } => m * n + 1,
+                        Precision::Full => 1,
+                    };
+                    assert_eq!(c.compared, (2 * per * 5 * g.pixels()) as u64);
+                }
+            }
+        }
+    }
+
+    /// The comparison is not vacuous: one wrong accumulator is one mismatch (and it also
+    /// changes the scaled output it feeds).
+    #[test]
+    fn a_wrong_dot_is_caught() {
+        let spec = conv(3, 2, 3, 1, 3, Precision::Binary { m: 1, n: 1 });
+        let g = spec.geometry().unwrap();
+        let w: Vec<i8> = (0..2 * 27).map(|i| if i % 3 == 0 { -1 } else { 1 }).collect();
+        let x: Vec<i8> = (0..3 * 12).map(|i| if i % 5 == 0 { -1 } else { 1 }).collect();
+        let pw = PackedWeights::from_pm1(&w, 2, 3, 3, 48).unwrap();
+        let pa = PackedActs::from_pm1(&x, 3, 3, 4, 48).unwrap();
+        let (alpha, beta) = (vec![0.5, 0.75], vec![1.0]);
+        let sim = run_binary(
+            &spec,
+            &dev(),
+            &BinaryInputs {
+                weights: std::slice::from_ref(&pw),
+                acts: std::slice::from_ref(&pa),
+                alpha: &alpha,
+                beta: &beta,
+            },
+        )
+        .unwrap();
+        let mut good = Tally::default();
+        compare_binary(&g, &sim, &[binary_conv(&g, &w, &x)], &alpha, &beta, &mut good);
+        assert_eq!(good.mismatches, 0);
+        let mut bad_ref = binary_conv(&g, &w, &x);
+        bad_ref[5] += 2;
+        let mut bad = Tally::default();
+        compare_binary(&g, &sim, &[bad_ref], &alpha, &beta, &mut bad);
+        assert_eq!(bad.mismatches, 2);
+    }
+
+    #[test]
+    fn fixed_outside_bound_or_nan_is_caught() {
+        let mut t = Tally::default();
+        compare_fixed(&[1.0, 2.0, f32::NAN], &[1.0005, 2.5, 0.0], &[0.001; 3], &mut t);
+        assert_eq!((t.compared, t.mismatches), (3, 2));
+        assert!((t.max_abs_err - 0.5).abs() < 1e-6);
+    }
 }
