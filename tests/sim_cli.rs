@@ -47,7 +47,15 @@ fn json_keys_present_and_consistent() {
         ("resnet20", "abc", "hw/zu3eg.toml"),
     ] {
         let v = json(&[
-            "simulate", "--model", model, "--variant", variant, "--hw", hw, "--format", "json",
+            "simulate",
+            "--model",
+            model,
+            "--variant",
+            variant,
+            "--hw",
+            hw,
+            "--format",
+            "json",
         ]);
         for k in [
             "dsp_count",
@@ -65,7 +73,13 @@ fn json_keys_present_and_consistent() {
         assert!(v.get("functional_match").is_none());
         let layers = v["layers"].as_array().unwrap();
         for l in layers {
-            for k in ["name", "cycles", "utilization", "ideal_cycles", "latency_us"] {
+            for k in [
+                "name",
+                "cycles",
+                "utilization",
+                "ideal_cycles",
+                "latency_us",
+            ] {
                 assert!(l.get(k).is_some(), "layer missing {k}: {l}");
             }
             let u = l["utilization"].as_f64().unwrap();
@@ -77,7 +91,10 @@ fn json_keys_present_and_consistent() {
         assert_eq!(sum, total);
         let clock = v["clock_mhz"].as_f64().unwrap();
         let lat = v["latency_us"].as_f64().unwrap();
-        assert!((lat - total as f64 / clock).abs() <= 1e-9 * lat, "{lat} vs {total}/{clock}");
+        assert!(
+            (lat - total as f64 / clock).abs() <= 1e-9 * lat,
+            "{lat} vs {total}/{clock}"
+        );
         let fps = v["frames_per_s"].as_f64().unwrap();
         assert!((fps * lat - 1e6).abs() < 1e-6);
         let u = v["utilization"].as_f64().unwrap();
@@ -106,7 +123,15 @@ fn resnet8_has_eight_simulated_layers() {
 /// count of 40,551,040 MACs (anchors) -> 20,275,520 + 80.
 #[test]
 fn paper_slice_vanilla_resnet20_is_half_the_macs() {
-    let v = json(&["simulate", "--model", "resnet20", "--hw", "hw/paper.toml", "--format", "json"]);
+    let v = json(&[
+        "simulate",
+        "--model",
+        "resnet20",
+        "--hw",
+        "hw/paper.toml",
+        "--format",
+        "json",
+    ]);
     assert_eq!(v["total_cycles"].as_u64().unwrap(), 40_551_040 / 2 + 20 * 4);
     assert_eq!(v["ideal_cycles"].as_u64().unwrap(), 40_551_040 / 2);
     assert_eq!(v["utilization"].as_f64().unwrap(), 1.0);
@@ -125,7 +150,14 @@ fn paper_slice_vanilla_resnet20_is_half_the_macs() {
 #[test]
 fn paper_slice_xnor_resnet20_matches_hand_count() {
     let v = json(&[
-        "simulate", "--model", "resnet20", "--variant", "xnor", "--hw", "hw/paper.toml", "--format",
+        "simulate",
+        "--model",
+        "resnet20",
+        "--variant",
+        "xnor",
+        "--hw",
+        "hw/paper.toml",
+        "--format",
         "json",
     ]);
     let expected = 221_184 + 320 + 884_736 + 442_368 + 36_864 + 368_640 + 134;
@@ -139,7 +171,14 @@ fn paper_slice_xnor_resnet20_matches_hand_count() {
 fn sparse_variants_use_dense_schedule() {
     let a = json(&["simulate", "--model", "resnet8", "--format", "json"]);
     let b = json(&[
-        "simulate", "--model", "resnet8", "--variant", "weight", "--rate", "0.7", "--format",
+        "simulate",
+        "--model",
+        "resnet8",
+        "--variant",
+        "weight",
+        "--rate",
+        "0.7",
+        "--format",
         "json",
     ]);
     assert_eq!(a["total_cycles"], b["total_cycles"]);
@@ -148,7 +187,15 @@ fn sparse_variants_use_dense_schedule() {
         6
     );
     // Filter pruning shrinks the network, so it takes fewer cycles.
-    let c = json(&["simulate", "--model", "resnet8", "--variant", "filter", "--format", "json"]);
+    let c = json(&[
+        "simulate",
+        "--model",
+        "resnet8",
+        "--variant",
+        "filter",
+        "--format",
+        "json",
+    ]);
     assert!(c["total_cycles"].as_u64() < a["total_cycles"].as_u64());
 }
 
@@ -184,14 +231,30 @@ fn functional_resnet8_xnor() {
 #[test]
 fn functional_resnet20_xnor_on_physical_int8_lanes() {
     functional(&[
-        "--model", "resnet20", "--variant", "xnor", "--hw", "hw/zcu102.toml", "--images", "1",
+        "--model",
+        "resnet20",
+        "--variant",
+        "xnor",
+        "--hw",
+        "hw/zcu102.toml",
+        "--images",
+        "1",
     ]);
 }
 
 #[test]
 fn functional_resnet8_abc_3x3() {
     let v = functional(&[
-        "--model", "resnet8", "--variant", "abc", "--m", "3", "--n", "3", "--images", "2",
+        "--model",
+        "resnet8",
+        "--variant",
+        "abc",
+        "--m",
+        "3",
+        "--n",
+        "3",
+        "--images",
+        "2",
     ]);
     // 9 base pairs of dots + 1 scaled output per position.
     let l = &v["functional"]["layers"][1];
@@ -203,8 +266,16 @@ fn functional_resnet8_abc_3x3() {
 #[test]
 fn functional_is_deterministic_across_threads() {
     let args = [
-        "simulate", "--model", "resnet8", "--variant", "xnor", "--functional", "--seed", "7",
-        "--format", "json",
+        "simulate",
+        "--model",
+        "resnet8",
+        "--variant",
+        "xnor",
+        "--functional",
+        "--seed",
+        "7",
+        "--format",
+        "json",
     ];
     let (c1, a, _) = bbed_env(&args, &[("RAYON_NUM_THREADS", "1")]);
     let (c2, b, _) = bbed_env(&args, &[("RAYON_NUM_THREADS", "2")]);
@@ -213,7 +284,10 @@ fn functional_is_deterministic_across_threads() {
     let mut other = args.to_vec();
     other[7] = "8";
     let (_, c, _) = bbed(&other);
-    let (va, vc): (Value, Value) = (serde_json::from_str(&a).unwrap(), serde_json::from_str(&c).unwrap());
+    let (va, vc): (Value, Value) = (
+        serde_json::from_str(&a).unwrap(),
+        serde_json::from_str(&c).unwrap(),
+    );
     assert_ne!(
         va["functional"]["layers"][0]["max_abs_err"],
         vc["functional"]["layers"][0]["max_abs_err"]
@@ -223,14 +297,28 @@ fn functional_is_deterministic_across_threads() {
 
 #[test]
 fn text_formats_have_totals() {
-    let (code, out, _) = bbed(&["simulate", "--model", "resnet8", "--variant", "xnor", "--per-layer"]);
+    let (code, out, _) = bbed(&[
+        "simulate",
+        "--model",
+        "resnet8",
+        "--variant",
+        "xnor",
+        "--per-layer",
+    ]);
     assert_eq!(code, 0);
     assert!(out.lines().any(|l| l.starts_with("layer1.0.conv1")));
     assert!(out.lines().last().unwrap().starts_with("TOTAL"));
     let (_, csv, _) = bbed(&["simulate", "--model", "resnet8", "--format", "csv"]);
     assert!(csv.starts_with("layer,precision,cycles,ideal_cycles,utilization"));
     assert_eq!(csv.lines().count(), 2);
-    let (_, md, _) = bbed(&["simulate", "--model", "resnet8", "--format", "md", "--per-layer"]);
+    let (_, md, _) = bbed(&[
+        "simulate",
+        "--model",
+        "resnet8",
+        "--format",
+        "md",
+        "--per-layer",
+    ]);
     assert_eq!(md.lines().count(), 2 + 8 + 1);
 }
 
@@ -258,13 +346,23 @@ fn bad_hw(text: &str) -> (tempfile::TempDir, String) {
 
 #[test]
 fn bad_hw_file_names_the_field() {
-    let good = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/hw/zcu102.toml")).unwrap();
+    let good =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/hw/zcu102.toml")).unwrap();
     let (_d, zero) = bad_hw(&good.replace("dsp_count = 2520", "dsp_count = 0"));
-    user_error(&["simulate", "--model", "resnet8", "--hw", &zero], &["device.dsp_count", "bad.toml"]);
+    user_error(
+        &["simulate", "--model", "resnet8", "--hw", &zero],
+        &["device.dsp_count", "bad.toml"],
+    );
     let (_d2, missing) = bad_hw(&good.replace("clock_mhz = 300.0", ""));
-    user_error(&["simulate", "--model", "resnet8", "--hw", &missing], &["clock_mhz", "bad.toml"]);
+    user_error(
+        &["simulate", "--model", "resnet8", "--hw", &missing],
+        &["clock_mhz", "bad.toml"],
+    );
     let (_d3, wide) = bad_hw(&good.replace("width = 8", "width = 16"));
-    user_error(&["simulate", "--model", "resnet8", "--hw", &wide], &["slice.mac", "bad.toml"]);
+    user_error(
+        &["simulate", "--model", "resnet8", "--hw", &wide],
+        &["slice.mac", "bad.toml"],
+    );
     user_error(
         &["simulate", "--model", "resnet8", "--hw", "no/such/hw.toml"],
         &["no/such/hw.toml"],
@@ -274,7 +372,14 @@ fn bad_hw_file_names_the_field() {
 #[test]
 fn bad_options_are_user_errors() {
     user_error(
-        &["simulate", "--model", "resnet8", "--functional", "--images", "0"],
+        &[
+            "simulate",
+            "--model",
+            "resnet8",
+            "--functional",
+            "--images",
+            "0",
+        ],
         &["--images"],
     );
     // --images without --functional is a usage error (clap: exit 2).

@@ -78,7 +78,12 @@ fn recheck_binary(gs: &GoldenSet, spec: &LayerSpec, images: usize) -> (Vec<i8>, 
     assert_eq!(gs.expected.len(), images * outs);
     let mut xs = Vec::new();
     for n in 0..images {
-        let pos = unpack(&gs.activations[n * per_img..][..per_img], lanes, g.in_c, g.in_h * g.in_w);
+        let pos = unpack(
+            &gs.activations[n * per_img..][..per_img],
+            lanes,
+            g.in_c,
+            g.in_h * g.in_w,
+        );
         let mut x = vec![0i8; g.in_c * g.in_h * g.in_w];
         for (p, chans) in pos.iter().enumerate() {
             for (c, &v) in chans.iter().enumerate() {
@@ -102,8 +107,19 @@ fn xnor_layer_vectors_recheck() {
     let out = dir.path().join("v");
     let o = out.display().to_string();
     ok(&[
-        "vectors", "--model", "resnet8", "--variant", "xnor", "--layer", "layer2.0.conv1",
-        "--images", "2", "--seed", "3", "--out", &o,
+        "vectors",
+        "--model",
+        "resnet8",
+        "--variant",
+        "xnor",
+        "--layer",
+        "layer2.0.conv1",
+        "--images",
+        "2",
+        "--seed",
+        "3",
+        "--out",
+        &o,
     ]);
     let gs = read(&out).unwrap();
     let spec = gs.manifest.layer.clone();
@@ -112,7 +128,13 @@ fn xnor_layer_vectors_recheck() {
     // resnet8 layer2.0.conv1: 16 -> 32 channels, stride 2 on a 32x32 input.
     assert!(matches!(
         spec.kind,
-        breakingbed::sim::LayerKind::Conv { in_c: 16, out_c: 32, stride: 2, in_h: 32, .. }
+        breakingbed::sim::LayerKind::Conv {
+            in_c: 16,
+            out_c: 32,
+            stride: 2,
+            in_h: 32,
+            ..
+        }
     ));
     recheck_binary(&gs, &spec, 2);
     let s = summary(&out);
@@ -128,8 +150,19 @@ fn abc_vectors_one_set_per_base_pair() {
     let out = dir.path().join("abc");
     let o = out.display().to_string();
     ok(&[
-        "vectors", "--model", "resnet8", "--variant", "abc", "--m", "2", "--n", "3", "--layer",
-        "layer3.0.conv2", "--out", &o,
+        "vectors",
+        "--model",
+        "resnet8",
+        "--variant",
+        "abc",
+        "--m",
+        "2",
+        "--n",
+        "3",
+        "--layer",
+        "layer3.0.conv2",
+        "--out",
+        &o,
     ]);
     let s = summary(&out);
     let sets = s["sets"].as_array().unwrap();
@@ -166,8 +199,17 @@ fn full_precision_vectors_recheck() {
     let out = dir.path().join("fp");
     let o = out.display().to_string();
     ok(&[
-        "vectors", "--model", "resnet8", "--variant", "xnor", "--layer", "conv1", "--hw",
-        "hw/zcu102.toml", "--out", &o,
+        "vectors",
+        "--model",
+        "resnet8",
+        "--variant",
+        "xnor",
+        "--layer",
+        "conv1",
+        "--hw",
+        "hw/zcu102.toml",
+        "--out",
+        &o,
     ]);
     let gs = read(&out).unwrap();
     assert_eq!(gs.manifest.kind, "fixed");
@@ -189,8 +231,17 @@ fn same_seed_same_files_other_seed_other_files() {
     let run = |name: &str, seed: &str| {
         let p = dir.path().join(name);
         ok(&[
-            "vectors", "--model", "resnet8", "--variant", "xnor", "--layer", "layer1.0.conv2",
-            "--seed", seed, "--out", &p.display().to_string(),
+            "vectors",
+            "--model",
+            "resnet8",
+            "--variant",
+            "xnor",
+            "--layer",
+            "layer1.0.conv2",
+            "--seed",
+            seed,
+            "--out",
+            &p.display().to_string(),
         ]);
         std::fs::read_to_string(p.join("acts.hex")).unwrap()
     };
@@ -204,8 +255,15 @@ fn refuses_non_empty_dir_unless_forced() {
     std::fs::write(dir.path().join("keep.txt"), "x").unwrap();
     let o = dir.path().display().to_string();
     let args = [
-        "vectors", "--model", "resnet8", "--variant", "xnor", "--layer", "layer1.0.conv1",
-        "--out", &o,
+        "vectors",
+        "--model",
+        "resnet8",
+        "--variant",
+        "xnor",
+        "--layer",
+        "layer1.0.conv1",
+        "--out",
+        &o,
     ];
     let (code, out, err) = bbed(&args);
     assert_eq!(code, 2, "{err}");
@@ -224,16 +282,36 @@ fn unknown_layer_lists_valid_names() {
     let dir = tempfile::tempdir().unwrap();
     let o = dir.path().join("x").display().to_string();
     let (code, out, err) = bbed(&[
-        "vectors", "--model", "resnet8", "--variant", "xnor", "--layer", "layer9.conv", "--out", &o,
+        "vectors",
+        "--model",
+        "resnet8",
+        "--variant",
+        "xnor",
+        "--layer",
+        "layer9.conv",
+        "--out",
+        &o,
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(out.is_empty());
-    for n in ["--layer", "layer9.conv", "conv1", "layer3.0.conv2", "linear"] {
+    for n in [
+        "--layer",
+        "layer9.conv",
+        "conv1",
+        "layer3.0.conv2",
+        "linear",
+    ] {
         assert!(err.contains(n), "'{n}' not in {err}");
     }
     // A non-weighted layer is not a valid choice either.
     let (code, _, err) = bbed(&[
-        "vectors", "--model", "resnet8", "--layer", "layer1.0.bn1", "--out", &o,
+        "vectors",
+        "--model",
+        "resnet8",
+        "--layer",
+        "layer1.0.bn1",
+        "--out",
+        &o,
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(!Path::new(&o).exists());

@@ -152,11 +152,17 @@ fn table(o: &SimulateOutput, per_layer: bool) -> Tabular {
     let r = &o.report;
     let mut row = vec![
         "TOTAL".into(),
-        format!("{} {} on {} x DSP @ {} MHz", o.model, o.variant, r.dsp_count, r.clock_mhz),
+        format!(
+            "{} {} on {} x DSP @ {} MHz",
+            o.model, o.variant, r.dsp_count, r.clock_mhz
+        ),
         r.total_cycles.to_string(),
         r.ideal_cycles.to_string(),
         format!("{:.4}", r.utilization),
-        format!("{:.4}", r.ideal_cycles as f64 / r.total_cycles.max(1) as f64),
+        format!(
+            "{:.4}",
+            r.ideal_cycles as f64 / r.total_cycles.max(1) as f64
+        ),
         format!("{:.3}", r.latency_us),
         format!("{:.4}", r.ncc),
         format!("{:.2}", r.frames_per_s),
@@ -173,7 +179,8 @@ fn progress(len: usize) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let pb = ProgressBar::new(len as u64);
-    if let Ok(style) = ProgressStyle::with_template("functional check {bar:30} {pos}/{len} layers") {
+    if let Ok(style) = ProgressStyle::with_template("functional check {bar:30} {pos}/{len} layers")
+    {
         pb.set_style(style);
     }
     pb

@@ -129,7 +129,12 @@ fn finish(spec: &LayerSpec, criterion: &str, t: Tally) -> LayerCheck {
     }
 }
 
-fn check_binary(spec: &LayerSpec, g: &Geometry, dev: &Device, d: &BinaryData) -> Result<LayerCheck> {
+fn check_binary(
+    spec: &LayerSpec,
+    g: &Geometry,
+    dev: &Device,
+    d: &BinaryData,
+) -> Result<LayerCheck> {
     let lanes = dev.slice.xnor.lanes;
     let pw: Vec<PackedWeights> = d
         .weights
@@ -282,8 +287,12 @@ mod tests {
     fn a_wrong_dot_is_caught() {
         let spec = conv(3, 2, 3, 1, 3, Precision::Binary { m: 1, n: 1 });
         let g = spec.geometry().unwrap();
-        let w: Vec<i8> = (0..2 * 27).map(|i| if i % 3 == 0 { -1 } else { 1 }).collect();
-        let x: Vec<i8> = (0..3 * 12).map(|i| if i % 5 == 0 { -1 } else { 1 }).collect();
+        let w: Vec<i8> = (0..2 * 27)
+            .map(|i| if i % 3 == 0 { -1 } else { 1 })
+            .collect();
+        let x: Vec<i8> = (0..3 * 12)
+            .map(|i| if i % 5 == 0 { -1 } else { 1 })
+            .collect();
         let pw = PackedWeights::from_pm1(&w, 2, 3, 3, 48).unwrap();
         let pa = PackedActs::from_pm1(&x, 3, 3, 4, 48).unwrap();
         let (alpha, beta) = (vec![0.5, 0.75], vec![1.0]);
@@ -299,7 +308,14 @@ mod tests {
         )
         .unwrap();
         let mut good = Tally::default();
-        compare_binary(&g, &sim, &[binary_conv(&g, &w, &x)], &alpha, &beta, &mut good);
+        compare_binary(
+            &g,
+            &sim,
+            &[binary_conv(&g, &w, &x)],
+            &alpha,
+            &beta,
+            &mut good,
+        );
         assert_eq!(good.mismatches, 0);
         let mut bad_ref = binary_conv(&g, &w, &x);
         bad_ref[5] += 2;
@@ -311,7 +327,12 @@ mod tests {
     #[test]
     fn fixed_outside_bound_or_nan_is_caught() {
         let mut t = Tally::default();
-        compare_fixed(&[1.0, 2.0, f32::NAN], &[1.0005, 2.5, 0.0], &[0.001; 3], &mut t);
+        compare_fixed(
+            &[1.0, 2.0, f32::NAN],
+            &[1.0005, 2.5, 0.0],
+            &[0.001; 3],
+            &mut t,
+        );
         assert_eq!((t.compared, t.mismatches), (3, 2));
         assert!((t.max_abs_err - 0.5).abs() < 1e-6);
     }

@@ -51,7 +51,9 @@ pub fn layer_specs(net: &CompressedNetwork) -> Result<Vec<LayerSpec>> {
                 if in_c != c {
                     return Err(Error::input(
                         format!("layer '{}'", layer.name),
-                        format!("in_c = {in_c} but its input has {c} channels (network not inferred?)"),
+                        format!(
+                            "in_c = {in_c} but its input has {c} channels (network not inferred?)"
+                        ),
                     ));
                 }
                 LayerKind::Conv {
@@ -135,10 +137,24 @@ mod tests {
         assert_eq!(s.len(), 20);
         let macs: u64 = s.iter().map(|l| l.geometry().unwrap().macs()).sum();
         assert_eq!(macs, 40_551_040);
-        assert!(matches!(s[19].kind, LayerKind::Linear { in_f: 64, out_f: 10 }));
+        assert!(matches!(
+            s[19].kind,
+            LayerKind::Linear {
+                in_f: 64,
+                out_f: 10
+            }
+        ));
         assert!(matches!(
             s[0].kind,
-            LayerKind::Conv { in_c: 3, out_c: 16, kernel: 3, stride: 1, padding: 1, in_h: 32, in_w: 32 }
+            LayerKind::Conv {
+                in_c: 3,
+                out_c: 16,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                in_h: 32,
+                in_w: 32
+            }
         ));
     }
 
@@ -162,7 +178,14 @@ mod tests {
         let conv1 = s.iter().find(|l| l.name == "layer1.0.conv1").unwrap();
         assert!(matches!(conv1.kind, LayerKind::Conv { out_c: 8, .. }));
         let conv2 = s.iter().find(|l| l.name == "layer1.0.conv2").unwrap();
-        assert!(matches!(conv2.kind, LayerKind::Conv { in_c: 8, out_c: 16, .. }));
+        assert!(matches!(
+            conv2.kind,
+            LayerKind::Conv {
+                in_c: 8,
+                out_c: 16,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub fn layer_rng(seed: u64, index: usize) -> ChaCha8Rng {
 }
 
 fn pm1(rng: &mut ChaCha8Rng, n: usize) -> Vec<i8> {
-    (0..n).map(|_| if rng.gen::<bool>() { 1 } else { -1 }).collect()
+    (0..n)
+        .map(|_| if rng.gen::<bool>() { 1 } else { -1 })
+        .collect()
 }
 
 /// +/-1 data of a `Binary { m, n }` layer.
