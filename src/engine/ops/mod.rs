@@ -11,3 +11,11 @@
 pub mod conv;
 pub mod gemm;
 pub mod reference;
+pub mod activation;
+pub mod abc;
+pub mod batchnorm;
+pub mod linear;
+pub mod loss;
+pub mod pool;
+pub mod shortcut;
+pub mod xnor;
