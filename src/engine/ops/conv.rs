@@ -111,52 +111,113 @@ fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
             for q in 0..g.kw {
                 let row = (c * g.kh + p) * g.kw + q;
                 let dst = &mut col[row * l..(row + 1) * l];
-                let (j0, j1) = g.valid_cols(q);
-                for i in 0..g.ho {
-                    let out = &mut dst[i * g.wo..(i + 1) * g.wo];
-                    let r = (i * g.stride + p) as isize - g.pad as isize;
-                    if r < 0 || r >= g.h as isize {
-                        out.fill(0.0);
-                        continue;
-                    }
-                    let src = &plane[r as usize * g.w..(r as usize + 1) * g.w];
-                    out[..j0].fill(0.0);
-                    out[j1..].fill(0.0);
-                    if g.stride == 1 {
-                        let t0 = j0 + q - g.pad;
-                        out[j0..j1].copy_from_slice(&src[t0..t0 + (j1 - j0)]);
-                    } else {
-                        for (j, v) in out.iter_mut().enumerate().take(j1).skip(j0) {
-                            *v = src[j * g.stride + q - g.pad];
-                        }
-                    }
+                if g.stride == 1 && g.wo == g.w {
+                    shifted_copy(g, plane, dst, p, q);
+                } else {
+                    strided_copy(g, plane, dst, p, q);
                 }
             }
         }
     }
 }
 
+/// Output rows `[i0, i1)` whose input row `i*stride + p - pad` lies inside the image.
+fn valid_rows(g: &ConvGeom, p: usize) -> (usize, usize) {
+    let (s, pad) = (g.stride, g.pad);
+    let i0 = if pad > p { (pad - p).div_ceil(s) } else { 0 };
+    let i1 = if g.h + pad > p { (g.h + pad - p).div_ceil(s).min(g.ho) } else { 0 };
+    (i0.min(i1), i1)
+}
+
+/// Stride 1 with same-width output: within the valid rows, `dst[k] = plane[k + off]` for one
+/// fixed offset, so a whole plane is a single contiguous copy; the entries that wrapped
+/// around a row edge are then zeroed. This replaces `HO` short copies per kernel tap.
+fn shifted_copy(g: &ConvGeom, plane: &[f32], dst: &mut [f32], p: usize, q: usize) {
+    let w = g.w as isize;
+    let (i0, i1) = valid_rows(g, p);
+    let (j0, j1) = g.valid_cols(q);
+    dst[..i0 * g.wo].fill(0.0);
+    dst[i1 * g.wo..].fill(0.0);
+    let off = (p as isize - g.pad as isize) * w + q as isize - g.pad as isize;
+    // Clamp so the source index stays inside the plane; clamped-away entries are edge
+    // columns, zeroed below.
+    let Some((k0, k1)) = shifted_range(g, i0, i1, off, plane.len()) else {
+        dst[i0 * g.wo..i1 * g.wo].fill(0.0);
+        return;
+    };
+    let s0 = (k0 as isize + off) as usize;
+    dst[k0..k1].copy_from_slice(&plane[s0..s0 + (k1 - k0)]);
+    dst[i0 * g.wo..k0].fill(0.0);
+    dst[k1..i1 * g.wo].fill(0.0);
+    for i in i0..i1 {
+        let r = &mut dst[i * g.wo..(i + 1) * g.wo];
+        r[..j0].fill(0.0);
+        r[j1..].fill(0.0);
+    }
+}
+
+/// The part `[k0, k1)` of the valid rows' flat range `[i0*WO, i1*WO)` whose source `k + off`
+/// lies inside the plane (None if empty).
+fn shifted_range(g: &ConvGeom, i0: usize, i1: usize, off: isize, len: usize) -> Option<(usize, usize)> {
+    let k0 = ((i0 * g.wo) as isize).max(-off);
+    let k1 = ((i1 * g.wo) as isize).min(len as isize - off);
+    (k1 > k0).then_some((k0 as usize, k1 as usize))
+}
+
+/// General stride: row by row.
+fn strided_copy(g: &ConvGeom, plane: &[f32], dst: &mut [f32], p: usize, q: usize) {
+    let (j0, j1) = g.valid_cols(q);
+    for i in 0..g.ho {
+        let out = &mut dst[i * g.wo..(i + 1) * g.wo];
+        let r = (i * g.stride + p) as isize - g.pad as isize;
+        if r < 0 || r >= g.h as isize {
+            out.fill(0.0);
+            continue;
+        }
+        let src = &plane[r as usize * g.w..(r as usize + 1) * g.w];
+        out[..j0].fill(0.0);
+        out[j1..].fill(0.0);
+        for (j, v) in out.iter_mut().enumerate().take(j1).skip(j0) {
+            *v = src[j * g.stride + q - g.pad];
+        }
+    }
+}
+
 /// Adjoint of [`im2col`]: adds every column entry back onto the input position it came from.
-/// `dx` is overwritten.
-fn col2im(g: &ConvGeom, col: &[f32], dx: &mut [f32]) {
+/// `dx` is overwritten; `col` is scratch and its padded-position entries are zeroed.
+fn col2im(g: &ConvGeom, col: &mut [f32], dx: &mut [f32]) {
     dx.fill(0.0);
     let l = g.l();
+    let w = g.w as isize;
     for c in 0..g.c {
         let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for p in 0..g.kh {
             for q in 0..g.kw {
                 let row = (c * g.kh + p) * g.kw + q;
-                let src = &col[row * l..(row + 1) * l];
+                let src = &mut col[row * l..(row + 1) * l];
                 let (j0, j1) = g.valid_cols(q);
-                for i in 0..g.ho {
-                    let r = (i * g.stride + p) as isize - g.pad as isize;
-                    if r < 0 || r >= g.h as isize {
-                        continue;
+                let (i0, i1) = valid_rows(g, p);
+                if g.stride == 1 && g.wo == g.w {
+                    // Mirror of `shifted_copy`: drop the wrapped edge entries, then one
+                    // contiguous add at a fixed offset.
+                    for i in i0..i1 {
+                        let r = &mut src[i * g.wo..(i + 1) * g.wo];
+                        r[..j0].fill(0.0);
+                        r[j1..].fill(0.0);
                     }
-                    let dst = &mut plane[r as usize * g.w..(r as usize + 1) * g.w];
-                    let s = &src[i * g.wo..(i + 1) * g.wo];
-                    for j in j0..j1 {
-                        dst[j * g.stride + q - g.pad] += s[j];
+                    let off = (p as isize - g.pad as isize) * w + q as isize - g.pad as isize;
+                    if let Some((k0, k1)) = shifted_range(g, i0, i1, off, plane.len()) {
+                        let s0 = (k0 as isize + off) as usize;
+                        plane[s0..s0 + (k1 - k0)].iter_mut().zip(&src[k0..k1]).for_each(|(d, v)| *d += v);
+                    }
+                } else {
+                    for i in i0..i1 {
+                        let r = i * g.stride + p - g.pad;
+                        let dst = &mut plane[r * g.w..(r + 1) * g.w];
+                        let s = &src[i * g.wo..(i + 1) * g.wo];
+                        for j in j0..j1 {
+                            dst[j * g.stride + q - g.pad] += s[j];
+                        }
                     }
                 }
             }
@@ -296,7 +357,7 @@ pub fn conv2d_backward_with(
                     sgemm(backend, wt, dymat, dxn, false, inner);
                 } else {
                     sgemm(backend, wt, dymat, &mut dcol, false, inner);
-                    col2im(&g, &dcol, dxn);
+                    col2im(&g, &mut dcol, dxn);
                 }
                 // dW += dy col^T.
                 let colmat = if pointwise {
