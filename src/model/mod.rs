@@ -1,5 +1,22 @@
 //! Network descriptions: a layer graph with shapes inferred from the input size.
+//!
+//! Conventions:
+//! - Shapes are `[C, H, W]` per sample (NCHW without the batch axis).
+//! - Layers are stored in topological order; `Layer::inputs` holds indices of earlier layers,
+//!   an empty list means "the network input".
+//! - Layer names are PyTorch state-dict prefixes, so a parameter is `format!("{name}.weight")`.
+//! - Convolutions are square, ungrouped, zero-padded by `padding` on every side; pools use the
+//!   same output-size rule `(H + 2p - k) / s + 1` (floor).
+//! - `ShortcutA` is He et al.'s option-A identity: `x[:, :, ::s, ::s]` (output `ceil(H/s)`)
+//!   zero-padded with `(out_c - in_c) / 2` channels on each side.
+//! - A MAC is one multiply-accumulate of a conv or linear layer; BN, pooling and adds are not
+//!   MACs (the convention of the published counts: fvcore, torchvision).
 
+pub mod custom;
+pub mod graph;
 pub mod norm;
+pub mod resnet;
 
+pub use graph::{Layer, Network, Op};
 pub use norm::Normalization;
+pub use resnet::builtin;
