@@ -57,14 +57,27 @@ fn resnet_6n_plus_2_params_follow_closed_form() {
 fn state_dict_names_follow_pytorch_layouts() {
     let r20 = builtin("resnet20", None, None).unwrap();
     let names: Vec<String> = r20.param_shapes().into_iter().map(|(n, _)| n).collect();
-    for want in ["conv1.weight", "bn1.running_var", "layer1.0.conv1.weight", "layer3.2.bn2.bias", "linear.weight", "linear.bias"] {
+    for want in [
+        "conv1.weight",
+        "bn1.running_var",
+        "layer1.0.conv1.weight",
+        "layer3.2.bn2.bias",
+        "linear.weight",
+        "linear.bias",
+    ] {
         assert!(names.contains(&want.to_string()), "missing {want}");
     }
     // akamaster ResNet20: 19 convs + 1 linear weight, 19 BN x 4 tensors, 1 linear bias.
     assert_eq!(names.len(), 20 + 19 * 4 + 1);
     let r18 = builtin("resnet18", None, None).unwrap();
     let shapes = r18.param_shapes();
-    let get = |n: &str| shapes.iter().find(|(k, _)| k == n).map(|(_, s)| s.clone()).unwrap_or_else(|| panic!("missing {n}"));
+    let get = |n: &str| {
+        shapes
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| panic!("missing {n}"))
+    };
     assert_eq!(get("conv1.weight"), vec![64, 3, 7, 7]);
     assert_eq!(get("layer2.0.downsample.0.weight"), vec![128, 64, 1, 1]);
     assert_eq!(get("layer2.0.downsample.1.running_mean"), vec![128]);
@@ -72,9 +85,24 @@ fn state_dict_names_follow_pytorch_layouts() {
     let r50 = builtin("resnet50", None, None).unwrap();
     let s50 = r50.param_shapes();
     // torchvision v1.5: stride 2 on the 3x3 conv2, bottleneck width 128 in layer2.
-    let l2 = r50.layers.iter().find(|l| l.name == "layer2.0.conv2").unwrap();
-    assert!(matches!(l2.op, Op::Conv { stride: 2, in_c: 128, out_c: 128, kernel: 3, .. }));
-    assert!(s50.iter().any(|(n, s)| n == "layer4.2.conv3.weight" && *s == vec![2048, 512, 1, 1]));
+    let l2 = r50
+        .layers
+        .iter()
+        .find(|l| l.name == "layer2.0.conv2")
+        .unwrap();
+    assert!(matches!(
+        l2.op,
+        Op::Conv {
+            stride: 2,
+            in_c: 128,
+            out_c: 128,
+            kernel: 3,
+            ..
+        }
+    ));
+    assert!(s50
+        .iter()
+        .any(|(n, s)| n == "layer4.2.conv3.weight" && *s == vec![2048, 512, 1, 1]));
     // torchvision's ResNet50 state dict has 320 entries, 53 of them BN num_batches_tracked
     // (not listed here): 53 conv weights + 53 BN x 4 + fc weight and bias = 267.
     assert_eq!(s50.len(), 53 + 53 * 4 + 2);
@@ -86,7 +114,11 @@ fn input_override_changes_shapes_not_params_of_convs() {
     // Only conv1's in-channels change: 16*9*(3-1) fewer weights.
     assert_eq!(n.num_params(), 269_722 - 16 * 9 * 2);
     // 28 -> 28 -> 14 -> 7 spatial, by the conv output-size rule.
-    let last_conv = n.layers.iter().rfind(|l| matches!(l.op, Op::Conv { .. })).unwrap();
+    let last_conv = n
+        .layers
+        .iter()
+        .rfind(|l| matches!(l.op, Op::Conv { .. }))
+        .unwrap();
     assert_eq!(last_conv.out_shape, [64, 7, 7]);
 }
 
@@ -135,4 +167,23 @@ fn xnor_resnet18_full_precision_shortcuts_cost_their_macs() {
     let (_, b) = ncc_m("resnet18", &VariantSpec::new(VariantKind::Xnor));
     let ds = 3.0 * 6_422_528.0;
     assert!(((a - b) - (ds - ds / 48.0) / 1e6).abs() < 1e-9);
+}
+
+#[test]
+fn counted_bn_and_biases_give_the_published_parameter_counts() {
+    // With BN counted (2 affine values per channel) and biases counted, the stored fp32 values
+    // of the vanilla network are exactly the published parameter counts.
+    let mut s = VariantSpec::new(VariantKind::Vanilla);
+    s.options.bn = breakingbed::variant::BnMode::Counted;
+    for (model, params) in [
+        ("resnet20", 269_722u64),
+        ("resnet56", 853_018),
+        ("resnet18", 11_689_512),
+        ("resnet50", 25_557_032),
+    ] {
+        let net = builtin(model, None, None).unwrap();
+        let t = cost(&apply(&net, &s).unwrap(), &NccParams::reference()).total;
+        assert_eq!(t.fp_params, params, "{model}");
+        assert_eq!(t.memory_bytes, 4 * params, "{model}");
+    }
 }

@@ -11,7 +11,12 @@ fn totals(net: &Network, spec: &VariantSpec) -> CostTotals {
 }
 
 fn prune_kind() -> impl Strategy<Value = VariantKind> {
-    prop_oneof![Just(VariantKind::Filter), Just(VariantKind::Channel), Just(VariantKind::Kernel), Just(VariantKind::Weight)]
+    prop_oneof![
+        Just(VariantKind::Filter),
+        Just(VariantKind::Channel),
+        Just(VariantKind::Kernel),
+        Just(VariantKind::Weight)
+    ]
 }
 
 fn no_greater(a: &CostTotals, b: &CostTotals) -> bool {

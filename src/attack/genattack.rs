@@ -364,6 +364,7 @@ pub fn genattack(
             queries: Some(oracle.queries() - q0),
             loss: Some(cross_entropy(final_probs, label)),
             trace,
+            warning: None,
         },
         adversarial: pop.swap_remove(elite),
     })
@@ -579,6 +580,7 @@ mod tests {
             iterations: None,
             queries: None,
             loss: None,
+            warning: None,
             trace: vec![
                 TracePoint {
                     iteration: 0,

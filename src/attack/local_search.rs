@@ -236,6 +236,7 @@ pub fn local_search(
             queries: Some(oracle.queries() - q0),
             loss: Some(cross_entropy(&probs, label)),
             trace,
+            warning: None,
         },
         margins,
         adversarial: cur,

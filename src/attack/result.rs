@@ -43,4 +43,99 @@ pub struct ImageResult {
     /// Loss / prediction trace, where the attack records one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trace: Vec<TracePoint>,
+    /// Why this result should not be trusted as a robustness figure (e.g. an all-zero input
+    /// gradient: gradient masking, AutoAttack's check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+/// Aggregates over a set of per-image results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub images: usize,
+    /// Share of images with `clean_pred == label`.
+    pub accuracy_clean: f32,
+    /// Share of images with `adv_pred == label`.
+    pub accuracy_adv: f32,
+    /// Mean of the final cross-entropy over images that report one (`None` if none do).
+    pub mean_loss: Option<f32>,
+    /// Share of images with `success`.
+    pub success_rate: f32,
+    /// Targeted attacks: accuracy to the original label (OA) and to the target label (TA).
+    pub oa: Option<f32>,
+    pub ta: Option<f32>,
+    /// Images carrying a warning.
+    pub warnings: usize,
+}
+
+/// Aggregates of `results` (all zero for an empty slice).
+pub fn summarize(results: &[ImageResult]) -> Summary {
+    let n = results.len();
+    let frac = |k: usize| if n == 0 { 0.0 } else { k as f32 / n as f32 };
+    let losses: Vec<f32> = results.iter().filter_map(|r| r.loss).collect();
+    let targeted: Vec<&ImageResult> = results.iter().filter(|r| r.target.is_some()).collect();
+    let (oa, ta) = if targeted.is_empty() {
+        (None, None)
+    } else {
+        let m = targeted.len() as f32;
+        (
+            Some(targeted.iter().filter(|r| r.adv_pred == r.label).count() as f32 / m),
+            Some(
+                targeted
+                    .iter()
+                    .filter(|r| Some(r.adv_pred) == r.target)
+                    .count() as f32
+                    / m,
+            ),
+        )
+    };
+    Summary {
+        images: n,
+        accuracy_clean: frac(results.iter().filter(|r| r.clean_pred == r.label).count()),
+        accuracy_adv: frac(results.iter().filter(|r| r.adv_pred == r.label).count()),
+        mean_loss: if losses.is_empty() {
+            None
+        } else {
+            Some((losses.iter().map(|&l| l as f64).sum::<f64>() / losses.len() as f64) as f32)
+        },
+        success_rate: frac(results.iter().filter(|r| r.success).count()),
+        oa,
+        ta,
+        warnings: results.iter().filter(|r| r.warning.is_some()).count(),
+    }
+}
+
+/// One point of an attack curve (the paper's Fig. 2): accuracy and mean loss at an iteration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    pub iteration: usize,
+    pub accuracy: f32,
+    pub mean_loss: Option<f32>,
+    /// Number of (image, rerun) traces that contributed.
+    pub samples: usize,
+}
+
+/// Accuracy (prediction == label) and mean loss per traced iteration, averaged over all images
+/// of all reruns (`reruns[r][i]` is image `i` of rerun `r`).
+pub fn curve(reruns: &[Vec<ImageResult>]) -> Vec<CurvePoint> {
+    let mut acc: std::collections::BTreeMap<usize, (usize, usize, f64, usize)> = Default::default();
+    for r in reruns.iter().flatten() {
+        for t in &r.trace {
+            let e = acc.entry(t.iteration).or_default();
+            e.0 += 1;
+            e.1 += usize::from(t.pred == r.label);
+            if let Some(l) = t.loss {
+                e.2 += l as f64;
+                e.3 += 1;
+            }
+        }
+    }
+    acc.into_iter()
+        .map(|(iteration, (n, ok, ls, nl))| CurvePoint {
+            iteration,
+            accuracy: ok as f32 / n as f32,
+            mean_loss: (nl > 0).then(|| (ls / nl as f64) as f32),
+            samples: n,
+        })
+        .collect()
 }

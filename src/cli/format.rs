@@ -29,11 +29,18 @@ fn is_numeric(s: &str) -> bool {
 
 impl Tabular {
     pub fn new(headers: &[&str]) -> Self {
-        Tabular { headers: headers.iter().map(|s| s.to_string()).collect(), rows: Vec::new() }
+        Tabular {
+            headers: headers.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, row: Vec<String>) {
-        debug_assert_eq!(row.len(), self.headers.len(), "row width must match the header");
+        debug_assert_eq!(
+            row.len(),
+            self.headers.len(),
+            "row width must match the header"
+        );
         self.rows.push(row);
     }
 
@@ -50,7 +57,13 @@ impl Tabular {
             let parts: Vec<String> = cells
                 .iter()
                 .zip(&widths)
-                .map(|(c, &w)| if is_numeric(c) { format!("{c:>w$}") } else { format!("{c:<w$}") })
+                .map(|(c, &w)| {
+                    if is_numeric(c) {
+                        format!("{c:>w$}")
+                    } else {
+                        format!("{c:<w$}")
+                    }
+                })
                 .collect();
             let _ = writeln!(out, "{}", parts.join("  ").trim_end());
         };
@@ -81,10 +94,30 @@ impl Tabular {
     pub fn to_markdown(&self) -> String {
         let cell = |s: &String| s.replace('|', "\\|");
         let mut out = String::new();
-        let _ = writeln!(out, "| {} |", self.headers.iter().map(cell).collect::<Vec<_>>().join(" | "));
-        let _ = writeln!(out, "|{}|", self.headers.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+        let _ = writeln!(
+            out,
+            "| {} |",
+            self.headers
+                .iter()
+                .map(cell)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+        let _ = writeln!(
+            out,
+            "|{}|",
+            self.headers
+                .iter()
+                .map(|_| "---")
+                .collect::<Vec<_>>()
+                .join("|")
+        );
         for r in &self.rows {
-            let _ = writeln!(out, "| {} |", r.iter().map(cell).collect::<Vec<_>>().join(" | "));
+            let _ = writeln!(
+                out,
+                "| {} |",
+                r.iter().map(cell).collect::<Vec<_>>().join(" | ")
+            );
         }
         out
     }
@@ -97,7 +130,8 @@ pub fn render<T: Serialize + ?Sized>(format: Format, table: &Tabular, value: &T)
         Format::Csv => table.to_csv(),
         Format::Md => table.to_markdown(),
         Format::Json => {
-            let mut s = serde_json::to_string_pretty(value).expect("report types serialize to JSON");
+            let mut s =
+                serde_json::to_string_pretty(value).expect("report types serialize to JSON");
             s.push('\n');
             s
         }

@@ -3,6 +3,7 @@
 //! new file, a [`Command`] variant and a match arm in [`dispatch`]. Errors print as
 //! `error: <msg>` on stderr with exit code 2 (bad user input), as do clap usage errors.
 
+pub mod args;
 pub mod cost;
 pub mod format;
 pub mod table1;
@@ -34,14 +35,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Cost of one network variant: MACs, binary ops, params, memory [MB = 10^6 B], NCC [10^6].
-    Cost(cost::CostArgs),
+    Cost(Box<cost::CostArgs>),
     /// The paper's Table 1: paper vs our memory [MB = 10^6 B] and NCC [10^6] for every row.
     Table1(table1::Table1Args),
 }
 
 fn dispatch(command: Command) -> Result<String> {
     match command {
-        Command::Cost(a) => cost::run(a),
+        Command::Cost(a) => cost::run(*a),
         Command::Table1(a) => table1::run(a),
     }
 }

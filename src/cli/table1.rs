@@ -23,13 +23,17 @@ pub struct Table1Args {
     /// Hardware TOML with an [ncc] table (default: embedded hw/reference.toml)
     #[arg(long)]
     pub hw: Option<PathBuf>,
+    /// Output format (json carries full-precision numbers)
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
 
 pub fn run(a: Table1Args) -> Result<String> {
     let (text, origin) = match &a.config {
-        Some(p) => (std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?, p.display().to_string()),
+        Some(p) => (
+            std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?,
+            p.display().to_string(),
+        ),
         None => (TABLE1_TOML.to_string(), "configs/table1.toml".to_string()),
     };
     let ncc = match &a.hw {
@@ -38,7 +42,17 @@ pub fn run(a: Table1Args) -> Result<String> {
     };
     let rows = evaluate(&text, &origin, &ncc)?;
     let mut t = Tabular::new(&[
-        "dataset", "model", "variant", "acc_%", "paper_mem_mb", "mem_mb", "mem_rel", "paper_ncc", "ncc", "ncc_rel", "note",
+        "dataset",
+        "model",
+        "variant",
+        "acc_%",
+        "paper_mem_mb",
+        "mem_mb",
+        "mem_rel",
+        "paper_ncc",
+        "ncc",
+        "ncc_rel",
+        "note",
     ]);
     for r in &rows {
         let mark = |ok: bool| if ok { "" } else { "*" };
@@ -48,10 +62,20 @@ pub fn run(a: Table1Args) -> Result<String> {
             r.variant.clone(),
             format!("{:.2}", r.paper_acc),
             format!("{:.*}", r.memory_decimals, r.paper_memory_mb),
-            format!("{:.*}{}", r.memory_decimals + 2, r.memory_mb, mark(r.memory_within_rounding)),
+            format!(
+                "{:.*}{}",
+                r.memory_decimals + 2,
+                r.memory_mb,
+                mark(r.memory_within_rounding)
+            ),
             format!("{:+.1}%", 100.0 * r.memory_rel_diff),
             format!("{:.*}", r.ncc_decimals, r.paper_ncc),
-            format!("{:.*}{}", r.ncc_decimals + 2, r.ncc, mark(r.ncc_within_rounding)),
+            format!(
+                "{:.*}{}",
+                r.ncc_decimals + 2,
+                r.ncc,
+                mark(r.ncc_within_rounding)
+            ),
             format!("{:+.1}%", 100.0 * r.ncc_rel_diff),
             r.note.clone(),
         ]);

@@ -69,8 +69,22 @@ pub fn cost(c: &CompressedNetwork, ncc: &NccParams) -> CostReport {
     for (i, (l, comp)) in net.layers.iter().zip(&c.layers).enumerate() {
         let dense_macs = net.layer_macs(i);
         let (weights, bias, out_ch) = match l.op {
-            Op::Conv { in_c, out_c, kernel, bias, .. } => ((out_c * in_c * kernel * kernel) as u64, if bias { out_c as u64 } else { 0 }, out_c as u64),
-            Op::Linear { in_f, out_f, bias } => ((in_f * out_f) as u64, if bias { out_f as u64 } else { 0 }, out_f as u64),
+            Op::Conv {
+                in_c,
+                out_c,
+                kernel,
+                bias,
+                ..
+            } => (
+                (out_c * in_c * kernel * kernel) as u64,
+                if bias { out_c as u64 } else { 0 },
+                out_c as u64,
+            ),
+            Op::Linear { in_f, out_f, bias } => (
+                (in_f * out_f) as u64,
+                if bias { out_f as u64 } else { 0 },
+                out_f as u64,
+            ),
             _ => (0, 0, 0),
         };
         let bias = if o.bias { bias } else { 0 };
@@ -88,7 +102,13 @@ pub fn cost(c: &CompressedNetwork, ncc: &NccParams) -> CostReport {
         };
         let mut extra_bytes = 0u64;
         match (comp.precision, comp.sparsity) {
-            (LayerPrecision::Binary { m_weight_bases: m, n_act_bases: n }, _) => {
+            (
+                LayerPrecision::Binary {
+                    m_weight_bases: m,
+                    n_act_bases: n,
+                },
+                _,
+            ) => {
                 let (m, n) = (m as u64, n as u64);
                 lc.precision = format!("binary {m}x{n}");
                 lc.binary_macs = dense_macs;
@@ -104,7 +124,15 @@ pub fn cost(c: &CompressedNetwork, ncc: &NccParams) -> CostReport {
                 lc.fp_params = bias + scales;
                 extra_bytes = m * weights.div_ceil(8);
             }
-            (LayerPrecision::Full, Sparsity::Sparse { kept, total, index_bits, .. }) => {
+            (
+                LayerPrecision::Full,
+                Sparsity::Sparse {
+                    kept,
+                    total,
+                    index_bits,
+                    ..
+                },
+            ) => {
                 lc.precision = format!("sparse {kept}/{total}");
                 lc.fp_macs = (dense_macs as u128 * kept as u128 / total.max(1) as u128) as u64;
                 let kept_weights = (weights as u128 * kept as u128 / total.max(1) as u128) as u64;
@@ -139,5 +167,11 @@ pub fn cost(c: &CompressedNetwork, ncc: &NccParams) -> CostReport {
         memory_mb: memory_bytes as f64 / 1e6,
         ncc: ncc.ncc(total_fp, total_bin_ops) / 1e6,
     };
-    CostReport { model: net.name.clone(), variant: c.spec.label(), ncc_params: *ncc, layers, total }
+    CostReport {
+        model: net.name.clone(),
+        variant: c.spec.label(),
+        ncc_params: *ncc,
+        layers,
+        total,
+    }
 }

@@ -69,9 +69,17 @@ pub struct Table1Row {
 
 /// Parses a printed decimal ("1.07", "41") into (value, digits after the point).
 fn printed(s: &str, field: &str) -> Result<(f64, usize)> {
-    let v: f64 = s.trim().parse().map_err(|_| Error::input(field, format!("expected a number as printed in the paper, got '{s}'")))?;
+    let v: f64 = s.trim().parse().map_err(|_| {
+        Error::input(
+            field,
+            format!("expected a number as printed in the paper, got '{s}'"),
+        )
+    })?;
     if !v.is_finite() || v <= 0.0 {
-        return Err(Error::input(field, format!("must be a positive number, got '{s}'")));
+        return Err(Error::input(
+            field,
+            format!("must be a positive number, got '{s}'"),
+        ));
     }
     let decimals = s.trim().split_once('.').map_or(0, |(_, f)| f.len());
     Ok((v, decimals))
@@ -79,18 +87,21 @@ fn printed(s: &str, field: &str) -> Result<(f64, usize)> {
 
 /// Parses the config and resolves every row's variant spec (errors name `rows[i].field`).
 pub fn parse(text: &str, origin: &str) -> Result<Vec<(RowSpec, VariantSpec)>> {
-    let file: File = toml::from_str(text).map_err(|e| Error::input(origin, format!("malformed Table 1 TOML: {e}")))?;
+    let file: File = toml::from_str(text)
+        .map_err(|e| Error::input(origin, format!("malformed Table 1 TOML: {e}")))?;
     let mut out = Vec::new();
     for (i, row) in file.rows.into_iter().enumerate() {
         let ctx = |f: &str| format!("{origin}: rows[{i}].{f}");
-        let kind = VariantKind::parse(&row.variant).map_err(|e| Error::input(ctx("variant"), e.to_string()))?;
+        let kind = VariantKind::parse(&row.variant)
+            .map_err(|e| Error::input(ctx("variant"), e.to_string()))?;
         let mut merged = file.accounting.clone();
         merged.extend(row.options.clone());
         let options: VariantOptions = toml::Value::Table(merged)
             .try_into()
             .map_err(|e| Error::input(ctx("options"), format!("{e}")))?;
         let spec = VariantSpec { kind, options };
-        spec.validate().map_err(|e| Error::input(ctx("options"), e.to_string()))?;
+        spec.validate()
+            .map_err(|e| Error::input(ctx("options"), e.to_string()))?;
         printed(&row.paper_memory_mb, &ctx("paper_memory_mb"))?;
         printed(&row.paper_ncc, &ctx("paper_ncc"))?;
         out.push((row, spec));
@@ -107,19 +118,37 @@ pub fn evaluate(text: &str, origin: &str, ncc: &NccParams) -> Result<Vec<Table1R
     let mut rows = Vec::new();
     for (i, (row, spec)) in parse(text, origin)?.into_iter().enumerate() {
         let ctx = |f: &str| format!("{origin}: rows[{i}].{f}");
-        let net = builtin(&row.model, None, None).map_err(|e| Error::input(ctx("model"), e.to_string()))?;
+        let net = builtin(&row.model, None, None)
+            .map_err(|e| Error::input(ctx("model"), e.to_string()))?;
         let c = apply(&net, &spec).map_err(|e| Error::input(ctx("options"), e.to_string()))?;
         let r = cost(&c, ncc);
         let (pm, md) = printed(&row.paper_memory_mb, "")?;
         let (pn, nd) = printed(&row.paper_ncc, "")?;
-        let (m_ok, n_ok) = (within(r.total.memory_mb, pm, md), within(r.total.ncc, pn, nd));
+        let (m_ok, n_ok) = (
+            within(r.total.memory_mb, pm, md),
+            within(r.total.ncc, pn, nd),
+        );
         let mut notes = Vec::new();
         let unexplained = "no accounting assumption recorded for this gap";
         if !m_ok {
-            notes.push(format!("memory: {}", if row.memory_note.is_empty() { unexplained } else { &row.memory_note }));
+            notes.push(format!(
+                "memory: {}",
+                if row.memory_note.is_empty() {
+                    unexplained
+                } else {
+                    &row.memory_note
+                }
+            ));
         }
         if !n_ok {
-            notes.push(format!("NCC: {}", if row.ncc_note.is_empty() { unexplained } else { &row.ncc_note }));
+            notes.push(format!(
+                "NCC: {}",
+                if row.ncc_note.is_empty() {
+                    unexplained
+                } else {
+                    &row.ncc_note
+                }
+            ));
         }
         rows.push(Table1Row {
             dataset: row.dataset.clone(),

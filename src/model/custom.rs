@@ -22,7 +22,8 @@ struct File {
 
 /// Parses a network from TOML text; `origin` (usually the file path) prefixes every error.
 pub fn from_toml_str(text: &str, origin: &str) -> Result<Network> {
-    let file: File = toml::from_str(text).map_err(|e| Error::input(origin, format!("malformed network TOML: {e}")))?;
+    let file: File = toml::from_str(text)
+        .map_err(|e| Error::input(origin, format!("malformed network TOML: {e}")))?;
     let mut layers: Vec<Layer> = Vec::with_capacity(file.layers.len());
     for (i, table) in file.layers.into_iter().enumerate() {
         let mut table = table;
@@ -40,38 +41,72 @@ pub fn from_toml_str(text: &str, origin: &str) -> Result<Network> {
                 let mut idx = Vec::new();
                 for n in names {
                     let toml::Value::String(n) = n else {
-                        return Err(Error::input(ctx(".inputs"), "must be a list of layer names"));
+                        return Err(Error::input(
+                            ctx(".inputs"),
+                            "must be a list of layer names",
+                        ));
                     };
                     if n == "input" {
                         // An empty input list is the network input, so it must stand alone.
                         if names_len != 1 {
-                            return Err(Error::input(ctx(".inputs"), "\"input\" (the network input) must be the only entry"));
+                            return Err(Error::input(
+                                ctx(".inputs"),
+                                "\"input\" (the network input) must be the only entry",
+                            ));
                         }
                         continue;
                     }
                     let p = layers.iter().position(|l| l.name == n).ok_or_else(|| {
-                        Error::input(ctx(".inputs"), format!("'{n}' is not an earlier layer of layer '{name}'"))
+                        Error::input(
+                            ctx(".inputs"),
+                            format!("'{n}' is not an earlier layer of layer '{name}'"),
+                        )
                     })?;
                     idx.push(p);
                 }
                 idx
             }
-            Some(_) => return Err(Error::input(ctx(".inputs"), "must be a list of layer names")),
+            Some(_) => {
+                return Err(Error::input(
+                    ctx(".inputs"),
+                    "must be a list of layer names",
+                ))
+            }
         };
         let op: Op = toml::Value::Table(table)
             .try_into()
             .map_err(|e| Error::input(ctx(""), format!("layer '{name}': bad op: {e}")))?;
-        layers.push(Layer { name, op, inputs, out_shape: [0; 3] });
+        layers.push(Layer {
+            name,
+            op,
+            inputs,
+            out_shape: [0; 3],
+        });
     }
-    let normalization = file.normalization.unwrap_or_else(|| Normalization::identity(file.input[0]));
+    let normalization = file
+        .normalization
+        .unwrap_or_else(|| Normalization::identity(file.input[0]));
     if normalization.mean.len() != file.input[0] || normalization.std.len() != file.input[0] {
-        return Err(Error::input(format!("{origin}: normalization"), "mean and std need one value per input channel"));
+        return Err(Error::input(
+            format!("{origin}: normalization"),
+            "mean and std need one value per input channel",
+        ));
     }
-    if normalization.std.iter().any(|&s| !(s > 0.0)) {
-        return Err(Error::input(format!("{origin}: normalization.std"), "every std must be > 0"));
+    if normalization.std.iter().any(|&s| s.is_nan() || s <= 0.0) {
+        return Err(Error::input(
+            format!("{origin}: normalization.std"),
+            "every std must be > 0",
+        ));
     }
-    let mut net = Network { name: file.name, input: file.input, num_classes: file.num_classes, normalization, layers };
-    net.infer().map_err(|e| Error::input(origin, e.to_string()))?;
+    let mut net = Network {
+        name: file.name,
+        input: file.input,
+        num_classes: file.num_classes,
+        normalization,
+        layers,
+    };
+    net.infer()
+        .map_err(|e| Error::input(origin, e.to_string()))?;
     Ok(net)
 }
 

@@ -161,7 +161,13 @@ impl Network {
                 return Err(Error::input(ctx, "add needs at least two inputs"));
             }
             if !is_add && n_in != 1 {
-                return Err(Error::input(ctx, format!("{} takes exactly one input, got {n_in}", self.layers[i].op.kind())));
+                return Err(Error::input(
+                    ctx,
+                    format!(
+                        "{} takes exactly one input, got {n_in}",
+                        self.layers[i].op.kind()
+                    ),
+                ));
             }
             let in_shapes: Vec<[usize; 3]> = (0..n_in).map(|s| self.input_shape(i, s)).collect();
             let [c, h, w] = in_shapes[0];
@@ -169,7 +175,14 @@ impl Network {
             let bad = |msg: String| Error::input(format!("layer '{name}'"), msg);
             let mut op = self.layers[i].op.clone();
             let out = match &mut op {
-                Op::Conv { in_c, out_c, kernel, stride, padding, .. } => {
+                Op::Conv {
+                    in_c,
+                    out_c,
+                    kernel,
+                    stride,
+                    padding,
+                    ..
+                } => {
                     if *in_c == 0 {
                         *in_c = c;
                     }
@@ -179,7 +192,10 @@ impl Network {
                     if *out_c == 0 {
                         return Err(bad("out_c must be > 0".into()));
                     }
-                    let (Some(oh), Some(ow)) = (out_len(h, *kernel, *stride, *padding), out_len(w, *kernel, *stride, *padding)) else {
+                    let (Some(oh), Some(ow)) = (
+                        out_len(h, *kernel, *stride, *padding),
+                        out_len(w, *kernel, *stride, *padding),
+                    ) else {
                         return Err(bad(format!("kernel {kernel}, stride {stride}, padding {padding} do not fit input {h}x{w}")));
                     };
                     [*out_c, oh, ow]
@@ -189,7 +205,9 @@ impl Network {
                         *channels = c;
                     }
                     if *channels != c {
-                        return Err(bad(format!("channels = {channels} but its input has {c} channels")));
+                        return Err(bad(format!(
+                            "channels = {channels} but its input has {c} channels"
+                        )));
                     }
                     [c, h, w]
                 }
@@ -198,7 +216,9 @@ impl Network {
                     let first = [c, h, w];
                     for &s in &in_shapes[1..] {
                         if s != first {
-                            return Err(bad(format!("add inputs have different shapes {first:?} and {s:?}")));
+                            return Err(bad(format!(
+                                "add inputs have different shapes {first:?} and {s:?}"
+                            )));
                         }
                     }
                     first
@@ -211,8 +231,20 @@ impl Network {
                     }
                     [*out_c, h.div_ceil(*stride), w.div_ceil(*stride)]
                 }
-                Op::MaxPool { kernel, stride, padding } | Op::AvgPool { kernel, stride, padding } => {
-                    let (Some(oh), Some(ow)) = (out_len(h, *kernel, *stride, *padding), out_len(w, *kernel, *stride, *padding)) else {
+                Op::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                }
+                | Op::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let (Some(oh), Some(ow)) = (
+                        out_len(h, *kernel, *stride, *padding),
+                        out_len(w, *kernel, *stride, *padding),
+                    ) else {
                         return Err(bad(format!("kernel {kernel}, stride {stride}, padding {padding} do not fit input {h}x{w}")));
                     };
                     [c, oh, ow]
@@ -224,7 +256,9 @@ impl Network {
                         *in_f = flat;
                     }
                     if *in_f != flat {
-                        return Err(bad(format!("in_f = {in_f} but its input flattens to {flat} ({c}x{h}x{w})")));
+                        return Err(bad(format!(
+                            "in_f = {in_f} but its input flattens to {flat} ({c}x{h}x{w})"
+                        )));
                     }
                     if *out_f == 0 {
                         return Err(bad("out_f must be > 0".into()));
@@ -232,6 +266,29 @@ impl Network {
                     [*out_f, 1, 1]
                 }
             };
+            // Counts are u64 downstream; reject sizes whose weights or MACs would overflow.
+            let weights = match op {
+                Op::Conv {
+                    in_c,
+                    out_c,
+                    kernel,
+                    ..
+                } => [in_c, out_c, kernel, kernel]
+                    .iter()
+                    .try_fold(1u64, |a, &b| a.checked_mul(b as u64)),
+                Op::Linear { in_f, out_f, .. } => (in_f as u64).checked_mul(out_f as u64),
+                _ => Some(0),
+            };
+            let macs = weights
+                .and_then(|w| w.checked_mul(out[1] as u64))
+                .and_then(|w| w.checked_mul(out[2] as u64));
+            let elems = out.iter().try_fold(1u64, |a, &b| a.checked_mul(b as u64));
+            if macs
+                .zip(elems)
+                .is_none_or(|(m, e)| m > 1 << 60 || e > 1 << 60)
+            {
+                return Err(bad(format!("sizes too large to count (output {out:?})")));
+            }
             self.layers[i].op = op;
             self.layers[i].out_shape = out;
         }
@@ -240,7 +297,10 @@ impl Network {
         if classes != self.num_classes {
             return Err(Error::input(
                 format!("layer '{}'", last.name),
-                format!("last layer outputs {classes} values but num_classes = {}", self.num_classes),
+                format!(
+                    "last layer outputs {classes} values but num_classes = {}",
+                    self.num_classes
+                ),
             ));
         }
         Ok(())
@@ -267,7 +327,13 @@ impl Network {
         for l in &self.layers {
             let n = &l.name;
             match l.op {
-                Op::Conv { in_c, out_c, kernel, bias, .. } => {
+                Op::Conv {
+                    in_c,
+                    out_c,
+                    kernel,
+                    bias,
+                    ..
+                } => {
                     v.push((format!("{n}.weight"), vec![out_c, in_c, kernel, kernel]));
                     if bias {
                         v.push((format!("{n}.bias"), vec![out_c]));
@@ -304,9 +370,12 @@ impl Network {
     pub fn layer_macs(&self, i: usize) -> u64 {
         let l = &self.layers[i];
         match l.op {
-            Op::Conv { in_c, out_c, kernel, .. } => {
-                (out_c * in_c * kernel * kernel) as u64 * (l.out_shape[1] * l.out_shape[2]) as u64
-            }
+            Op::Conv {
+                in_c,
+                out_c,
+                kernel,
+                ..
+            } => (out_c * in_c * kernel * kernel) as u64 * (l.out_shape[1] * l.out_shape[2]) as u64,
             Op::Linear { in_f, out_f, .. } => (in_f * out_f) as u64,
             _ => 0,
         }

@@ -25,8 +25,23 @@ impl Builder {
         });
         self.layers.len() - 1
     }
-    fn conv(&mut self, name: String, input: usize, out_c: usize, kernel: usize, stride: usize, padding: usize) -> usize {
-        let op = Op::Conv { in_c: 0, out_c, kernel, stride, padding, bias: false };
+    fn conv(
+        &mut self,
+        name: String,
+        input: usize,
+        out_c: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> usize {
+        let op = Op::Conv {
+            in_c: 0,
+            out_c,
+            kernel,
+            stride,
+            padding,
+            bias: false,
+        };
         self.push(name, op, vec![input])
     }
     fn bn(&mut self, name: String, input: usize) -> usize {
@@ -37,26 +52,51 @@ impl Builder {
     }
 }
 
-fn finish(name: String, input: [usize; 3], num_classes: usize, layers: Vec<Layer>) -> Result<Network> {
+fn finish(
+    name: String,
+    input: [usize; 3],
+    num_classes: usize,
+    layers: Vec<Layer>,
+) -> Result<Network> {
     let normalization = match input[0] {
         3 if input[1] <= 64 => Normalization::cifar10(),
         3 => Normalization::imagenet(),
         c => Normalization::identity(c),
     };
-    let mut net = Network { name, input, num_classes, normalization, layers };
+    let mut net = Network {
+        name,
+        input,
+        num_classes,
+        normalization,
+        layers,
+    };
     net.infer()?;
     Ok(net)
 }
 
 /// CIFAR ResNet of depth `6n+2`: 16/32/64 channels, three stages of `n` basic blocks.
 pub fn cifar_resnet(depth: usize, input: [usize; 3], num_classes: usize) -> Result<Network> {
-    if depth < 8 || (depth - 2) % 6 != 0 {
-        return Err(Error::input("model", format!("CIFAR ResNet depth must be 6n+2 with n >= 1, got {depth}")));
+    if depth < 8 || !(depth - 2).is_multiple_of(6) {
+        return Err(Error::input(
+            "model",
+            format!("CIFAR ResNet depth must be 6n+2 with n >= 1, got {depth}"),
+        ));
     }
     let n = (depth - 2) / 6;
     // The first layer reads the network input, encoded as an empty input list.
     let mut b = Builder { layers: Vec::new() };
-    b.push("conv1", Op::Conv { in_c: 0, out_c: 16, kernel: 3, stride: 1, padding: 1, bias: false }, vec![]);
+    b.push(
+        "conv1",
+        Op::Conv {
+            in_c: 0,
+            out_c: 16,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            bias: false,
+        },
+        vec![],
+    );
     let x = b.bn("bn1".into(), 0);
     let mut x = b.relu("relu".into(), x);
     let mut in_planes = 16;
@@ -72,7 +112,14 @@ pub fn cifar_resnet(depth: usize, input: [usize; 3], num_classes: usize) -> Resu
             let y = b.conv(format!("{p}.conv2"), y, planes, 3, 1, 1);
             let y = b.bn(format!("{p}.bn2"), y);
             let short = if stride != 1 || in_planes != planes {
-                b.push(format!("{p}.shortcut"), Op::ShortcutA { out_c: planes, stride }, vec![block_in])
+                b.push(
+                    format!("{p}.shortcut"),
+                    Op::ShortcutA {
+                        out_c: planes,
+                        stride,
+                    },
+                    vec![block_in],
+                )
             } else {
                 block_in
             };
@@ -82,18 +129,49 @@ pub fn cifar_resnet(depth: usize, input: [usize; 3], num_classes: usize) -> Resu
         }
     }
     let g = b.push("avgpool", Op::GlobalAvgPool, vec![x]);
-    b.push("linear", Op::Linear { in_f: 0, out_f: num_classes, bias: true }, vec![g]);
+    b.push(
+        "linear",
+        Op::Linear {
+            in_f: 0,
+            out_f: num_classes,
+            bias: true,
+        },
+        vec![g],
+    );
     finish(format!("resnet{depth}"), input, num_classes, b.layers)
 }
 
 /// torchvision ResNet18 (`bottleneck = false`, blocks [2,2,2,2]) or ResNet50 (`true`, [3,4,6,3]).
 pub fn imagenet_resnet(bottleneck: bool, input: [usize; 3], num_classes: usize) -> Result<Network> {
-    let (blocks, expansion, depth) = if bottleneck { ([3, 4, 6, 3], 4, 50) } else { ([2, 2, 2, 2], 1, 18) };
+    let (blocks, expansion, depth) = if bottleneck {
+        ([3, 4, 6, 3], 4, 50)
+    } else {
+        ([2, 2, 2, 2], 1, 18)
+    };
     let mut b = Builder { layers: Vec::new() };
-    b.push("conv1", Op::Conv { in_c: 0, out_c: 64, kernel: 7, stride: 2, padding: 3, bias: false }, vec![]);
+    b.push(
+        "conv1",
+        Op::Conv {
+            in_c: 0,
+            out_c: 64,
+            kernel: 7,
+            stride: 2,
+            padding: 3,
+            bias: false,
+        },
+        vec![],
+    );
     let x = b.bn("bn1".into(), 0);
     let x = b.relu("relu".into(), x);
-    let mut x = b.push("maxpool", Op::MaxPool { kernel: 3, stride: 2, padding: 1 }, vec![x]);
+    let mut x = b.push(
+        "maxpool",
+        Op::MaxPool {
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+        },
+        vec![x],
+    );
     let mut in_planes = 64;
     for (s, &nblk) in blocks.iter().enumerate() {
         let planes = 64 << s;
@@ -119,7 +197,14 @@ pub fn imagenet_resnet(bottleneck: bool, input: [usize; 3], num_classes: usize) 
                 b.bn(format!("{p}.bn2"), y)
             };
             let short = if stride != 1 || in_planes != out_planes {
-                let d = b.conv(format!("{p}.downsample.0"), block_in, out_planes, 1, stride, 0);
+                let d = b.conv(
+                    format!("{p}.downsample.0"),
+                    block_in,
+                    out_planes,
+                    1,
+                    stride,
+                    0,
+                );
                 b.bn(format!("{p}.downsample.1"), d)
             } else {
                 block_in
@@ -130,29 +215,55 @@ pub fn imagenet_resnet(bottleneck: bool, input: [usize; 3], num_classes: usize) 
         }
     }
     let g = b.push("avgpool", Op::GlobalAvgPool, vec![x]);
-    b.push("fc", Op::Linear { in_f: 0, out_f: num_classes, bias: true }, vec![g]);
+    b.push(
+        "fc",
+        Op::Linear {
+            in_f: 0,
+            out_f: num_classes,
+            bias: true,
+        },
+        vec![g],
+    );
     finish(format!("resnet{depth}"), input, num_classes, b.layers)
 }
 
 /// A built-in network by name (see [`BUILTIN_NAMES`]). `input` (`[C,H,W]`) and `num_classes`
 /// override the defaults (CIFAR: 3x32x32, 10 classes; ImageNet: 3x224x224, 1000 classes).
-pub fn builtin(name: &str, input: Option<[usize; 3]>, num_classes: Option<usize>) -> Result<Network> {
+pub fn builtin(
+    name: &str,
+    input: Option<[usize; 3]>,
+    num_classes: Option<usize>,
+) -> Result<Network> {
     let lower = name.to_ascii_lowercase();
-    let unknown = || Error::input("model", format!("unknown model '{name}'; built-ins: {BUILTIN_NAMES}"));
+    let unknown = || {
+        Error::input(
+            "model",
+            format!("unknown model '{name}'; built-ins: {BUILTIN_NAMES}"),
+        )
+    };
     match lower.as_str() {
-        "resnet18" | "resnet50" => {
-            imagenet_resnet(lower == "resnet50", input.unwrap_or([3, 224, 224]), num_classes.unwrap_or(1000))
-        }
+        "resnet18" | "resnet50" => imagenet_resnet(
+            lower == "resnet50",
+            input.unwrap_or([3, 224, 224]),
+            num_classes.unwrap_or(1000),
+        ),
         _ => {
-            let digits = lower.strip_prefix("cifar-resnet").or_else(|| lower.strip_prefix("resnet")).ok_or_else(unknown)?;
+            let digits = lower
+                .strip_prefix("cifar-resnet")
+                .or_else(|| lower.strip_prefix("resnet"))
+                .ok_or_else(unknown)?;
             let depth: usize = digits.parse().map_err(|_| unknown())?;
-            if depth < 8 || (depth - 2) % 6 != 0 {
+            if depth < 8 || !(depth - 2).is_multiple_of(6) {
                 return Err(Error::input(
                     "model",
                     format!("unknown model '{name}': CIFAR ResNet depth must be 6n+2 (8, 14, 20, ...); built-ins: {BUILTIN_NAMES}"),
                 ));
             }
-            cifar_resnet(depth, input.unwrap_or([3, 32, 32]), num_classes.unwrap_or(10))
+            cifar_resnet(
+                depth,
+                input.unwrap_or([3, 32, 32]),
+                num_classes.unwrap_or(10),
+            )
         }
     }
 }

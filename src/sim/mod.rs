@@ -1,1 +1,28 @@
 //! Cycle-level DSP48 array simulator.
+//!
+//! - [`layer`]: the simulator's plain layer description ([`LayerSpec`]).
+//! - [`slice`]: one DSP48, bit-exact (packed MAC lanes on a P register; XNOR + popcount tree).
+//! - [`schedule`]: output-stationary mapping onto `dsp_count` slices and cycle counting (closed
+//!   form and cycle by cycle).
+//! - [`report`]: per-layer / network reports ([`simulate_layers`]).
+//! - [`data`], [`functional`]: input tensors and the layer outputs computed through the slice model.
+//! - [`reference`]: naive implementations the simulator is tested against.
+//! - [`vectors`]: golden vectors for RTL testbenches.
+//!
+//! Conventions are the crate's (sign(0) = +1; +1 -> bit 0, -1 -> bit 1; zero padding skipped in
+//! binary layers); fixed-point formats are described in [`data`].
+
+pub mod data;
+pub mod functional;
+pub mod layer;
+pub mod reference;
+pub mod report;
+pub mod schedule;
+pub mod slice;
+pub mod vectors;
+
+pub use data::{quantize, FixedFormat, PackedActs, PackedWeights};
+pub use functional::{acc_to_f32, run_binary, run_fixed, BinaryInputs, BinaryOutput};
+pub use layer::{Geometry, LayerKind, LayerSpec, Precision};
+pub use report::{simulate_layer, simulate_layers, LayerReport, SimReport};
+pub use schedule::{grouped_cycles, step_cycles, CycleCount, Mapping, Mode};

@@ -64,7 +64,12 @@ impl VariantKind {
             "weight" => VariantKind::Weight,
             "xnor" => VariantKind::Xnor,
             "abc" => VariantKind::Abc,
-            _ => return Err(Error::input("variant", format!("unknown variant '{s}'; expected one of {}", Self::NAMES))),
+            _ => {
+                return Err(Error::input(
+                    "variant",
+                    format!("unknown variant '{s}'; expected one of {}", Self::NAMES),
+                ))
+            }
         })
     }
 
@@ -138,9 +143,15 @@ pub struct VariantSpec {
     pub options: VariantOptions,
 }
 
+/// The name other stages use for a variant description.
+pub type Variant = VariantSpec;
+
 impl VariantSpec {
     pub fn new(kind: VariantKind) -> Self {
-        VariantSpec { kind, options: VariantOptions::default() }
+        VariantSpec {
+            kind,
+            options: VariantOptions::default(),
+        }
     }
 
     /// Short label such as `xnor`, `abc(3x3)`, `filter@0.5`.
@@ -148,9 +159,15 @@ impl VariantSpec {
         let o = &self.options;
         match self.kind {
             VariantKind::Abc => format!("abc({}x{})", o.m, o.n),
-            VariantKind::Filter | VariantKind::Channel | VariantKind::Kernel | VariantKind::Weight => {
-                let extra = if o.rates.is_empty() { "" } else { "+overrides" };
-                format!("{}@{}{extra}", self.kind.name(), o.rate)
+            VariantKind::Filter
+            | VariantKind::Channel
+            | VariantKind::Kernel
+            | VariantKind::Weight => {
+                if o.rates.is_empty() {
+                    format!("{}@{}", self.kind.name(), o.rate)
+                } else {
+                    format!("{}@per-layer", self.kind.name())
+                }
             }
             k => k.name().to_string(),
         }
@@ -166,12 +183,18 @@ impl VariantSpec {
         if self.kind == VariantKind::Abc {
             for (field, v) in [("m", o.m), ("n", o.n)] {
                 if !(1..=32).contains(&v) {
-                    return Err(Error::input(field, format!("ABC bases must be in 1..=32, got {v}")));
+                    return Err(Error::input(
+                        field,
+                        format!("ABC bases must be in 1..=32, got {v}"),
+                    ));
                 }
             }
         }
         if o.index_bits > 64 {
-            return Err(Error::input("index_bits", format!("must be <= 64, got {}", o.index_bits)));
+            return Err(Error::input(
+                "index_bits",
+                format!("must be <= 64, got {}", o.index_bits),
+            ));
         }
         Ok(())
     }
@@ -179,7 +202,10 @@ impl VariantSpec {
 
 fn check_rate(field: &str, r: f64) -> Result<()> {
     if !(0.0..=1.0).contains(&r) {
-        return Err(Error::input(field, format!("pruning rate must be in [0, 1], got {r}")));
+        return Err(Error::input(
+            field,
+            format!("pruning rate must be in [0, 1], got {r}"),
+        ));
     }
     Ok(())
 }
@@ -188,7 +214,10 @@ fn check_rate(field: &str, r: f64) -> Result<()> {
 #[serde(rename_all = "snake_case")]
 pub enum LayerPrecision {
     Full,
-    Binary { m_weight_bases: usize, n_act_bases: usize },
+    Binary {
+        m_weight_bases: usize,
+        n_act_bases: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -206,7 +235,12 @@ pub enum SparseUnit {
 pub enum Sparsity {
     Dense,
     /// `kept` of `total` units are non-zero; each kept unit carries an index of `index_bits`.
-    Sparse { unit: SparseUnit, kept: u64, total: u64, index_bits: u32 },
+    Sparse {
+        unit: SparseUnit,
+        kept: u64,
+        total: u64,
+        index_bits: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -225,7 +259,10 @@ pub struct CompressedNetwork {
 
 /// Index of the first conv and of the last weighted layer (kept full precision by default).
 pub fn first_last(net: &Network) -> (Option<usize>, Option<usize>) {
-    let first = net.layers.iter().position(|l| matches!(l.op, Op::Conv { .. }));
+    let first = net
+        .layers
+        .iter()
+        .position(|l| matches!(l.op, Op::Conv { .. }));
     let last = net.layers.iter().rposition(|l| l.op.is_weighted());
     (first, last)
 }
@@ -233,7 +270,9 @@ pub fn first_last(net: &Network) -> (Option<usize>, Option<usize>) {
 /// True for a 1x1 conv on a residual shortcut: its input is a branching point (also consumed
 /// elsewhere) and its output reaches an add through batch-norm only.
 pub fn is_projection_shortcut(net: &Network, i: usize) -> bool {
-    let Op::Conv { kernel: 1, .. } = net.layers[i].op else { return false };
+    let Op::Conv { kernel: 1, .. } = net.layers[i].op else {
+        return false;
+    };
     let branches = match net.layers[i].inputs.first() {
         Some(&p) => net.consumers(p).len() > 1,
         None => false,
@@ -252,14 +291,23 @@ pub fn is_projection_shortcut(net: &Network, i: usize) -> bool {
 /// Applies a variant. Errors: bad option ranges, rate overrides that match no prunable layer.
 pub fn apply(net: &Network, spec: &VariantSpec) -> Result<CompressedNetwork> {
     spec.validate()?;
-    let dense = LayerCompression { precision: LayerPrecision::Full, sparsity: Sparsity::Dense };
+    let dense = LayerCompression {
+        precision: LayerPrecision::Full,
+        sparsity: Sparsity::Dense,
+    };
     let o = &spec.options;
     match spec.kind {
-        VariantKind::Vanilla | VariantKind::Kd => {
-            Ok(CompressedNetwork { network: net.clone(), spec: spec.clone(), layers: vec![dense; net.layers.len()] })
-        }
+        VariantKind::Vanilla | VariantKind::Kd => Ok(CompressedNetwork {
+            network: net.clone(),
+            spec: spec.clone(),
+            layers: vec![dense; net.layers.len()],
+        }),
         VariantKind::Xnor | VariantKind::Abc => {
-            let (m, n) = if spec.kind == VariantKind::Xnor { (1, 1) } else { (o.m, o.n) };
+            let (m, n) = if spec.kind == VariantKind::Xnor {
+                (1, 1)
+            } else {
+                (o.m, o.n)
+            };
             let mut spec = spec.clone();
             spec.options.m = m;
             spec.options.n = n;
@@ -268,27 +316,43 @@ pub fn apply(net: &Network, spec: &VariantSpec) -> Result<CompressedNetwork> {
                 .map(|i| {
                     let keep_fp = !net.layers[i].op.is_weighted()
                         || (o.fp_first_last && (Some(i) == first || Some(i) == last))
-                        || (o.shortcut == ShortcutPrecision::Full && is_projection_shortcut(net, i));
+                        || (o.shortcut == ShortcutPrecision::Full
+                            && is_projection_shortcut(net, i));
                     if keep_fp {
                         dense
                     } else {
                         LayerCompression {
-                            precision: LayerPrecision::Binary { m_weight_bases: m, n_act_bases: n },
+                            precision: LayerPrecision::Binary {
+                                m_weight_bases: m,
+                                n_act_bases: n,
+                            },
                             sparsity: Sparsity::Dense,
                         }
                     }
                 })
                 .collect();
-            Ok(CompressedNetwork { network: net.clone(), spec, layers })
+            Ok(CompressedNetwork {
+                network: net.clone(),
+                spec,
+                layers,
+            })
         }
         VariantKind::Filter | VariantKind::Channel => {
             let network = prune::structured(net, spec)?;
             let len = network.layers.len();
-            Ok(CompressedNetwork { network, spec: spec.clone(), layers: vec![dense; len] })
+            Ok(CompressedNetwork {
+                network,
+                spec: spec.clone(),
+                layers: vec![dense; len],
+            })
         }
         VariantKind::Kernel | VariantKind::Weight => {
             let layers = prune::sparse(net, spec)?;
-            Ok(CompressedNetwork { network: net.clone(), spec: spec.clone(), layers })
+            Ok(CompressedNetwork {
+                network: net.clone(),
+                spec: spec.clone(),
+                layers,
+            })
         }
     }
 }

@@ -2,7 +2,9 @@
 //! sparse (kernel/weight: shape unchanged, zeros recorded as [`Sparsity::Sparse`]). Which layers
 //! are eligible and how rates round is fixed in the parent module doc ([`crate::variant`]).
 
-use super::{first_last, LayerCompression, LayerPrecision, SparseUnit, Sparsity, VariantKind, VariantSpec};
+use super::{
+    first_last, LayerCompression, LayerPrecision, SparseUnit, Sparsity, VariantKind, VariantSpec,
+};
 use crate::model::{Network, Op};
 use crate::{Error, Result};
 
@@ -41,7 +43,11 @@ fn check_overrides(spec: &VariantSpec, eligible: &[&str]) -> Result<()> {
                     "matches no layer that {} pruning acts on (e.g. {}{})",
                     spec.kind.name(),
                     shown.join(", "),
-                    if eligible.len() > shown.len() { ", ..." } else { "" }
+                    if eligible.len() > shown.len() {
+                        ", ..."
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }
@@ -90,11 +96,18 @@ pub fn structured(net: &Network, spec: &VariantSpec) -> Result<Network> {
         VariantKind::Filter => prunable.iter().map(|(p, _)| *p).collect(),
         _ => prunable.iter().flat_map(|(_, d)| d.clone()).collect(),
     };
-    let eligible: Vec<&str> = key_layers.iter().map(|&i| net.layers[i].name.as_str()).collect();
+    let eligible: Vec<&str> = key_layers
+        .iter()
+        .map(|&i| net.layers[i].name.as_str())
+        .collect();
     check_overrides(spec, &eligible)?;
     let mut out = net.clone();
     for (p, down) in &prunable {
-        let key = if spec.kind == VariantKind::Filter { *p } else { down[0] };
+        let key = if spec.kind == VariantKind::Filter {
+            *p
+        } else {
+            down[0]
+        };
         let rate = rate_for(spec, &net.layers[key].name);
         if let Op::Conv { out_c, .. } = &mut out.layers[*p].op {
             let gone = removed(*out_c as u64, rate) as usize;
@@ -127,19 +140,37 @@ pub fn sparse(net: &Network, spec: &VariantSpec) -> Result<Vec<LayerCompression>
         })
         .filter(|&i| !(spec.options.fp_first_last && (Some(i) == first || Some(i) == last)))
         .collect();
-    let eligible: Vec<&str> = eligible_idx.iter().map(|&i| net.layers[i].name.as_str()).collect();
+    let eligible: Vec<&str> = eligible_idx
+        .iter()
+        .map(|&i| net.layers[i].name.as_str())
+        .collect();
     check_overrides(spec, &eligible)?;
-    let mut layers = vec![LayerCompression { precision: LayerPrecision::Full, sparsity: Sparsity::Dense }; net.layers.len()];
+    let mut layers = vec![
+        LayerCompression {
+            precision: LayerPrecision::Full,
+            sparsity: Sparsity::Dense
+        };
+        net.layers.len()
+    ];
     for &i in &eligible_idx {
         let total = match net.layers[i].op {
-            Op::Conv { in_c, out_c, kernel: k, .. } => (out_c * in_c * if kernel { 1 } else { k * k }) as u64,
+            Op::Conv {
+                in_c,
+                out_c,
+                kernel: k,
+                ..
+            } => (out_c * in_c * if kernel { 1 } else { k * k }) as u64,
             Op::Linear { in_f, out_f, .. } => (in_f * out_f) as u64,
             _ => unreachable!("eligible layers are conv/linear"),
         };
         let rate = rate_for(spec, &net.layers[i].name);
         let kept = total - removed(total, rate).min(total);
         layers[i].sparsity = Sparsity::Sparse {
-            unit: if kernel { SparseUnit::Kernel } else { SparseUnit::Weight },
+            unit: if kernel {
+                SparseUnit::Kernel
+            } else {
+                SparseUnit::Weight
+            },
             kept,
             total,
             index_bits: spec.options.index_bits,
