@@ -15,8 +15,10 @@ fn rand4(rng: &mut ChaCha8Rng, d: (usize, usize, usize, usize)) -> Array4<f32> {
     Array::from_shape_fn(d, |_| rng.gen_range(-1.0f32..1.0))
 }
 
-const BACKENDS: [(GemmBackend, &str); 2] =
-    [(GemmBackend::Gemm, "gemm"), (GemmBackend::MatrixMultiply, "matrixmultiply")];
+const BACKENDS: [(GemmBackend, &str); 2] = [
+    (GemmBackend::Gemm, "gemm"),
+    (GemmBackend::MatrixMultiply, "matrixmultiply"),
+];
 
 fn conv(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);

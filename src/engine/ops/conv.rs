@@ -37,7 +37,12 @@ pub struct ConvGeom {
 
 impl ConvGeom {
     /// Checks shapes and hyper-parameters; every failure names the offending field.
-    pub fn new(x: (usize, usize, usize, usize), w: (usize, usize, usize, usize), stride: usize, pad: usize) -> Result<Self> {
+    pub fn new(
+        x: (usize, usize, usize, usize),
+        w: (usize, usize, usize, usize),
+        stride: usize,
+        pad: usize,
+    ) -> Result<Self> {
         let (n, c, h, wd) = x;
         let (o, c2, kh, kw) = w;
         if stride == 0 {
@@ -50,12 +55,19 @@ impl ConvGeom {
             ));
         }
         if kh == 0 || kw == 0 || o == 0 || c == 0 {
-            return Err(Error::input("conv2d weight", format!("empty weight shape {w:?}")));
+            return Err(Error::input(
+                "conv2d weight",
+                format!("empty weight shape {w:?}"),
+            ));
         }
         if h + 2 * pad < kh || wd + 2 * pad < kw {
             return Err(Error::input(
                 "conv2d input",
-                format!("padded input {}x{} is smaller than the kernel {kh}x{kw}", h + 2 * pad, wd + 2 * pad),
+                format!(
+                    "padded input {}x{} is smaller than the kernel {kh}x{kw}",
+                    h + 2 * pad,
+                    wd + 2 * pad
+                ),
             ));
         }
         Ok(ConvGeom {
@@ -96,7 +108,11 @@ impl ConvGeom {
     fn valid_cols(&self, q: usize) -> (usize, usize) {
         let (s, pad) = (self.stride, self.pad);
         let j0 = if pad > q { (pad - q).div_ceil(s) } else { 0 };
-        let j1 = if self.w + pad > q { (self.w + pad - q).div_ceil(s).min(self.wo) } else { 0 };
+        let j1 = if self.w + pad > q {
+            (self.w + pad - q).div_ceil(s).min(self.wo)
+        } else {
+            0
+        };
         (j0.min(j1), j1)
     }
 }
@@ -125,7 +141,11 @@ fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
 fn valid_rows(g: &ConvGeom, p: usize) -> (usize, usize) {
     let (s, pad) = (g.stride, g.pad);
     let i0 = if pad > p { (pad - p).div_ceil(s) } else { 0 };
-    let i1 = if g.h + pad > p { (g.h + pad - p).div_ceil(s).min(g.ho) } else { 0 };
+    let i1 = if g.h + pad > p {
+        (g.h + pad - p).div_ceil(s).min(g.ho)
+    } else {
+        0
+    };
     (i0.min(i1), i1)
 }
 
@@ -158,7 +178,13 @@ fn shifted_copy(g: &ConvGeom, plane: &[f32], dst: &mut [f32], p: usize, q: usize
 
 /// The part `[k0, k1)` of the valid rows' flat range `[i0*WO, i1*WO)` whose source `k + off`
 /// lies inside the plane (None if empty).
-fn shifted_range(g: &ConvGeom, i0: usize, i1: usize, off: isize, len: usize) -> Option<(usize, usize)> {
+fn shifted_range(
+    g: &ConvGeom,
+    i0: usize,
+    i1: usize,
+    off: isize,
+    len: usize,
+) -> Option<(usize, usize)> {
     let k0 = ((i0 * g.wo) as isize).max(-off);
     let k1 = ((i1 * g.wo) as isize).min(len as isize - off);
     (k1 > k0).then_some((k0 as usize, k1 as usize))
@@ -208,7 +234,10 @@ fn col2im(g: &ConvGeom, col: &mut [f32], dx: &mut [f32]) {
                     let off = (p as isize - g.pad as isize) * w + q as isize - g.pad as isize;
                     if let Some((k0, k1)) = shifted_range(g, i0, i1, off, plane.len()) {
                         let s0 = (k0 as isize + off) as usize;
-                        plane[s0..s0 + (k1 - k0)].iter_mut().zip(&src[k0..k1]).for_each(|(d, v)| *d += v);
+                        plane[s0..s0 + (k1 - k0)]
+                            .iter_mut()
+                            .zip(&src[k0..k1])
+                            .for_each(|(d, v)| *d += v);
                     }
                 } else {
                     for i in i0..i1 {
@@ -230,7 +259,11 @@ fn check_bias(g: &ConvGeom, b: Option<&Array1<f32>>) -> Result<()> {
         if b.len() != g.o {
             return Err(Error::input(
                 "conv2d bias",
-                format!("bias has {} entries, weight has {} output channels", b.len(), g.o),
+                format!(
+                    "bias has {} entries, weight has {} output channels",
+                    b.len(),
+                    g.o
+                ),
             ));
         }
     }
@@ -320,7 +353,11 @@ pub fn conv2d_backward_with(
     if dy.dim() != (g.n, g.o, g.ho, g.wo) {
         return Err(Error::input(
             "conv2d_backward dy",
-            format!("gradient has shape {:?}, output shape is {:?}", dy.dim(), (g.n, g.o, g.ho, g.wo)),
+            format!(
+                "gradient has shape {:?}, output shape is {:?}",
+                dy.dim(),
+                (g.n, g.o, g.ho, g.wo)
+            ),
         ));
     }
     let x = x.as_standard_layout();
