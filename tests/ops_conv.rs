@@ -180,6 +180,32 @@ fn result_does_not_depend_on_thread_count() {
     assert_eq!(g1, g3);
 }
 
+#[test]
+fn large_maps_one_image_per_gemm_equal_reference() {
+    // 17x17 outputs (289 positions) are past the grouping width, so each image gets its own
+    // GEMM; the proptests below use small maps, which take the grouped path.
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for &(stride, pad, k) in &[(1, 1, 3), (1, 0, 1), (2, 1, 3)] {
+        let h = if stride == 1 { 17 } else { 34 };
+        let x = rand4(&mut rng, (3, 4, h, h));
+        let w = rand4(&mut rng, (5, 4, k, k));
+        let b: Array1<f32> = (0..5).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let want = refc::conv2d(
+            &to64(&x),
+            &to64(&w),
+            Some(&b.mapv(|v| v as f64)),
+            stride,
+            pad,
+        );
+        let y = conv2d(&x, &w, Some(&b), stride, pad).unwrap();
+        assert!(rel_err(&y, &want) < 1e-5, "stride {stride} pad {pad} k {k}");
+        let dy = rand4(&mut rng, y.dim());
+        let (rdx, rdw, _) = refc::conv2d_backward(&to64(&x), &to64(&w), stride, pad, &to64(&dy));
+        let (dx, dw, _) = conv2d_backward(&x, &w, stride, pad, &dy).unwrap();
+        assert!(rel_err(&dx, &rdx) < 1e-5 && rel_err(&dw, &rdw) < 1e-5);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
