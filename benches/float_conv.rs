@@ -15,8 +15,10 @@ fn rand4(rng: &mut ChaCha8Rng, d: (usize, usize, usize, usize)) -> Array4<f32> {
     Array::from_shape_fn(d, |_| rng.gen_range(-1.0f32..1.0))
 }
 
-const BACKENDS: [(GemmBackend, &str); 2] =
-    [(GemmBackend::Gemm, "gemm"), (GemmBackend::MatrixMultiply, "matrixmultiply")];
+const BACKENDS: [(GemmBackend, &str); 2] = [
+    (GemmBackend::Gemm, "gemm"),
+    (GemmBackend::MatrixMultiply, "matrixmultiply"),
+];
 
 fn conv(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -49,8 +51,13 @@ fn conv(c: &mut Criterion) {
 
 fn bare_sgemm(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    // Per-image forward GEMMs of the two layers: [O x C*9] x [C*9 x H*W].
-    for &(m, k, n) in &[(64usize, 576usize, 64usize), (16, 144, 1024)] {
+    // Per-image forward GEMMs of the two layers, [O x C*9] x [C*9 x H*W], and the 8x8 layer with
+    // four images side by side (what grouping images into one GEMM would buy).
+    for &(m, k, n) in &[
+        (64usize, 576usize, 64usize),
+        (64, 576, 256),
+        (16, 144, 1024),
+    ] {
         let a: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let b: Vec<f32> = (0..k * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
         let mut out = vec![0.0f32; m * n];

@@ -20,7 +20,10 @@ fn to64(a: &Array4<f32>) -> Array4<f64> {
 /// Max |a-b| relative to max(1, max|b|).
 fn rel_err(a: &Array4<f32>, b: &Array4<f64>) -> f64 {
     let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    a.iter().zip(b.iter()).fold(0.0f64, |m, (x, y)| m.max((*x as f64 - y).abs())) / scale
+    a.iter()
+        .zip(b.iter())
+        .fold(0.0f64, |m, (x, y)| m.max((*x as f64 - y).abs()))
+        / scale
 }
 
 #[test]
@@ -43,7 +46,11 @@ fn hand_computed_all_ones_kernel_with_padding_counts_neighbours() {
     let w = Array::from_elem((1, 1, 3, 3), 1.0f32);
     let y = conv2d(&x, &w, None, 1, 1).unwrap();
     let want = array![[4.0f32, 6.0, 4.0], [6.0, 9.0, 6.0], [4.0, 6.0, 4.0]];
-    assert_eq!(y.index_axis(ndarray::Axis(0), 0).index_axis(ndarray::Axis(0), 0), want);
+    assert_eq!(
+        y.index_axis(ndarray::Axis(0), 0)
+            .index_axis(ndarray::Axis(0), 0),
+        want
+    );
 }
 
 #[test]
@@ -57,8 +64,11 @@ fn hand_computed_stride2_two_channels_two_filters() {
     }
     let w = Array::from_shape_vec((2, 2, 1, 1), vec![1.0, 0.0, 2.0, 3.0]).unwrap();
     let y = conv2d(&x, &w, None, 2, 0).unwrap();
-    let want =
-        Array::from_shape_vec((1, 2, 2, 2), vec![0.0, 2.0, 8.0, 10.0, 3.0, 7.0, 19.0, 23.0]).unwrap();
+    let want = Array::from_shape_vec(
+        (1, 2, 2, 2),
+        vec![0.0, 2.0, 8.0, 10.0, 3.0, 7.0, 19.0, 23.0],
+    )
+    .unwrap();
     assert_eq!(y, want);
 }
 
@@ -124,15 +134,24 @@ fn bad_shapes_are_errors_naming_the_field() {
     let x = Array4::<f32>::zeros((1, 3, 4, 4));
     let w = Array4::<f32>::zeros((2, 4, 3, 3));
     let e = conv2d(&x, &w, None, 1, 1).unwrap_err().to_string();
-    assert!(e.contains("conv2d weight") && e.contains("input channels"), "{e}");
+    assert!(
+        e.contains("conv2d weight") && e.contains("input channels"),
+        "{e}"
+    );
     let w = Array4::<f32>::zeros((2, 3, 3, 3));
-    let e = conv2d(&x, &w, Some(&Array1::zeros(3)), 1, 1).unwrap_err().to_string();
+    let e = conv2d(&x, &w, Some(&Array1::zeros(3)), 1, 1)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("conv2d bias"), "{e}");
     let e = conv2d(&x, &w, None, 0, 1).unwrap_err().to_string();
     assert!(e.contains("stride"), "{e}");
-    let e = conv2d(&Array4::zeros((1, 3, 1, 1)), &w, None, 1, 0).unwrap_err().to_string();
+    let e = conv2d(&Array4::zeros((1, 3, 1, 1)), &w, None, 1, 0)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("smaller than the kernel"), "{e}");
-    let e = conv2d_backward(&x, &w, 1, 1, &Array4::zeros((1, 2, 3, 3))).unwrap_err().to_string();
+    let e = conv2d_backward(&x, &w, 1, 1, &Array4::zeros((1, 2, 3, 3)))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("dy"), "{e}");
 }
 
@@ -144,13 +163,47 @@ fn result_does_not_depend_on_thread_count() {
     let y = conv2d(&x, &w, None, 1, 1).unwrap();
     let dy = y.mapv(|v| v * 0.5 - 0.1);
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| (conv2d(&x, &w, None, 1, 1).unwrap(), conv2d_backward(&x, &w, 1, 1, &dy).unwrap()))
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            (
+                conv2d(&x, &w, None, 1, 1).unwrap(),
+                conv2d_backward(&x, &w, 1, 1, &dy).unwrap(),
+            )
+        })
     };
     let (y1, g1) = run(1);
     let (y3, g3) = run(3);
     assert_eq!(y1, y3);
     assert_eq!(g1, g3);
+}
+
+#[test]
+fn large_maps_one_image_per_gemm_equal_reference() {
+    // 17x17 outputs (289 positions) are past the grouping width, so each image gets its own
+    // GEMM; the proptests below use small maps, which take the grouped path.
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for &(stride, pad, k) in &[(1, 1, 3), (1, 0, 1), (2, 1, 3)] {
+        let h = if stride == 1 { 17 } else { 34 };
+        let x = rand4(&mut rng, (3, 4, h, h));
+        let w = rand4(&mut rng, (5, 4, k, k));
+        let b: Array1<f32> = (0..5).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let want = refc::conv2d(
+            &to64(&x),
+            &to64(&w),
+            Some(&b.mapv(|v| v as f64)),
+            stride,
+            pad,
+        );
+        let y = conv2d(&x, &w, Some(&b), stride, pad).unwrap();
+        assert!(rel_err(&y, &want) < 1e-5, "stride {stride} pad {pad} k {k}");
+        let dy = rand4(&mut rng, y.dim());
+        let (rdx, rdw, _) = refc::conv2d_backward(&to64(&x), &to64(&w), stride, pad, &to64(&dy));
+        let (dx, dw, _) = conv2d_backward(&x, &w, stride, pad, &dy).unwrap();
+        assert!(rel_err(&dx, &rdx) < 1e-5 && rel_err(&dw, &rdw) < 1e-5);
+    }
 }
 
 proptest! {

@@ -35,7 +35,10 @@ fn away_from<D: Dimension>(a: &mut Array<f32, D>, kinks: &[f32], gap: f32) {
 }
 
 fn dot<D: Dimension>(r: &Array<f32, D>, y: &Array<f32, D>) -> f64 {
-    r.iter().zip(y.iter()).map(|(&a, &b)| a as f64 * b as f64).sum()
+    r.iter()
+        .zip(y.iter())
+        .map(|(&a, &b)| a as f64 * b as f64)
+        .sum()
 }
 
 /// Asserts `grad` equals the central difference of `loss` at `x`, element by element:
@@ -63,7 +66,11 @@ fn check_fd<D: Dimension>(
         let fd = (lp - lm) / (up as f64 - down as f64);
         prop_assert!(
             (fd - g as f64).abs() <= tol * (g as f64).abs().max(1.0),
-            "{}: element {} analytic {} vs finite difference {}", what, i, g, fd
+            "{}: element {} analytic {} vs finite difference {}",
+            what,
+            i,
+            g,
+            fd
         );
     }
     Ok(())
@@ -176,11 +183,11 @@ proptest! {
         // Keep x + v_j off the H threshold 0.5 so beta's quotient is not hit by a jump.
         for &v in &p.shifts { away_from(&mut x, &[0.5 - v], 0.02); }
         let ra = rand_arr(&mut rng, x.raw_dim(), -1.0, 1.0);
-        let (_, _, dbeta) = abc::abc_activation_backward(&x, &p, &ra).unwrap();
+        let dbeta = abc::abc_activation_backward(&x, &p, &ra).unwrap().dbeta;
         let betas = Array1::from(p.betas.clone());
         check_fd("dbeta", &betas, &Array1::from(dbeta), 0.1, 1e-3, |b| {
             let q = abc::AbcActivation { shifts: p.shifts.clone(), betas: b.to_vec() };
-            dot(&ra, &abc::abc_activation(&x, &q).unwrap().0)
+            dot(&ra, &abc::abc_activation(&x, &q).unwrap().a)
         })?;
     }
 

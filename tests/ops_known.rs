@@ -1,7 +1,9 @@
 //! Known answers worked out by hand (in the comments) and closed-form properties for the
 //! non-convolution operators: sign, binarizers, batch norm, shortcut, pools, losses.
 
-use breakingbed::engine::ops::{abc, activation as act, batchnorm as bn, loss, pool, shortcut, xnor};
+use breakingbed::engine::ops::{
+    abc, activation as act, batchnorm as bn, loss, pool, shortcut, xnor,
+};
 use ndarray::{array, Array, Array1, Array2, Array4, Axis};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -10,11 +12,20 @@ use rand_chacha::ChaCha8Rng;
 #[test]
 fn sign_of_zero_is_plus_one_and_ste_window_is_closed() {
     let x = array![-2.0f32, -1.0, -0.5, 0.0, -0.0, 0.5, 1.0, 2.0];
-    assert_eq!(act::sign(&x), array![-1.0f32, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+    assert_eq!(
+        act::sign(&x),
+        array![-1.0f32, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    );
     let g = act::sign_ste_backward(&x, &Array1::from_elem(8, 3.0f32)).unwrap();
     assert_eq!(g, array![0.0f32, 3.0, 3.0, 3.0, 3.0, 3.0, 3.0, 0.0]);
-    assert_eq!(act::hardtanh(&x), array![-1.0f32, -1.0, -0.5, 0.0, 0.0, 0.5, 1.0, 1.0]);
-    assert_eq!(act::relu(&x), array![0.0f32, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 2.0]);
+    assert_eq!(
+        act::hardtanh(&x),
+        array![-1.0f32, -1.0, -0.5, 0.0, 0.0, 0.5, 1.0, 1.0]
+    );
+    assert_eq!(
+        act::relu(&x),
+        array![0.0f32, 0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 2.0]
+    );
 }
 
 #[test]
@@ -23,9 +34,16 @@ fn xnor_hand_example() {
     // Filter 1: (-0.2, -0.2, 0.2, 0.6) -> alpha = 1.2/4 = 0.3, B = (-1,-1,+1,+1).
     let w = array![[0.5f32, -1.5, 0.0, 2.0], [-0.2, -0.2, 0.2, 0.6]];
     let b = xnor::xnor_binarize(&w).unwrap();
-    assert_eq!(b.binary, array![[1.0f32, -1.0, 1.0, 1.0], [-1.0, -1.0, 1.0, 1.0]]);
+    assert_eq!(
+        b.binary,
+        array![[1.0f32, -1.0, 1.0, 1.0], [-1.0, -1.0, 1.0, 1.0]]
+    );
     assert!((b.alpha[0] - 1.0).abs() < 1e-7 && (b.alpha[1] - 0.3).abs() < 1e-7);
-    assert!((&b.approx - &array![[1.0f32, -1.0, 1.0, 1.0], [-0.3, -0.3, 0.3, 0.3]]).iter().all(|d| d.abs() < 1e-7));
+    assert!(
+        (&b.approx - &array![[1.0f32, -1.0, 1.0, 1.0], [-0.3, -0.3, 0.3, 0.3]])
+            .iter()
+            .all(|d| d.abs() < 1e-7)
+    );
     // Backward with dWb = 1 everywhere on filter 0: sum_j dWb_j sign(W_j) = 1-1+1+1 = 2, so
     // through_alpha = sign(W)*2/4 = (0.5,-0.5,0.5,0.5); STE = alpha*1{|W|<=1} = (1,0,1,0).
     let g = xnor::xnor_binarize_backward(&w, &Array2::ones((2, 4))).unwrap();
@@ -57,7 +75,11 @@ fn abc_constant_weights_are_reproduced_exactly_despite_duplicate_bases() {
     // least-squares fit is exact: sum alpha_i = 0.25.
     let w = Array2::from_elem((4, 3), 0.25f32);
     let a = abc::abc_binarize(&w, 3).unwrap();
-    assert!(a.approx.iter().all(|&v| (v - 0.25).abs() < 1e-6), "{:?}", a.approx);
+    assert!(
+        a.approx.iter().all(|&v| (v - 0.25).abs() < 1e-6),
+        "{:?}",
+        a.approx
+    );
     assert!(abc::abc_binarize(&w, 0).is_err());
 }
 
@@ -66,13 +88,18 @@ fn abc_activation_hand_example() {
     // v = (0, 0.25), beta = (1, 2). x = 0.3: H(0.3) = -1, H(0.55) = +1 -> A = -1 + 2 = 1.
     // x = -0.5: H(-0.5) = H(-0.25) = -1 -> A = -3. x = 0.5: H(0.5) = +1 (sign(0) = +1),
     // H(0.75) = +1 -> A = 3.
-    let p = abc::AbcActivation { shifts: vec![0.0, 0.25], betas: vec![1.0, 2.0] };
+    let p = abc::AbcActivation {
+        shifts: vec![0.0, 0.25],
+        betas: vec![1.0, 2.0],
+    };
     let x = array![0.3f32, -0.5, 0.5];
-    let (a, bases) = abc::abc_activation(&x, &p).unwrap();
+    let out = abc::abc_activation(&x, &p).unwrap();
+    let (a, bases) = (out.a, out.bases);
     assert_eq!(a, array![1.0f32, -3.0, 3.0]);
     assert_eq!(bases[1], array![1.0f32, -1.0, 1.0]);
     // STE: x+v inside [0,1]: x=0.3 both (dx = 1 + 2 = 3), x=-0.5 neither, x=0.5 both.
-    let (dx, dv, dbeta) = abc::abc_activation_backward(&x, &p, &Array1::ones(3)).unwrap();
+    let g = abc::abc_activation_backward(&x, &p, &Array1::ones(3)).unwrap();
+    let (dx, dv, dbeta) = (g.dx, g.dv, g.dbeta);
     assert_eq!(dx, array![3.0f32, 0.0, 3.0]);
     assert_eq!(dv, vec![2.0, 4.0]);
     assert_eq!(dbeta, vec![-1.0, 1.0]);
@@ -123,14 +150,34 @@ fn batch_norm_running_update_matches_pytorch_formula() {
 #[test]
 fn batch_norm_fold_and_errors() {
     // gamma 2, beta 1, mean 3, var 4-eps -> scale 2/2 = 1, shift 1 - 3 = -2.
-    let (s, t) = bn::fold(&array![2.0f32], &array![1.0f32], &array![3.0f32], &array![3.99f32], 0.01).unwrap();
+    let (s, t) = bn::fold(
+        &array![2.0f32],
+        &array![1.0f32],
+        &array![3.0f32],
+        &array![3.99f32],
+        0.01,
+    )
+    .unwrap();
     assert!((s[0] - 1.0).abs() < 1e-6 && (t[0] + 2.0).abs() < 1e-6);
-    let e = bn::fold(&array![1.0f32], &array![0.0f32], &array![0.0f32], &array![-1.0f32], 1e-5).unwrap_err();
+    let e = bn::fold(
+        &array![1.0f32],
+        &array![0.0f32],
+        &array![0.0f32],
+        &array![-1.0f32],
+        1e-5,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("running_var"), "{e}");
     let x = Array4::<f32>::zeros((2, 3, 2, 2));
     let e = bn::batch_norm_train(&x, &Array1::ones(2), &Array1::zeros(2), 1e-5).unwrap_err();
     assert!(e.to_string().contains("batch_norm weight"), "{e}");
-    assert!(bn::batch_norm_train(&Array4::zeros((1, 1, 1, 1)), &array![1.0f32], &array![0.0f32], 1e-5).is_err());
+    assert!(bn::batch_norm_train(
+        &Array4::zeros((1, 1, 1, 1)),
+        &array![1.0f32],
+        &array![0.0f32],
+        1e-5
+    )
+    .is_err());
 }
 
 #[test]
@@ -142,8 +189,14 @@ fn shortcut_option_a_hand_example() {
     assert_eq!(y.dim(), (1, 4, 2, 2));
     assert!(y.index_axis(Axis(1), 0).iter().all(|&v| v == 0.0));
     assert!(y.index_axis(Axis(1), 3).iter().all(|&v| v == 0.0));
-    assert_eq!(y.index_axis(Axis(0), 0).index_axis(Axis(0), 1), array![[0.0f32, 2.0], [6.0, 8.0]]);
-    assert_eq!(y.index_axis(Axis(0), 0).index_axis(Axis(0), 2), array![[9.0f32, 11.0], [15.0, 17.0]]);
+    assert_eq!(
+        y.index_axis(Axis(0), 0).index_axis(Axis(0), 1),
+        array![[0.0f32, 2.0], [6.0, 8.0]]
+    );
+    assert_eq!(
+        y.index_axis(Axis(0), 0).index_axis(Axis(0), 2),
+        array![[9.0f32, 11.0], [15.0, 17.0]]
+    );
     assert!(shortcut::shortcut_a(&x, 3, 2).is_err());
     assert!(shortcut::residual_add(&x, &y).is_err());
 }
@@ -154,10 +207,16 @@ fn pools_hand_example() {
     // global mean = 7.5.
     let x = Array4::from_shape_vec((1, 1, 4, 4), (0..16).map(|v| v as f32).collect()).unwrap();
     let (m, arg) = pool::max_pool2d(&x, 2, 2, 0).unwrap();
-    assert_eq!(m.iter().copied().collect::<Vec<_>>(), vec![5.0, 7.0, 13.0, 15.0]);
+    assert_eq!(
+        m.iter().copied().collect::<Vec<_>>(),
+        vec![5.0, 7.0, 13.0, 15.0]
+    );
     assert_eq!(arg.iter().copied().collect::<Vec<_>>(), vec![5, 7, 13, 15]);
     let a = pool::avg_pool2d(&x, 2, 2, 0).unwrap();
-    assert_eq!(a.iter().copied().collect::<Vec<_>>(), vec![2.5, 4.5, 10.5, 12.5]);
+    assert_eq!(
+        a.iter().copied().collect::<Vec<_>>(),
+        vec![2.5, 4.5, 10.5, 12.5]
+    );
     assert_eq!(pool::global_avg_pool(&x).unwrap()[[0, 0]], 7.5);
     // 3x3 window, pad 1 at the corner of an all-ones image: avg counts padding -> 4/9.
     let ones = Array4::<f32>::ones((1, 1, 2, 2));
@@ -181,11 +240,19 @@ fn losses_hand_examples() {
     let (l, _) = loss::kd_kl_loss(&z, &array![[0.0f32, 0.0]], 1.0).unwrap();
     assert!((l - 0.5 * (4.0f32 / 3.0).ln()).abs() < 1e-6);
     // T = 2 scales logits by 1/2 and the loss by 4: student (0, 2 ln 3) at T=2 is the case above.
-    let (l2, _) = loss::kd_kl_loss(&array![[0.0f32, 2.0 * 3.0f32.ln()]], &array![[0.0f32, 0.0]], 2.0).unwrap();
+    let (l2, _) = loss::kd_kl_loss(
+        &array![[0.0f32, 2.0 * 3.0f32.ln()]],
+        &array![[0.0f32, 0.0]],
+        2.0,
+    )
+    .unwrap();
     assert!((l2 - 4.0 * 0.5 * (4.0f32 / 3.0).ln()).abs() < 1e-5);
     assert!(loss::softmax_cross_entropy(&z, &[2]).is_err());
     assert!(loss::softmax_cross_entropy(&z, &[0, 1]).is_err());
     assert!(loss::kd_kl_loss(&z, &z, 0.0).is_err());
     // NaN logits propagate (documented) rather than producing a plausible number.
-    assert!(loss::softmax_cross_entropy(&array![[f32::NAN, 0.0]], &[0]).unwrap().0.is_nan());
+    assert!(loss::softmax_cross_entropy(&array![[f32::NAN, 0.0]], &[0])
+        .unwrap()
+        .0
+        .is_nan());
 }

@@ -30,7 +30,9 @@ pub fn weight_shifts(m: usize) -> Vec<f32> {
     if m == 1 {
         return vec![0.0];
     }
-    (0..m).map(|i| -1.0 + i as f32 * 2.0 / (m - 1) as f32).collect()
+    (0..m)
+        .map(|i| -1.0 + i as f32 * 2.0 / (m - 1) as f32)
+        .collect()
 }
 
 /// M weight bases and their scales.
@@ -57,7 +59,9 @@ fn solve_normal_equations(mut g: Vec<f64>, mut r: Vec<f64>, m: usize) -> Vec<f64
     let mut pivot_col = Vec::new();
     let mut row = 0;
     for col in 0..m {
-        let (best, val) = (row..m).map(|i| (i, g[i * m + col].abs())).fold((row, -1.0), |a, b| if b.1 > a.1 { b } else { a });
+        let (best, val) = (row..m)
+            .map(|i| (i, g[i * m + col].abs()))
+            .fold((row, -1.0), |a, b| if b.1 > a.1 { b } else { a });
         if row >= m || val <= tol {
             continue;
         }
@@ -96,7 +100,10 @@ pub fn abc_binarize<D: Dimension>(w: &Array<f32, D>, m: usize) -> Result<AbcWeig
         return Err(Error::input("abc weight", "empty weight tensor"));
     }
     if let Some(i) = w.iter().position(|v| !v.is_finite()) {
-        return Err(Error::input("abc weight", format!("element {i} is not finite")));
+        return Err(Error::input(
+            "abc weight",
+            format!("element {i} is not finite"),
+        ));
     }
     let len = w.len() as f64;
     let mean = w.iter().map(|&v| v as f64).sum::<f64>() / len;
@@ -109,19 +116,33 @@ pub fn abc_binarize<D: Dimension>(w: &Array<f32, D>, m: usize) -> Result<AbcWeig
     let mut g = vec![0.0f64; m * m];
     let mut r = vec![0.0f64; m];
     for i in 0..m {
-        r[i] = Zip::from(&bases[i]).and(w).fold(0.0f64, |a, &b, &v| a + b as f64 * v as f64);
+        r[i] = Zip::from(&bases[i])
+            .and(w)
+            .fold(0.0f64, |a, &b, &v| a + b as f64 * v as f64);
         for j in i..m {
-            let s = Zip::from(&bases[i]).and(&bases[j]).fold(0.0f64, |a, &p, &q| a + (p * q) as f64);
+            let s = Zip::from(&bases[i])
+                .and(&bases[j])
+                .fold(0.0f64, |a, &p, &q| a + (p * q) as f64);
             g[i * m + j] = s;
             g[j * m + i] = s;
         }
     }
-    let alphas: Vec<f32> = solve_normal_equations(g, r, m).into_iter().map(|a| a as f32).collect();
+    let alphas: Vec<f32> = solve_normal_equations(g, r, m)
+        .into_iter()
+        .map(|a| a as f32)
+        .collect();
     let mut approx = Array::<f32, D>::zeros(w.raw_dim());
     for (b, &a) in bases.iter().zip(&alphas) {
         approx.scaled_add(a, b);
     }
-    Ok(AbcWeights { bases, alphas, shifts, mean: mean as f32, std: std as f32, approx })
+    Ok(AbcWeights {
+        bases,
+        alphas,
+        shifts,
+        mean: mean as f32,
+        std: std as f32,
+        approx,
+    })
 }
 
 /// Backward of [`abc_binarize`]: returns `(dW, dalphas)` for `d_approx` = dL/d(approx).
@@ -133,22 +154,33 @@ pub fn abc_binarize_backward<D: Dimension>(
     if w.shape() != d_approx.shape() || abc.approx.shape() != w.shape() {
         return Err(Error::input(
             "abc_binarize_backward d_approx",
-            format!("gradient shape {:?} differs from weight shape {:?}", d_approx.shape(), w.shape()),
+            format!(
+                "gradient shape {:?} differs from weight shape {:?}",
+                d_approx.shape(),
+                w.shape()
+            ),
         ));
     }
     let mut dw = Array::<f32, D>::zeros(w.raw_dim());
     for (&u, &a) in abc.shifts.iter().zip(&abc.alphas) {
         let shift = -abc.mean + u * abc.std;
-        Zip::from(&mut dw).and(w).and(d_approx).for_each(|d, &v, &g| {
-            if (v + shift).abs() <= 1.0 {
-                *d += a * g;
-            }
-        });
+        Zip::from(&mut dw)
+            .and(w)
+            .and(d_approx)
+            .for_each(|d, &v, &g| {
+                if (v + shift).abs() <= 1.0 {
+                    *d += a * g;
+                }
+            });
     }
     let dalphas = abc
         .bases
         .iter()
-        .map(|b| Zip::from(b).and(d_approx).fold(0.0f64, |s, &p, &g| s + (p * g) as f64) as f32)
+        .map(|b| {
+            Zip::from(b)
+                .and(d_approx)
+                .fold(0.0f64, |s, &p, &g| s + (p * g) as f64) as f32
+        })
         .collect();
     Ok((dw, dalphas))
 }
@@ -173,49 +205,87 @@ impl AbcActivation {
     /// N > 1 all bases start identical and get identical gradients, so they stay identical;
     /// use [`AbcActivation::spread`] to break the symmetry.
     pub fn init(n: usize) -> Self {
-        AbcActivation { shifts: vec![0.0; n], betas: vec![1.0; n] }
+        AbcActivation {
+            shifts: vec![0.0; n],
+            betas: vec![1.0; n],
+        }
     }
 
     /// Shifts that place the N thresholds `0.5 - v_j` evenly at `(j - 1/2) / N` in [0, 1]
     /// (v = 0 for N = 1), betas 1.
     pub fn spread(n: usize) -> Self {
         let shifts = (0..n).map(|j| 0.5 - (j as f32 + 0.5) / n as f32).collect();
-        AbcActivation { shifts, betas: vec![1.0; n] }
+        AbcActivation {
+            shifts,
+            betas: vec![1.0; n],
+        }
     }
 
     fn check(&self) -> Result<()> {
         if self.shifts.is_empty() || self.shifts.len() != self.betas.len() {
             return Err(Error::input(
                 "abc activation",
-                format!("{} shifts and {} betas: need the same, nonzero count", self.shifts.len(), self.betas.len()),
+                format!(
+                    "{} shifts and {} betas: need the same, nonzero count",
+                    self.shifts.len(),
+                    self.betas.len()
+                ),
             ));
         }
         Ok(())
     }
 }
 
-/// Forward: returns `(A, bases)` with `bases[j] = H(x + v_j)` as +/-1 f32.
-pub fn abc_activation<D: Dimension>(x: &Array<f32, D>, p: &AbcActivation) -> Result<(Array<f32, D>, Vec<Array<f32, D>>)> {
+/// Output of [`abc_activation`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AbcActivationOut<D: Dimension> {
+    /// `A = sum_j beta_j * bases[j]`.
+    pub a: Array<f32, D>,
+    /// `H(x + v_j)` as +/-1 f32, one per base (for the bit-exact engine).
+    pub bases: Vec<Array<f32, D>>,
+}
+
+/// Gradients from [`abc_activation_backward`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AbcActivationGrad<D: Dimension> {
+    pub dx: Array<f32, D>,
+    pub dv: Vec<f32>,
+    pub dbeta: Vec<f32>,
+}
+
+/// Forward: `A` and the +/-1 bases.
+pub fn abc_activation<D: Dimension>(
+    x: &Array<f32, D>,
+    p: &AbcActivation,
+) -> Result<AbcActivationOut<D>> {
     p.check()?;
-    let bases: Vec<Array<f32, D>> = p.shifts.iter().map(|&v| x.mapv(|e| heaviside_pm1(e + v))).collect();
+    let bases: Vec<Array<f32, D>> = p
+        .shifts
+        .iter()
+        .map(|&v| x.mapv(|e| heaviside_pm1(e + v)))
+        .collect();
     let mut a = Array::<f32, D>::zeros(x.raw_dim());
     for (b, &beta) in bases.iter().zip(&p.betas) {
         a.scaled_add(beta, b);
     }
-    Ok((a, bases))
+    Ok(AbcActivationOut { a, bases })
 }
 
-/// Backward (STE, see module doc): returns `(dx, dv, dbeta)`.
+/// Backward (STE, see module doc).
 pub fn abc_activation_backward<D: Dimension>(
     x: &Array<f32, D>,
     p: &AbcActivation,
     da: &Array<f32, D>,
-) -> Result<(Array<f32, D>, Vec<f32>, Vec<f32>)> {
+) -> Result<AbcActivationGrad<D>> {
     p.check()?;
     if x.shape() != da.shape() {
         return Err(Error::input(
             "abc_activation_backward da",
-            format!("gradient shape {:?} differs from input shape {:?}", da.shape(), x.shape()),
+            format!(
+                "gradient shape {:?} differs from input shape {:?}",
+                da.shape(),
+                x.shape()
+            ),
         ));
     }
     let mut dx = Array::<f32, D>::zeros(x.raw_dim());
@@ -235,5 +305,5 @@ pub fn abc_activation_backward<D: Dimension>(
         dv.push(sv as f32);
         dbeta.push(sb as f32);
     }
-    Ok((dx, dv, dbeta))
+    Ok(AbcActivationGrad { dx, dv, dbeta })
 }

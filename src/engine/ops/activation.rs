@@ -13,7 +13,11 @@ fn same_shape<D: Dimension>(op: &str, x: &Array<f32, D>, dy: &Array<f32, D>) -> 
     if x.shape() != dy.shape() {
         return Err(Error::input(
             format!("{op} dy"),
-            format!("gradient shape {:?} differs from input shape {:?}", dy.shape(), x.shape()),
+            format!(
+                "gradient shape {:?} differs from input shape {:?}",
+                dy.shape(),
+                x.shape()
+            ),
         ));
     }
     Ok(())
@@ -27,7 +31,9 @@ fn masked<D: Dimension>(
     pass: impl Fn(f32) -> bool + Sync,
 ) -> Result<Array<f32, D>> {
     same_shape(op, x, dy)?;
-    Ok(Zip::from(x).and(dy).par_map_collect(|&x, &g| if pass(x) { g } else { 0.0 }))
+    Ok(Zip::from(x)
+        .and(dy)
+        .par_map_collect(|&x, &g| if pass(x) { g } else { 0.0 }))
 }
 
 /// `max(x, 0)`.
@@ -46,7 +52,10 @@ pub fn hardtanh<D: Dimension>(x: &Array<f32, D>) -> Array<f32, D> {
 }
 
 /// `dy * 1[|x| <= 1]`.
-pub fn hardtanh_backward<D: Dimension>(x: &Array<f32, D>, dy: &Array<f32, D>) -> Result<Array<f32, D>> {
+pub fn hardtanh_backward<D: Dimension>(
+    x: &Array<f32, D>,
+    dy: &Array<f32, D>,
+) -> Result<Array<f32, D>> {
     masked("hardtanh_backward", x, dy, |v| v.abs() <= 1.0)
 }
 
@@ -67,6 +76,9 @@ pub fn sign<D: Dimension>(x: &Array<f32, D>) -> Array<f32, D> {
 }
 
 /// Straight-through estimator of sign: `dy * 1[|x| <= 1]`.
-pub fn sign_ste_backward<D: Dimension>(x: &Array<f32, D>, dy: &Array<f32, D>) -> Result<Array<f32, D>> {
+pub fn sign_ste_backward<D: Dimension>(
+    x: &Array<f32, D>,
+    dy: &Array<f32, D>,
+) -> Result<Array<f32, D>> {
     masked("sign_ste_backward", x, dy, |v| v.abs() <= 1.0)
 }

@@ -26,7 +26,11 @@ fn check_dy(op: &str, x: &Array4<f32>, dy: &Array4<f32>) -> Result<()> {
     if x.dim() != dy.dim() {
         return Err(Error::input(
             format!("{op} dy"),
-            format!("gradient shape {:?} differs from input shape {:?}", dy.dim(), x.dim()),
+            format!(
+                "gradient shape {:?} differs from input shape {:?}",
+                dy.dim(),
+                x.dim()
+            ),
         ));
     }
     Ok(())
@@ -46,7 +50,10 @@ pub fn fold(
     check_param("beta", beta, c)?;
     check_param("running_mean", mean, c)?;
     check_param("running_var", var, c)?;
-    if let Some(i) = var.iter().position(|&v| !(v as f64 + eps as f64 > 0.0)) {
+    if let Some(i) = var.iter().position(|&v| {
+        let s = v as f64 + eps as f64;
+        s.is_nan() || s <= 0.0
+    }) {
         return Err(Error::input(
             "batch_norm running_var",
             format!("channel {i}: var + eps = {} is not positive", var[i] + eps),
@@ -67,16 +74,22 @@ pub fn fold(
 }
 
 /// `y[n,c] = scale[c] * x[n,c] + shift[c]`, parallel over the batch.
-pub fn scale_shift(x: &Array4<f32>, scale: &Array1<f32>, shift: &Array1<f32>) -> Result<Array4<f32>> {
+pub fn scale_shift(
+    x: &Array4<f32>,
+    scale: &Array1<f32>,
+    shift: &Array1<f32>,
+) -> Result<Array4<f32>> {
     check_param("scale", scale, x.dim().1)?;
     check_param("shift", shift, x.dim().1)?;
     let mut y = x.to_owned();
-    y.axis_iter_mut(Axis(0)).into_par_iter().for_each(|mut img| {
-        for (c, mut plane) in img.axis_iter_mut(Axis(0)).enumerate() {
-            let (s, t) = (scale[c], shift[c]);
-            plane.mapv_inplace(|v| s * v + t);
-        }
-    });
+    y.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .for_each(|mut img| {
+            for (c, mut plane) in img.axis_iter_mut(Axis(0)).enumerate() {
+                let (s, t) = (scale[c], shift[c]);
+                plane.mapv_inplace(|v| s * v + t);
+            }
+        });
     Ok(y)
 }
 
@@ -95,7 +108,11 @@ pub fn batch_norm_inference(
 }
 
 /// Per-channel sums over N, H, W of `f(c, x, dy)` in f64.
-fn channel_sums(x: &Array4<f32>, dy: Option<&Array4<f32>>, f: impl Fn(usize, f32, f32) -> f64) -> Vec<f64> {
+fn channel_sums(
+    x: &Array4<f32>,
+    dy: Option<&Array4<f32>>,
+    f: impl Fn(usize, f32, f32) -> f64,
+) -> Vec<f64> {
     let c = x.dim().1;
     let mut acc = vec![0.0f64; c];
     for (ci, a) in acc.iter_mut().enumerate() {
@@ -131,8 +148,13 @@ pub fn batch_norm_inference_backward(
     check_param("weight", gamma, x.dim().1)?;
     let zeros = Array1::zeros(gamma.len());
     let (scale, _) = fold(gamma, &zeros, running_mean, running_var, eps)?;
-    let inv_std: Vec<f64> = running_var.iter().map(|&v| 1.0 / (v as f64 + eps as f64).sqrt()).collect();
-    let dgamma = channel_sums(x, Some(dy), |c, xv, d| d as f64 * (xv as f64 - running_mean[c] as f64) * inv_std[c]);
+    let inv_std: Vec<f64> = running_var
+        .iter()
+        .map(|&v| 1.0 / (v as f64 + eps as f64).sqrt())
+        .collect();
+    let dgamma = channel_sums(x, Some(dy), |c, xv, d| {
+        d as f64 * (xv as f64 - running_mean[c] as f64) * inv_std[c]
+    });
     let dbeta = channel_sums(x, Some(dy), |_, _, d| d as f64);
     let dx = scale_shift(dy, &scale, &zeros)?;
     Ok((dx, to_f32(dgamma), to_f32(dbeta)))
@@ -190,15 +212,25 @@ pub fn batch_norm_train(
     if m < 2 {
         return Err(Error::input(
             "batch_norm_train input",
-            format!("needs more than one value per channel, got shape {:?}", x.dim()),
+            format!(
+                "needs more than one value per channel, got shape {:?}",
+                x.dim()
+            ),
         ));
     }
-    let mean = channel_sums(x, None, |_, v, _| v as f64).into_iter().map(|s| s / m as f64).collect::<Vec<_>>();
+    let mean = channel_sums(x, None, |_, v, _| v as f64)
+        .into_iter()
+        .map(|s| s / m as f64)
+        .collect::<Vec<_>>();
     let ssd = channel_sums(x, None, |ci, v, _| (v as f64 - mean[ci]).powi(2));
     let var: Vec<f64> = ssd.iter().map(|s| s / m as f64).collect();
     let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps as f64).sqrt()).collect();
-    let scale: Array1<f32> = (0..c).map(|i| (gamma[i] as f64 * inv_std[i]) as f32).collect();
-    let shift: Array1<f32> = (0..c).map(|i| (beta[i] as f64 - mean[i] * gamma[i] as f64 * inv_std[i]) as f32).collect();
+    let scale: Array1<f32> = (0..c)
+        .map(|i| (gamma[i] as f64 * inv_std[i]) as f32)
+        .collect();
+    let shift: Array1<f32> = (0..c)
+        .map(|i| (beta[i] as f64 - mean[i] * gamma[i] as f64 * inv_std[i]) as f32)
+        .collect();
     let y = scale_shift(x, &scale, &shift)?;
     let stats = BnBatchStats {
         mean: mean.iter().map(|&v| v as f32).collect(),
@@ -234,9 +266,12 @@ pub fn batch_norm_train_backward(
         let xs = x.index_axis(Axis(1), ci);
         let ds = dy.index_axis(Axis(1), ci);
         let mut out = dx.index_axis_mut(Axis(1), ci);
-        ndarray::Zip::from(&mut out).and(&xs).and(&ds).for_each(|o, &v, &d| {
-            *o = (is * (g * d as f64 - mg - xh(ci, v) * mgx)) as f32;
-        });
+        ndarray::Zip::from(&mut out)
+            .and(&xs)
+            .and(&ds)
+            .for_each(|o, &v, &d| {
+                *o = (is * (g * d as f64 - mg - xh(ci, v) * mgx)) as f32;
+            });
     }
     Ok((dx, to_f32(dgamma), to_f32(dbeta)))
 }

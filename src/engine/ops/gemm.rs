@@ -88,8 +88,14 @@ pub fn sgemm(
         }
         return;
     }
-    assert!(a.last_index() < a.data.len(), "sgemm: lhs view out of bounds");
-    assert!(b.last_index() < b.data.len(), "sgemm: rhs view out of bounds");
+    assert!(
+        a.last_index() < a.data.len(),
+        "sgemm: lhs view out of bounds"
+    );
+    assert!(
+        b.last_index() < b.data.len(),
+        "sgemm: rhs view out of bounds"
+    );
     match backend {
         GemmBackend::Gemm => {
             let par = if threads_inside && rayon::current_num_threads() > 1 {

@@ -9,7 +9,11 @@ fn check(x: &Array2<f32>, w: &Array2<f32>) -> Result<()> {
     if x.ncols() != w.ncols() {
         return Err(Error::input(
             "linear weight",
-            format!("weight expects {} inputs, input has {} features", w.ncols(), x.ncols()),
+            format!(
+                "weight expects {} inputs, input has {} features",
+                w.ncols(),
+                x.ncols()
+            ),
         ));
     }
     Ok(())
@@ -21,7 +25,10 @@ pub fn linear(x: &Array2<f32>, w: &Array2<f32>, b: Option<&Array1<f32>>) -> Resu
     let (n, i, o) = (x.nrows(), x.ncols(), w.nrows());
     if let Some(b) = b {
         if b.len() != o {
-            return Err(Error::input("linear bias", format!("bias has {} entries, weight has {o} outputs", b.len())));
+            return Err(Error::input(
+                "linear bias",
+                format!("bias has {} entries, weight has {o} outputs", b.len()),
+            ));
         }
     }
     let x = x.as_standard_layout();
@@ -51,7 +58,10 @@ pub fn linear_backward(
     check(x, w)?;
     let (n, i, o) = (x.nrows(), x.ncols(), w.nrows());
     if dy.dim() != (n, o) {
-        return Err(Error::input("linear_backward dy", format!("gradient shape {:?}, expected {:?}", dy.dim(), (n, o))));
+        return Err(Error::input(
+            "linear_backward dy",
+            format!("gradient shape {:?}, expected {:?}", dy.dim(), (n, o)),
+        ));
     }
     let x = x.as_standard_layout();
     let w = w.as_standard_layout();
@@ -62,10 +72,26 @@ pub fn linear_backward(
         dys.as_slice().expect("standard"),
     );
     let mut dx = vec![0.0f32; n * i];
-    sgemm(DEFAULT_BACKEND, MatRef::row_major(ds, n, o), MatRef::row_major(ws, o, i), &mut dx, false, true);
+    sgemm(
+        DEFAULT_BACKEND,
+        MatRef::row_major(ds, n, o),
+        MatRef::row_major(ws, o, i),
+        &mut dx,
+        false,
+        true,
+    );
     let mut dw = vec![0.0f32; o * i];
-    sgemm(DEFAULT_BACKEND, MatRef::row_major(ds, n, o).t(), MatRef::row_major(xs, n, i), &mut dw, false, true);
-    let db = dy.map_axis(Axis(0), |col| col.iter().map(|&v| v as f64).sum::<f64>() as f32);
+    sgemm(
+        DEFAULT_BACKEND,
+        MatRef::row_major(ds, n, o).t(),
+        MatRef::row_major(xs, n, i),
+        &mut dw,
+        false,
+        true,
+    );
+    let db = dy.map_axis(Axis(0), |col| {
+        col.iter().map(|&v| v as f64).sum::<f64>() as f32
+    });
     Ok((
         Array2::from_shape_vec((n, i), dx).expect("shape"),
         Array2::from_shape_vec((o, i), dw).expect("shape"),

@@ -15,7 +15,9 @@ use crate::{Error, Result};
 use ndarray::{Array2, ArrayView1};
 
 fn softmax_row(z: ArrayView1<f32>, t: f64) -> Vec<f64> {
-    let m = z.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64 / t));
+    let m = z
+        .iter()
+        .fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64 / t));
     let e: Vec<f64> = z.iter().map(|&v| (v as f64 / t - m).exp()).collect();
     let s: f64 = e.iter().sum();
     e.into_iter().map(|v| v / s).collect()
@@ -44,10 +46,16 @@ pub fn softmax_cross_entropy(logits: &Array2<f32>, labels: &[usize]) -> Result<(
     check_logits("softmax_cross_entropy logits", logits)?;
     let (n, k) = logits.dim();
     if labels.len() != n {
-        return Err(Error::input("softmax_cross_entropy labels", format!("{} labels for a batch of {n}", labels.len())));
+        return Err(Error::input(
+            "softmax_cross_entropy labels",
+            format!("{} labels for a batch of {n}", labels.len()),
+        ));
     }
     if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l >= k) {
-        return Err(Error::input("softmax_cross_entropy labels", format!("label {l} of image {i} is not below {k} classes")));
+        return Err(Error::input(
+            "softmax_cross_entropy labels",
+            format!("label {l} of image {i} is not below {k} classes"),
+        ));
     }
     let mut loss = 0.0f64;
     let mut d = Array2::<f32>::zeros((n, k));
@@ -67,13 +75,27 @@ pub fn softmax_cross_entropy(logits: &Array2<f32>, labels: &[usize]) -> Result<(
 
 /// Distillation loss `T^2 * mean_n KL(softmax(t/T) || softmax(s/T))` and its gradient w.r.t.
 /// the student logits `s`.
-pub fn kd_kl_loss(student: &Array2<f32>, teacher: &Array2<f32>, temperature: f32) -> Result<(f32, Array2<f32>)> {
+pub fn kd_kl_loss(
+    student: &Array2<f32>,
+    teacher: &Array2<f32>,
+    temperature: f32,
+) -> Result<(f32, Array2<f32>)> {
     check_logits("kd_kl_loss student", student)?;
     if student.dim() != teacher.dim() {
-        return Err(Error::input("kd_kl_loss teacher", format!("teacher logits {:?} vs student {:?}", teacher.dim(), student.dim())));
+        return Err(Error::input(
+            "kd_kl_loss teacher",
+            format!(
+                "teacher logits {:?} vs student {:?}",
+                teacher.dim(),
+                student.dim()
+            ),
+        ));
     }
     if !(temperature > 0.0 && temperature.is_finite()) {
-        return Err(Error::input("kd_kl_loss temperature", format!("must be positive and finite, got {temperature}")));
+        return Err(Error::input(
+            "kd_kl_loss temperature",
+            format!("must be positive and finite, got {temperature}"),
+        ));
     }
     let t = temperature as f64;
     let (n, k) = student.dim();
@@ -84,8 +106,14 @@ pub fn kd_kl_loss(student: &Array2<f32>, teacher: &Array2<f32>, temperature: f32
         let ps = softmax_row(srow, t);
         let pt = softmax_row(teacher.row(i), t);
         // log p_s via log-sum-exp for precision.
-        let m = srow.iter().fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64 / t));
-        let lse = m + srow.iter().map(|&v| (v as f64 / t - m).exp()).sum::<f64>().ln();
+        let m = srow
+            .iter()
+            .fold(f64::NEG_INFINITY, |a, &v| a.max(v as f64 / t));
+        let lse = m + srow
+            .iter()
+            .map(|&v| (v as f64 / t - m).exp())
+            .sum::<f64>()
+            .ln();
         for c in 0..k {
             if pt[c] > 0.0 {
                 loss += pt[c] * (pt[c].ln() - (srow[c] as f64 / t - lse));

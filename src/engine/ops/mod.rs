@@ -8,14 +8,14 @@
 //! [`crate::Error::Input`] naming the operator and field. Crate-wide conventions (sign(0) = +1,
 //! NCHW) are in the crate doc.
 
+pub mod abc;
+pub mod activation;
+pub mod batchnorm;
 pub mod conv;
 pub mod gemm;
-pub mod reference;
-pub mod activation;
-pub mod abc;
-pub mod batchnorm;
 pub mod linear;
 pub mod loss;
 pub mod pool;
+pub mod reference;
 pub mod shortcut;
 pub mod xnor;

@@ -14,9 +14,12 @@ use ndarray::{s, Array4, Zip};
 
 fn check(in_c: usize, out_c: usize, stride: usize) -> Result<usize> {
     if stride == 0 || stride > 2 {
-        return Err(Error::input("shortcut_a stride", format!("must be 1 or 2, got {stride}")));
+        return Err(Error::input(
+            "shortcut_a stride",
+            format!("must be 1 or 2, got {stride}"),
+        ));
     }
-    if out_c < in_c || (out_c - in_c) % 2 != 0 {
+    if out_c < in_c || !(out_c - in_c).is_multiple_of(2) {
         return Err(Error::input(
             "shortcut_a out_channels",
             format!("{out_c} output channels cannot be reached from {in_c} by padding equally on both sides"),
@@ -54,7 +57,8 @@ pub fn shortcut_a_backward(
         ));
     }
     let mut dx = Array4::<f32>::zeros(x_dim);
-    dx.slice_mut(s![.., .., ..;stride, ..;stride]).assign(&dy.slice(s![.., p..p + c, .., ..]));
+    dx.slice_mut(s![.., .., ..;stride, ..;stride])
+        .assign(&dy.slice(s![.., p..p + c, .., ..]));
     Ok(dx)
 }
 

@@ -11,6 +11,7 @@
 //! - `through_alpha_oi = sign(W_oi) / n * sum_j dWb_oj sign(W_oj)` — the exact gradient of the
 //!   forward pass away from the sign discontinuities, and
 //! - `ste_oi = alpha_o * 1{|W_oi| <= 1} * dWb_oi`,
+//!
 //! and `total = through_alpha + ste`. The XNOR-Net reference code keeps only the `j = i` term of
 //! the alpha path, `dW = dWb * (1/n + alpha * 1{|W| <= 1})`; we keep the full sum, which is
 //! what finite differences of the forward pass measure.
@@ -42,10 +43,16 @@ pub struct XnorWeightGrad<D: Dimension> {
 fn filters<D: Dimension>(w: &Array<f32, D>, field: &str) -> Result<(usize, usize)> {
     let o = w.shape().first().copied().unwrap_or(0);
     if w.ndim() < 2 || o == 0 || w.is_empty() {
-        return Err(Error::input(field, format!("weight shape {:?} has no filters to binarize", w.shape())));
+        return Err(Error::input(
+            field,
+            format!("weight shape {:?} has no filters to binarize", w.shape()),
+        ));
     }
     if let Some(i) = w.iter().position(|v| !v.is_finite()) {
-        return Err(Error::input(field, format!("weight element {i} is not finite")));
+        return Err(Error::input(
+            field,
+            format!("weight element {i} is not finite"),
+        ));
     }
     Ok((o, w.len() / o))
 }
@@ -68,15 +75,26 @@ pub fn xnor_binarize<D: Dimension>(w: &Array<f32, D>) -> Result<XnorWeights<D>> 
         .chunks_mut(n)
         .zip(alpha.iter())
         .for_each(|(f, &a)| f.iter_mut().for_each(|v| *v *= a));
-    Ok(XnorWeights { binary, alpha, approx })
+    Ok(XnorWeights {
+        binary,
+        alpha,
+        approx,
+    })
 }
 
 /// Backward of [`xnor_binarize`]: `dwb` is dL/d(approx). See the module doc for the formula.
-pub fn xnor_binarize_backward<D: Dimension>(w: &Array<f32, D>, dwb: &Array<f32, D>) -> Result<XnorWeightGrad<D>> {
+pub fn xnor_binarize_backward<D: Dimension>(
+    w: &Array<f32, D>,
+    dwb: &Array<f32, D>,
+) -> Result<XnorWeightGrad<D>> {
     if w.shape() != dwb.shape() {
         return Err(Error::input(
             "xnor_binarize_backward dwb",
-            format!("gradient shape {:?} differs from weight shape {:?}", dwb.shape(), w.shape()),
+            format!(
+                "gradient shape {:?} differs from weight shape {:?}",
+                dwb.shape(),
+                w.shape()
+            ),
         ));
     }
     let (_, n) = filters(w, "xnor weight")?;
@@ -88,15 +106,27 @@ pub fn xnor_binarize_backward<D: Dimension>(w: &Array<f32, D>, dwb: &Array<f32, 
     let mut ste = Vec::with_capacity(ws.len());
     for (wf, gf) in ws.chunks(n).zip(gs.chunks(n)) {
         let alpha = wf.iter().map(|v| v.abs() as f64).sum::<f64>() / n as f64;
-        let proj: f64 = wf.iter().zip(gf).map(|(&w, &g)| g as f64 * sign_scalar(w) as f64).sum();
+        let proj: f64 = wf
+            .iter()
+            .zip(gf)
+            .map(|(&w, &g)| g as f64 * sign_scalar(w) as f64)
+            .sum();
         for (&w, &g) in wf.iter().zip(gf) {
             through.push((sign_scalar(w) as f64 * proj / n as f64) as f32);
-            ste.push(if w.abs() <= 1.0 { (alpha * g as f64) as f32 } else { 0.0 });
+            ste.push(if w.abs() <= 1.0 {
+                (alpha * g as f64) as f32
+            } else {
+                0.0
+            });
         }
     }
     let shape = w.raw_dim();
     let through_alpha = Array::from_shape_vec(shape.clone(), through).expect("shape");
     let ste = Array::from_shape_vec(shape, ste).expect("shape");
     let total = &through_alpha + &ste;
-    Ok(XnorWeightGrad { through_alpha, ste, total })
+    Ok(XnorWeightGrad {
+        through_alpha,
+        ste,
+        total,
+    })
 }
