@@ -13,7 +13,7 @@ use ndarray::Array4;
 use rayon::prelude::*;
 
 use super::bgemm::{gemm, Panels};
-use super::im2col::{bit_im2col, weight_rows, ConvGeom};
+use super::im2col::{bit_im2col, im2col_len, weight_rows, ConvGeom};
 use super::pack::{PackedActivations, PackedWeights};
 use super::padding::PaddingBias;
 use super::popcount::PopcountPath;
@@ -112,6 +112,7 @@ impl BConv2d {
         }
         let g = self.geometry(h, w, stride, pad)?;
         let bias = PaddingBias::new(&g, self.out_channels, &self.tap_pop);
+        let classes = bias.pixel_classes();
         let o = self.out_channels;
         let p = g.out_pixels();
         let mut out = vec![0i32; n * o * p];
@@ -121,11 +122,11 @@ impl BConv2d {
         let image_words = h * w * input.words_per_pixel();
         let run = |bufs: &mut (Vec<u64>, Vec<u32>), (img, dst): (usize, &mut [i32])| {
             let src = &input.as_words()[img * image_words..(img + 1) * image_words];
-            self.image(path, &g, &bias, src, input.words_per_pixel(), bufs, dst);
+            self.image(path, &g, (&bias, &classes), src, input.words_per_pixel(), bufs, dst);
         };
         let new_bufs = || {
             (
-                vec![0u64; p * g.row_words()],
+                vec![0u64; im2col_len(&g)],
                 vec![0u32; p * self.panels.padded_outputs()],
             )
         };
@@ -144,28 +145,33 @@ impl BConv2d {
         &self,
         path: PopcountPath,
         g: &ConvGeom,
-        bias: &PaddingBias,
+        (bias, classes): (&PaddingBias, &[u32]),
         src: &[u64],
         words_per_pixel: usize,
         (rows, counts): &mut (Vec<u64>, Vec<u32>),
         dst: &mut [i32],
     ) {
         bit_im2col(g, src, words_per_pixel, rows);
-        gemm(path, rows, &self.panels, counts);
-        let ld = self.panels.padded_outputs();
         let p = g.out_pixels();
-        for oy in 0..g.oh {
-            for ox in 0..g.ow {
-                let pix = oy * g.ow + ox;
-                let b = bias.at(oy, ox);
-                let cnt = &counts[pix * ld..pix * ld + self.out_channels];
-                for (oc, (&bv, &cv)) in b.iter().zip(cnt).enumerate() {
-                    dst[oc * p + pix] = bv - 2 * cv as i32;
+        gemm(path, &rows[..p * g.row_words()], &self.panels, counts);
+        let ld = self.panels.padded_outputs();
+        // counts are [pixel][channel], the output [channel][pixel]: transpose in pixel blocks so
+        // both sides stay in L1 (a plain column walk with a 4 KiB stride thrashes one cache set).
+        for start in (0..p).step_by(TRANSPOSE_BLOCK) {
+            let end = (start + TRANSPOSE_BLOCK).min(p);
+            for oc in 0..self.out_channels {
+                let out = &mut dst[oc * p + start..oc * p + end];
+                for (i, d) in out.iter_mut().enumerate() {
+                    let pix = start + i;
+                    *d = bias.bias(classes[pix], oc) - 2 * counts[pix * ld + oc] as i32;
                 }
             }
         }
     }
 }
+
+/// Pixels per block of the counts -> NCHW transpose.
+const TRANSPOSE_BLOCK: usize = 64;
 
 impl ConvGeom {
     fn oh_ow(&self) -> (usize, usize) {

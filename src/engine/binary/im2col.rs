@@ -60,28 +60,56 @@ pub(crate) fn or_bits_at(dst: &mut [u64], off: usize, src: &[u64]) {
     }
 }
 
-/// Fills `out` (`[oh*ow][row_words]`) with the im2col rows of one image given as NHWC-packed words
-/// (`[H][W][words_per_pixel]`).
+/// Valid tap range `[lo, hi)` along one axis for output position `o`: input index
+/// `o*stride + t - pad` lies in `[0, len)` exactly for `t` in the range.
+#[inline]
+pub(crate) fn valid_taps(o: usize, k: usize, stride: usize, pad: usize, len: usize) -> (usize, usize) {
+    let start = o * stride;
+    let lo = pad.saturating_sub(start).min(k);
+    let hi = (len + pad).saturating_sub(start).min(k).max(lo);
+    (lo, hi)
+}
+
+/// Words `out` must hold for one image: one row per output pixel plus one spare word, which the
+/// single-word fast path may OR zeros into past the last row.
+pub(crate) fn im2col_len(g: &ConvGeom) -> usize {
+    g.out_pixels() * g.row_words() + 1
+}
+
+/// Fills `out` (`[oh*ow][row_words]`, length [`im2col_len`]) with the im2col rows of one image
+/// given as NHWC-packed words (`[H][W][words_per_pixel]`).
 pub(crate) fn bit_im2col(g: &ConvGeom, image: &[u64], words_per_pixel: usize, out: &mut [u64]) {
     let rw = g.row_words();
+    assert!(out.len() >= im2col_len(g));
     out.fill(0);
-    let mut rows = out.chunks_exact_mut(rw);
+    // Where each tap starts in a row: word index and bit shift.
+    let taps: Vec<(usize, u32)> = (0..g.kh * g.kw)
+        .map(|t| ((t * g.c) / 64, ((t * g.c) % 64) as u32))
+        .collect();
     for oy in 0..g.oh {
+        let (ylo, yhi) = valid_taps(oy, g.kh, g.stride, g.pad, g.h);
         for ox in 0..g.ow {
-            let row = rows.next().expect("out holds oh*ow rows");
-            for ky in 0..g.kh {
-                let iy = (oy * g.stride + ky).wrapping_sub(g.pad);
-                if iy >= g.h {
-                    continue; // padded row (wrapped negative or past the bottom)
-                }
-                for kx in 0..g.kw {
-                    let ix = (ox * g.stride + kx).wrapping_sub(g.pad);
-                    if ix >= g.w {
-                        continue;
+            let (xlo, xhi) = valid_taps(ox, g.kw, g.stride, g.pad, g.w);
+            let pix = oy * g.ow + ox;
+            // The row plus the next word: the fast path below may OR zeros into it.
+            let row = &mut out[pix * rw..pix * rw + rw + 1];
+            for ky in ylo..yhi {
+                let iy = oy * g.stride + ky - g.pad;
+                let line = &image[iy * g.w * words_per_pixel..(iy + 1) * g.w * words_per_pixel];
+                for kx in xlo..xhi {
+                    let ix = ox * g.stride + kx - g.pad;
+                    let (wi, s) = taps[ky * g.kw + kx];
+                    if words_per_pixel == 1 {
+                        // C <= 64: one word per tap. The high part `v >> (64 - s)` is written as
+                        // `(v >> 1) >> (63 - s)` so s = 0 needs no branch (it yields 0). Bits that
+                        // spill past the row are tail bits of v, i.e. zero.
+                        let v = line[ix];
+                        row[wi] |= v << s;
+                        row[wi + 1] |= (v >> 1) >> (63 - s);
+                    } else {
+                        let px = &line[ix * words_per_pixel..(ix + 1) * words_per_pixel];
+                        or_bits_at(&mut row[..rw], (ky * g.kw + kx) * g.c, px);
                     }
-                    let start = (iy * g.w + ix) * words_per_pixel;
-                    let tap = ky * g.kw + kx;
-                    or_bits_at(row, tap * g.c, &image[start..start + words_per_pixel]);
                 }
             }
         }
@@ -147,7 +175,7 @@ mod tests {
                 ow: (w + 2 * pad - k) / stride + 1,
             };
             let rw = g.row_words();
-            let mut got = vec![u64::MAX; g.out_pixels() * rw];
+            let mut got = vec![u64::MAX; im2col_len(&g)];
             bit_im2col(&g, p.as_words(), p.words_per_pixel(), &mut got);
             for oy in 0..g.oh {
                 for ox in 0..g.ow {

@@ -15,7 +15,7 @@
 //! contiguous range `[lo, hi)`, so a pixel's class is (row range, column range): a handful of
 //! classes (interior + borders), each with one bias vector over output channels.
 
-use super::im2col::ConvGeom;
+use super::im2col::{valid_taps, ConvGeom};
 
 /// Valid tap range `[lo, hi)` along one axis for every output position, deduplicated.
 fn axis_classes(
@@ -28,9 +28,7 @@ fn axis_classes(
     let mut classes: Vec<(usize, usize)> = Vec::new();
     let mut of_pos = Vec::with_capacity(out);
     for o in 0..out {
-        let start = o * stride; // input index of tap t is start + t - pad
-        let lo = pad.saturating_sub(start).min(k);
-        let hi = (len + pad).saturating_sub(start).min(k).max(lo);
+        let (lo, hi) = valid_taps(o, k, stride, pad, len);
         let id = match classes.iter().position(|&c| c == (lo, hi)) {
             Some(i) => i,
             None => {
@@ -87,11 +85,18 @@ impl PaddingBias {
         }
     }
 
-    /// Bias vector (one value per output channel) of output pixel `(oy, ox)`.
+    /// Class of every output pixel, row-major `[oh][ow]`.
+    pub(crate) fn pixel_classes(&self) -> Vec<u32> {
+        self.row_class
+            .iter()
+            .flat_map(|&r| self.col_class.iter().map(move |&c| r * self.ncols as u32 + c))
+            .collect()
+    }
+
+    /// Bias of output channel `o` for pixel class `class`.
     #[inline]
-    pub(crate) fn at(&self, oy: usize, ox: usize) -> &[i32] {
-        let class = self.row_class[oy] as usize * self.ncols + self.col_class[ox] as usize;
-        &self.bias[class * self.outputs..(class + 1) * self.outputs]
+    pub(crate) fn bias(&self, class: u32, o: usize) -> i32 {
+        self.bias[class as usize * self.outputs + o]
     }
 }
 
