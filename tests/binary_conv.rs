@@ -183,3 +183,20 @@ fn bad_shapes_are_input_errors() {
     nan[[0, 2, 3, 1]] = f32::NAN;
     assert!(pack_activations(&nan).unwrap_err().to_string().contains("NaN"));
 }
+
+#[test]
+fn one_layer_serves_changing_shapes() {
+    // The layer caches the plan of the last input shape; alternating shapes and strides must
+    // rebuild it, never reuse a stale one.
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let w = random_f32(&mut rng, (9, 40, 3, 3));
+    let pw = pack_weights(&w).unwrap();
+    let layer = BConv2d::new(&pw);
+    for &(h, wd, stride, pad) in &[(5, 7, 1, 1), (6, 6, 2, 0), (5, 7, 1, 1), (5, 7, 2, 1), (3, 3, 1, 2)] {
+        let x = random_f32(&mut rng, (1, 40, h, wd));
+        let px = pack_activations(&x).unwrap();
+        let truth = reference::conv2d_i8(&px.to_i8(), &pw.to_i8(), stride, pad).unwrap();
+        assert_eq!(layer.forward(&px, stride, pad).unwrap(), truth, "{h}x{wd} s{stride} p{pad}");
+        assert_eq!(layer.clone().forward(&px, stride, pad).unwrap(), truth);
+    }
+}

@@ -9,38 +9,66 @@
 //! `bias - 2*count` with the padding bias of [`super::padding`]. Images run in parallel (rayon);
 //! results are integers, so they do not depend on the thread count.
 
+use std::sync::{Arc, Mutex};
+
 use ndarray::Array4;
 use rayon::prelude::*;
 
-use super::bgemm::{gemm, Panels};
-use super::im2col::{bit_im2col, im2col_len, weight_rows, ConvGeom};
+use super::bgemm::gemm_cols;
+use super::im2col::{weight_rows, ConvGeom, Im2col};
 use super::pack::{PackedActivations, PackedWeights};
 use super::padding::PaddingBias;
 use super::popcount::PopcountPath;
 use crate::{Error, Result};
 
-/// A binary conv layer with its filters prepared (im2col row layout, panels, tap popcounts).
-/// Build once, run many inputs.
-#[derive(Clone, Debug)]
+/// Everything that depends on the input geometry, cached across calls with the same shape.
+#[derive(Debug)]
+struct Plan {
+    g: ConvGeom,
+    wpp: usize,
+    im2col: Im2col,
+    bias: PaddingBias,
+    border: Vec<(u32, u32)>,
+}
+
+/// A binary conv layer with its filters prepared (im2col row layout, tap popcounts) and the
+/// geometry-dependent plan (im2col offsets, padding bias) of the last input shape cached.
+/// Build once, run many inputs; `Sync`, so one layer can serve several threads.
+#[derive(Debug)]
 pub struct BConv2d {
     out_channels: usize,
     in_channels: usize,
     kh: usize,
     kw: usize,
-    panels: Panels,
+    row_words: usize,
+    /// Filters as im2col rows, `[O][row_words]`.
+    filters: Vec<u64>,
     /// popcount of each filter tap, `[O][kh*kw]`, for the padding bias.
     tap_pop: Vec<u32>,
+    plan: Mutex<Option<Arc<Plan>>>,
+}
+
+impl Clone for BConv2d {
+    fn clone(&self) -> Self {
+        BConv2d {
+            out_channels: self.out_channels,
+            in_channels: self.in_channels,
+            kh: self.kh,
+            kw: self.kw,
+            row_words: self.row_words,
+            filters: self.filters.clone(),
+            tap_pop: self.tap_pop.clone(),
+            plan: Mutex::new(None),
+        }
+    }
 }
 
 impl BConv2d {
     pub fn new(weights: &PackedWeights) -> Self {
         let (o, c, kh, kw) = weights.dim();
-        let rows = weight_rows(weights);
-        let row_words = rows.len() / o;
+        let filters = weight_rows(weights);
         let tap_pop = (0..o)
-            .flat_map(|oc| {
-                (0..kh * kw).map(move |t| (oc, t / kw, t % kw))
-            })
+            .flat_map(|oc| (0..kh * kw).map(move |t| (oc, t / kw, t % kw)))
             .map(|(oc, ky, kx)| weights.tap(oc, ky, kx).iter().map(|v| v.count_ones()).sum())
             .collect();
         BConv2d {
@@ -48,8 +76,10 @@ impl BConv2d {
             in_channels: c,
             kh,
             kw,
-            panels: Panels::from_rows(&rows, o, row_words),
+            row_words: filters.len() / o,
+            filters,
             tap_pop,
+            plan: Mutex::new(None),
         }
     }
 
@@ -59,8 +89,15 @@ impl BConv2d {
     }
 
     /// Output `(OH, OW)` for an `H x W` input, or an input error if the shapes do not fit.
-    pub fn output_size(&self, h: usize, w: usize, stride: usize, pad: usize) -> Result<(usize, usize)> {
-        Ok(self.geometry(h, w, stride, pad)?.oh_ow())
+    pub fn output_size(
+        &self,
+        h: usize,
+        w: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<(usize, usize)> {
+        let g = self.geometry(h, w, stride, pad)?;
+        Ok((g.oh, g.ow))
     }
 
     fn geometry(&self, h: usize, w: usize, stride: usize, pad: usize) -> Result<ConvGeom> {
@@ -89,8 +126,32 @@ impl BConv2d {
         })
     }
 
+    fn plan(&self, g: ConvGeom, wpp: usize) -> Arc<Plan> {
+        let mut cache = self.plan.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.as_ref() {
+            if p.g == g && p.wpp == wpp {
+                return Arc::clone(p);
+            }
+        }
+        let bias = PaddingBias::new(&g, self.out_channels, &self.tap_pop);
+        let plan = Arc::new(Plan {
+            g,
+            wpp,
+            im2col: Im2col::new(g, wpp),
+            border: bias.border_pixels(),
+            bias,
+        });
+        *cache = Some(Arc::clone(&plan));
+        plan
+    }
+
     /// Runs the conv with the fastest popcount path.
-    pub fn forward(&self, input: &PackedActivations, stride: usize, pad: usize) -> Result<Array4<i32>> {
+    pub fn forward(
+        &self,
+        input: &PackedActivations,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Array4<i32>> {
         self.forward_with(PopcountPath::detect(), input, stride, pad)
     }
 
@@ -111,71 +172,57 @@ impl BConv2d {
             ));
         }
         let g = self.geometry(h, w, stride, pad)?;
-        let bias = PaddingBias::new(&g, self.out_channels, &self.tap_pop);
-        let classes = bias.pixel_classes();
         let o = self.out_channels;
         let p = g.out_pixels();
         let mut out = vec![0i32; n * o * p];
-        if n * o * p == 0 {
+        if n == 0 {
             return Ok(Array4::from_shape_vec((n, o, g.oh, g.ow), out).expect("sizes match"));
         }
+        let plan = self.plan(g, input.words_per_pixel());
         let image_words = h * w * input.words_per_pixel();
-        let run = |bufs: &mut (Vec<u64>, Vec<u32>), (img, dst): (usize, &mut [i32])| {
+        let run = |buf: &mut Vec<u64>, (img, dst): (usize, &mut [i32])| {
             let src = &input.as_words()[img * image_words..(img + 1) * image_words];
-            self.image(path, &g, (&bias, &classes), src, input.words_per_pixel(), bufs, dst);
+            self.image(path, &plan, src, buf, dst);
         };
-        let new_bufs = || {
-            (
-                vec![0u64; im2col_len(&g)],
-                vec![0u32; p * self.panels.padded_outputs()],
-            )
-        };
+        let new_buf = || vec![0u64; plan.im2col.len()];
         if n == 1 {
-            run(&mut new_bufs(), (0, &mut out));
+            run(&mut new_buf(), (0, &mut out));
         } else {
             out.par_chunks_mut(o * p)
                 .enumerate()
-                .for_each_init(new_bufs, run);
+                .for_each_init(new_buf, run);
         }
         Ok(Array4::from_shape_vec((n, o, g.oh, g.ow), out).expect("sizes match"))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn image(
         &self,
         path: PopcountPath,
-        g: &ConvGeom,
-        (bias, classes): (&PaddingBias, &[u32]),
+        plan: &Plan,
         src: &[u64],
-        words_per_pixel: usize,
-        (rows, counts): &mut (Vec<u64>, Vec<u32>),
+        buf: &mut [u64],
         dst: &mut [i32],
     ) {
-        bit_im2col(g, src, words_per_pixel, rows);
+        let g = &plan.g;
         let p = g.out_pixels();
-        gemm(path, &rows[..p * g.row_words()], &self.panels, counts);
-        let ld = self.panels.padded_outputs();
-        // counts are [pixel][channel], the output [channel][pixel]: transpose in pixel blocks so
-        // both sides stay in L1 (a plain column walk with a 4 KiB stride thrashes one cache set).
-        for start in (0..p).step_by(TRANSPOSE_BLOCK) {
-            let end = (start + TRANSPOSE_BLOCK).min(p);
+        let k = g.kbits() as i32;
+        plan.im2col.fill(src, buf);
+        gemm_cols(
+            path,
+            buf,
+            p,
+            plan.im2col.cols8(),
+            &self.filters,
+            self.row_words,
+            k,
+            dst,
+        );
+        // The kernel assumed every tap real (bias K); border pixels get their exact bias.
+        for &(pix, class) in &plan.border {
             for oc in 0..self.out_channels {
-                let out = &mut dst[oc * p + start..oc * p + end];
-                for (i, d) in out.iter_mut().enumerate() {
-                    let pix = start + i;
-                    *d = bias.bias(classes[pix], oc) - 2 * counts[pix * ld + oc] as i32;
-                }
+                dst[oc * p + pix as usize] += plan.bias.bias(class, oc) - k;
             }
         }
-    }
-}
-
-/// Pixels per block of the counts -> NCHW transpose.
-const TRANSPOSE_BLOCK: usize = 64;
-
-impl ConvGeom {
-    fn oh_ow(&self) -> (usize, usize) {
-        (self.oh, self.ow)
     }
 }
 

@@ -4,11 +4,16 @@
 //! `counts[r][o] = sum_k popcount(a[r][k] XOR w[o][k])`. Converting counts to +/-1 dot products
 //! (and correcting for padding) is the caller's job.
 //!
-//! Filters are stored in *panels* of [`PANEL`] = 8 outputs: panel `p`, word `k` holds the 8 words
+//! Two kernels share that definition:
+//! - [`gemm`] (linear layers): rows `[rows][row_words]`, counts `[rows][outputs]`. Filters are
+//!   stored in *panels* of [`PANEL`] = 8 outputs: panel `p`, word `k` holds the 8 words
 //! `w[8p + l][k]`, `l = 0..8`, contiguously (missing outputs in the last panel are zero words, and
 //! their counts are ignored). Eight `u64` are one AVX-512 register, so the AVX-512 kernel
 //! broadcasts one input word and XORs it with a whole panel per instruction; the scalar kernels use
 //! the same layout with eight independent accumulators.
+//! - [`gemm_cols`] (convs): input word-major `[row_words][cols8]` (see [`super::im2col`]), plain
+//!   filter rows `[O][row_words]`, and it writes `K - 2*count` as `i32` straight into `[O][cols]`
+//!   (one NCHW image): the kernel broadcasts one filter word against the same word of 8 pixels.
 
 use super::popcount::PopcountPath;
 
@@ -163,6 +168,145 @@ pub(crate) fn gemm(path: PopcountPath, a: &[u64], panels: &Panels, counts: &mut 
     }
 }
 
+#[inline(always)]
+fn gemm_cols_body(
+    a_t: &[u64],
+    cols: usize,
+    cols8: usize,
+    filters: &[u64],
+    rw: usize,
+    k: i32,
+    out: &mut [i32],
+) {
+    for (w, dst) in filters.chunks_exact(rw).zip(out.chunks_exact_mut(cols)) {
+        for b in 0..cols8 / 8 {
+            let mut acc = [0u32; 8];
+            for (kk, &wv) in w.iter().enumerate() {
+                let a = &a_t[kk * cols8 + b * 8..kk * cols8 + b * 8 + 8];
+                for l in 0..8 {
+                    acc[l] += (a[l] ^ wv).count_ones();
+                }
+            }
+            let n = (cols - b * 8).min(8);
+            for (d, &c) in dst[b * 8..b * 8 + n].iter_mut().zip(&acc) {
+                *d = k - 2 * c as i32;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn gemm_cols_popcnt(
+    a_t: &[u64],
+    cols: usize,
+    cols8: usize,
+    filters: &[u64],
+    rw: usize,
+    k: i32,
+    out: &mut [i32],
+) {
+    gemm_cols_body(a_t, cols, cols8, filters, rw, k, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+unsafe fn gemm_cols_avx512(
+    a_t: &[u64],
+    cols: usize,
+    cols8: usize,
+    filters: &[u64],
+    rw: usize,
+    k: i32,
+    out: &mut [i32],
+) {
+    use std::arch::x86_64::*;
+    let outputs = filters.len() / rw;
+    assert!(a_t.len() >= rw * cols8 && out.len() >= outputs * cols && cols <= cols8);
+    let kv = _mm512_set1_epi64(k as i64);
+    // K - 2*count, narrowed to i32 (|K| < 2^31 by construction of the layer).
+    let finish = |c: __m512i| _mm512_cvtepi64_epi32(_mm512_sub_epi64(kv, _mm512_slli_epi64(c, 1)));
+    let a = a_t.as_ptr();
+    for o in 0..outputs {
+        let w = filters.as_ptr().add(o * rw);
+        let dst = out.as_mut_ptr().add(o * cols);
+        let mut b = 0;
+        // 32 pixels per pass: one filter-word broadcast feeds four XOR+popcount+add chains.
+        while b + 32 <= cols {
+            let mut c0 = _mm512_setzero_si512();
+            let mut c1 = _mm512_setzero_si512();
+            let mut c2 = _mm512_setzero_si512();
+            let mut c3 = _mm512_setzero_si512();
+            for kk in 0..rw {
+                let wv = _mm512_set1_epi64(*w.add(kk) as i64);
+                let p = a.add(kk * cols8 + b) as *const __m512i;
+                c0 = _mm512_add_epi64(c0, _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p))));
+                c1 = _mm512_add_epi64(c1, _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(1)))));
+                c2 = _mm512_add_epi64(c2, _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(2)))));
+                c3 = _mm512_add_epi64(c3, _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(3)))));
+            }
+            for (j, c) in [c0, c1, c2, c3].into_iter().enumerate() {
+                _mm256_storeu_si256(dst.add(b + 8 * j) as *mut __m256i, finish(c));
+            }
+            b += 32;
+        }
+        while b < cols {
+            let mut c0 = _mm512_setzero_si512();
+            for kk in 0..rw {
+                let wv = _mm512_set1_epi64(*w.add(kk) as i64);
+                let p = a.add(kk * cols8 + b) as *const __m512i;
+                c0 = _mm512_add_epi64(c0, _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p))));
+            }
+            let r = finish(c0);
+            let n = (cols - b).min(8);
+            if n == 8 {
+                _mm256_storeu_si256(dst.add(b) as *mut __m256i, r);
+            } else {
+                // Partial block: the padded pixel columns are not outputs.
+                let mut tmp = [0i32; 8];
+                _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, r);
+                std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst.add(b), n);
+            }
+            b += 8;
+        }
+    }
+}
+
+/// Conv kernel: `out[o * cols + p] = k - 2 * sum_j popcount(a_t[j * cols8 + p] XOR w[o][j])`
+/// for `p < cols`. `a_t` is `[row_words][cols8]` (`cols8` a multiple of 8 and >= `cols`),
+/// `filters` `[O][row_words]`, `out` `[O][cols]`. `path` must be available.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_cols(
+    path: PopcountPath,
+    a_t: &[u64],
+    cols: usize,
+    cols8: usize,
+    filters: &[u64],
+    row_words: usize,
+    k: i32,
+    out: &mut [i32],
+) {
+    debug_assert!(path.is_available());
+    assert!(row_words > 0 && cols8 % 8 == 0 && cols <= cols8);
+    assert!(a_t.len() >= row_words * cols8 && out.len() >= filters.len() / row_words * cols);
+    match path {
+        PopcountPath::Portable => gemm_cols_body(a_t, cols, cols8, filters, row_words, k, out),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path was checked available (CPU has popcnt).
+        PopcountPath::Popcnt => unsafe {
+            gemm_cols_popcnt(a_t, cols, cols8, filters, row_words, k, out)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path was checked available (avx512f + vpopcntdq); buffer sizes are asserted
+        // above, and every vector load reads pixel columns < cols8 of a row of a_t.
+        PopcountPath::Avx512 => unsafe {
+            gemm_cols_avx512(a_t, cols, cols8, filters, row_words, k, out)
+        },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => gemm_cols_body(a_t, cols, cols8, filters, row_words, k, out),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -187,6 +331,29 @@ mod tests {
                             .map(|k| (a[r * rw + k] ^ w[o * rw + k]).count_ones())
                             .sum();
                         assert_eq!(counts[r * ld + o], naive, "{path:?} r{r} o{o}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_cols_equals_naive() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        for &(cols, outputs, rw) in &[(1usize, 1usize, 1usize), (8, 3, 2), (33, 5, 3), (64, 2, 9), (71, 4, 1)] {
+            let cols8 = cols.div_ceil(8) * 8;
+            let a: Vec<u64> = (0..rw * cols8).map(|_| rng.gen()).collect();
+            let w: Vec<u64> = (0..outputs * rw).map(|_| rng.gen()).collect();
+            let k = 64 * rw as i32;
+            for path in PopcountPath::available() {
+                let mut out = vec![i32::MIN; outputs * cols];
+                gemm_cols(path, &a, cols, cols8, &w, rw, k, &mut out);
+                for o in 0..outputs {
+                    for p in 0..cols {
+                        let cnt: u32 = (0..rw)
+                            .map(|j| (a[j * cols8 + p] ^ w[o * rw + j]).count_ones())
+                            .sum();
+                        assert_eq!(out[o * cols + p], k - 2 * cnt as i32, "{path:?} o{o} p{p}");
                     }
                 }
             }

@@ -5,8 +5,17 @@
 //! Unlike word-level im2col this wastes no bits when C is not a multiple of 64 (C = 16 uses 144
 //! bits = 3 words for a 3x3 window instead of 9 words).
 //!
+//! The rows of one image are stored *word-major* ("transposed"): word `j` of pixel `p` lives at
+//! `j * cols8 + p`, with `cols8` the pixel count rounded up to 8, so the conv kernel can load the
+//! same word of 8 neighbouring pixels as one AVX-512 vector and write NCHW outputs directly.
+//! Filter rows (built once per layer) use the plain `[O][row_words]` layout.
+//!
 //! Padded taps are left as zero bits, i.e. +1 ("same-one" padding); [`super::padding`] removes
-//! their contribution exactly. Filter rows use the same layout, built once per layer.
+//! their contribution exactly.
+//!
+//! Interior pixels (no padded tap) take a branch-free path: each row word is the OR of a fixed
+//! list of shifted input words at fixed offsets from the pixel's window origin, accumulated in a
+//! register and stored once. Border pixels take the general per-tap path.
 
 use super::pack::{words_for, PackedWeights};
 
@@ -70,45 +79,106 @@ pub(crate) fn valid_taps(o: usize, k: usize, stride: usize, pad: usize, len: usi
     (lo, hi)
 }
 
-/// Words `out` must hold for one image: one row per output pixel plus one spare word, which the
-/// single-word fast path may OR zeros into past the last row.
-pub(crate) fn im2col_len(g: &ConvGeom) -> usize {
-    g.out_pixels() * g.row_words() + 1
+/// One input word's share of a row word: `(image[origin + off] << l) >> r`.
+#[derive(Clone, Copy, Debug)]
+struct Contrib {
+    off: usize,
+    l: u32,
+    r: u32,
 }
 
-/// Fills `out` (`[oh*ow][row_words]`, length [`im2col_len`]) with the im2col rows of one image
-/// given as NHWC-packed words (`[H][W][words_per_pixel]`).
-pub(crate) fn bit_im2col(g: &ConvGeom, image: &[u64], words_per_pixel: usize, out: &mut [u64]) {
-    let rw = g.row_words();
-    assert!(out.len() >= im2col_len(g));
-    out.fill(0);
-    // Where each tap starts in a row: word index and bit shift.
-    let taps: Vec<(usize, u32)> = (0..g.kh * g.kw)
-        .map(|t| ((t * g.c) / 64, ((t * g.c) % 64) as u32))
-        .collect();
-    for oy in 0..g.oh {
-        let (ylo, yhi) = valid_taps(oy, g.kh, g.stride, g.pad, g.h);
-        for ox in 0..g.ow {
-            let (xlo, xhi) = valid_taps(ox, g.kw, g.stride, g.pad, g.w);
-            let pix = oy * g.ow + ox;
-            // The row plus the next word: the fast path below may OR zeros into it.
-            let row = &mut out[pix * rw..pix * rw + rw + 1];
-            for ky in ylo..yhi {
-                let iy = oy * g.stride + ky - g.pad;
-                let line = &image[iy * g.w * words_per_pixel..(iy + 1) * g.w * words_per_pixel];
-                for kx in xlo..xhi {
-                    let ix = ox * g.stride + kx - g.pad;
-                    let (wi, s) = taps[ky * g.kw + kx];
-                    if words_per_pixel == 1 {
-                        // C <= 64: one word per tap. The high part `v >> (64 - s)` is written as
-                        // `(v >> 1) >> (63 - s)` so s = 0 needs no branch (it yields 0). Bits that
-                        // spill past the row are tail bits of v, i.e. zero.
-                        let v = line[ix];
-                        row[wi] |= v << s;
-                        row[wi + 1] |= (v >> 1) >> (63 - s);
-                    } else {
-                        let px = &line[ix * words_per_pixel..(ix + 1) * words_per_pixel];
-                        or_bits_at(&mut row[..rw], (ky * g.kw + kx) * g.c, px);
+/// A prepared im2col for one geometry and pixel width (words per input pixel).
+#[derive(Clone, Debug)]
+pub(crate) struct Im2col {
+    g: ConvGeom,
+    wpp: usize,
+    cols8: usize,
+    contrib: Vec<Contrib>,
+    /// `contrib[word_start[j]..word_start[j + 1]]` build row word `j`.
+    word_start: Vec<usize>,
+}
+
+impl Im2col {
+    pub(crate) fn new(g: ConvGeom, wpp: usize) -> Self {
+        let rw = g.row_words();
+        let mut per_word: Vec<Vec<Contrib>> = vec![Vec::new(); rw];
+        for t in 0..g.kh * g.kw {
+            let (dy, dx) = (t / g.kw, t % g.kw);
+            for m in 0..wpp {
+                let bit = t * g.c + 64 * m;
+                let (j, s) = (bit / 64, (bit % 64) as u32);
+                let off = (dy * g.w + dx) * wpp + m;
+                per_word[j].push(Contrib { off, l: s, r: 0 });
+                // The high part of a shifted word; past the row it holds only zero tail bits.
+                if s > 0 && j + 1 < rw {
+                    per_word[j + 1].push(Contrib { off, l: 0, r: 64 - s });
+                }
+            }
+        }
+        let mut word_start = vec![0];
+        let mut contrib = Vec::new();
+        for v in per_word {
+            contrib.extend(v);
+            word_start.push(contrib.len());
+        }
+        Im2col {
+            g,
+            wpp,
+            cols8: g.out_pixels().div_ceil(8) * 8,
+            contrib,
+            word_start,
+        }
+    }
+
+    /// Pixel stride of the word-major buffer (pixels rounded up to 8).
+    pub(crate) fn cols8(&self) -> usize {
+        self.cols8
+    }
+
+    /// Words the output buffer holds: `row_words * cols8`.
+    pub(crate) fn len(&self) -> usize {
+        self.g.row_words() * self.cols8
+    }
+
+    /// Fills `out` (word-major, [`Self::len`] words) from one NHWC-packed image
+    /// (`[H][W][wpp]`). Columns past the pixel count are left untouched.
+    pub(crate) fn fill(&self, image: &[u64], out: &mut [u64]) {
+        let g = &self.g;
+        let (rw, wpp, cols8) = (g.row_words(), self.wpp, self.cols8);
+        assert!(out.len() >= self.len() && image.len() >= g.h * g.w * wpp);
+        for oy in 0..g.oh {
+            let (ylo, yhi) = valid_taps(oy, g.kh, g.stride, g.pad, g.h);
+            for ox in 0..g.ow {
+                let (xlo, xhi) = valid_taps(ox, g.kw, g.stride, g.pad, g.w);
+                let pix = oy * g.ow + ox;
+                if ylo == 0 && yhi == g.kh && xlo == 0 && xhi == g.kw {
+                    let origin = ((oy * g.stride - g.pad) * g.w + ox * g.stride - g.pad) * wpp;
+                    let window = &image[origin..];
+                    for j in 0..rw {
+                        let mut acc = 0u64;
+                        for c in &self.contrib[self.word_start[j]..self.word_start[j + 1]] {
+                            acc |= (window[c.off] << c.l) >> c.r;
+                        }
+                        out[j * cols8 + pix] = acc;
+                    }
+                } else {
+                    for j in 0..rw {
+                        out[j * cols8 + pix] = 0;
+                    }
+                    for ky in ylo..yhi {
+                        let iy = oy * g.stride + ky - g.pad;
+                        for kx in xlo..xhi {
+                            let ix = ox * g.stride + kx - g.pad;
+                            let px = &image[(iy * g.w + ix) * wpp..(iy * g.w + ix + 1) * wpp];
+                            for (m, &v) in px.iter().enumerate() {
+                                let bit = (ky * g.kw + kx) * g.c + 64 * m;
+                                let (j, s) = (bit / 64, bit % 64);
+                                out[j * cols8 + pix] |= v << s;
+                                if s > 0 && j + 1 < rw {
+                                    out[(j + 1) * cols8 + pix] |= v >> (64 - s);
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -175,8 +245,10 @@ mod tests {
                 ow: (w + 2 * pad - k) / stride + 1,
             };
             let rw = g.row_words();
-            let mut got = vec![u64::MAX; im2col_len(&g)];
-            bit_im2col(&g, p.as_words(), p.words_per_pixel(), &mut got);
+            let plan = Im2col::new(g, p.words_per_pixel());
+            let mut got = vec![u64::MAX; plan.len()];
+            plan.fill(p.as_words(), &mut got);
+            let cols8 = plan.cols8();
             for oy in 0..g.oh {
                 for ox in 0..g.ow {
                     let mut bits: BitVec<u64, Lsb0> = BitVec::new();
@@ -193,7 +265,8 @@ mod tests {
                     }
                     bits.resize(rw * 64, false);
                     let p = oy * g.ow + ox;
-                    assert_eq!(&got[p * rw..(p + 1) * rw], bits.as_raw_slice(), "c{c} k{k}");
+                    let row: Vec<u64> = (0..rw).map(|j| got[j * cols8 + p]).collect();
+                    assert_eq!(&row[..], bits.as_raw_slice(), "c{c} k{k} oy{oy} ox{ox}");
                 }
             }
         }

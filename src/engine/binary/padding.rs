@@ -49,6 +49,8 @@ pub(crate) struct PaddingBias {
     ncols: usize,
     outputs: usize,
     bias: Vec<i32>,
+    /// Whether a class has any padded tap (else its bias is K for every output).
+    padded: Vec<bool>,
 }
 
 impl PaddingBias {
@@ -58,8 +60,10 @@ impl PaddingBias {
         let (col_class, cols) = axis_classes(g.ow, g.kw, g.stride, g.pad, g.w);
         let taps = g.kh * g.kw;
         let mut bias = Vec::with_capacity(rows.len() * cols.len() * outputs);
+        let mut padded = Vec::with_capacity(rows.len() * cols.len());
         for &(ylo, yhi) in &rows {
             for &(xlo, xhi) in &cols {
+                padded.push((yhi - ylo) * (xhi - xlo) != taps);
                 let k_real = ((yhi - ylo) * (xhi - xlo) * g.c) as i32;
                 for o in 0..outputs {
                     let pops = &tap_pop[o * taps..(o + 1) * taps];
@@ -82,15 +86,23 @@ impl PaddingBias {
             ncols: cols.len(),
             outputs,
             bias,
+            padded,
         }
     }
 
-    /// Class of every output pixel, row-major `[oh][ow]`.
-    pub(crate) fn pixel_classes(&self) -> Vec<u32> {
-        self.row_class
-            .iter()
-            .flat_map(|&r| self.col_class.iter().map(move |&c| r * self.ncols as u32 + c))
-            .collect()
+    /// `(pixel, class)` of every output pixel (row-major index) that has a padded tap; all
+    /// others have bias K.
+    pub(crate) fn border_pixels(&self) -> Vec<(u32, u32)> {
+        let mut out = Vec::new();
+        for (oy, &r) in self.row_class.iter().enumerate() {
+            for (ox, &c) in self.col_class.iter().enumerate() {
+                let class = r * self.ncols as u32 + c;
+                if self.padded[class as usize] {
+                    out.push(((oy * self.col_class.len() + ox) as u32, class));
+                }
+            }
+        }
+        out
     }
 
     /// Bias of output channel `o` for pixel class `class`.
