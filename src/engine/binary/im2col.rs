@@ -141,44 +141,70 @@ impl Im2col {
     }
 
     /// Fills `out` (word-major, [`Self::len`] words) from one NHWC-packed image
-    /// (`[H][W][wpp]`). Columns past the pixel count are left untouched.
+    /// (`[H][W][wpp]`).
     pub(crate) fn fill(&self, image: &[u64], out: &mut [u64]) {
         let g = &self.g;
         let (rw, wpp, cols8) = (g.row_words(), self.wpp, self.cols8);
         assert!(out.len() >= self.len() && image.len() >= g.h * g.w * wpp);
+        out[..self.len()].fill(0);
+        // Output columns whose window is entirely inside the image (a contiguous range).
+        let inner: Vec<usize> = (0..g.ow)
+            .filter(|&ox| valid_taps(ox, g.kw, g.stride, g.pad, g.w) == (0, g.kw))
+            .collect();
+        let (x_lo, x_hi) = match (inner.first(), inner.last()) {
+            (Some(&a), Some(&b)) => (a, b + 1),
+            _ => (0, 0),
+        };
+        let step = g.stride * wpp;
         for oy in 0..g.oh {
-            let (ylo, yhi) = valid_taps(oy, g.kh, g.stride, g.pad, g.h);
-            for ox in 0..g.ow {
-                let (xlo, xhi) = valid_taps(ox, g.kw, g.stride, g.pad, g.w);
-                let pix = oy * g.ow + ox;
-                if ylo == 0 && yhi == g.kh && xlo == 0 && xhi == g.kw {
-                    let origin = ((oy * g.stride - g.pad) * g.w + ox * g.stride - g.pad) * wpp;
-                    let window = &image[origin..];
-                    for j in 0..rw {
-                        let mut acc = 0u64;
-                        for c in &self.contrib[self.word_start[j]..self.word_start[j + 1]] {
-                            acc |= (window[c.off] << c.l) >> c.r;
+            let interior_row = valid_taps(oy, g.kh, g.stride, g.pad, g.h) == (0, g.kh);
+            if !interior_row || x_lo == x_hi {
+                (0..g.ow).for_each(|ox| self.fill_border(image, out, oy, ox));
+                continue;
+            }
+            (0..x_lo).for_each(|ox| self.fill_border(image, out, oy, ox));
+            (x_hi..g.ow).for_each(|ox| self.fill_border(image, out, oy, ox));
+            // Interior run: for a fixed contribution the source words of consecutive pixels are
+            // `step` apart (contiguous for stride 1 and C <= 64), so this loop vectorizes.
+            let n = x_hi - x_lo;
+            let origin = ((oy * g.stride - g.pad) * g.w + x_lo * g.stride - g.pad) * wpp;
+            for j in 0..rw {
+                let start = j * cols8 + oy * g.ow + x_lo;
+                let dst = &mut out[start..start + n];
+                for c in &self.contrib[self.word_start[j]..self.word_start[j + 1]] {
+                    let src = &image[origin + c.off..origin + c.off + (n - 1) * step + 1];
+                    if step == 1 {
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            *d |= v.wrapping_shl(c.l).wrapping_shr(c.r);
                         }
-                        out[j * cols8 + pix] = acc;
-                    }
-                } else {
-                    for j in 0..rw {
-                        out[j * cols8 + pix] = 0;
-                    }
-                    for ky in ylo..yhi {
-                        let iy = oy * g.stride + ky - g.pad;
-                        for kx in xlo..xhi {
-                            let ix = ox * g.stride + kx - g.pad;
-                            let px = &image[(iy * g.w + ix) * wpp..(iy * g.w + ix + 1) * wpp];
-                            for (m, &v) in px.iter().enumerate() {
-                                let bit = (ky * g.kw + kx) * g.c + 64 * m;
-                                let (j, s) = (bit / 64, bit % 64);
-                                out[j * cols8 + pix] |= v << s;
-                                if s > 0 && j + 1 < rw {
-                                    out[(j + 1) * cols8 + pix] |= v >> (64 - s);
-                                }
-                            }
+                    } else {
+                        for (d, &v) in dst.iter_mut().zip(src.iter().step_by(step)) {
+                            *d |= v.wrapping_shl(c.l).wrapping_shr(c.r);
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One pixel with padded taps (or any pixel): ORs each real tap's words at its bit offset.
+    fn fill_border(&self, image: &[u64], out: &mut [u64], oy: usize, ox: usize) {
+        let g = &self.g;
+        let (rw, wpp, cols8) = (g.row_words(), self.wpp, self.cols8);
+        let (ylo, yhi) = valid_taps(oy, g.kh, g.stride, g.pad, g.h);
+        let (xlo, xhi) = valid_taps(ox, g.kw, g.stride, g.pad, g.w);
+        let pix = oy * g.ow + ox;
+        for ky in ylo..yhi {
+            let iy = oy * g.stride + ky - g.pad;
+            for kx in xlo..xhi {
+                let ix = ox * g.stride + kx - g.pad;
+                let px = &image[(iy * g.w + ix) * wpp..(iy * g.w + ix + 1) * wpp];
+                for (m, &v) in px.iter().enumerate() {
+                    let bit = (ky * g.kw + kx) * g.c + 64 * m;
+                    let (j, s) = (bit / 64, bit % 64);
+                    out[j * cols8 + pix] |= v << s;
+                    if s > 0 && j + 1 < rw {
+                        out[(j + 1) * cols8 + pix] |= v >> (64 - s);
                     }
                 }
             }
