@@ -80,17 +80,52 @@ impl Packed4 {
         })
     }
 
-    fn from_f32(context: &str, x: ArrayView4<f32>) -> Result<Self> {
+    /// Reference packer: bitvec sets each bit through its `Lsb0` index.
+    fn from_f32_bitvec(context: &str, x: ArrayView4<f32>) -> Result<Self> {
         let shape = x.dim();
         Self::from_fn(context, [shape.0, shape.1, shape.2, shape.3], |[a, b, c, d]| {
             let v = x[[a, b, c, d]];
             if v.is_nan() {
-                return Err(Error::input(
-                    context,
-                    format!("NaN at [{a}, {b}, {c}, {d}] cannot be binarized"),
-                ));
+                return Err(nan_error(context, [a, b, c, d]));
             }
             Ok(v < 0.0)
+        })
+    }
+
+    /// Fast packer (activations are re-packed after every binary layer): one pass over each
+    /// contiguous channel plane, OR-ing the sign bit into word `c / 64` of every pixel. Equal to
+    /// [`Self::from_f32_bitvec`] (tested); `v < 0.0` keeps sign(-0.0) = +1.
+    fn from_f32(context: &str, x: ArrayView4<f32>) -> Result<Self> {
+        let (d0, c, d2, d3) = x.dim();
+        let Some(xs) = x.as_slice() else {
+            return Self::from_f32_bitvec(context, x);
+        };
+        if let Some(i) = xs.iter().position(|v| v.is_nan()) {
+            let (a, rest) = (i / (c * d2 * d3), i % (c * d2 * d3));
+            let (b, rest) = (rest / (d2 * d3), rest % (d2 * d3));
+            return Err(nan_error(context, [a, b, rest / d3, rest % d3]));
+        }
+        if c == 0 {
+            return Err(Error::input(context, "channel axis (1) has size 0"));
+        }
+        let words = words_for(c);
+        let plane = d2 * d3;
+        let mut data = vec![0u64; d0 * plane * words];
+        for i0 in 0..d0 {
+            let img = &mut data[i0 * plane * words..(i0 + 1) * plane * words];
+            for ch in 0..c {
+                let src = &xs[(i0 * c + ch) * plane..(i0 * c + ch + 1) * plane];
+                let (wi, bit) = (ch / WORD_BITS, ch % WORD_BITS);
+                for (dst, &v) in img[wi..].iter_mut().step_by(words).zip(src) {
+                    *dst |= u64::from(v < 0.0) << bit;
+                }
+            }
+        }
+        Ok(Packed4 {
+            dims: [d0, d2, d3],
+            channels: c,
+            words,
+            data,
         })
     }
 
@@ -140,6 +175,13 @@ impl Packed4 {
         check_tails(context, data, words, channels)?;
         Ok(words)
     }
+}
+
+fn nan_error(context: &str, [a, b, c, d]: [usize; 4]) -> Error {
+    Error::input(
+        context,
+        format!("NaN at [{a}, {b}, {c}, {d}] cannot be binarized"),
+    )
 }
 
 /// Errors if any vector of `words` words has a set bit at or past `bits`.
@@ -503,12 +545,33 @@ mod tests {
         assert_eq!(p.pixel(0, 0, 0), &[1u64, 2u64]);
     }
 
+    proptest::proptest! {
+        /// The fast f32 packer against the bitvec one, with exact zeros and -0.0 mixed in.
+        #[test]
+        fn fast_f32_packing_equals_bitvec_packing(
+            n in 1usize..3, c in 1usize..140, h in 1usize..5, w in 1usize..5, seed in 0u64..1000
+        ) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let x = Array4::from_shape_fn((n, c, h, w), |_| match rng.gen_range(0..6) {
+                0 => 0.0,
+                1 => -0.0,
+                _ => rng.gen_range(-1.0f32..1.0),
+            });
+            let fast = Packed4::from_f32("x", x.view()).unwrap();
+            let slow = Packed4::from_f32_bitvec("x", x.view()).unwrap();
+            proptest::prop_assert_eq!(fast, slow);
+        }
+    }
+
     #[test]
     fn nan_is_an_error_naming_the_index() {
         let mut x = Array4::<f32>::zeros((1, 2, 2, 2));
         x[[0, 1, 1, 0]] = f32::NAN;
         let e = pack_activations(&x).unwrap_err().to_string();
         assert!(e.contains("activations") && e.contains("[0, 1, 1, 0]"), "{e}");
+        let e = Packed4::from_f32_bitvec("a", x.view()).unwrap_err().to_string();
+        assert!(e.contains("[0, 1, 1, 0]"), "{e}");
     }
 
     #[test]
