@@ -44,15 +44,13 @@ impl FloatConv {
                             let iy = (oy + ky) as isize - pad as isize;
                             for ox in 0..ow {
                                 let ix = (ox + kx) as isize - pad as isize;
-                                row[oy * ow + ox] = if iy >= 0
-                                    && ix >= 0
-                                    && (iy as usize) < h
-                                    && (ix as usize) < w
-                                {
-                                    img[(ch * h + iy as usize) * w + ix as usize]
-                                } else {
-                                    0.0
-                                };
+                                row[oy * ow + ox] =
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w
+                                    {
+                                        img[(ch * h + iy as usize) * w + ix as usize]
+                                    } else {
+                                        0.0
+                                    };
                             }
                         }
                     }

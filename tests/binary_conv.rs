@@ -78,9 +78,10 @@ fn case() -> impl Strategy<Value = Case> {
         1usize..=9,
         any::<u64>(),
     )
-        .prop_filter("kernel fits the padded input", |&(_, _, _, k, _, p, h, w, _)| {
-            h + 2 * p >= k && w + 2 * p >= k
-        })
+        .prop_filter(
+            "kernel fits the padded input",
+            |&(_, _, _, k, _, p, h, w, _)| h + 2 * p >= k && w + 2 * p >= k,
+        )
         .prop_map(|(n, c, o, k, stride, pad, h, w, seed)| Case {
             n,
             c,
@@ -128,7 +129,11 @@ fn hand_computed_3x3_with_exact_zero_padding() {
                 let got = bconv2d_with(path, &px, &pw, 1, 1).unwrap();
                 for y in 0..3 {
                     for xx in 0..3 {
-                        assert_eq!(got[[0, 0, y, xx]], sgn * c as i32 * expect[y][xx], "{path:?}");
+                        assert_eq!(
+                            got[[0, 0, y, xx]],
+                            sgn * c as i32 * expect[y][xx],
+                            "{path:?}"
+                        );
                     }
                 }
             }
@@ -143,7 +148,13 @@ fn one_by_one_stride_two_shortcut() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let x = random_f32(&mut rng, (2, 16, 32, 32));
     let w = random_f32(&mut rng, (32, 16, 1, 1));
-    let got = bconv2d(&pack_activations(&x).unwrap(), &pack_weights(&w).unwrap(), 2, 0).unwrap();
+    let got = bconv2d(
+        &pack_activations(&x).unwrap(),
+        &pack_weights(&w).unwrap(),
+        2,
+        0,
+    )
+    .unwrap();
     assert_eq!(got.dim(), (2, 32, 16, 16));
     for ((b, o, oy, ox), &v) in got.indexed_iter() {
         let s: f32 = (0..16)
@@ -163,7 +174,11 @@ fn bench_shapes_match_reference() {
         let truth = reference::conv2d_i8(&px.to_i8(), &pw.to_i8(), 1, 1).unwrap();
         let layer = BConv2d::new(&pw);
         for path in PopcountPath::available() {
-            assert_eq!(layer.forward_with(path, &px, 1, 1).unwrap(), truth, "{path:?}");
+            assert_eq!(
+                layer.forward_with(path, &px, 1, 1).unwrap(),
+                truth,
+                "{path:?}"
+            );
         }
     }
 }
@@ -175,13 +190,22 @@ fn bad_shapes_are_input_errors() {
     let e = bconv2d(&x, &w, 1, 1).unwrap_err().to_string();
     assert!(e.contains("3 channels") && e.contains("expect 4"), "{e}");
     let w = pack_weights_i8(&Array4::from_elem((2, 3, 3, 3), 1i8)).unwrap();
-    assert!(bconv2d(&x, &w, 0, 1).unwrap_err().to_string().contains("stride"));
+    assert!(bconv2d(&x, &w, 0, 1)
+        .unwrap_err()
+        .to_string()
+        .contains("stride"));
     let big = pack_weights_i8(&Array4::from_elem((2, 3, 7, 7), 1i8)).unwrap();
-    assert!(bconv2d(&x, &big, 1, 1).unwrap_err().to_string().contains("smaller than"));
+    assert!(bconv2d(&x, &big, 1, 1)
+        .unwrap_err()
+        .to_string()
+        .contains("smaller than"));
     assert!(pack_weights_i8(&Array4::from_elem((0, 3, 3, 3), 1i8)).is_err());
     let mut nan = Array4::<f32>::zeros((1, 3, 4, 4));
     nan[[0, 2, 3, 1]] = f32::NAN;
-    assert!(pack_activations(&nan).unwrap_err().to_string().contains("NaN"));
+    assert!(pack_activations(&nan)
+        .unwrap_err()
+        .to_string()
+        .contains("NaN"));
 }
 
 #[test]
@@ -192,11 +216,21 @@ fn one_layer_serves_changing_shapes() {
     let w = random_f32(&mut rng, (9, 40, 3, 3));
     let pw = pack_weights(&w).unwrap();
     let layer = BConv2d::new(&pw);
-    for &(h, wd, stride, pad) in &[(5, 7, 1, 1), (6, 6, 2, 0), (5, 7, 1, 1), (5, 7, 2, 1), (3, 3, 1, 2)] {
+    for &(h, wd, stride, pad) in &[
+        (5, 7, 1, 1),
+        (6, 6, 2, 0),
+        (5, 7, 1, 1),
+        (5, 7, 2, 1),
+        (3, 3, 1, 2),
+    ] {
         let x = random_f32(&mut rng, (1, 40, h, wd));
         let px = pack_activations(&x).unwrap();
         let truth = reference::conv2d_i8(&px.to_i8(), &pw.to_i8(), stride, pad).unwrap();
-        assert_eq!(layer.forward(&px, stride, pad).unwrap(), truth, "{h}x{wd} s{stride} p{pad}");
+        assert_eq!(
+            layer.forward(&px, stride, pad).unwrap(),
+            truth,
+            "{h}x{wd} s{stride} p{pad}"
+        );
         assert_eq!(layer.clone().forward(&px, stride, pad).unwrap(), truth);
     }
 }

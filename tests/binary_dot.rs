@@ -57,7 +57,10 @@ proptest! {
 fn the_avx512_path_is_exercised_on_this_machine() {
     // The brief's machines have VPOPCNTDQ; if this fails the AVX-512 path went untested.
     if std::env::var_os("BBED_ALLOW_NO_AVX512").is_none() {
-        assert!(PopcountPath::Avx512.is_available(), "no avx512vpopcntdq detected");
+        assert!(
+            PopcountPath::Avx512.is_available(),
+            "no avx512vpopcntdq detected"
+        );
     }
 }
 

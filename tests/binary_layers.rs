@@ -61,7 +61,9 @@ proptest! {
 fn blinear_feature_mismatch_is_an_error() {
     let x = pack_rows(&Array2::<f32>::zeros((2, 10))).unwrap();
     let w = pack_rows(&Array2::<f32>::zeros((3, 11))).unwrap();
-    let e = blinear_with(PopcountPath::Portable, &x, &w).unwrap_err().to_string();
+    let e = blinear_with(PopcountPath::Portable, &x, &w)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("10 features") && e.contains("11"), "{e}");
 }
 
@@ -72,15 +74,29 @@ fn xnor_conv_equals_alpha_times_sign_conv() {
     let w = Array4::from_shape_fn((10, 33, 3, 3), |_| rng.gen_range(-1.0f32..1.0));
     // XNOR-Net's alpha: mean |W| per output filter.
     let alpha: Vec<f32> = (0..10)
-        .map(|o| w.index_axis(ndarray::Axis(0), o).mapv(f32::abs).mean().unwrap())
+        .map(|o| {
+            w.index_axis(ndarray::Axis(0), o)
+                .mapv(f32::abs)
+                .mean()
+                .unwrap()
+        })
         .collect();
-    let got = xnor_bconv2d(&pack_activations(&x).unwrap(), &pack_weights(&w).unwrap(), &alpha, 2, 1)
-        .unwrap();
+    let got = xnor_bconv2d(
+        &pack_activations(&x).unwrap(),
+        &pack_weights(&w).unwrap(),
+        &alpha,
+        2,
+        1,
+    )
+    .unwrap();
     let truth = sign_conv_f64(&x, &w, 2, 1);
     for ((b, o, y, xx), &v) in got.indexed_iter() {
         // One f32 product of an exact integer: within half an ulp of the f64 value.
         let t = alpha[o] as f64 * truth[[b, o, y, xx]];
-        assert!((v as f64 - t).abs() <= t.abs() * f32::EPSILON as f64, "{v} vs {t}");
+        assert!(
+            (v as f64 - t).abs() <= t.abs() * f32::EPSILON as f64,
+            "{v} vs {t}"
+        );
     }
 }
 
@@ -112,7 +128,11 @@ fn abc_conv_equals_sum_of_scaled_base_convs() {
     // 6 f32 products and sums: error at most ~8 ulps of the sum of |terms|.
     for (idx, &v) in got.indexed_iter() {
         let tol = 8.0 * f32::EPSILON as f64 * bound[idx].max(1.0);
-        assert!((v as f64 - truth[idx]).abs() <= tol, "{idx:?}: {v} vs {}", truth[idx]);
+        assert!(
+            (v as f64 - truth[idx]).abs() <= tol,
+            "{idx:?}: {v} vs {}",
+            truth[idx]
+        );
     }
 }
 
@@ -140,8 +160,13 @@ fn abc_linear_with_dyadic_scales_is_exact() {
 #[test]
 fn transform_errors_name_the_field() {
     let acc = Array4::<i32>::zeros((1, 3, 2, 2));
-    let e = scale_per_channel(&acc, &[1.0, 2.0]).unwrap_err().to_string();
-    assert!(e.contains("xnor alpha") && e.contains("3 output channels"), "{e}");
+    let e = scale_per_channel(&acc, &[1.0, 2.0])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("xnor alpha") && e.contains("3 output channels"),
+        "{e}"
+    );
     assert!(scale_per_channel(&acc, &[1.0, f32::NAN, 1.0]).is_err());
     let e = combine_bases(&[acc.clone(), acc.clone()], &[1.0, 1.0], &[1.0, 1.0])
         .unwrap_err()

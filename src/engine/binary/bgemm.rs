@@ -1,16 +1,14 @@
 //! Binary GEMM: XOR-popcount counts between packed rows and packed output filters, the one hot
 //! loop under binary conv and linear layers.
 //!
-//! `counts[r][o] = sum_k popcount(a[r][k] XOR w[o][k])`. Converting counts to +/-1 dot products
-//! (and correcting for padding) is the caller's job.
+//! `counts[r][o] = sum_k popcount(a[r][k] XOR w[o][k])`. Two kernels share that definition:
 //!
-//! Two kernels share that definition:
-//! - [`gemm`] (linear layers): rows `[rows][row_words]`, counts `[rows][outputs]`. Filters are
-//!   stored in *panels* of [`PANEL`] = 8 outputs: panel `p`, word `k` holds the 8 words
-//! `w[8p + l][k]`, `l = 0..8`, contiguously (missing outputs in the last panel are zero words, and
-//! their counts are ignored). Eight `u64` are one AVX-512 register, so the AVX-512 kernel
-//! broadcasts one input word and XORs it with a whole panel per instruction; the scalar kernels use
-//! the same layout with eight independent accumulators.
+//! - [`gemm`] (linear layers): rows `[rows][row_words]`, counts `[rows][outputs]`; the caller
+//!   turns counts into +/-1 dot products. Filters are stored in *panels* of [`PANEL`] = 8
+//!   outputs: panel `p`, word `k` holds the 8 words `w[8p + l][k]`, `l = 0..8`, contiguously
+//!   (missing outputs in the last panel are zero words, their counts ignored). Eight `u64` are
+//!   one AVX-512 register, so the AVX-512 kernel broadcasts one input word and XORs it with a
+//!   whole panel per instruction; the scalar kernels use eight independent accumulators.
 //! - [`gemm_cols`] (convs): input word-major `[row_words][cols8]` (see [`super::im2col`]), plain
 //!   filter rows `[O][row_words]`, and it writes `K - 2*count` as `i32` straight into `[O][cols]`
 //!   (one NCHW image): the kernel broadcasts one filter word against the same word of 8 pixels.
@@ -103,7 +101,11 @@ unsafe fn gemm_avx512(a: &[u64], panels: &Panels, counts: &mut [u32]) {
         // Four panels (32 outputs) per pass: one broadcast feeds four XOR+popcount+add chains.
         while p + 4 <= np {
             let w0 = wbase.add(p * panel_len);
-            let (w1, w2, w3) = (w0.add(panel_len), w0.add(2 * panel_len), w0.add(3 * panel_len));
+            let (w1, w2, w3) = (
+                w0.add(panel_len),
+                w0.add(2 * panel_len),
+                w0.add(3 * panel_len),
+            );
             let mut c0 = _mm512_setzero_si512();
             let mut c1 = _mm512_setzero_si512();
             let mut c2 = _mm512_setzero_si512();
@@ -240,10 +242,22 @@ unsafe fn gemm_cols_avx512(
             for kk in 0..rw {
                 let wv = _mm512_set1_epi64(*w.add(kk) as i64);
                 let p = a.add(kk * cols8 + b) as *const __m512i;
-                c0 = _mm512_add_epi64(c0, _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p))));
-                c1 = _mm512_add_epi64(c1, _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(1)))));
-                c2 = _mm512_add_epi64(c2, _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(2)))));
-                c3 = _mm512_add_epi64(c3, _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(3)))));
+                c0 = _mm512_add_epi64(
+                    c0,
+                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p))),
+                );
+                c1 = _mm512_add_epi64(
+                    c1,
+                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(1)))),
+                );
+                c2 = _mm512_add_epi64(
+                    c2,
+                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(2)))),
+                );
+                c3 = _mm512_add_epi64(
+                    c3,
+                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(3)))),
+                );
             }
             for (j, c) in [c0, c1, c2, c3].into_iter().enumerate() {
                 _mm256_storeu_si256(dst.add(b + 8 * j) as *mut __m256i, finish(c));
@@ -255,7 +269,10 @@ unsafe fn gemm_cols_avx512(
             for kk in 0..rw {
                 let wv = _mm512_set1_epi64(*w.add(kk) as i64);
                 let p = a.add(kk * cols8 + b) as *const __m512i;
-                c0 = _mm512_add_epi64(c0, _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p))));
+                c0 = _mm512_add_epi64(
+                    c0,
+                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p))),
+                );
             }
             let r = finish(c0);
             let n = (cols - b).min(8);
@@ -287,7 +304,7 @@ pub(crate) fn gemm_cols(
     out: &mut [i32],
 ) {
     debug_assert!(path.is_available());
-    assert!(row_words > 0 && cols8 % 8 == 0 && cols <= cols8);
+    assert!(row_words > 0 && cols8.is_multiple_of(8) && cols <= cols8);
     assert!(a_t.len() >= row_words * cols8 && out.len() >= filters.len() / row_words * cols);
     match path {
         PopcountPath::Portable => gemm_cols_body(a_t, cols, cols8, filters, row_words, k, out),
@@ -340,7 +357,13 @@ mod tests {
     #[test]
     fn gemm_cols_equals_naive() {
         let mut rng = ChaCha8Rng::seed_from_u64(8);
-        for &(cols, outputs, rw) in &[(1usize, 1usize, 1usize), (8, 3, 2), (33, 5, 3), (64, 2, 9), (71, 4, 1)] {
+        for &(cols, outputs, rw) in &[
+            (1usize, 1usize, 1usize),
+            (8, 3, 2),
+            (33, 5, 3),
+            (64, 2, 9),
+            (71, 4, 1),
+        ] {
             let cols8 = cols.div_ceil(8) * 8;
             let a: Vec<u64> = (0..rw * cols8).map(|_| rng.gen()).collect();
             let w: Vec<u64> = (0..outputs * rw).map(|_| rng.gen()).collect();

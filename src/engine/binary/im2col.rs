@@ -72,7 +72,13 @@ pub(crate) fn or_bits_at(dst: &mut [u64], off: usize, src: &[u64]) {
 /// Valid tap range `[lo, hi)` along one axis for output position `o`: input index
 /// `o*stride + t - pad` lies in `[0, len)` exactly for `t` in the range.
 #[inline]
-pub(crate) fn valid_taps(o: usize, k: usize, stride: usize, pad: usize, len: usize) -> (usize, usize) {
+pub(crate) fn valid_taps(
+    o: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    len: usize,
+) -> (usize, usize) {
     let start = o * stride;
     let lo = pad.saturating_sub(start).min(k);
     let hi = (len + pad).saturating_sub(start).min(k).max(lo);
@@ -111,7 +117,11 @@ impl Im2col {
                 per_word[j].push(Contrib { off, l: s, r: 0 });
                 // The high part of a shifted word; past the row it holds only zero tail bits.
                 if s > 0 && j + 1 < rw {
-                    per_word[j + 1].push(Contrib { off, l: 0, r: 64 - s });
+                    per_word[j + 1].push(Contrib {
+                        off,
+                        l: 0,
+                        r: 64 - s,
+                    });
                 }
             }
         }

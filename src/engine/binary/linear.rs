@@ -76,6 +76,10 @@ pub fn blinear(x: &PackedRows, weights: &PackedRows) -> Result<Array2<i32>> {
 }
 
 /// [`blinear`] on a given popcount path.
-pub fn blinear_with(path: PopcountPath, x: &PackedRows, weights: &PackedRows) -> Result<Array2<i32>> {
+pub fn blinear_with(
+    path: PopcountPath,
+    x: &PackedRows,
+    weights: &PackedRows,
+) -> Result<Array2<i32>> {
     BLinear::new(weights).forward_with(path, x)
 }

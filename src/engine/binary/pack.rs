@@ -83,13 +83,17 @@ impl Packed4 {
     /// Reference packer: bitvec sets each bit through its `Lsb0` index.
     fn from_f32_bitvec(context: &str, x: ArrayView4<f32>) -> Result<Self> {
         let shape = x.dim();
-        Self::from_fn(context, [shape.0, shape.1, shape.2, shape.3], |[a, b, c, d]| {
-            let v = x[[a, b, c, d]];
-            if v.is_nan() {
-                return Err(nan_error(context, [a, b, c, d]));
-            }
-            Ok(v < 0.0)
-        })
+        Self::from_fn(
+            context,
+            [shape.0, shape.1, shape.2, shape.3],
+            |[a, b, c, d]| {
+                let v = x[[a, b, c, d]];
+                if v.is_nan() {
+                    return Err(nan_error(context, [a, b, c, d]));
+                }
+                Ok(v < 0.0)
+            },
+        )
     }
 
     /// Fast packer (activations are re-packed after every binary layer): one pass over each
@@ -131,16 +135,18 @@ impl Packed4 {
 
     fn from_i8(context: &str, x: ArrayView4<i8>) -> Result<Self> {
         let shape = x.dim();
-        Self::from_fn(context, [shape.0, shape.1, shape.2, shape.3], |[a, b, c, d]| {
-            match x[[a, b, c, d]] {
+        Self::from_fn(
+            context,
+            [shape.0, shape.1, shape.2, shape.3],
+            |[a, b, c, d]| match x[[a, b, c, d]] {
                 1 => Ok(false),
                 -1 => Ok(true),
                 v => Err(Error::input(
                     context,
                     format!("value {v} at [{a}, {b}, {c}, {d}] is not +1 or -1"),
                 )),
-            }
-        })
+            },
+        )
     }
 
     /// Back to a +/-1 `i8` array in the original `[d0][C][d2][d3]` layout.
@@ -569,8 +575,13 @@ mod tests {
         let mut x = Array4::<f32>::zeros((1, 2, 2, 2));
         x[[0, 1, 1, 0]] = f32::NAN;
         let e = pack_activations(&x).unwrap_err().to_string();
-        assert!(e.contains("activations") && e.contains("[0, 1, 1, 0]"), "{e}");
-        let e = Packed4::from_f32_bitvec("a", x.view()).unwrap_err().to_string();
+        assert!(
+            e.contains("activations") && e.contains("[0, 1, 1, 0]"),
+            "{e}"
+        );
+        let e = Packed4::from_f32_bitvec("a", x.view())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("[0, 1, 1, 0]"), "{e}");
     }
 

@@ -55,9 +55,7 @@ impl PopcountPath {
 
     /// The fastest available path.
     pub fn detect() -> PopcountPath {
-        *Self::available()
-            .last()
-            .unwrap_or(&PopcountPath::Portable)
+        *Self::available().last().unwrap_or(&PopcountPath::Portable)
     }
 
     /// `Ok(self)` if the CPU can run it, else an input error naming the path.

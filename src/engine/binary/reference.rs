@@ -18,18 +18,17 @@ pub fn dot_i8(a: &[i8], b: &[i8]) -> Result<i32> {
 }
 
 /// Direct conv2d, NCHW input `[N][C][H][W]`, OIHW weights, symmetric zero padding.
-pub fn conv2d_i8(
-    x: &Array4<i8>,
-    w: &Array4<i8>,
-    stride: usize,
-    pad: usize,
-) -> Result<Array4<i32>> {
+pub fn conv2d_i8(x: &Array4<i8>, w: &Array4<i8>, stride: usize, pad: usize) -> Result<Array4<i32>> {
     let (n, c, h, wd) = x.dim();
     let (o, wc, kh, kw) = w.dim();
     if c != wc || stride == 0 || h + 2 * pad < kh || wd + 2 * pad < kw {
         return Err(Error::input(
             "reference conv2d",
-            format!("input {:?}, weights {:?}, stride {stride}, pad {pad} do not fit", x.dim(), w.dim()),
+            format!(
+                "input {:?}, weights {:?}, stride {stride}, pad {pad} do not fit",
+                x.dim(),
+                w.dim()
+            ),
         ));
     }
     let oh = (h + 2 * pad - kh) / stride + 1;
@@ -70,6 +69,10 @@ pub fn linear_i8(x: &Array2<i8>, w: &Array2<i8>) -> Result<Array2<i32>> {
         ));
     }
     Ok(Array2::from_shape_fn((x.nrows(), w.nrows()), |(i, o)| {
-        x.row(i).iter().zip(w.row(o)).map(|(&a, &b)| a as i32 * b as i32).sum()
+        x.row(i)
+            .iter()
+            .zip(w.row(o))
+            .map(|(&a, &b)| a as i32 * b as i32)
+            .sum()
     }))
 }

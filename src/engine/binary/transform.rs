@@ -17,7 +17,10 @@ fn channels<D: Dimension>(acc: &Array<i32, D>, context: &str) -> Result<usize> {
     if acc.ndim() < 2 {
         return Err(Error::input(
             context,
-            format!("accumulators have {} axes, need at least 2 (N, O, ...)", acc.ndim()),
+            format!(
+                "accumulators have {} axes, need at least 2 (N, O, ...)",
+                acc.ndim()
+            ),
         ));
     }
     Ok(acc.len_of(Axis(1)))
@@ -25,13 +28,19 @@ fn channels<D: Dimension>(acc: &Array<i32, D>, context: &str) -> Result<usize> {
 
 fn check_finite(context: &str, v: &[f32]) -> Result<()> {
     match v.iter().position(|x| !x.is_finite()) {
-        Some(i) => Err(Error::input(context, format!("value {} at {i} is not finite", v[i]))),
+        Some(i) => Err(Error::input(
+            context,
+            format!("value {} at {i} is not finite", v[i]),
+        )),
         None => Ok(()),
     }
 }
 
 /// XNOR-Net output transform: `alpha[o] * acc` per output channel (axis 1).
-pub fn scale_per_channel<D: RemoveAxis>(acc: &Array<i32, D>, alpha: &[f32]) -> Result<Array<f32, D>> {
+pub fn scale_per_channel<D: RemoveAxis>(
+    acc: &Array<i32, D>,
+    alpha: &[f32],
+) -> Result<Array<f32, D>> {
     let o = channels(acc, "xnor accumulators")?;
     if alpha.len() != o {
         return Err(Error::input(
@@ -56,12 +65,18 @@ pub fn combine_bases<D: Dimension>(
 ) -> Result<Array<f32, D>> {
     let (m, n) = (alphas.len(), betas.len());
     if m == 0 || n == 0 {
-        return Err(Error::input("abc bases", "need at least one weight and one activation base"));
+        return Err(Error::input(
+            "abc bases",
+            "need at least one weight and one activation base",
+        ));
     }
     if accs.len() != m * n {
         return Err(Error::input(
             "abc accumulators",
-            format!("{} accumulators for {m} weight x {n} activation bases", accs.len()),
+            format!(
+                "{} accumulators for {m} weight x {n} activation bases",
+                accs.len()
+            ),
         ));
     }
     check_finite("abc alphas", alphas)?;
@@ -70,7 +85,11 @@ pub fn combine_bases<D: Dimension>(
     if let Some(k) = accs.iter().position(|a| a.raw_dim() != shape) {
         return Err(Error::input(
             "abc accumulators",
-            format!("accumulator {k} has shape {:?}, expected {:?}", accs[k].shape(), accs[0].shape()),
+            format!(
+                "accumulator {k} has shape {:?}, expected {:?}",
+                accs[k].shape(),
+                accs[0].shape()
+            ),
         ));
     }
     let mut out = Array::<f32, D>::zeros(shape);
