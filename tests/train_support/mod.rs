@@ -1,0 +1,123 @@
+//! Shared by the tests/train_*.rs files: a softmax-regression model with analytic gradients that
+//! implements `Trainable`, and a seeded synthetic image set.
+#![allow(dead_code)]
+
+use breakingbed::io::Dataset;
+use breakingbed::train::{Params, Predict, Trainable};
+use breakingbed::Result;
+use ndarray::{Array2, Array4, ArrayD, Axis, IxDyn};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+/// logits = W x + b on the flattened unit-scale image; params "fc.weight" (K, D), "fc.bias" (K).
+pub struct SoftmaxRegression {
+    pub params: Params,
+    pub classes: usize,
+}
+
+impl SoftmaxRegression {
+    /// Small seeded random weights (N(0, 0.01^2)), zero bias.
+    pub fn new(dim: usize, classes: usize, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let n = Normal::new(0.0f32, 0.01).unwrap();
+        let w: Vec<f32> = (0..dim * classes).map(|_| n.sample(&mut rng)).collect();
+        let mut params = Params::new();
+        params.insert(
+            "fc.weight".into(),
+            ArrayD::from_shape_vec(IxDyn(&[classes, dim]), w).unwrap(),
+        );
+        params.insert("fc.bias".into(), ArrayD::zeros(IxDyn(&[classes])));
+        SoftmaxRegression { params, classes }
+    }
+
+    fn flat(x: &Array4<f32>) -> Array2<f32> {
+        let n = x.len_of(Axis(0));
+        x.as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((n, x.len() / n.max(1)))
+            .unwrap()
+    }
+
+    fn weight(&self) -> Array2<f32> {
+        self.params["fc.weight"]
+            .clone()
+            .into_dimensionality()
+            .unwrap()
+    }
+
+    fn logits(&self, x: &Array4<f32>) -> Array2<f32> {
+        let xf = Self::flat(x);
+        let b = self.params["fc.bias"]
+            .clone()
+            .into_dimensionality::<ndarray::Ix1>()
+            .unwrap();
+        xf.dot(&self.weight().t()) + &b
+    }
+
+    /// Gradients of `sum dlogits * logits` w.r.t. the parameters.
+    fn backward(&self, x: &Array4<f32>, dz: &Array2<f32>) -> Params {
+        let xf = Self::flat(x);
+        let mut g = Params::new();
+        g.insert("fc.weight".into(), dz.t().dot(&xf).into_dyn());
+        g.insert("fc.bias".into(), dz.sum_axis(Axis(0)).into_dyn());
+        g
+    }
+}
+
+impl Predict for SoftmaxRegression {
+    fn predict(&self, x: &Array4<f32>) -> Result<Array2<f32>> {
+        Ok(self.logits(x))
+    }
+}
+
+impl Trainable for SoftmaxRegression {
+    fn params(&self) -> &Params {
+        &self.params
+    }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+    fn forward_backward(
+        &mut self,
+        x: &Array4<f32>,
+        labels: &[usize],
+        _train: bool,
+    ) -> Result<(f32, Params)> {
+        let z = self.logits(x);
+        let (loss, dz) = breakingbed::train::cross_entropy(&z, labels)?;
+        Ok((loss, self.backward(x, &dz)))
+    }
+    fn forward_backward_with(
+        &mut self,
+        x: &Array4<f32>,
+        _train: bool,
+        loss: &mut dyn FnMut(&Array2<f32>) -> Result<(f32, Array2<f32>)>,
+    ) -> Result<(f32, Params)> {
+        let z = self.logits(x);
+        let (l, dz) = loss(&z)?;
+        Ok((l, self.backward(x, &dz)))
+    }
+}
+
+/// `n` images (1 x side x side) of `classes` classes: class c is a bright square at a
+/// class-specific place on a noisy background, so a linear model can separate them.
+pub fn blobs(n: usize, classes: usize, side: usize, seed: u64) -> Dataset {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut images = Array4::<u8>::zeros((n, 1, side, side));
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = rng.gen_range(0..classes);
+        labels.push(c as u8);
+        let (cy, cx) = ((c * 3) % (side - 2), (c * 5) % (side - 2));
+        for y in 0..side {
+            for x in 0..side {
+                let on = y >= cy && y < cy + 3 && x >= cx && x < cx + 3;
+                let base: f32 = if on { 170.0 } else { 60.0 };
+                let v = base + rng.gen_range(-60.0f32..60.0);
+                images[[i, 0, y, x]] = v.clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    Dataset::new(images, labels, classes, format!("blobs(seed {seed})")).unwrap()
+}
