@@ -59,7 +59,10 @@ fn check_logits(what: &str, z: &Array2<f64>) -> Result<()> {
         return Err(Error::input(what, format!("empty logits {:?}", z.dim())));
     }
     if z.iter().any(|v| !v.is_finite()) {
-        return Err(Error::input(what, "logits hold a non-finite value"));
+        return Err(Error::input(
+            what,
+            "logits hold a non-finite value (diverged training? lower the learning rate)",
+        ));
     }
     Ok(())
 }

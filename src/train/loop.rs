@@ -398,6 +398,20 @@ pub fn train<M: Trainable>(
                 ));
             }
             opt.step(model.params_mut(), &grads, lr)?;
+            if let Some((name, _)) = model
+                .params()
+                .iter()
+                .find(|(_, p)| p.iter().any(|v| !v.is_finite()))
+            {
+                return Err(Error::input(
+                    "training",
+                    format!(
+                        "parameter {name:?} overflowed at update {} (epoch {}); lower the \
+                         learning rate",
+                        progress.global_step, progress.epoch
+                    ),
+                ));
+            }
             loss_sum += loss as f64;
             progress.step_in_epoch += 1;
             progress.global_step += 1;
