@@ -17,8 +17,11 @@ struct Cfg {
 fn tensor(seed: u64, shape: &[usize]) -> ArrayD<f32> {
     let mut r = ChaCha8Rng::seed_from_u64(seed);
     let n = shape.iter().product();
-    ArrayD::from_shape_vec(IxDyn(shape), (0..n).map(|_| r.gen_range(-1.0..1.0)).collect())
-        .unwrap()
+    ArrayD::from_shape_vec(
+        IxDyn(shape),
+        (0..n).map(|_| r.gen_range(-1.0..1.0)).collect(),
+    )
+    .unwrap()
 }
 
 fn sample() -> (Checkpoint<Cfg>, ChaCha8Rng) {
@@ -37,11 +40,17 @@ fn sample() -> (Checkpoint<Cfg>, ChaCha8Rng) {
     let mut optim = Params::new();
     optim.insert("momentum/conv.weight".into(), tensor(4, &[4, 3, 3, 3]));
     let mut masks = Params::new();
-    masks.insert("conv.weight".into(), tensor(5, &[4, 3, 3, 3]).mapv(|v| f32::from(v > 0.0)));
+    masks.insert(
+        "conv.weight".into(),
+        tensor(5, &[4, 3, 3, 3]).mapv(|v| f32::from(v > 0.0)),
+    );
     let ck = Checkpoint {
         params,
         buffers,
-        optimizer: OptimizerState { buffers: optim, steps: 123 },
+        optimizer: OptimizerState {
+            buffers: optim,
+            steps: 123,
+        },
         masks,
         progress: Progress {
             epoch: 2,
@@ -51,7 +60,10 @@ fn sample() -> (Checkpoint<Cfg>, ChaCha8Rng) {
             epoch_loss_sum_bits: (0.1f64 + 0.2).to_bits(),
         },
         rng: RngState::capture(&rng),
-        config: Cfg { lr: 0.1, name: "resnet20 vanilla".into() },
+        config: Cfg {
+            lr: 0.1,
+            name: "resnet20 vanilla".into(),
+        },
     };
     (ck, rng)
 }
@@ -72,7 +84,10 @@ fn round_trip_is_exact_and_rng_continues_the_same_stream() {
     // Saving twice gives the same bytes (deterministic files, diffable runs).
     let again = dir.path().join("again.ckpt");
     back.save(&again).unwrap();
-    assert_eq!(std::fs::read(&path).unwrap(), std::fs::read(&again).unwrap());
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
 }
 
 #[test]
@@ -83,7 +98,10 @@ fn non_checkpoints_and_corrupt_metadata_are_named_errors() {
     let weights = dir.path().join("weights.safetensors");
     ws.save(&weights).unwrap();
     let e = Checkpoint::<Cfg>::load(&weights).unwrap_err().to_string();
-    assert!(e.contains("weights.safetensors") && e.contains("not a training checkpoint"), "{e}");
+    assert!(
+        e.contains("weights.safetensors") && e.contains("not a training checkpoint"),
+        "{e}"
+    );
 
     let (ck, _) = sample();
     let path = dir.path().join("c.ckpt");
@@ -102,7 +120,11 @@ fn non_checkpoints_and_corrupt_metadata_are_named_errors() {
     let e = Checkpoint::<Cfg>::load(&path).unwrap_err().to_string();
     assert!(e.contains("\"stray\""), "{e}");
 
-    let bad = RngState { seed_hex: "zz".into(), stream: 0, word_pos: "1".into() };
+    let bad = RngState {
+        seed_hex: "zz".into(),
+        stream: 0,
+        word_pos: "1".into(),
+    };
     assert!(bad.restore().unwrap_err().to_string().contains("seed_hex"));
     // Config of another type.
     #[derive(Debug, Deserialize, Serialize)]

@@ -19,7 +19,9 @@ fn softmax_regression_learns_fashion_mnist_in_one_epoch() {
             std::env::var_os("CI").is_none(),
             "{FASHION_MNIST_DIR} is missing: apt-get install -y dataset-fashion-mnist"
         );
-        eprintln!("skipping: {FASHION_MNIST_DIR} is absent (apt-get install -y dataset-fashion-mnist)");
+        eprintln!(
+            "skipping: {FASHION_MNIST_DIR} is absent (apt-get install -y dataset-fashion-mnist)"
+        );
         return;
     }
     let t0 = Instant::now();
@@ -43,8 +45,16 @@ fn softmax_regression_learns_fashion_mnist_in_one_epoch() {
         kd: None,
         checkpoint_every: None,
     };
-    let rep = train(&mut model, &train_set, &test_set, &cfg, &RunOptions::default(), None, Params::new())
-        .unwrap();
+    let rep = train(
+        &mut model,
+        &train_set,
+        &test_set,
+        &cfg,
+        &RunOptions::default(),
+        None,
+        Params::new(),
+    )
+    .unwrap();
     let acc = rep.epochs[0].test_accuracy;
     eprintln!(
         "Fashion-MNIST softmax regression, 1 epoch on 10k: test accuracy {:.2}% (loss {:.4}) in {:.1}s",

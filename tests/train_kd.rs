@@ -92,7 +92,19 @@ fn weight_one_is_pure_kd_and_zero_pure_ce() {
     let t = array![[1.0, 0.0, -1.0]];
     let (kd, _) = kd_kl_f64(&s, &t, 4.0).unwrap();
     let (ce, _) = cross_entropy_f64(&s, &[2]).unwrap();
-    let l = |w| kd_loss_f64(&s, &t, &[2], &KdConfig { temperature: 4.0, weight: w }).unwrap().0;
+    let l = |w| {
+        kd_loss_f64(
+            &s,
+            &t,
+            &[2],
+            &KdConfig {
+                temperature: 4.0,
+                weight: w,
+            },
+        )
+        .unwrap()
+        .0
+    };
     assert!((l(1.0) - kd).abs() < 1e-15);
     assert!((l(0.0) - ce).abs() < 1e-15);
     assert!((l(0.25) - (0.25 * kd + 0.75 * ce)).abs() < 1e-15);
@@ -101,17 +113,41 @@ fn weight_one_is_pure_kd_and_zero_pure_ce() {
 #[test]
 fn mismatched_teacher_and_bad_settings_are_errors() {
     let s = Array2::<f32>::zeros((2, 10));
-    let cfg = KdConfig { temperature: 30.0, weight: 0.5 };
+    let cfg = KdConfig {
+        temperature: 30.0,
+        weight: 0.5,
+    };
     // A teacher trained for another number of classes.
-    let e = kd_loss(&s, &Array2::zeros((2, 100)), &[0, 1], &cfg).unwrap_err().to_string();
-    assert!(e.starts_with("teacher logits") && e.contains("(2, 100)"), "{e}");
-    let e = kd_loss(&s, &s, &[0, 1], &KdConfig { temperature: 0.0, weight: 0.5 })
+    let e = kd_loss(&s, &Array2::zeros((2, 100)), &[0, 1], &cfg)
         .unwrap_err()
         .to_string();
+    assert!(
+        e.starts_with("teacher logits") && e.contains("(2, 100)"),
+        "{e}"
+    );
+    let e = kd_loss(
+        &s,
+        &s,
+        &[0, 1],
+        &KdConfig {
+            temperature: 0.0,
+            weight: 0.5,
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.starts_with("kd.temperature"), "{e}");
-    let e = kd_loss(&s, &s, &[0, 1], &KdConfig { temperature: 3.0, weight: 1.5 })
-        .unwrap_err()
-        .to_string();
+    let e = kd_loss(
+        &s,
+        &s,
+        &[0, 1],
+        &KdConfig {
+            temperature: 3.0,
+            weight: 1.5,
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.starts_with("kd.weight"), "{e}");
     let e = kd_loss(&s, &s, &[0, 10], &cfg).unwrap_err().to_string();
     assert!(e.starts_with("labels"), "{e}");

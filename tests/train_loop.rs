@@ -149,7 +149,10 @@ fn killed_and_resumed_runs_equal_an_uninterrupted_run_bitwise() {
         let from = rep.resumed_from.expect("resumed");
         let last_kill = *kills.last().unwrap();
         // The last checkpoint before the kill: a multiple of 3 or an epoch end (multiple of 7).
-        assert_eq!(from.global_step, (last_kill - last_kill % 3).max(last_kill - last_kill % 7));
+        assert_eq!(
+            from.global_step,
+            (last_kill - last_kill % 3).max(last_kill - last_kill % 7)
+        );
         assert_eq!(bits(&m.params), bits(&reference), "kills {kills:?}");
         assert_eq!(log_lines(&log), log_lines(&dir.path().join("ref.jsonl")));
         let saved: Checkpoint<TrainConfig> = Checkpoint::load(&ck).unwrap();
@@ -169,41 +172,98 @@ fn masks_stay_fixed_through_fine_tuning() {
         layers: vec!["fc.weight".into()],
     };
     let masks = prune_masks(&m.params, &spec).unwrap().masks;
-    let rep = train(&mut m, &tr, &te, &config(2), &RunOptions::default(), None, masks.clone()).unwrap();
+    let rep = train(
+        &mut m,
+        &tr,
+        &te,
+        &config(2),
+        &RunOptions::default(),
+        None,
+        masks.clone(),
+    )
+    .unwrap();
     let w = &m.params["fc.weight"];
     let zeros = w.iter().filter(|&&v| v == 0.0).count();
     assert_eq!(zeros, 128, "exactly the masked half is zero");
     for (v, mk) in w.iter().zip(masks["fc.weight"].iter()) {
         assert_eq!(*v == 0.0, *mk == 0.0);
     }
-    assert!(rep.epochs[1].test_accuracy > 0.5, "still learns with half the weights");
+    assert!(
+        rep.epochs[1].test_accuracy > 0.5,
+        "still learns with half the weights"
+    );
 }
 
 #[test]
 fn distillation_from_a_teacher_trains_the_student() {
     let (tr, te) = (blobs(400, 4, 8, 1), blobs(200, 4, 8, 2));
     let mut teacher = SoftmaxRegression::new(64, 4, 11);
-    train(&mut teacher, &tr, &te, &config(4), &RunOptions::default(), None, Params::new()).unwrap();
+    train(
+        &mut teacher,
+        &tr,
+        &te,
+        &config(4),
+        &RunOptions::default(),
+        None,
+        Params::new(),
+    )
+    .unwrap();
     let mut cfg = config(3);
-    cfg.kd = Some(KdConfig { temperature: 4.0, weight: 0.7 });
+    cfg.kd = Some(KdConfig {
+        temperature: 4.0,
+        weight: 0.7,
+    });
     let mut student = SoftmaxRegression::new(64, 4, 12);
-    let rep = train(&mut student, &tr, &te, &cfg, &RunOptions::default(), Some(&teacher), Params::new()).unwrap();
+    let rep = train(
+        &mut student,
+        &tr,
+        &te,
+        &cfg,
+        &RunOptions::default(),
+        Some(&teacher),
+        Params::new(),
+    )
+    .unwrap();
     assert!(rep.epochs[2].test_accuracy > 0.9, "{:?}", rep.epochs);
     // A teacher of another architecture (here: 6 classes instead of 4) is refused by the loss.
     let wrong = SoftmaxRegression::new(64, 6, 1);
     let mut s2 = SoftmaxRegression::new(64, 4, 12);
-    let e = train(&mut s2, &tr, &te, &cfg, &RunOptions::default(), Some(&wrong), Params::new())
-        .unwrap_err()
-        .to_string();
+    let e = train(
+        &mut s2,
+        &tr,
+        &te,
+        &cfg,
+        &RunOptions::default(),
+        Some(&wrong),
+        Params::new(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.starts_with("teacher logits"), "{e}");
     // Teacher without KD settings, KD settings without teacher.
-    let e = train(&mut s2, &tr, &te, &config(1), &RunOptions::default(), Some(&teacher), Params::new())
-        .unwrap_err()
-        .to_string();
+    let e = train(
+        &mut s2,
+        &tr,
+        &te,
+        &config(1),
+        &RunOptions::default(),
+        Some(&teacher),
+        Params::new(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.starts_with("kd:"), "{e}");
-    let e = train(&mut s2, &tr, &te, &cfg, &RunOptions::default(), None, Params::new())
-        .unwrap_err()
-        .to_string();
+    let e = train(
+        &mut s2,
+        &tr,
+        &te,
+        &cfg,
+        &RunOptions::default(),
+        None,
+        Params::new(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.starts_with("teacher:"), "{e}");
 }
 
@@ -219,44 +279,98 @@ fn bad_runs_are_named_errors() {
     let mut m = SoftmaxRegression::new(64, 4, 3);
     train(&mut m, &tr, &te, &config(1), &run, None, Params::new()).unwrap();
     // An existing checkpoint is not silently overwritten.
-    let e = train(&mut m, &tr, &te, &config(1), &run, None, Params::new()).unwrap_err().to_string();
+    let e = train(&mut m, &tr, &te, &config(1), &run, None, Params::new())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("c.ckpt") && e.contains("--resume"), "{e}");
     // Resuming with another config.
-    let resume = RunOptions { resume: true, ..run.clone() };
+    let resume = RunOptions {
+        resume: true,
+        ..run.clone()
+    };
     let mut other = config(1);
     other.seed = 8;
-    let e = train(&mut m, &tr, &te, &other, &resume, None, Params::new()).unwrap_err().to_string();
-    assert!(e.contains("c.ckpt") && e.contains("another training config"), "{e}");
+    let e = train(&mut m, &tr, &te, &other, &resume, None, Params::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("c.ckpt") && e.contains("another training config"),
+        "{e}"
+    );
     // Resuming into a model of another shape.
     let mut big = SoftmaxRegression::new(64, 5, 3);
     let te5 = blobs(20, 5, 8, 2);
     let tr5 = blobs(40, 5, 8, 1);
-    let e = train(&mut big, &tr5, &te5, &config(1), &resume, None, Params::new()).unwrap_err().to_string();
+    let e = train(
+        &mut big,
+        &tr5,
+        &te5,
+        &config(1),
+        &resume,
+        None,
+        Params::new(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("c.ckpt") && e.contains("another model"), "{e}");
     // A weights file is not a checkpoint.
     let mut ws = breakingbed::io::WeightStore::new();
     ws.insert("fc.bias", ndarray::ArrayD::zeros(ndarray::IxDyn(&[4])));
     let wfile = dir.path().join("w.safetensors");
     ws.save(&wfile).unwrap();
-    let run_w = RunOptions { checkpoint: Some(wfile), resume: true, ..Default::default() };
-    let e = train(&mut m, &tr, &te, &config(1), &run_w, None, Params::new()).unwrap_err().to_string();
+    let run_w = RunOptions {
+        checkpoint: Some(wfile),
+        resume: true,
+        ..Default::default()
+    };
+    let e = train(&mut m, &tr, &te, &config(1), &run_w, None, Params::new())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("not a training checkpoint"), "{e}");
     // Bad config values.
     let mut c = config(1);
     c.batch_size = 0;
-    let e = train(&mut m, &tr, &te, &c, &RunOptions::default(), None, Params::new()).unwrap_err().to_string();
+    let e = train(
+        &mut m,
+        &tr,
+        &te,
+        &c,
+        &RunOptions::default(),
+        None,
+        Params::new(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.starts_with("batch_size"), "{e}");
     // Test data of another shape.
-    let e = train(&mut m, &tr, &blobs(10, 4, 6, 2), &config(1), &RunOptions::default(), None, Params::new())
-        .unwrap_err()
-        .to_string();
+    let e = train(
+        &mut m,
+        &tr,
+        &blobs(10, 4, 6, 2),
+        &config(1),
+        &RunOptions::default(),
+        None,
+        Params::new(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("differ from training images"), "{e}");
     // Diverging training stops with an error instead of producing NaN weights.
     let mut c = config(1);
     c.schedule = Schedule::Constant { lr: 1e38 };
     c.optimizer = OptimizerConfig::sgd(0.0, 0.0);
     let mut m2 = SoftmaxRegression::new(64, 4, 3);
-    let e = train(&mut m2, &tr, &te, &c, &RunOptions::default(), None, Params::new()).unwrap_err().to_string();
+    let e = train(
+        &mut m2,
+        &tr,
+        &te,
+        &c,
+        &RunOptions::default(),
+        None,
+        Params::new(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("non-finite") || e.contains("overflowed"), "{e}");
     assert!(e.contains("learning rate"), "{e}");
 }

@@ -28,7 +28,11 @@ fn sgd_momentum_weight_decay_two_hand_steps() {
     close(&p["w"], &[0.949, -2.023], 1e-6);
     opt.step(&mut p, &one("w", &[0.1, -0.3]), 0.1).unwrap();
     close(&p["w"], &[0.892151, -2.011677], 1e-6);
-    close(&opt.state().buffers["momentum/w"], &[0.56849, -0.11323], 1e-6);
+    close(
+        &opt.state().buffers["momentum/w"],
+        &[0.56849, -0.11323],
+        1e-6,
+    );
     assert_eq!(opt.state().steps, 2);
 }
 
@@ -230,11 +234,16 @@ fn bad_inputs_are_named_errors() {
         .contains("optimizer.weight_decay"));
     let mut opt = Optimizer::new(OptimizerConfig::sgd(0.9, 0.0)).unwrap();
     let mut p = one("w", &[1.0, 2.0]);
-    assert!(err(opt.step(&mut p, &one("v", &[1.0, 2.0]), 0.1)).contains("no gradient for parameter \"w\""));
+    assert!(err(opt.step(&mut p, &one("v", &[1.0, 2.0]), 0.1))
+        .contains("no gradient for parameter \"w\""));
     assert!(err(opt.step(&mut p, &one("w", &[1.0]), 0.1)).contains("gradient \"w\""));
     assert!(err(opt.step(&mut p, &one("w", &[f32::NAN, 0.0]), 0.1)).contains("non-finite"));
     assert!(err(opt.step(&mut p, &one("w", &[1.0, 0.0]), f32::INFINITY)).contains("learning rate"));
-    assert_eq!(p["w"], arr1(&[1.0f32, 2.0]).into_dyn(), "failed steps change nothing");
+    assert_eq!(
+        p["w"],
+        arr1(&[1.0f32, 2.0]).into_dyn(),
+        "failed steps change nothing"
+    );
     assert!(opt
         .set_masks(one("w", &[0.5, 1.0]))
         .unwrap_err()
@@ -244,5 +253,8 @@ fn bad_inputs_are_named_errors() {
     assert!(err(opt.step(&mut p, &one("w", &[1.0, 0.0]), 0.1)).contains("mask \"w\""));
     let mut bad = Params::new();
     bad.insert("x".into(), ArrayD::zeros(IxDyn(&[2])));
-    assert!(apply_masks(&mut p, &bad).unwrap_err().to_string().contains("mask \"x\""));
+    assert!(apply_masks(&mut p, &bad)
+        .unwrap_err()
+        .to_string()
+        .contains("mask \"x\""));
 }

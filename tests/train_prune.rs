@@ -1,6 +1,6 @@
 //! Magnitude pruning masks against a hand example and a naive slicing reference.
 
-use breakingbed::train::prune::{units_to_prune, unit_scores};
+use breakingbed::train::prune::{unit_scores, units_to_prune};
 use breakingbed::train::{prune_masks, Params, PruneScheme, PruneSpec};
 use ndarray::{s, Array4, ArrayD, IxDyn};
 use proptest::prelude::*;
@@ -18,17 +18,17 @@ fn spec(scheme: PruneScheme, rate: f64, layers: &[&str]) -> PruneSpec {
 #[test]
 fn filter_pruning_hand_example() {
     // 4 filters of 1x1x2 weights; l2 norms 5, 1, 13, 2 -> at rate 0.5 filters 1 and 3 go.
-    let w = Array4::from_shape_vec(
-        (4, 1, 1, 2),
-        vec![3.0, 4.0, 1.0, 0.0, 5.0, 12.0, 0.0, -2.0],
-    )
-    .unwrap();
+    let w = Array4::from_shape_vec((4, 1, 1, 2), vec![3.0, 4.0, 1.0, 0.0, 5.0, 12.0, 0.0, -2.0])
+        .unwrap();
     let mut p = Params::new();
     p.insert("conv".into(), w.into_dyn());
     let r = prune_masks(&p, &spec(PruneScheme::Filter, 0.5, &["conv"])).unwrap();
     assert_eq!(r.pruned["conv"], vec![1, 3]);
     let m = &r.masks["conv"];
-    assert_eq!(m.iter().copied().collect::<Vec<f32>>(), vec![1., 1., 0., 0., 1., 1., 0., 0.]);
+    assert_eq!(
+        m.iter().copied().collect::<Vec<f32>>(),
+        vec![1., 1., 0., 0., 1., 1., 0., 0.]
+    );
 }
 
 #[test]
@@ -58,7 +58,8 @@ fn unit_counts_round_and_never_empty_a_layer() {
 
 /// Naive scores by slicing: the l2 norm of each unit's sub-array.
 fn naive_scores(w: &Array4<f32>, scheme: PruneScheme) -> Vec<f64> {
-    let l2 = |v: ndarray::ArrayViewD<f32>| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    let l2 =
+        |v: ndarray::ArrayViewD<f32>| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
     let (o, i, _, _) = w.dim();
     match scheme {
         PruneScheme::Weight => w.iter().map(|&x| (x as f64).abs()).collect(),
@@ -66,8 +67,12 @@ fn naive_scores(w: &Array4<f32>, scheme: PruneScheme) -> Vec<f64> {
             .flat_map(|a| (0..i).map(move |b| (a, b)))
             .map(|(a, b)| l2(w.slice(s![a, b, .., ..]).into_dyn()))
             .collect(),
-        PruneScheme::Filter => (0..o).map(|a| l2(w.slice(s![a, .., .., ..]).into_dyn())).collect(),
-        PruneScheme::Channel => (0..i).map(|b| l2(w.slice(s![.., b, .., ..]).into_dyn())).collect(),
+        PruneScheme::Filter => (0..o)
+            .map(|a| l2(w.slice(s![a, .., .., ..]).into_dyn()))
+            .collect(),
+        PruneScheme::Channel => (0..i)
+            .map(|b| l2(w.slice(s![.., b, .., ..]).into_dyn()))
+            .collect(),
     }
 }
 
@@ -139,18 +144,34 @@ fn bad_rates_and_layers_are_named_errors() {
     p.insert("a".into(), ArrayD::from_elem(IxDyn(&[4, 4, 3, 3]), 1.0));
     p.insert("bias".into(), ArrayD::from_elem(IxDyn(&[4]), 1.0));
     for rate in [0.0, 1.0, 1.5, -0.1, f64::NAN] {
-        let e = prune_masks(&p, &spec(PruneScheme::Channel, rate, &["a"])).unwrap_err().to_string();
+        let e = prune_masks(&p, &spec(PruneScheme::Channel, rate, &["a"]))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("rate:") && e.contains("(0, 1)"), "{e}");
     }
     let mut sp = spec(PruneScheme::Channel, 0.5, &["a"]);
     sp.overrides.insert("a".into(), 1.0);
-    assert!(prune_masks(&p, &sp).unwrap_err().to_string().starts_with("overrides.a"));
+    assert!(prune_masks(&p, &sp)
+        .unwrap_err()
+        .to_string()
+        .starts_with("overrides.a"));
     let mut sp = spec(PruneScheme::Channel, 0.5, &["a"]);
     sp.overrides.insert("zzz".into(), 0.5);
-    assert!(prune_masks(&p, &sp).unwrap_err().to_string().contains("names no layer"));
-    let e = prune_masks(&p, &spec(PruneScheme::Kernel, 0.5, &["missing"])).unwrap_err().to_string();
+    assert!(prune_masks(&p, &sp)
+        .unwrap_err()
+        .to_string()
+        .contains("names no layer"));
+    let e = prune_masks(&p, &spec(PruneScheme::Kernel, 0.5, &["missing"]))
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("layers.missing"), "{e}");
-    let e = prune_masks(&p, &spec(PruneScheme::Kernel, 0.5, &["bias"])).unwrap_err().to_string();
+    let e = prune_masks(&p, &spec(PruneScheme::Kernel, 0.5, &["bias"]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("\"bias\"") && e.contains("1-d"), "{e}");
-    assert!("bogus".parse::<PruneScheme>().unwrap_err().to_string().starts_with("scheme"));
+    assert!("bogus"
+        .parse::<PruneScheme>()
+        .unwrap_err()
+        .to_string()
+        .starts_with("scheme"));
 }

@@ -33,7 +33,10 @@ fn step_drops_at_epoch_milestones() {
             0.1 * 0.1 * 0.1
         };
         let got = s.lr_at(step, 3) as f64;
-        assert!((got - want).abs() <= 1e-6 * want, "step {step}: {got} vs {want}");
+        assert!(
+            (got - want).abs() <= 1e-6 * want,
+            "step {step}: {got} vs {want}"
+        );
     }
 }
 

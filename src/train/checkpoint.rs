@@ -158,7 +158,9 @@ impl<C: Serialize + DeserializeOwned> Checkpoint<C> {
                 ),
             ));
         }
-        meta.rng.restore().map_err(|e| Error::input(ctx(), e.to_string()))?;
+        meta.rng
+            .restore()
+            .map_err(|e| Error::input(ctx(), e.to_string()))?;
         let mut maps: [Params; 4] = Default::default();
         for (name, t) in store.tensors {
             let Some(i) = PREFIXES.iter().position(|p| name.starts_with(p)) else {

@@ -29,6 +29,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// A loss on logits: returns the loss and its gradient w.r.t. the logits.
+pub type LogitLoss<'a> = dyn FnMut(&Array2<f32>) -> Result<(f32, Array2<f32>)> + 'a;
+
 /// Inference: unit-scale NCHW images to logits (N x classes), in evaluation mode (batch-norm uses
 /// running statistics).
 pub trait Predict {
@@ -56,7 +59,7 @@ pub trait Trainable: Predict {
         &mut self,
         _x: &Array4<f32>,
         _train: bool,
-        _loss: &mut dyn FnMut(&Array2<f32>) -> Result<(f32, Array2<f32>)>,
+        _loss: &mut LogitLoss<'_>,
     ) -> Result<(f32, Params)> {
         Err(Error::input(
             "teacher",
@@ -326,9 +329,8 @@ pub fn train<M: Trainable>(
 
     let mut log = match &run.log {
         Some(p) => {
-            let (w, state) = JsonlWriter::open(p, run.resume, |v| {
-                v.get("epoch").and_then(|e| e.as_u64())
-            })?;
+            let (w, state) =
+                JsonlWriter::open(p, run.resume, |v| v.get("epoch").and_then(|e| e.as_u64()))?;
             Some((w, state.completed))
         }
         None => None,
@@ -421,7 +423,7 @@ pub fn train<M: Trainable>(
             bar.set_message(format!("epoch {} loss {loss:.4}", progress.epoch));
             let epoch_done = progress.step_in_epoch == ranges.len();
             if let Some(k) = cfg.checkpoint_every {
-                if progress.global_step % k == 0 && !epoch_done {
+                if progress.global_step.is_multiple_of(k) && !epoch_done {
                     save(model, &opt, &rng, &progress)?;
                 }
             }

@@ -18,6 +18,7 @@ pub use kd::{cross_entropy, kd_loss, KdConfig};
 pub use optim::{apply_masks, Optimizer, OptimizerConfig, OptimizerState, Params};
 pub use prune::{prune_masks, PruneResult, PruneScheme, PruneSpec};
 pub use r#loop::{
-    evaluate, train, EpochRecord, Predict, RunOptions, TrainConfig, TrainReport, Trainable,
+    evaluate, train, EpochRecord, LogitLoss, Predict, RunOptions, TrainConfig, TrainReport,
+    Trainable,
 };
 pub use schedule::Schedule;

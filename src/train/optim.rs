@@ -233,13 +233,19 @@ impl Optimizer {
                     nesterov,
                 } => {
                     if weight_decay != 0.0 {
-                        Zip::from(&mut g).and(&*p).for_each(|g, &p| *g += weight_decay * p);
+                        Zip::from(&mut g)
+                            .and(&*p)
+                            .for_each(|g, &p| *g += weight_decay * p);
                     }
                     if momentum != 0.0 {
                         let mut v = take_buffer(&mut self.state.buffers, "momentum", name, p);
-                        Zip::from(&mut v).and(&g).for_each(|v, &d| *v = momentum * *v + d);
+                        Zip::from(&mut v)
+                            .and(&g)
+                            .for_each(|v, &d| *v = momentum * *v + d);
                         if nesterov {
-                            Zip::from(&mut g).and(&v).for_each(|d, &v| *d += momentum * v);
+                            Zip::from(&mut g)
+                                .and(&v)
+                                .for_each(|d, &v| *d += momentum * v);
                         } else {
                             g.assign(&v);
                         }
@@ -258,7 +264,9 @@ impl Optimizer {
                         if decoupled {
                             p.mapv_inplace(|p| p * (1.0 - lr * weight_decay));
                         } else {
-                            Zip::from(&mut g).and(&*p).for_each(|g, &p| *g += weight_decay * p);
+                            Zip::from(&mut g)
+                                .and(&*p)
+                                .for_each(|g, &p| *g += weight_decay * p);
                         }
                     }
                     let bc1 = 1.0 - beta1.powi(t.min(i32::MAX as u64) as i32);
@@ -266,13 +274,10 @@ impl Optimizer {
                     let step_size = lr / bc1;
                     let mut m = take_buffer(&mut self.state.buffers, "exp_avg", name, p);
                     let mut v = take_buffer(&mut self.state.buffers, "exp_avg_sq", name, p);
-                    Zip::from(&mut m)
-                        .and(&mut v)
-                        .and(&g)
-                        .for_each(|m, v, &g| {
-                            *m = beta1 * *m + (1.0 - beta1) * g;
-                            *v = beta2 * *v + (1.0 - beta2) * g * g;
-                        });
+                    Zip::from(&mut m).and(&mut v).and(&g).for_each(|m, v, &g| {
+                        *m = beta1 * *m + (1.0 - beta1) * g;
+                        *v = beta2 * *v + (1.0 - beta2) * g * g;
+                    });
                     Zip::from(&mut *p)
                         .and(&m)
                         .and(&v)
@@ -338,7 +343,11 @@ fn check_matching(params: &Params, grads: &Params, masks: &Params) -> Result<()>
             Some(g) if g.shape() != p.shape() => {
                 return Err(Error::input(
                     format!("gradient {name:?}"),
-                    format!("shape {:?} differs from the parameter's {:?}", g.shape(), p.shape()),
+                    format!(
+                        "shape {:?} differs from the parameter's {:?}",
+                        g.shape(),
+                        p.shape()
+                    ),
                 ))
             }
             Some(_) => {}
@@ -361,7 +370,11 @@ fn check_matching(params: &Params, grads: &Params, masks: &Params) -> Result<()>
             Some(p) if p.shape() != m.shape() => {
                 return Err(Error::input(
                     format!("mask {name:?}"),
-                    format!("shape {:?} differs from the parameter's {:?}", m.shape(), p.shape()),
+                    format!(
+                        "shape {:?} differs from the parameter's {:?}",
+                        m.shape(),
+                        p.shape()
+                    ),
                 ))
             }
             Some(_) => {}
@@ -379,7 +392,11 @@ pub fn apply_masks(params: &mut Params, masks: &Params) -> Result<()> {
         if p.shape() != m.shape() {
             return Err(Error::input(
                 format!("mask {name:?}"),
-                format!("shape {:?} differs from the parameter's {:?}", m.shape(), p.shape()),
+                format!(
+                    "shape {:?} differs from the parameter's {:?}",
+                    m.shape(),
+                    p.shape()
+                ),
             ));
         }
         *p *= m;

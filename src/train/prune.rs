@@ -155,10 +155,7 @@ pub fn prune_masks(params: &Params, spec: &PruneSpec) -> Result<PruneResult> {
     };
     for name in &spec.layers {
         let w = params.get(name).ok_or_else(|| {
-            Error::input(
-                format!("layers.{name}"),
-                "names no parameter of the model",
-            )
+            Error::input(format!("layers.{name}"), "names no parameter of the model")
         })?;
         if out.masks.contains_key(name) {
             return Err(Error::input(format!("layers.{name}"), "listed twice"));
@@ -194,8 +191,8 @@ pub fn prune_masks(params: &Params, spec: &PruneSpec) -> Result<PruneResult> {
                 }
             })
             .collect();
-        let mask = ArrayD::from_shape_vec(IxDyn(w.shape()), mask)
-            .expect("mask has one entry per weight");
+        let mask =
+            ArrayD::from_shape_vec(IxDyn(w.shape()), mask).expect("mask has one entry per weight");
         out.masks.insert(name.clone(), mask);
         out.pruned.insert(name.clone(), pruned);
     }

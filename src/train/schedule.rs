@@ -43,7 +43,9 @@ impl Schedule {
     /// The base (peak) learning rate.
     pub fn base_lr(&self) -> f32 {
         match *self {
-            Schedule::Constant { lr } | Schedule::Step { lr, .. } | Schedule::Cosine { lr, .. } => lr,
+            Schedule::Constant { lr } | Schedule::Step { lr, .. } | Schedule::Cosine { lr, .. } => {
+                lr
+            }
         }
     }
 

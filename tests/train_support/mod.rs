@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use breakingbed::io::Dataset;
+use breakingbed::train::r#loop::LogitLoss;
 use breakingbed::train::{Params, Predict, Trainable};
 use breakingbed::Result;
 use ndarray::{Array2, Array4, ArrayD, Axis, IxDyn};
@@ -92,7 +93,7 @@ impl Trainable for SoftmaxRegression {
         &mut self,
         x: &Array4<f32>,
         _train: bool,
-        loss: &mut dyn FnMut(&Array2<f32>) -> Result<(f32, Array2<f32>)>,
+        loss: &mut LogitLoss<'_>,
     ) -> Result<(f32, Params)> {
         let z = self.logits(x);
         let (l, dz) = loss(&z)?;
