@@ -10,7 +10,7 @@ use breakingbed::train::{
     RunOptions, Schedule, TrainConfig, Trainable,
 };
 use std::collections::BTreeMap;
-use train_support::{blobs, SoftmaxRegression};
+use train_support::{blobs, Mlp, SoftmaxRegression};
 
 fn config(epochs: usize) -> TrainConfig {
     TrainConfig {
@@ -37,29 +37,41 @@ fn config(epochs: usize) -> TrainConfig {
     }
 }
 
+/// Central differences of the loss against the analytic gradient at a few entries of every
+/// parameter (f32 forward, so h and the tolerance are loose).
+fn check_gradient(m: &mut dyn Trainable, x: &ndarray::Array4<f32>, labels: &[usize]) {
+    let (_, g) = m.forward_backward(x, labels, true).unwrap();
+    // Small enough that no ReLU of the MLP changes side between the two evaluations.
+    let h = 1e-3f32;
+    let names: Vec<String> = m.params().keys().cloned().collect();
+    for name in names {
+        for idx in [0usize, 7, 3, 101] {
+            let idx = idx % m.params()[&name].len();
+            let at = |m: &mut dyn Trainable, v: f32| {
+                m.params_mut()
+                    .get_mut(&name)
+                    .unwrap()
+                    .as_slice_mut()
+                    .unwrap()[idx] = v;
+                m.forward_backward(x, labels, true).unwrap().0 as f64
+            };
+            let orig = m.params()[&name].as_slice().unwrap()[idx];
+            let fd = (at(m, orig + h) - at(m, orig - h)) / (2.0 * h as f64);
+            at(m, orig);
+            let an = g[&name].as_slice().unwrap()[idx] as f64;
+            assert!((fd - an).abs() < 2e-3, "{name}[{idx}]: fd {fd} vs {an}");
+        }
+    }
+}
+
 #[test]
-fn model_gradient_matches_finite_differences() {
-    // The test model must be right for the loop tests to mean anything.
+fn model_gradients_match_finite_differences() {
+    // The test models must be right for the loop tests to mean anything.
     let data = blobs(5, 4, 6, 1);
     let x = data.to_unit(0..5).unwrap();
     let labels: Vec<usize> = data.labels.iter().map(|&l| l as usize).collect();
-    let mut m = SoftmaxRegression::new(36, 4, 3);
-    let (_, g) = m.forward_backward(&x, &labels, true).unwrap();
-    let h = 1e-2f32;
-    for name in ["fc.weight", "fc.bias"] {
-        for idx in [0usize, 7, 3] {
-            let idx = idx % m.params[name].len();
-            let orig = m.params[name].as_slice().unwrap()[idx];
-            m.params.get_mut(name).unwrap().as_slice_mut().unwrap()[idx] = orig + h;
-            let lp = m.forward_backward(&x, &labels, true).unwrap().0 as f64;
-            m.params.get_mut(name).unwrap().as_slice_mut().unwrap()[idx] = orig - h;
-            let lm = m.forward_backward(&x, &labels, true).unwrap().0 as f64;
-            m.params.get_mut(name).unwrap().as_slice_mut().unwrap()[idx] = orig;
-            let fd = (lp - lm) / (2.0 * h as f64);
-            let an = g[name].as_slice().unwrap()[idx] as f64;
-            assert!((fd - an).abs() < 1e-3, "{name}[{idx}]: fd {fd} vs {an}");
-        }
-    }
+    check_gradient(&mut SoftmaxRegression::new(36, 4, 3), &x, &labels);
+    check_gradient(&mut Mlp::new(36, 8, 4, 3), &x, &labels);
 }
 
 #[test]

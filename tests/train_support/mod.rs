@@ -122,3 +122,91 @@ pub fn blobs(n: usize, classes: usize, side: usize, seed: u64) -> Dataset {
     }
     Dataset::new(images, labels, classes, format!("blobs(seed {seed})")).unwrap()
 }
+
+/// One hidden ReLU layer: logits = W2 relu(W1 x + b1) + b2; params "fc1.*" (H, D), "fc2.*" (K, H).
+pub struct Mlp {
+    pub params: Params,
+}
+
+impl Mlp {
+    /// He-style init N(0, 2/fan_in) for the weights, zero biases.
+    pub fn new(dim: usize, hidden: usize, classes: usize, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut params = Params::new();
+        for (name, o, i) in [("fc1", hidden, dim), ("fc2", classes, hidden)] {
+            let n = Normal::new(0.0f32, (2.0 / i as f32).sqrt()).unwrap();
+            let w: Vec<f32> = (0..o * i).map(|_| n.sample(&mut rng)).collect();
+            params.insert(
+                format!("{name}.weight"),
+                ArrayD::from_shape_vec(IxDyn(&[o, i]), w).unwrap(),
+            );
+            params.insert(format!("{name}.bias"), ArrayD::zeros(IxDyn(&[o])));
+        }
+        Mlp { params }
+    }
+
+    fn mat(&self, name: &str) -> Array2<f32> {
+        self.params[name].clone().into_dimensionality().unwrap()
+    }
+
+    fn vec(&self, name: &str) -> ndarray::Array1<f32> {
+        self.params[name].clone().into_dimensionality().unwrap()
+    }
+
+    /// (pre-activation of the hidden layer, logits).
+    fn forward(&self, x: &Array4<f32>) -> (Array2<f32>, Array2<f32>, Array2<f32>) {
+        let xf = SoftmaxRegression::flat(x);
+        let a = xf.dot(&self.mat("fc1.weight").t()) + &self.vec("fc1.bias");
+        let h = a.mapv(|v| v.max(0.0));
+        let z = h.dot(&self.mat("fc2.weight").t()) + &self.vec("fc2.bias");
+        (xf, a, z)
+    }
+
+    fn backward(&self, xf: &Array2<f32>, a: &Array2<f32>, dz: &Array2<f32>) -> Params {
+        let h = a.mapv(|v| v.max(0.0));
+        let dh = dz.dot(&self.mat("fc2.weight"));
+        // ReLU'(0) = 0, the usual subgradient choice.
+        let da = dh * &a.mapv(|v| if v > 0.0 { 1.0 } else { 0.0 });
+        let mut g = Params::new();
+        g.insert("fc2.weight".into(), dz.t().dot(&h).into_dyn());
+        g.insert("fc2.bias".into(), dz.sum_axis(Axis(0)).into_dyn());
+        g.insert("fc1.weight".into(), da.t().dot(xf).into_dyn());
+        g.insert("fc1.bias".into(), da.sum_axis(Axis(0)).into_dyn());
+        g
+    }
+}
+
+impl Predict for Mlp {
+    fn predict(&self, x: &Array4<f32>) -> Result<Array2<f32>> {
+        Ok(self.forward(x).2)
+    }
+}
+
+impl Trainable for Mlp {
+    fn params(&self) -> &Params {
+        &self.params
+    }
+    fn params_mut(&mut self) -> &mut Params {
+        &mut self.params
+    }
+    fn forward_backward(
+        &mut self,
+        x: &Array4<f32>,
+        labels: &[usize],
+        _train: bool,
+    ) -> Result<(f32, Params)> {
+        let (xf, a, z) = self.forward(x);
+        let (loss, dz) = breakingbed::train::cross_entropy(&z, labels)?;
+        Ok((loss, self.backward(&xf, &a, &dz)))
+    }
+    fn forward_backward_with(
+        &mut self,
+        x: &Array4<f32>,
+        _train: bool,
+        loss: &mut LogitLoss<'_>,
+    ) -> Result<(f32, Params)> {
+        let (xf, a, z) = self.forward(x);
+        let (l, dz) = loss(&z)?;
+        Ok((l, self.backward(&xf, &a, &dz)))
+    }
+}
