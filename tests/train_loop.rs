@@ -71,6 +71,11 @@ fn model_gradients_match_finite_differences() {
     let x = data.to_unit(0..5).unwrap();
     let labels: Vec<usize> = data.labels.iter().map(|&l| l as usize).collect();
     check_gradient(&mut SoftmaxRegression::new(36, 4, 3), &x, &labels);
+    check_gradient(
+        &mut SoftmaxRegression::new(36, 4, 3).centered(),
+        &x,
+        &labels,
+    );
     check_gradient(&mut Mlp::new(36, 8, 4, 3), &x, &labels);
 }
 
@@ -117,14 +122,17 @@ fn log_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
 #[test]
 fn killed_and_resumed_runs_equal_an_uninterrupted_run_bitwise() {
     // 100 images / 16 = 7 updates per epoch, 3 epochs = 21 updates; checkpoints every 3 updates
-    // and at epoch ends. Kills: mid-epoch right after a checkpoint (6), mid-epoch between
-    // checkpoints (8 -> resumes from 7, the epoch end), and twice in a row (10 then 17).
+    // and at epoch ends; augmentation on (RNG stream) and a running-mean buffer (model state).
+    // Kills: mid-epoch right after a checkpoint (6), mid-epoch between checkpoints (8 -> resumes
+    // from 7, the epoch end), twice in a row (10 then 17), and a kill after the epoch-0 log line
+    // but before its checkpoint (case 3: the checkpoint of step 6 is put back after the run).
     let (tr, te) = (blobs(100, 4, 8, 1), blobs(50, 4, 8, 2));
     let mut cfg = config(3);
     cfg.augment_pad = Some(1);
+    let model = || SoftmaxRegression::new(64, 4, 3).centered();
     let dir = tempfile::tempdir().unwrap();
-    let reference = {
-        let mut m = SoftmaxRegression::new(64, 4, 3);
+    let (reference, ref_buffers) = {
+        let mut m = model();
         let run = RunOptions {
             checkpoint: Some(dir.path().join("ref.ckpt")),
             log: Some(dir.path().join("ref.jsonl")),
@@ -132,14 +140,16 @@ fn killed_and_resumed_runs_equal_an_uninterrupted_run_bitwise() {
         };
         let rep = train(&mut m, &tr, &te, &cfg, &run, None, Params::new()).unwrap();
         assert!(!rep.halted);
-        m.params
+        (m.params.clone(), m.buffers())
     };
-    for (case, kills) in [vec![6u64], vec![8], vec![10, 17]].into_iter().enumerate() {
+    let cases = [vec![6u64], vec![8], vec![10, 17], vec![6, 8]];
+    for (case, kills) in cases.into_iter().enumerate() {
         let ck = dir.path().join(format!("run{case}.ckpt"));
         let log = dir.path().join(format!("run{case}.jsonl"));
+        let old = dir.path().join(format!("run{case}.old"));
         for (i, &k) in kills.iter().enumerate() {
             // Each "process" starts from a fresh model, as a restarted program would.
-            let mut m = SoftmaxRegression::new(64, 4, 3);
+            let mut m = model();
             let run = RunOptions {
                 checkpoint: Some(ck.clone()),
                 log: Some(log.clone()),
@@ -149,8 +159,16 @@ fn killed_and_resumed_runs_equal_an_uninterrupted_run_bitwise() {
             };
             let rep = train(&mut m, &tr, &te, &cfg, &run, None, Params::new()).unwrap();
             assert!(rep.halted && rep.global_step == k);
+            if case == 3 && i == 0 {
+                std::fs::copy(&ck, &old).unwrap();
+            }
         }
-        let mut m = SoftmaxRegression::new(64, 4, 3);
+        let mut expect_from = kills.last().map(|&k| (k - k % 3).max(k - k % 7)).unwrap();
+        if case == 3 {
+            std::fs::copy(&old, &ck).unwrap();
+            expect_from = 6;
+        }
+        let mut m = model();
         let run = RunOptions {
             checkpoint: Some(ck.clone()),
             log: Some(log.clone()),
@@ -158,14 +176,10 @@ fn killed_and_resumed_runs_equal_an_uninterrupted_run_bitwise() {
             ..Default::default()
         };
         let rep = train(&mut m, &tr, &te, &cfg, &run, None, Params::new()).unwrap();
-        let from = rep.resumed_from.expect("resumed");
-        let last_kill = *kills.last().unwrap();
-        // The last checkpoint before the kill: a multiple of 3 or an epoch end (multiple of 7).
-        assert_eq!(
-            from.global_step,
-            (last_kill - last_kill % 3).max(last_kill - last_kill % 7)
-        );
+        assert_eq!(rep.resumed_from.expect("resumed").global_step, expect_from);
         assert_eq!(bits(&m.params), bits(&reference), "kills {kills:?}");
+        assert_eq!(bits(&m.buffers()), bits(&ref_buffers), "kills {kills:?}");
+        // Same lines (test loss depends on the restored buffer), none repeated.
         assert_eq!(log_lines(&log), log_lines(&dir.path().join("ref.jsonl")));
         let saved: Checkpoint<TrainConfig> = Checkpoint::load(&ck).unwrap();
         assert_eq!(saved.progress.global_step, 21);

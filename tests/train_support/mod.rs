@@ -6,15 +6,21 @@ use breakingbed::io::Dataset;
 use breakingbed::train::r#loop::LogitLoss;
 use breakingbed::train::{Params, Predict, Trainable};
 use breakingbed::Result;
-use ndarray::{Array2, Array4, ArrayD, Axis, IxDyn};
+use ndarray::{Array1, Array2, Array4, ArrayD, Axis, IxDyn};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
 /// logits = W x + b on the flattened unit-scale image; params "fc.weight" (K, D), "fc.bias" (K).
+///
+/// With [`SoftmaxRegression::centered`] the input is first centred like a parameter-free batch
+/// norm: by the batch mean in training mode (updating a running mean, momentum 0.1) and by the
+/// running mean in inference, so the model has a non-trained buffer ("center.running_mean") that
+/// checkpoints must carry.
 pub struct SoftmaxRegression {
     pub params: Params,
     pub classes: usize,
+    pub running_mean: Option<Array1<f32>>,
 }
 
 impl SoftmaxRegression {
@@ -29,7 +35,17 @@ impl SoftmaxRegression {
             ArrayD::from_shape_vec(IxDyn(&[classes, dim]), w).unwrap(),
         );
         params.insert("fc.bias".into(), ArrayD::zeros(IxDyn(&[classes])));
-        SoftmaxRegression { params, classes }
+        SoftmaxRegression {
+            params,
+            classes,
+            running_mean: None,
+        }
+    }
+
+    pub fn centered(mut self) -> Self {
+        let dim = self.params["fc.weight"].shape()[1];
+        self.running_mean = Some(Array1::zeros(dim));
+        self
     }
 
     fn flat(x: &Array4<f32>) -> Array2<f32> {
@@ -40,6 +56,20 @@ impl SoftmaxRegression {
             .unwrap()
     }
 
+    /// The flattened, possibly centred input; `train` uses and records batch statistics.
+    fn input(&mut self, x: &Array4<f32>, train: bool) -> Array2<f32> {
+        let xf = Self::flat(x);
+        match &mut self.running_mean {
+            None => xf,
+            Some(rm) if train => {
+                let mean = xf.mean_axis(Axis(0)).unwrap();
+                *rm = &*rm * 0.9 + &mean * 0.1;
+                xf - &mean
+            }
+            Some(rm) => xf - &*rm,
+        }
+    }
+
     fn weight(&self) -> Array2<f32> {
         self.params["fc.weight"]
             .clone()
@@ -47,8 +77,7 @@ impl SoftmaxRegression {
             .unwrap()
     }
 
-    fn logits(&self, x: &Array4<f32>) -> Array2<f32> {
-        let xf = Self::flat(x);
+    fn logits(&self, xf: &Array2<f32>) -> Array2<f32> {
         let b = self.params["fc.bias"]
             .clone()
             .into_dimensionality::<ndarray::Ix1>()
@@ -56,11 +85,11 @@ impl SoftmaxRegression {
         xf.dot(&self.weight().t()) + &b
     }
 
-    /// Gradients of `sum dlogits * logits` w.r.t. the parameters.
-    fn backward(&self, x: &Array4<f32>, dz: &Array2<f32>) -> Params {
-        let xf = Self::flat(x);
+    /// Gradients of `sum dlogits * logits` w.r.t. the parameters (the batch mean does not depend
+    /// on them, so centring changes only the input the weight gradient sees).
+    fn backward(&self, xf: &Array2<f32>, dz: &Array2<f32>) -> Params {
         let mut g = Params::new();
-        g.insert("fc.weight".into(), dz.t().dot(&xf).into_dyn());
+        g.insert("fc.weight".into(), dz.t().dot(xf).into_dyn());
         g.insert("fc.bias".into(), dz.sum_axis(Axis(0)).into_dyn());
         g
     }
@@ -68,7 +97,11 @@ impl SoftmaxRegression {
 
 impl Predict for SoftmaxRegression {
     fn predict(&self, x: &Array4<f32>) -> Result<Array2<f32>> {
-        Ok(self.logits(x))
+        let mut xf = Self::flat(x);
+        if let Some(rm) = &self.running_mean {
+            xf -= rm;
+        }
+        Ok(self.logits(&xf))
     }
 }
 
@@ -83,21 +116,46 @@ impl Trainable for SoftmaxRegression {
         &mut self,
         x: &Array4<f32>,
         labels: &[usize],
-        _train: bool,
+        train: bool,
     ) -> Result<(f32, Params)> {
-        let z = self.logits(x);
+        let xf = self.input(x, train);
+        let z = self.logits(&xf);
         let (loss, dz) = breakingbed::train::cross_entropy(&z, labels)?;
-        Ok((loss, self.backward(x, &dz)))
+        Ok((loss, self.backward(&xf, &dz)))
     }
     fn forward_backward_with(
         &mut self,
         x: &Array4<f32>,
-        _train: bool,
+        train: bool,
         loss: &mut LogitLoss<'_>,
     ) -> Result<(f32, Params)> {
-        let z = self.logits(x);
+        let xf = self.input(x, train);
+        let z = self.logits(&xf);
         let (l, dz) = loss(&z)?;
-        Ok((l, self.backward(x, &dz)))
+        Ok((l, self.backward(&xf, &dz)))
+    }
+    fn buffers(&self) -> Params {
+        let mut b = Params::new();
+        if let Some(rm) = &self.running_mean {
+            b.insert("center.running_mean".into(), rm.clone().into_dyn());
+        }
+        b
+    }
+    fn set_buffers(&mut self, mut buffers: Params) -> Result<()> {
+        match (
+            &mut self.running_mean,
+            buffers.remove("center.running_mean"),
+        ) {
+            (Some(rm), Some(b)) if b.shape() == rm.shape() && buffers.is_empty() => {
+                *rm = b.into_dimensionality().unwrap();
+                Ok(())
+            }
+            (None, None) if buffers.is_empty() => Ok(()),
+            _ => Err(breakingbed::Error::input(
+                "checkpoint",
+                "model buffers do not match this model",
+            )),
+        }
     }
 }
 
