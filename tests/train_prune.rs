@@ -175,3 +175,28 @@ fn bad_rates_and_layers_are_named_errors() {
         .to_string()
         .starts_with("scheme"));
 }
+
+#[test]
+fn spec_files_round_trip_and_bad_files_name_themselves() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rates.toml");
+    let mut sp = spec(
+        PruneScheme::Channel,
+        0.5,
+        &["layer1.conv1.weight", "fc.weight"],
+    );
+    sp.overrides.insert("fc.weight".into(), 0.25);
+    sp.save(&path).unwrap();
+    assert_eq!(PruneSpec::load(&path).unwrap(), sp);
+    let text = "scheme = \"filter\"\nrate = 0.5\nlayers = [\"a\"]\n[overrides]\na = 1.2\n";
+    std::fs::write(&path, text).unwrap();
+    let e = PruneSpec::load(&path).unwrap_err().to_string();
+    assert!(e.contains("rates.toml") && e.contains("overrides.a"), "{e}");
+    std::fs::write(&path, "scheme = \"diagonal\"\nrate = 0.5\nlayers = []\n").unwrap();
+    let e = PruneSpec::load(&path).unwrap_err().to_string();
+    assert!(e.contains("rates.toml") && e.contains("diagonal"), "{e}");
+    let e = PruneSpec::load(dir.path().join("missing.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing.toml"), "{e}");
+}

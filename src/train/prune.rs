@@ -62,6 +62,47 @@ pub struct PruneSpec {
     pub layers: Vec<String>,
 }
 
+impl PruneSpec {
+    /// Read a spec from a TOML file (the per-layer rates the cost model and pruning share), e.g.
+    /// `scheme = "channel"`, `rate = 0.5`, `layers = [...]`, `[overrides]` `"layer1.0.conv1.weight"
+    /// = 0.3`. Rates are validated here so a bad file fails before any work.
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<PruneSpec> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let spec: PruneSpec = toml::from_str(&text)
+            .map_err(|e| Error::input(path.display().to_string(), e.to_string()))?;
+        spec.validate()
+            .map_err(|e| Error::input(path.display().to_string(), e.to_string()))?;
+        Ok(spec)
+    }
+
+    /// Write the spec as TOML, atomically.
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        let path = path.as_ref();
+        let text = toml::to_string(self)
+            .map_err(|e| Error::input(path.display().to_string(), e.to_string()))?;
+        crate::io::atomic::write_bytes_atomic(path, text.as_bytes())
+    }
+
+    /// Rates in (0, 1), overrides naming listed layers, at least one layer.
+    pub fn validate(&self) -> Result<()> {
+        check_rate("rate", self.rate)?;
+        for (name, &r) in &self.overrides {
+            check_rate(&format!("overrides.{name}"), r)?;
+            if !self.layers.contains(name) {
+                return Err(Error::input(
+                    format!("overrides.{name}"),
+                    "names no layer being pruned",
+                ));
+            }
+        }
+        if self.layers.is_empty() {
+            return Err(Error::input("layers", "no layers to prune"));
+        }
+        Ok(())
+    }
+}
+
 /// Masks (0/1, shaped like each pruned weight) and the pruned unit indices per layer.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PruneResult {
@@ -136,19 +177,7 @@ pub fn unit_scores(name: &str, w: &ArrayD<f32>, scheme: PruneScheme) -> Result<V
 
 /// Masks for every layer of `spec` (module docs).
 pub fn prune_masks(params: &Params, spec: &PruneSpec) -> Result<PruneResult> {
-    check_rate("rate", spec.rate)?;
-    for (name, &r) in &spec.overrides {
-        check_rate(&format!("overrides.{name}"), r)?;
-        if !spec.layers.contains(name) {
-            return Err(Error::input(
-                format!("overrides.{name}"),
-                "names no layer being pruned",
-            ));
-        }
-    }
-    if spec.layers.is_empty() {
-        return Err(Error::input("layers", "no layers to prune"));
-    }
+    spec.validate()?;
     let mut out = PruneResult {
         masks: Params::new(),
         pruned: BTreeMap::new(),
