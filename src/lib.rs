@@ -22,6 +22,7 @@ pub mod hw;
 pub mod io;
 pub mod model;
 pub mod sim;
+pub mod train;
 pub mod variant;
 
 pub use error::{Error, Result};

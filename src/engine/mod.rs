@@ -2,4 +2,7 @@
 //! bit-exact binarized engine ([`binary`]).
 
 pub mod binary;
+pub mod classifier;
+pub mod exec;
 pub mod ops;
+pub mod params;

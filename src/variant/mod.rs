@@ -25,6 +25,8 @@
 //!   `round(rate * out_c)` filters go (at least one is kept). Consumers shrink accordingly.
 //! - `channel`: the same physical cut, keyed by the *consuming* conv (fraction of its input
 //!   channels removed).
+//! - `xnor` / `abc`: every `relu` becomes `hardtanh` (as in BNN/XNOR-Net training): a binary
+//!   layer takes `sign` of its input, and `sign(relu(x))` would be +1 everywhere (sign(0) = +1).
 //! - `kernel` / `weight`: sparse, shape unchanged; `round(rate * units)` whole k x k kernels /
 //!   single weights of every conv (and, for weight, linear) layer are zero and skipped.
 
@@ -331,8 +333,14 @@ pub fn apply(net: &Network, spec: &VariantSpec) -> Result<CompressedNetwork> {
                     }
                 })
                 .collect();
+            let mut network = net.clone();
+            for l in &mut network.layers {
+                if l.op == Op::Relu {
+                    l.op = Op::Hardtanh;
+                }
+            }
             Ok(CompressedNetwork {
-                network: net.clone(),
+                network,
                 spec,
                 layers,
             })

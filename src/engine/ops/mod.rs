@@ -1,1 +1,21 @@
-//! Float operators (NCHW, f32) with forward and backward passes.
+//! Float operators (NCHW, f32) with forward and backward passes: the building blocks the float
+//! reference engine's network executor chains.
+//!
+//! Each operator is a pair of plain functions: `op(...)` for the forward pass and
+//! `op_backward(..., dy)` returning gradients for the input and every parameter, in that
+//! order. Backward functions take whatever the forward pass needs (its input, or a cache
+//! struct the forward returned); nothing is hidden in global state. Shape mismatches are
+//! [`crate::Error::Input`] naming the operator and field. Crate-wide conventions (sign(0) = +1,
+//! NCHW) are in the crate doc.
+
+pub mod abc;
+pub mod activation;
+pub mod batchnorm;
+pub mod conv;
+pub mod gemm;
+pub mod linear;
+pub mod loss;
+pub mod pool;
+pub mod reference;
+pub mod shortcut;
+pub mod xnor;

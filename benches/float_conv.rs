@@ -1,0 +1,85 @@
+//! Float convolution throughput (forward, and forward+backward at batch 128) for the two ResNet20
+//! layer shapes the issue names, with both GEMM backends, plus a bare sgemm comparison on
+//! the per-image GEMM shapes. Report GMAC/s = MACs / time.
+//!
+//! Run: `cargo bench --bench float_conv -- --warm-up-time 1 --measurement-time 3`.
+
+use breakingbed::engine::ops::conv::{conv2d_backward_with, conv2d_with, ConvGeom};
+use breakingbed::engine::ops::gemm::{sgemm, GemmBackend, MatRef};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ndarray::{Array, Array4};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn rand4(rng: &mut ChaCha8Rng, d: (usize, usize, usize, usize)) -> Array4<f32> {
+    Array::from_shape_fn(d, |_| rng.gen_range(-1.0f32..1.0))
+}
+
+const BACKENDS: [(GemmBackend, &str); 2] = [
+    (GemmBackend::Gemm, "gemm"),
+    (GemmBackend::MatrixMultiply, "matrixmultiply"),
+];
+
+fn conv(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    // (channels, spatial): the 3x3 layers of ResNet20's last and first stage.
+    for &(ch, hw) in &[(64usize, 8usize), (16, 32)] {
+        for &batch in &[1usize, 128] {
+            let x = rand4(&mut rng, (batch, ch, hw, hw));
+            let w = rand4(&mut rng, (ch, ch, 3, 3));
+            let g = ConvGeom::new(x.dim(), w.dim(), 1, 1).unwrap();
+            let mut group = c.benchmark_group(format!("conv{ch}x{ch}_3x3_{hw}x{hw}_b{batch}"));
+            // Throughput in "elements" = MACs, so criterion prints Melem/s = MMAC/s.
+            group.throughput(Throughput::Elements(g.macs()));
+            for (backend, name) in BACKENDS {
+                group.bench_function(BenchmarkId::new("forward", name), |b| {
+                    b.iter(|| conv2d_with(backend, &x, &w, None, 1, 1).unwrap())
+                });
+            }
+            if batch == 128 {
+                let dy = conv2d_with(GemmBackend::Gemm, &x, &w, None, 1, 1).unwrap();
+                for (backend, name) in BACKENDS {
+                    group.bench_function(BenchmarkId::new("backward", name), |b| {
+                        b.iter(|| conv2d_backward_with(backend, &x, &w, 1, 1, &dy).unwrap())
+                    });
+                }
+            }
+            group.finish();
+        }
+    }
+}
+
+fn bare_sgemm(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    // Per-image forward GEMMs of the two layers, [O x C*9] x [C*9 x H*W], and the 8x8 layer with
+    // four images side by side (what grouping images into one GEMM would buy).
+    for &(m, k, n) in &[
+        (64usize, 576usize, 64usize),
+        (64, 576, 256),
+        (16, 144, 1024),
+    ] {
+        let a: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let mut out = vec![0.0f32; m * n];
+        let mut group = c.benchmark_group(format!("sgemm_{m}x{k}x{n}"));
+        group.throughput(Throughput::Elements((m * k * n) as u64));
+        for (backend, name) in BACKENDS {
+            group.bench_function(name, |bch| {
+                bch.iter(|| {
+                    sgemm(
+                        backend,
+                        MatRef::row_major(&a, m, k),
+                        MatRef::row_major(&b, k, n),
+                        &mut out,
+                        false,
+                        false,
+                    )
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, conv, bare_sgemm);
+criterion_main!(benches);

@@ -1,0 +1,385 @@
+//! Binary GEMM: XOR-popcount counts between packed rows and packed output filters, the one hot
+//! loop under binary conv and linear layers.
+//!
+//! `counts[r][o] = sum_k popcount(a[r][k] XOR w[o][k])`. Two kernels share that definition:
+//!
+//! - [`gemm`] (linear layers): rows `[rows][row_words]`, counts `[rows][outputs]`; the caller
+//!   turns counts into +/-1 dot products. Filters are stored in *panels* of [`PANEL`] = 8
+//!   outputs: panel `p`, word `k` holds the 8 words `w[8p + l][k]`, `l = 0..8`, contiguously
+//!   (missing outputs in the last panel are zero words, their counts ignored). Eight `u64` are
+//!   one AVX-512 register, so the AVX-512 kernel broadcasts one input word and XORs it with a
+//!   whole panel per instruction; the scalar kernels use eight independent accumulators.
+//! - [`gemm_cols`] (convs): input word-major `[row_words][cols8]` (see [`super::im2col`]), plain
+//!   filter rows `[O][row_words]`, and it writes `K - 2*count` as `i32` straight into `[O][cols]`
+//!   (one NCHW image): the kernel broadcasts one filter word against the same word of 8 pixels.
+
+use super::popcount::PopcountPath;
+
+/// Outputs per panel.
+pub(crate) const PANEL: usize = 8;
+
+/// Filters (`[outputs][row_words]`) rearranged into panels.
+#[derive(Clone, Debug)]
+pub(crate) struct Panels {
+    outputs: usize,
+    row_words: usize,
+    npanels: usize,
+    data: Vec<u64>,
+}
+
+impl Panels {
+    pub(crate) fn from_rows(rows: &[u64], outputs: usize, row_words: usize) -> Self {
+        assert_eq!(rows.len(), outputs * row_words, "filter rows");
+        let npanels = outputs.div_ceil(PANEL);
+        let mut data = vec![0u64; npanels * row_words * PANEL];
+        for (o, row) in rows.chunks_exact(row_words.max(1)).enumerate() {
+            let (p, l) = (o / PANEL, o % PANEL);
+            for (k, &v) in row.iter().enumerate() {
+                data[(p * row_words + k) * PANEL + l] = v;
+            }
+        }
+        Panels {
+            outputs,
+            row_words,
+            npanels,
+            data,
+        }
+    }
+
+    pub(crate) fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// Row stride of the counts matrix: outputs rounded up to a multiple of [`PANEL`].
+    pub(crate) fn padded_outputs(&self) -> usize {
+        self.npanels * PANEL
+    }
+}
+
+#[inline(always)]
+fn gemm_body(a: &[u64], panels: &Panels, counts: &mut [u32]) {
+    let rw = panels.row_words;
+    let ld = panels.padded_outputs();
+    for (x, out) in a.chunks_exact(rw).zip(counts.chunks_exact_mut(ld)) {
+        for (w, out) in panels
+            .data
+            .chunks_exact(rw * PANEL)
+            .zip(out.chunks_exact_mut(PANEL))
+        {
+            let mut acc = [0u32; PANEL];
+            for (&xv, wk) in x.iter().zip(w.chunks_exact(PANEL)) {
+                for l in 0..PANEL {
+                    acc[l] += (xv ^ wk[l]).count_ones();
+                }
+            }
+            out.copy_from_slice(&acc);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn gemm_popcnt(a: &[u64], panels: &Panels, counts: &mut [u32]) {
+    gemm_body(a, panels, counts)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+unsafe fn gemm_avx512(a: &[u64], panels: &Panels, counts: &mut [u32]) {
+    use std::arch::x86_64::*;
+    let rw = panels.row_words;
+    let ld = panels.padded_outputs();
+    let np = panels.npanels;
+    let rows = a.len() / rw;
+    assert!(counts.len() >= rows * ld);
+    let wbase = panels.data.as_ptr();
+    let panel_len = rw * PANEL;
+    for r in 0..rows {
+        let x = a.as_ptr().add(r * rw);
+        let out = counts.as_mut_ptr().add(r * ld);
+        let mut p = 0;
+        // Four panels (32 outputs) per pass: one broadcast feeds four XOR+popcount+add chains.
+        while p + 4 <= np {
+            let w0 = wbase.add(p * panel_len);
+            let (w1, w2, w3) = (
+                w0.add(panel_len),
+                w0.add(2 * panel_len),
+                w0.add(3 * panel_len),
+            );
+            let mut c0 = _mm512_setzero_si512();
+            let mut c1 = _mm512_setzero_si512();
+            let mut c2 = _mm512_setzero_si512();
+            let mut c3 = _mm512_setzero_si512();
+            for k in 0..rw {
+                let xv = _mm512_set1_epi64(*x.add(k) as i64);
+                let o = k * PANEL;
+                let l0 = _mm512_loadu_si512(w0.add(o) as *const __m512i);
+                let l1 = _mm512_loadu_si512(w1.add(o) as *const __m512i);
+                let l2 = _mm512_loadu_si512(w2.add(o) as *const __m512i);
+                let l3 = _mm512_loadu_si512(w3.add(o) as *const __m512i);
+                c0 = _mm512_add_epi64(c0, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l0)));
+                c1 = _mm512_add_epi64(c1, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l1)));
+                c2 = _mm512_add_epi64(c2, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l2)));
+                c3 = _mm512_add_epi64(c3, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l3)));
+            }
+            for (j, c) in [c0, c1, c2, c3].into_iter().enumerate() {
+                _mm256_storeu_si256(
+                    out.add((p + j) * PANEL) as *mut __m256i,
+                    _mm512_cvtepi64_epi32(c),
+                );
+            }
+            p += 4;
+        }
+        while p < np {
+            let w0 = wbase.add(p * panel_len);
+            let mut c0 = _mm512_setzero_si512();
+            for k in 0..rw {
+                let xv = _mm512_set1_epi64(*x.add(k) as i64);
+                let l0 = _mm512_loadu_si512(w0.add(k * PANEL) as *const __m512i);
+                c0 = _mm512_add_epi64(c0, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l0)));
+            }
+            _mm256_storeu_si256(
+                out.add(p * PANEL) as *mut __m256i,
+                _mm512_cvtepi64_epi32(c0),
+            );
+            p += 1;
+        }
+    }
+}
+
+/// Fills `counts` (`[rows][padded_outputs]`) for the rows of `a` (`[rows][row_words]`).
+/// `path` must be available; callers check with [`PopcountPath::checked`].
+pub(crate) fn gemm(path: PopcountPath, a: &[u64], panels: &Panels, counts: &mut [u32]) {
+    debug_assert!(path.is_available());
+    debug_assert_eq!(a.len() % panels.row_words.max(1), 0);
+    if panels.row_words == 0 {
+        counts.fill(0);
+        return;
+    }
+    match path {
+        PopcountPath::Portable => gemm_body(a, panels, counts),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path was checked available (CPU has popcnt).
+        PopcountPath::Popcnt => unsafe { gemm_popcnt(a, panels, counts) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path was checked available (CPU has avx512f + vpopcntdq); the kernel
+        // asserts `counts` is large enough and reads `a`/panel data only within their lengths.
+        PopcountPath::Avx512 => unsafe { gemm_avx512(a, panels, counts) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => gemm_body(a, panels, counts),
+    }
+}
+
+#[inline(always)]
+fn gemm_cols_body(
+    a_t: &[u64],
+    cols: usize,
+    cols8: usize,
+    filters: &[u64],
+    rw: usize,
+    k: i32,
+    out: &mut [i32],
+) {
+    for (w, dst) in filters.chunks_exact(rw).zip(out.chunks_exact_mut(cols)) {
+        for b in 0..cols8 / 8 {
+            let mut acc = [0u32; 8];
+            for (kk, &wv) in w.iter().enumerate() {
+                let a = &a_t[kk * cols8 + b * 8..kk * cols8 + b * 8 + 8];
+                for l in 0..8 {
+                    acc[l] += (a[l] ^ wv).count_ones();
+                }
+            }
+            let n = (cols - b * 8).min(8);
+            for (d, &c) in dst[b * 8..b * 8 + n].iter_mut().zip(&acc) {
+                *d = k - 2 * c as i32;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn gemm_cols_popcnt(
+    a_t: &[u64],
+    cols: usize,
+    cols8: usize,
+    filters: &[u64],
+    rw: usize,
+    k: i32,
+    out: &mut [i32],
+) {
+    gemm_cols_body(a_t, cols, cols8, filters, rw, k, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+unsafe fn gemm_cols_avx512(
+    a_t: &[u64],
+    cols: usize,
+    cols8: usize,
+    filters: &[u64],
+    rw: usize,
+    k: i32,
+    out: &mut [i32],
+) {
+    use std::arch::x86_64::*;
+    let outputs = filters.len() / rw;
+    assert!(a_t.len() >= rw * cols8 && out.len() >= outputs * cols && cols <= cols8);
+    let kv = _mm512_set1_epi64(k as i64);
+    // K - 2*count, narrowed to i32 (|K| < 2^31 by construction of the layer).
+    let finish = |c: __m512i| _mm512_cvtepi64_epi32(_mm512_sub_epi64(kv, _mm512_slli_epi64(c, 1)));
+    let a = a_t.as_ptr();
+    for o in 0..outputs {
+        let w = filters.as_ptr().add(o * rw);
+        let dst = out.as_mut_ptr().add(o * cols);
+        let mut b = 0;
+        // 32 pixels per pass: one filter-word broadcast feeds four XOR+popcount+add chains.
+        while b + 32 <= cols {
+            let mut c0 = _mm512_setzero_si512();
+            let mut c1 = _mm512_setzero_si512();
+            let mut c2 = _mm512_setzero_si512();
+            let mut c3 = _mm512_setzero_si512();
+            for kk in 0..rw {
+                let wv = _mm512_set1_epi64(*w.add(kk) as i64);
+                let p = a.add(kk * cols8 + b) as *const __m512i;
+                c0 = _mm512_add_epi64(
+                    c0,
+                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p))),
+                );
+                c1 = _mm512_add_epi64(
+                    c1,
+                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(1)))),
+                );
+                c2 = _mm512_add_epi64(
+                    c2,
+                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(2)))),
+                );
+                c3 = _mm512_add_epi64(
+                    c3,
+                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(3)))),
+                );
+            }
+            for (j, c) in [c0, c1, c2, c3].into_iter().enumerate() {
+                _mm256_storeu_si256(dst.add(b + 8 * j) as *mut __m256i, finish(c));
+            }
+            b += 32;
+        }
+        while b < cols {
+            let mut c0 = _mm512_setzero_si512();
+            for kk in 0..rw {
+                let wv = _mm512_set1_epi64(*w.add(kk) as i64);
+                let p = a.add(kk * cols8 + b) as *const __m512i;
+                c0 = _mm512_add_epi64(
+                    c0,
+                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p))),
+                );
+            }
+            let r = finish(c0);
+            let n = (cols - b).min(8);
+            if n == 8 {
+                _mm256_storeu_si256(dst.add(b) as *mut __m256i, r);
+            } else {
+                // Partial block: the padded pixel columns are not outputs.
+                let mut tmp = [0i32; 8];
+                _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, r);
+                std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst.add(b), n);
+            }
+            b += 8;
+        }
+    }
+}
+
+/// Conv kernel: `out[o * cols + p] = k - 2 * sum_j popcount(a_t[j * cols8 + p] XOR w[o][j])`
+/// for `p < cols`. `a_t` is `[row_words][cols8]` (`cols8` a multiple of 8 and >= `cols`),
+/// `filters` `[O][row_words]`, `out` `[O][cols]`. `path` must be available.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_cols(
+    path: PopcountPath,
+    a_t: &[u64],
+    cols: usize,
+    cols8: usize,
+    filters: &[u64],
+    row_words: usize,
+    k: i32,
+    out: &mut [i32],
+) {
+    debug_assert!(path.is_available());
+    assert!(row_words > 0 && cols8.is_multiple_of(8) && cols <= cols8);
+    assert!(a_t.len() >= row_words * cols8 && out.len() >= filters.len() / row_words * cols);
+    match path {
+        PopcountPath::Portable => gemm_cols_body(a_t, cols, cols8, filters, row_words, k, out),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path was checked available (CPU has popcnt).
+        PopcountPath::Popcnt => unsafe {
+            gemm_cols_popcnt(a_t, cols, cols8, filters, row_words, k, out)
+        },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path was checked available (avx512f + vpopcntdq); buffer sizes are asserted
+        // above, and every vector load reads pixel columns < cols8 of a row of a_t.
+        PopcountPath::Avx512 => unsafe {
+            gemm_cols_avx512(a_t, cols, cols8, filters, row_words, k, out)
+        },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => gemm_cols_body(a_t, cols, cols8, filters, row_words, k, out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Every path against the definition, for output counts around panel and 4-panel boundaries.
+    #[test]
+    fn gemm_equals_naive_counts() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for &(rows, outputs, rw) in &[(3, 1, 1), (2, 8, 3), (5, 33, 2), (1, 40, 9), (4, 17, 5)] {
+            let a: Vec<u64> = (0..rows * rw).map(|_| rng.gen()).collect();
+            let w: Vec<u64> = (0..outputs * rw).map(|_| rng.gen()).collect();
+            let panels = Panels::from_rows(&w, outputs, rw);
+            let ld = panels.padded_outputs();
+            for path in PopcountPath::available() {
+                let mut counts = vec![u32::MAX; rows * ld];
+                gemm(path, &a, &panels, &mut counts);
+                for r in 0..rows {
+                    for o in 0..outputs {
+                        let naive: u32 = (0..rw)
+                            .map(|k| (a[r * rw + k] ^ w[o * rw + k]).count_ones())
+                            .sum();
+                        assert_eq!(counts[r * ld + o], naive, "{path:?} r{r} o{o}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_cols_equals_naive() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        for &(cols, outputs, rw) in &[
+            (1usize, 1usize, 1usize),
+            (8, 3, 2),
+            (33, 5, 3),
+            (64, 2, 9),
+            (71, 4, 1),
+        ] {
+            let cols8 = cols.div_ceil(8) * 8;
+            let a: Vec<u64> = (0..rw * cols8).map(|_| rng.gen()).collect();
+            let w: Vec<u64> = (0..outputs * rw).map(|_| rng.gen()).collect();
+            let k = 64 * rw as i32;
+            for path in PopcountPath::available() {
+                let mut out = vec![i32::MIN; outputs * cols];
+                gemm_cols(path, &a, cols, cols8, &w, rw, k, &mut out);
+                for o in 0..outputs {
+                    for p in 0..cols {
+                        let cnt: u32 = (0..rw)
+                            .map(|j| (a[j * cols8 + p] ^ w[o * rw + j]).count_ones())
+                            .sum();
+                        assert_eq!(out[o * cols + p], k - 2 * cnt as i32, "{path:?} o{o} p{p}");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! Bit-level im2col: the receptive field of each output pixel as one dense bit row.
+//!
+//! Row layout: tap-major in `(ky, kx)` order, then the C channel bits of that tap, so tap `t`
+//! occupies bits `t*C .. (t+1)*C` of a row of `K = kh*kw*C` bits (`ceil(K/64)` words, tail zero).
+//! Unlike word-level im2col this wastes no bits when C is not a multiple of 64 (C = 16 uses 144
+//! bits = 3 words for a 3x3 window instead of 9 words).
+//!
+//! The rows of one image are stored *word-major* ("transposed"): word `j` of pixel `p` lives at
+//! `j * cols8 + p`, with `cols8` the pixel count rounded up to 8, so the conv kernel can load the
+//! same word of 8 neighbouring pixels as one AVX-512 vector and write NCHW outputs directly.
+//! Filter rows (built once per layer) use the plain `[O][row_words]` layout.
+//!
+//! Padded taps are left as zero bits, i.e. +1 ("same-one" padding); [`super::padding`] removes
+//! their contribution exactly.
+//!
+//! Interior pixels (no padded tap) take a branch-free path: each row word is the OR of a fixed
+//! list of shifted input words at fixed offsets from the pixel's window origin, accumulated in a
+//! register and stored once. Border pixels take the general per-tap path.
+
+use super::pack::{words_for, PackedWeights};
+
+/// Geometry of one conv: input size, kernel, stride, symmetric zero padding, output size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConvGeom {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl ConvGeom {
+    /// Bits per im2col row.
+    pub fn kbits(&self) -> usize {
+        self.kh * self.kw * self.c
+    }
+    pub fn row_words(&self) -> usize {
+        words_for(self.kbits())
+    }
+    pub fn out_pixels(&self) -> usize {
+        self.oh * self.ow
+    }
+}
+
+/// ORs `src` into `dst` starting at bit `off`. `src`'s bits past its real length must be zero, so
+/// words or word halves that would land past `dst`'s end carry nothing and are skipped.
+#[inline(always)]
+pub(crate) fn or_bits_at(dst: &mut [u64], off: usize, src: &[u64]) {
+    let (w0, s) = (off / 64, off % 64);
+    let n = dst.len();
+    if s == 0 {
+        for (d, &v) in dst[w0.min(n)..].iter_mut().zip(src) {
+            *d |= v;
+        }
+    } else {
+        for (i, &v) in src.iter().enumerate() {
+            let j = w0 + i;
+            if j < n {
+                dst[j] |= v << s;
+            }
+            if j + 1 < n {
+                dst[j + 1] |= v >> (64 - s);
+            }
+        }
+    }
+}
+
+/// Valid tap range `[lo, hi)` along one axis for output position `o`: input index
+/// `o*stride + t - pad` lies in `[0, len)` exactly for `t` in the range.
+#[inline]
+pub(crate) fn valid_taps(
+    o: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    len: usize,
+) -> (usize, usize) {
+    let start = o * stride;
+    let lo = pad.saturating_sub(start).min(k);
+    let hi = (len + pad).saturating_sub(start).min(k).max(lo);
+    (lo, hi)
+}
+
+/// One input word's share of a row word: `(image[origin + off] << l) >> r`.
+#[derive(Clone, Copy, Debug)]
+struct Contrib {
+    off: usize,
+    l: u32,
+    r: u32,
+}
+
+/// A prepared im2col for one geometry and pixel width (words per input pixel).
+#[derive(Clone, Debug)]
+pub(crate) struct Im2col {
+    g: ConvGeom,
+    wpp: usize,
+    cols8: usize,
+    contrib: Vec<Contrib>,
+    /// `contrib[word_start[j]..word_start[j + 1]]` build row word `j`.
+    word_start: Vec<usize>,
+}
+
+impl Im2col {
+    pub(crate) fn new(g: ConvGeom, wpp: usize) -> Self {
+        let rw = g.row_words();
+        let mut per_word: Vec<Vec<Contrib>> = vec![Vec::new(); rw];
+        for t in 0..g.kh * g.kw {
+            let (dy, dx) = (t / g.kw, t % g.kw);
+            for m in 0..wpp {
+                let bit = t * g.c + 64 * m;
+                let (j, s) = (bit / 64, (bit % 64) as u32);
+                let off = (dy * g.w + dx) * wpp + m;
+                per_word[j].push(Contrib { off, l: s, r: 0 });
+                // The high part of a shifted word; past the row it holds only zero tail bits.
+                if s > 0 && j + 1 < rw {
+                    per_word[j + 1].push(Contrib {
+                        off,
+                        l: 0,
+                        r: 64 - s,
+                    });
+                }
+            }
+        }
+        let mut word_start = vec![0];
+        let mut contrib = Vec::new();
+        for v in per_word {
+            contrib.extend(v);
+            word_start.push(contrib.len());
+        }
+        Im2col {
+            g,
+            wpp,
+            cols8: g.out_pixels().div_ceil(8) * 8,
+            contrib,
+            word_start,
+        }
+    }
+
+    /// Pixel stride of the word-major buffer (pixels rounded up to 8).
+    pub(crate) fn cols8(&self) -> usize {
+        self.cols8
+    }
+
+    /// Words the output buffer holds: `row_words * cols8`.
+    pub(crate) fn len(&self) -> usize {
+        self.g.row_words() * self.cols8
+    }
+
+    /// Fills `out` (word-major, [`Self::len`] words) from one NHWC-packed image
+    /// (`[H][W][wpp]`).
+    pub(crate) fn fill(&self, image: &[u64], out: &mut [u64]) {
+        let g = &self.g;
+        let (rw, wpp, cols8) = (g.row_words(), self.wpp, self.cols8);
+        assert!(out.len() >= self.len() && image.len() >= g.h * g.w * wpp);
+        out[..self.len()].fill(0);
+        // Output columns whose window is entirely inside the image (a contiguous range).
+        let inner: Vec<usize> = (0..g.ow)
+            .filter(|&ox| valid_taps(ox, g.kw, g.stride, g.pad, g.w) == (0, g.kw))
+            .collect();
+        let (x_lo, x_hi) = match (inner.first(), inner.last()) {
+            (Some(&a), Some(&b)) => (a, b + 1),
+            _ => (0, 0),
+        };
+        let step = g.stride * wpp;
+        for oy in 0..g.oh {
+            let interior_row = valid_taps(oy, g.kh, g.stride, g.pad, g.h) == (0, g.kh);
+            if !interior_row || x_lo == x_hi {
+                (0..g.ow).for_each(|ox| self.fill_border(image, out, oy, ox));
+                continue;
+            }
+            (0..x_lo).for_each(|ox| self.fill_border(image, out, oy, ox));
+            (x_hi..g.ow).for_each(|ox| self.fill_border(image, out, oy, ox));
+            // Interior run: for a fixed contribution the source words of consecutive pixels are
+            // `step` apart (contiguous for stride 1 and C <= 64), so this loop vectorizes.
+            let n = x_hi - x_lo;
+            let origin = ((oy * g.stride - g.pad) * g.w + x_lo * g.stride - g.pad) * wpp;
+            for j in 0..rw {
+                let start = j * cols8 + oy * g.ow + x_lo;
+                let dst = &mut out[start..start + n];
+                for c in &self.contrib[self.word_start[j]..self.word_start[j + 1]] {
+                    let src = &image[origin + c.off..origin + c.off + (n - 1) * step + 1];
+                    if step == 1 {
+                        for (d, &v) in dst.iter_mut().zip(src) {
+                            *d |= v.wrapping_shl(c.l).wrapping_shr(c.r);
+                        }
+                    } else {
+                        for (d, &v) in dst.iter_mut().zip(src.iter().step_by(step)) {
+                            *d |= v.wrapping_shl(c.l).wrapping_shr(c.r);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One pixel with padded taps (or any pixel): ORs each real tap's words at its bit offset.
+    fn fill_border(&self, image: &[u64], out: &mut [u64], oy: usize, ox: usize) {
+        let g = &self.g;
+        let (rw, wpp, cols8) = (g.row_words(), self.wpp, self.cols8);
+        let (ylo, yhi) = valid_taps(oy, g.kh, g.stride, g.pad, g.h);
+        let (xlo, xhi) = valid_taps(ox, g.kw, g.stride, g.pad, g.w);
+        let pix = oy * g.ow + ox;
+        for ky in ylo..yhi {
+            let iy = oy * g.stride + ky - g.pad;
+            for kx in xlo..xhi {
+                let ix = ox * g.stride + kx - g.pad;
+                let px = &image[(iy * g.w + ix) * wpp..(iy * g.w + ix + 1) * wpp];
+                for (m, &v) in px.iter().enumerate() {
+                    let bit = (ky * g.kw + kx) * g.c + 64 * m;
+                    let (j, s) = (bit / 64, bit % 64);
+                    out[j * cols8 + pix] |= v << s;
+                    if s > 0 && j + 1 < rw {
+                        out[(j + 1) * cols8 + pix] |= v >> (64 - s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Filter rows (`[O][row_words]`) in the im2col layout.
+pub(crate) fn weight_rows(w: &PackedWeights) -> Vec<u64> {
+    let (o, c, kh, kw) = w.dim();
+    let rw = words_for(kh * kw * c);
+    let mut out = vec![0u64; o * rw];
+    for (oc, row) in out.chunks_exact_mut(rw.max(1)).enumerate() {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                or_bits_at(row, (ky * kw + kx) * c, w.tap(oc, ky, kx));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::pack::{pack_activations_i8, pack_weights_i8};
+    use super::*;
+    use bitvec::prelude::*;
+    use ndarray::Array4;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn pm1(rng: &mut ChaCha8Rng) -> i8 {
+        if rng.gen::<bool>() {
+            1
+        } else {
+            -1
+        }
+    }
+
+    /// The word-shifting im2col against rows built bit by bit with bitvec from unpacked values.
+    #[test]
+    fn bit_im2col_equals_bitvec_reference() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for &(c, k, stride, pad, h) in &[
+            (1, 3, 1, 1, 4),
+            (16, 3, 1, 1, 5),
+            (33, 3, 2, 1, 5),
+            (64, 1, 2, 0, 4),
+            (65, 5, 1, 2, 3),
+            (130, 3, 2, 2, 6),
+        ] {
+            let x = Array4::from_shape_fn((1, c, h, h + 1), |_| pm1(&mut rng));
+            let p = pack_activations_i8(&x).unwrap();
+            let w = h + 1;
+            let g = ConvGeom {
+                h,
+                w,
+                c,
+                kh: k,
+                kw: k,
+                stride,
+                pad,
+                oh: (h + 2 * pad - k) / stride + 1,
+                ow: (w + 2 * pad - k) / stride + 1,
+            };
+            let rw = g.row_words();
+            let plan = Im2col::new(g, p.words_per_pixel());
+            let mut got = vec![u64::MAX; plan.len()];
+            plan.fill(p.as_words(), &mut got);
+            let cols8 = plan.cols8();
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut bits: BitVec<u64, Lsb0> = BitVec::new();
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let iy = (oy * stride + ky) as isize - pad as isize;
+                            let ix = (ox * stride + kx) as isize - pad as isize;
+                            let inside =
+                                iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w;
+                            for ch in 0..c {
+                                bits.push(inside && x[[0, ch, iy as usize, ix as usize]] == -1);
+                            }
+                        }
+                    }
+                    bits.resize(rw * 64, false);
+                    let p = oy * g.ow + ox;
+                    let row: Vec<u64> = (0..rw).map(|j| got[j * cols8 + p]).collect();
+                    assert_eq!(&row[..], bits.as_raw_slice(), "c{c} k{k} oy{oy} ox{ox}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn weight_rows_equal_bitvec_reference() {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let (o, c, k) = (3, 37, 3);
+        let w = Array4::from_shape_fn((o, c, k, k), |_| pm1(&mut rng));
+        let rows = weight_rows(&pack_weights_i8(&w).unwrap());
+        let rw = words_for(k * k * c);
+        for oc in 0..o {
+            let mut bits: BitVec<u64, Lsb0> = BitVec::new();
+            for ky in 0..k {
+                for kx in 0..k {
+                    for ch in 0..c {
+                        bits.push(w[[oc, ch, ky, kx]] == -1);
+                    }
+                }
+            }
+            bits.resize(rw * 64, false);
+            assert_eq!(&rows[oc * rw..(oc + 1) * rw], bits.as_raw_slice());
+        }
+    }
+}

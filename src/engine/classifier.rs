@@ -1,0 +1,107 @@
+//! The two engines as classifiers: [`FloatEngine`] (float reference, white-box: logits and input
+//! gradients through the straight-through estimator) and [`BinaryEngine`] (bit-exact XNOR +
+//! popcount for binarized layers; query-only, it implements [`Model`] but not [`WhiteBox`]).
+//! Both wrap the same [`Net`]; weights are binarized and packed once at construction.
+
+use ndarray::{Array2, Array4};
+
+use super::exec::{BinWeights, ConvBackend, Mode, Net, Tape};
+use crate::attack::{Model, WhiteBox};
+use crate::model::Normalization;
+use crate::Result;
+
+/// Float reference engine (inference mode: BN running statistics).
+pub struct FloatEngine {
+    pub net: Net,
+    bw: Vec<Option<BinWeights>>,
+}
+
+/// Bit-exact binarized engine (inference mode).
+pub struct BinaryEngine {
+    pub net: Net,
+    bw: Vec<Option<BinWeights>>,
+}
+
+impl FloatEngine {
+    pub fn new(net: Net) -> Result<Self> {
+        let bw = net.binarize(false)?;
+        Ok(FloatEngine { net, bw })
+    }
+
+    /// Logits and the tape (accumulators of binarized layers kept when asked).
+    pub fn run(&self, x: &Array4<f32>, keep_accumulators: bool) -> Result<(Array2<f32>, Tape)> {
+        self.net.forward(
+            x,
+            Mode::Eval,
+            ConvBackend::Float,
+            &self.bw,
+            keep_accumulators,
+        )
+    }
+
+    pub fn try_logits(&self, x: &Array4<f32>) -> Result<Array2<f32>> {
+        Ok(self.run(x, false)?.0)
+    }
+
+    /// Gradient w.r.t. the unit-scale input of `sum dlogits * logits`.
+    pub fn try_input_vjp(&self, x: &Array4<f32>, dlogits: &Array2<f32>) -> Result<Array4<f32>> {
+        let (_, tape) = self.run(x, false)?;
+        Ok(self.net.backward(&tape, &self.bw, dlogits, false)?.input)
+    }
+}
+
+impl BinaryEngine {
+    pub fn new(net: Net) -> Result<Self> {
+        let bw = net.binarize(true)?;
+        Ok(BinaryEngine { net, bw })
+    }
+
+    pub fn run(&self, x: &Array4<f32>, keep_accumulators: bool) -> Result<(Array2<f32>, Tape)> {
+        self.net.forward(
+            x,
+            Mode::Eval,
+            ConvBackend::Bitwise,
+            &self.bw,
+            keep_accumulators,
+        )
+    }
+
+    pub fn try_logits(&self, x: &Array4<f32>) -> Result<Array2<f32>> {
+        Ok(self.run(x, false)?.0)
+    }
+}
+
+fn shape(net: &Net) -> [usize; 3] {
+    net.cn.network.input
+}
+
+// The `Model` trait is infallible: attacks hand it images they built themselves inside the
+// pixel box, so an error here is a broken invariant (shape checked by the attack drivers), and
+// panicking with the engine's message is the honest outcome.
+macro_rules! impl_model {
+    ($t:ty) => {
+        impl Model for $t {
+            fn input_shape(&self) -> [usize; 3] {
+                shape(&self.net)
+            }
+            fn num_classes(&self) -> usize {
+                self.net.cn.network.num_classes
+            }
+            fn normalization(&self) -> Normalization {
+                self.net.cn.network.normalization.clone()
+            }
+            fn logits(&self, x: &Array4<f32>) -> Array2<f32> {
+                self.try_logits(x).unwrap_or_else(|e| panic!("engine: {e}"))
+            }
+        }
+    };
+}
+impl_model!(FloatEngine);
+impl_model!(BinaryEngine);
+
+impl WhiteBox for FloatEngine {
+    fn input_vjp(&self, x: &Array4<f32>, dlogits: &Array2<f32>) -> Array4<f32> {
+        self.try_input_vjp(x, dlogits)
+            .unwrap_or_else(|e| panic!("engine: {e}"))
+    }
+}

@@ -1,0 +1,739 @@
+//! The network executor shared by both engines: walks a [`CompressedNetwork`] layer by layer
+//! (topological order), records what each op's backward needs on a [`Tape`], and runs the
+//! backward pass for input and parameter gradients.
+//!
+//! Binarized layers (see [`BinScheme`]) compute, for weight base `i` and activation base `j`, the
+//! integer +/-1 convolution `s_ij = conv(a_j, B_i)` and then `y = sum_i sum_j (alpha_i * beta_j) *
+//! s_ij` in that fixed order (per output channel `o` for XNOR's `alpha_o`). The two backends
+//! differ only in how `s_ij` is computed: [`ConvBackend::Float`] by the float GEMM conv (exact,
+//! since every partial sum is an integer below 2^24) and [`ConvBackend::Bitwise`] by XNOR +
+//! popcount on packed words. Both therefore produce bit-identical layer outputs, and everything
+//! downstream is the same code: the engines agree exactly, not merely to rounding.
+//!
+//! Block order inside a binarized layer: input `x` -> activation bases (XNOR: `sign(x)`; ABC:
+//! `H(x + v_j) = sign(clip(x + v_j, 0, 1) - 0.5)`) -> binary conv with weight bases -> scale by
+//! alpha/beta -> (+ bias). BN, hardtanh (which replaces ReLU in binarized variants, see
+//! [`crate::variant`]) and residual adds stay full precision as in the description.
+//! Backward uses the straight-through estimator exactly as training does: the layer is
+//! differentiated as `conv(A, W_approx)` with `A = sum_j beta_j a_j` and
+//! `W_approx = sum_i alpha_i B_i`, then through [`ops::activation::sign_ste_backward`] /
+//! [`ops::abc::abc_activation_backward`] and [`ops::xnor::xnor_binarize_backward`] /
+//! [`ops::abc::abc_binarize_backward`].
+//!
+//! Inputs are unit-scale images ([0,1]); the executor applies the network's normalisation first
+//! and its backward pass returns gradients w.r.t. the unit-scale input.
+
+use ndarray::{Array1, Array2, Array4, ArrayD, Axis, Ix4};
+
+use super::binary::{self as bin, BConv2d};
+use super::ops;
+use super::params::{schemes, BinScheme, Params};
+use crate::model::Op;
+use crate::variant::CompressedNetwork;
+use crate::{Error, Result};
+
+/// Batch-norm epsilon (PyTorch default).
+pub const BN_EPS: f32 = 1e-5;
+
+/// How binary convolutions are evaluated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvBackend {
+    /// Float GEMM on +/-1 tensors (the reference).
+    Float,
+    /// XNOR + popcount on packed words (the bit-exact engine).
+    Bitwise,
+}
+
+/// Batch-norm statistics mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Running statistics (inference, attacks).
+    Eval,
+    /// Batch statistics (training); running-stat updates are returned on the tape.
+    Train,
+}
+
+/// Binarized weights of one layer, computed from the latent float weights.
+pub struct BinWeights {
+    pub scheme: BinScheme,
+    /// +/-1 weight bases `B_i` as `[O, C, k, k]` (linear layers as `[O, I, 1, 1]`).
+    pub bases: Vec<Array4<f32>>,
+    /// Scale of base `i` per output channel (XNOR: `alpha_o`; ABC: the base's scalar alpha).
+    pub alphas: Vec<Vec<f32>>,
+    /// `sum_i alpha_i B_i` (what the STE backward differentiates through).
+    pub approx: Array4<f32>,
+    /// Activation shifts `v_j` and scales `beta_j` (XNOR: one base, v = 0 unused, beta = 1).
+    pub act: ops::abc::AbcActivation,
+    /// Packed weight plans for the bitwise backend (one per base), built on demand.
+    pub plans: Option<Vec<BConv2d>>,
+    abc: Option<ops::abc::AbcWeights<Ix4>>,
+}
+
+/// A network with its parameters, ready to run.
+pub struct Net {
+    pub cn: CompressedNetwork,
+    pub params: Params,
+    schemes: Vec<Option<BinScheme>>,
+}
+
+enum Cache {
+    None,
+    Conv {
+        x: Array4<f32>,
+    },
+    BinConv {
+        x: Array4<f32>,
+        a: Array4<f32>,
+    },
+    Bn {
+        x: Array4<f32>,
+        stats: Option<ops::batchnorm::BnBatchStats>,
+    },
+    Act {
+        x: Array4<f32>,
+    },
+    MaxPool {
+        dim: (usize, usize, usize, usize),
+        arg: Array4<usize>,
+    },
+    Dim {
+        dim: (usize, usize, usize, usize),
+    },
+}
+
+/// What the forward pass recorded for the backward pass.
+pub struct Tape {
+    outs: Vec<Array4<f32>>,
+    caches: Vec<Cache>,
+    input_dim: (usize, usize, usize, usize),
+    /// Integer accumulators `s_ij` of every binarized layer, when requested:
+    /// (layer index, weight base i, activation base j, sums).
+    pub accumulators: Vec<(usize, usize, usize, Array4<f32>)>,
+}
+
+/// Gradients of one backward pass.
+pub struct Grads {
+    /// d loss / d input, unit scale, `[N, C, H, W]`.
+    pub input: Array4<f32>,
+    /// d loss / d parameter, by parameter name.
+    pub params: Params,
+}
+
+fn p4(params: &Params, name: &str) -> Result<Array4<f32>> {
+    let t = params
+        .get(name)
+        .ok_or_else(|| Error::input("parameters", format!("missing tensor {name:?}")))?;
+    let shape = t.shape();
+    let s = match shape.len() {
+        4 => [shape[0], shape[1], shape[2], shape[3]],
+        2 => [shape[0], shape[1], 1, 1],
+        _ => {
+            return Err(Error::input(
+                name,
+                format!("expected a 2-D or 4-D weight, got shape {shape:?}"),
+            ))
+        }
+    };
+    Ok(t.to_shape(s)
+        .map_err(|e| Error::input(name, e.to_string()))?
+        .to_owned())
+}
+
+fn p1(params: &Params, name: &str) -> Result<Array1<f32>> {
+    let t = params
+        .get(name)
+        .ok_or_else(|| Error::input("parameters", format!("missing tensor {name:?}")))?;
+    Ok(t.iter().copied().collect())
+}
+
+fn to_flat4(x: &Array4<f32>) -> Array4<f32> {
+    let (n, c, h, w) = x.dim();
+    x.as_standard_layout()
+        .into_owned()
+        .into_shape_with_order((n, c * h * w, 1, 1))
+        .expect("contiguous")
+}
+
+impl Net {
+    pub fn new(cn: CompressedNetwork, params: Params) -> Result<Self> {
+        let want = super::params::expected(&cn);
+        for (name, shape) in &want {
+            match params.get(name) {
+                Some(t) if t.shape() == shape.as_slice() => {}
+                Some(t) => {
+                    return Err(Error::input(
+                        name,
+                        format!("shape {:?}, expected {shape:?}", t.shape()),
+                    ))
+                }
+                None => {
+                    return Err(Error::input(
+                        "parameters",
+                        format!("missing tensor {name:?}"),
+                    ))
+                }
+            }
+        }
+        let schemes = schemes(&cn);
+        Ok(Net {
+            cn,
+            params,
+            schemes,
+        })
+    }
+
+    pub fn schemes(&self) -> &[Option<BinScheme>] {
+        &self.schemes
+    }
+
+    /// Binarizes the weights of every binarized layer (`plans`: also pack them for the bitwise
+    /// backend).
+    pub fn binarize(&self, plans: bool) -> Result<Vec<Option<BinWeights>>> {
+        self.cn
+            .network
+            .layers
+            .iter()
+            .zip(&self.schemes)
+            .map(|(l, s)| {
+                let Some(scheme) = *s else { return Ok(None) };
+                let w = p4(&self.params, &format!("{}.weight", l.name))?;
+                let o = w.dim().0;
+                let (bases, alphas, approx, act, abc) = match scheme {
+                    BinScheme::Xnor => {
+                        let xw = ops::xnor::xnor_binarize(&w)?;
+                        (
+                            vec![xw.binary],
+                            vec![xw.alpha.to_vec()],
+                            xw.approx,
+                            ops::abc::AbcActivation {
+                                shifts: vec![0.0],
+                                betas: vec![1.0],
+                            },
+                            None,
+                        )
+                    }
+                    BinScheme::Abc { m, .. } => {
+                        let aw = ops::abc::abc_binarize(&w, m)?;
+                        let act = ops::abc::AbcActivation {
+                            shifts: p1(&self.params, &format!("{}.act_shift", l.name))?.to_vec(),
+                            betas: p1(&self.params, &format!("{}.act_scale", l.name))?.to_vec(),
+                        };
+                        let alphas = aw.alphas.iter().map(|&a| vec![a; o]).collect();
+                        (aw.bases.clone(), alphas, aw.approx.clone(), act, Some(aw))
+                    }
+                };
+                let plans = if plans {
+                    Some(
+                        bases
+                            .iter()
+                            .map(|b| Ok(BConv2d::new(&bin::pack_weights(b)?)))
+                            .collect::<Result<Vec<_>>>()?,
+                    )
+                } else {
+                    None
+                };
+                Ok(Some(BinWeights {
+                    scheme,
+                    bases,
+                    alphas,
+                    approx,
+                    act,
+                    plans,
+                    abc,
+                }))
+            })
+            .collect()
+    }
+
+    /// Forward pass on unit-scale images `x` `[N, C, H, W]`. Returns logits `[N, classes]` and
+    /// the tape. `bw` comes from [`Net::binarize`] (with plans for the bitwise backend).
+    pub fn forward(
+        &self,
+        x: &Array4<f32>,
+        mode: Mode,
+        backend: ConvBackend,
+        bw: &[Option<BinWeights>],
+        keep_accumulators: bool,
+    ) -> Result<(Array2<f32>, Tape)> {
+        let net = &self.cn.network;
+        let [c, h, w] = net.input;
+        if x.dim().1 != c || x.dim().2 != h || x.dim().3 != w {
+            return Err(Error::input(
+                "input",
+                format!(
+                    "images have shape {:?}, the network expects [N, {c}, {h}, {w}]",
+                    x.dim()
+                ),
+            ));
+        }
+        if x.iter().any(|v| !v.is_finite()) {
+            return Err(Error::input(
+                "input",
+                "images contain NaN or infinite values",
+            ));
+        }
+        let norm = &net.normalization;
+        let mut x0 = x.to_owned();
+        for (ch, mut plane) in x0.axis_iter_mut(Axis(1)).enumerate() {
+            let (m, s) = (norm.mean[ch], norm.std[ch]);
+            plane.mapv_inplace(|v| (v - m) / s);
+        }
+        let mut tape = Tape {
+            outs: Vec::with_capacity(net.layers.len()),
+            caches: Vec::with_capacity(net.layers.len()),
+            input_dim: x.dim(),
+            accumulators: Vec::new(),
+        };
+        for (i, layer) in net.layers.iter().enumerate() {
+            let input = |slot: usize| -> &Array4<f32> {
+                match layer.inputs.get(slot) {
+                    Some(&j) => &tape.outs[j],
+                    None => &x0,
+                }
+            };
+            let name = &layer.name;
+            let (y, cache) = match &layer.op {
+                Op::Conv {
+                    stride,
+                    padding,
+                    bias,
+                    ..
+                } => {
+                    let xi = input(0);
+                    let b = if *bias {
+                        Some(p1(&self.params, &format!("{name}.bias"))?)
+                    } else {
+                        None
+                    };
+                    match &bw[i] {
+                        None => {
+                            let wt = p4(&self.params, &format!("{name}.weight"))?;
+                            let y = ops::conv::conv2d(xi, &wt, b.as_ref(), *stride, *padding)?;
+                            (y, Cache::Conv { x: xi.clone() })
+                        }
+                        Some(bwi) => {
+                            let (y, a, accs) =
+                                bin_forward(xi, bwi, b.as_ref(), *stride, *padding, backend)?;
+                            if keep_accumulators {
+                                tape.accumulators
+                                    .extend(accs.into_iter().map(|(wi, aj, s)| (i, wi, aj, s)));
+                            }
+                            (y, Cache::BinConv { x: xi.clone(), a })
+                        }
+                    }
+                }
+                Op::Linear { bias, .. } => {
+                    let xi = to_flat4(input(0));
+                    let b = if *bias {
+                        Some(p1(&self.params, &format!("{name}.bias"))?)
+                    } else {
+                        None
+                    };
+                    match &bw[i] {
+                        None => {
+                            let wt = p4(&self.params, &format!("{name}.weight"))?;
+                            let y = ops::conv::conv2d(&xi, &wt, b.as_ref(), 1, 0)?;
+                            (y, Cache::Conv { x: xi })
+                        }
+                        Some(bwi) => {
+                            let (y, a, accs) = bin_forward(&xi, bwi, b.as_ref(), 1, 0, backend)?;
+                            if keep_accumulators {
+                                tape.accumulators
+                                    .extend(accs.into_iter().map(|(wi, aj, s)| (i, wi, aj, s)));
+                            }
+                            (y, Cache::BinConv { x: xi, a })
+                        }
+                    }
+                }
+                Op::BatchNorm { .. } => {
+                    let xi = input(0);
+                    let g = p1(&self.params, &format!("{name}.weight"))?;
+                    let b = p1(&self.params, &format!("{name}.bias"))?;
+                    match mode {
+                        Mode::Eval => {
+                            let rm = p1(&self.params, &format!("{name}.running_mean"))?;
+                            let rv = p1(&self.params, &format!("{name}.running_var"))?;
+                            let y =
+                                ops::batchnorm::batch_norm_inference(xi, &g, &b, &rm, &rv, BN_EPS)?;
+                            (
+                                y,
+                                Cache::Bn {
+                                    x: xi.clone(),
+                                    stats: None,
+                                },
+                            )
+                        }
+                        Mode::Train => {
+                            let (y, stats) = ops::batchnorm::batch_norm_train(xi, &g, &b, BN_EPS)?;
+                            (
+                                y,
+                                Cache::Bn {
+                                    x: xi.clone(),
+                                    stats: Some(stats),
+                                },
+                            )
+                        }
+                    }
+                }
+                Op::Relu => (
+                    ops::activation::relu(input(0)),
+                    Cache::Act {
+                        x: input(0).clone(),
+                    },
+                ),
+                Op::Hardtanh => (
+                    ops::activation::hardtanh(input(0)),
+                    Cache::Act {
+                        x: input(0).clone(),
+                    },
+                ),
+                Op::Add => {
+                    let mut y = input(0).clone();
+                    for s in 1..layer.inputs.len().max(1) {
+                        y = ops::shortcut::residual_add(&y, input(s))?;
+                    }
+                    (y, Cache::None)
+                }
+                Op::ShortcutA { out_c, stride } => {
+                    let xi = input(0);
+                    (
+                        ops::shortcut::shortcut_a(xi, *out_c, *stride)?,
+                        Cache::Dim { dim: xi.dim() },
+                    )
+                }
+                Op::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let xi = input(0);
+                    let (y, arg) = ops::pool::max_pool2d(xi, *kernel, *stride, *padding)?;
+                    (y, Cache::MaxPool { dim: xi.dim(), arg })
+                }
+                Op::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let xi = input(0);
+                    (
+                        ops::pool::avg_pool2d(xi, *kernel, *stride, *padding)?,
+                        Cache::Dim { dim: xi.dim() },
+                    )
+                }
+                Op::GlobalAvgPool => {
+                    let xi = input(0);
+                    let y = ops::pool::global_avg_pool(xi)?;
+                    let (n, c) = y.dim();
+                    (
+                        y.into_shape_with_order((n, c, 1, 1)).expect("contiguous"),
+                        Cache::Dim { dim: xi.dim() },
+                    )
+                }
+            };
+            tape.outs.push(y);
+            tape.caches.push(cache);
+        }
+        let last = tape
+            .outs
+            .last()
+            .ok_or_else(|| Error::input("network", "has no layers"))?;
+        let n = last.dim().0;
+        let logits = last
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((n, last.len() / n.max(1)))
+            .expect("contiguous");
+        Ok((logits, tape))
+    }
+
+    /// Backward pass from `dlogits` (`[N, classes]`). Returns input and parameter gradients.
+    pub fn backward(
+        &self,
+        tape: &Tape,
+        bw: &[Option<BinWeights>],
+        dlogits: &Array2<f32>,
+        want_params: bool,
+    ) -> Result<Grads> {
+        let net = &self.cn.network;
+        let nl = net.layers.len();
+        let mut d: Vec<Option<Array4<f32>>> = vec![None; nl];
+        let last_dim = tape.outs[nl - 1].dim();
+        d[nl - 1] = Some(
+            dlogits
+                .as_standard_layout()
+                .into_owned()
+                .into_shape_with_order(last_dim)
+                .map_err(|e| Error::input("dlogits", e.to_string()))?,
+        );
+        let mut dinput = Array4::<f32>::zeros(tape.input_dim);
+        let mut grads = Params::new();
+        let add_grad = |grads: &mut Params, name: String, g: ArrayD<f32>| {
+            if want_params {
+                match grads.get_mut(&name) {
+                    Some(e) => *e += &g,
+                    None => {
+                        grads.insert(name, g);
+                    }
+                }
+            }
+        };
+        for i in (0..nl).rev() {
+            let Some(dy) = d[i].take() else { continue };
+            let layer = &net.layers[i];
+            let name = &layer.name;
+            let mut dins: Vec<Array4<f32>> = Vec::new();
+            match (&layer.op, &tape.caches[i]) {
+                (
+                    Op::Conv {
+                        stride,
+                        padding,
+                        bias,
+                        ..
+                    },
+                    Cache::Conv { x },
+                ) => {
+                    let wt = p4(&self.params, &format!("{name}.weight"))?;
+                    let (dx, dw, db) = ops::conv::conv2d_backward(x, &wt, *stride, *padding, &dy)?;
+                    add_grad(&mut grads, format!("{name}.weight"), dw.into_dyn());
+                    if *bias {
+                        add_grad(&mut grads, format!("{name}.bias"), db.into_dyn());
+                    }
+                    dins.push(dx);
+                }
+                (Op::Linear { bias, .. }, Cache::Conv { x }) => {
+                    let wt = p4(&self.params, &format!("{name}.weight"))?;
+                    let (dx, dw, db) = ops::conv::conv2d_backward(x, &wt, 1, 0, &dy)?;
+                    let shape = self.params[&format!("{name}.weight")].raw_dim();
+                    add_grad(
+                        &mut grads,
+                        format!("{name}.weight"),
+                        dw.into_shape_with_order(shape).expect("same size"),
+                    );
+                    if *bias {
+                        add_grad(&mut grads, format!("{name}.bias"), db.into_dyn());
+                    }
+                    dins.push(dx);
+                }
+                (op, Cache::BinConv { x, a }) => {
+                    let (stride, pad, bias) = match op {
+                        Op::Conv {
+                            stride,
+                            padding,
+                            bias,
+                            ..
+                        } => (*stride, *padding, *bias),
+                        Op::Linear { bias, .. } => (1, 0, *bias),
+                        _ => unreachable!("binarized layers are conv or linear"),
+                    };
+                    let bwi = bw[i].as_ref().expect("binarized layer has weights");
+                    let (da, dapprox, db) =
+                        ops::conv::conv2d_backward(a, &bwi.approx, stride, pad, &dy)?;
+                    if bias {
+                        add_grad(&mut grads, format!("{name}.bias"), db.into_dyn());
+                    }
+                    let wname = format!("{name}.weight");
+                    let w = p4(&self.params, &wname)?;
+                    let shape = self.params[&wname].raw_dim();
+                    let (dx, dw) = match bwi.scheme {
+                        BinScheme::Xnor => {
+                            let dx = ops::activation::sign_ste_backward(x, &da)?;
+                            let g = ops::xnor::xnor_binarize_backward(&w, &dapprox)?;
+                            (dx, g.total)
+                        }
+                        BinScheme::Abc { .. } => {
+                            let g = ops::abc::abc_activation_backward(x, &bwi.act, &da)?;
+                            add_grad(
+                                &mut grads,
+                                format!("{name}.act_shift"),
+                                Array1::from(g.dv).into_dyn(),
+                            );
+                            add_grad(
+                                &mut grads,
+                                format!("{name}.act_scale"),
+                                Array1::from(g.dbeta).into_dyn(),
+                            );
+                            let abc = bwi.abc.as_ref().expect("abc weights");
+                            let (dw, _dalphas) =
+                                ops::abc::abc_binarize_backward(&w, abc, &dapprox)?;
+                            (g.dx, dw)
+                        }
+                    };
+                    add_grad(
+                        &mut grads,
+                        wname,
+                        dw.into_shape_with_order(shape).expect("same size"),
+                    );
+                    dins.push(dx);
+                }
+                (Op::BatchNorm { .. }, Cache::Bn { x, stats }) => {
+                    let g = p1(&self.params, &format!("{name}.weight"))?;
+                    let (dx, dg, db) = match stats {
+                        None => {
+                            let rm = p1(&self.params, &format!("{name}.running_mean"))?;
+                            let rv = p1(&self.params, &format!("{name}.running_var"))?;
+                            ops::batchnorm::batch_norm_inference_backward(
+                                x, &g, &rm, &rv, BN_EPS, &dy,
+                            )?
+                        }
+                        Some(s) => ops::batchnorm::batch_norm_train_backward(x, &g, s, &dy)?,
+                    };
+                    add_grad(&mut grads, format!("{name}.weight"), dg.into_dyn());
+                    add_grad(&mut grads, format!("{name}.bias"), db.into_dyn());
+                    dins.push(dx);
+                }
+                (Op::Relu, Cache::Act { x }) => dins.push(ops::activation::relu_backward(x, &dy)?),
+                (Op::Hardtanh, Cache::Act { x }) => {
+                    dins.push(ops::activation::hardtanh_backward(x, &dy)?)
+                }
+                (Op::Add, _) => {
+                    for _ in 0..layer.inputs.len().max(1) {
+                        dins.push(dy.clone());
+                    }
+                }
+                (Op::ShortcutA { stride, .. }, Cache::Dim { dim }) => {
+                    dins.push(ops::shortcut::shortcut_a_backward(*dim, *stride, &dy)?)
+                }
+                (Op::MaxPool { .. }, Cache::MaxPool { dim, arg }) => {
+                    dins.push(ops::pool::max_pool2d_backward(*dim, arg, &dy)?)
+                }
+                (
+                    Op::AvgPool {
+                        kernel,
+                        stride,
+                        padding,
+                    },
+                    Cache::Dim { dim },
+                ) => dins.push(ops::pool::avg_pool2d_backward(
+                    *dim, *kernel, *stride, *padding, &dy,
+                )?),
+                (Op::GlobalAvgPool, Cache::Dim { dim }) => {
+                    let dy2 = dy
+                        .into_shape_with_order((dim.0, dim.1))
+                        .expect("[N, C, 1, 1]");
+                    dins.push(ops::pool::global_avg_pool_backward(*dim, &dy2)?)
+                }
+                _ => unreachable!("cache matches op"),
+            }
+            let targets: Vec<Option<usize>> = if layer.inputs.is_empty() {
+                vec![None]
+            } else {
+                layer.inputs.iter().map(|&j| Some(j)).collect()
+            };
+            for (t, g) in targets.into_iter().zip(dins) {
+                match t {
+                    None => {
+                        let g = g
+                            .into_shape_with_order(tape.input_dim)
+                            .map_err(|e| Error::input("backward", e.to_string()))?;
+                        dinput += &g;
+                    }
+                    Some(j) => {
+                        let shape = tape.outs[j].dim();
+                        let g = if g.dim() == shape {
+                            g
+                        } else {
+                            g.into_shape_with_order(shape)
+                                .map_err(|e| Error::input("backward", e.to_string()))?
+                        };
+                        match &mut d[j] {
+                            Some(acc) => *acc += &g,
+                            slot @ None => *slot = Some(g),
+                        }
+                    }
+                }
+            }
+        }
+        // Normalisation x_norm = (x - mean) / std: d/dx_unit = d/dx_norm / std.
+        let norm = &net.normalization;
+        for (ch, mut plane) in dinput.axis_iter_mut(Axis(1)).enumerate() {
+            let s = norm.std[ch];
+            plane.mapv_inplace(|v| v / s);
+        }
+        Ok(Grads {
+            input: dinput,
+            params: grads,
+        })
+    }
+
+    /// Batch statistics recorded by a training-mode forward pass, for the running-stat update:
+    /// (bn layer name, stats).
+    pub fn bn_batch_stats<'t>(
+        &self,
+        tape: &'t Tape,
+    ) -> Vec<(&str, &'t ops::batchnorm::BnBatchStats)> {
+        self.cn
+            .network
+            .layers
+            .iter()
+            .zip(&tape.caches)
+            .filter_map(|(l, c)| match c {
+                Cache::Bn { stats: Some(s), .. } => Some((l.name.as_str(), s)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Output of layer `name` recorded on the tape (e.g. the last conv feature maps for CAM).
+    pub fn layer_output<'t>(&self, tape: &'t Tape, name: &str) -> Option<&'t Array4<f32>> {
+        let i = self.cn.network.index_of(name)?;
+        tape.outs.get(i)
+    }
+}
+
+/// One binarized conv (linear layers as 1x1 convs on `[N, I, 1, 1]`). Returns the output, the
+/// combined activation `A = sum_j beta_j a_j` (for the backward pass) and the accumulators.
+#[allow(clippy::type_complexity)]
+fn bin_forward(
+    x: &Array4<f32>,
+    bw: &BinWeights,
+    bias: Option<&Array1<f32>>,
+    stride: usize,
+    pad: usize,
+    backend: ConvBackend,
+) -> Result<(Array4<f32>, Array4<f32>, Vec<(usize, usize, Array4<f32>)>)> {
+    let acts: Vec<Array4<f32>> = match bw.scheme {
+        BinScheme::Xnor => vec![ops::activation::sign(x)],
+        BinScheme::Abc { .. } => ops::abc::abc_activation(x, &bw.act)?.bases,
+    };
+    let mut combined = Array4::<f32>::zeros(x.raw_dim());
+    for (a, &beta) in acts.iter().zip(&bw.act.betas) {
+        combined.scaled_add(beta, a);
+    }
+    let mut y: Option<Array4<f32>> = None;
+    let mut accs = Vec::new();
+    for (i, base) in bw.bases.iter().enumerate() {
+        for (j, a) in acts.iter().enumerate() {
+            let s = match backend {
+                ConvBackend::Float => ops::conv::conv2d(a, base, None, stride, pad)?,
+                ConvBackend::Bitwise => {
+                    let plan =
+                        &bw.plans.as_ref().ok_or_else(|| {
+                            Error::input("binary engine", "weights were not packed")
+                        })?[i];
+                    let packed = bin::pack_activations(a)?;
+                    plan.forward(&packed, stride, pad)?.mapv(|v| v as f32)
+                }
+            };
+            let beta = bw.act.betas[j];
+            let alpha = &bw.alphas[i];
+            let acc = y.get_or_insert_with(|| Array4::zeros(s.raw_dim()));
+            for (o, (mut yo, so)) in acc
+                .axis_iter_mut(Axis(1))
+                .zip(s.axis_iter(Axis(1)))
+                .enumerate()
+            {
+                let k = alpha[o] * beta;
+                yo.zip_mut_with(&so, |v, &t| *v += k * t);
+            }
+            accs.push((i, j, s));
+        }
+    }
+    let mut y = y.expect("at least one base");
+    if let Some(b) = bias {
+        for (mut yo, &bo) in y.axis_iter_mut(Axis(1)).zip(b.iter()) {
+            yo.mapv_inplace(|v| v + bo);
+        }
+    }
+    Ok((y, combined, accs))
+}

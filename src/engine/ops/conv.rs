@@ -1,0 +1,476 @@
+//! Fast 2-D convolution (cross-correlation, PyTorch `conv2d` semantics) for the float engine:
+//! im2col + GEMM, forward and backward, parallel over the batch with rayon.
+//!
+//! Conventions: NCHW f32 input `x [N,C,H,W]`, weights `w [O,C,KH,KW]`, optional bias `b [O]`;
+//! the same stride and zero padding on both spatial axes; output `[N,O,HO,WO]` with
+//! `HO = (H + 2*pad - KH) / stride + 1` (floor). No groups, no dilation.
+//!
+//! Per image the convolution is one GEMM `y_n [O, HO*WO] = W [O, C*KH*KW] x col_n [C*KH*KW,
+//! HO*WO]`, where `col_n` holds the receptive fields (rows ordered c-major, then kh, then kw, so
+//! `W` needs no reshaping). 1x1 stride-1 unpadded convolutions skip im2col: `col_n` is `x_n`.
+//! Backward uses the same layout: `dcol_n = W^T dy_n` folded back by col2im, and
+//! `dW = sum_n dy_n col_n^T`. The weight-gradient sum runs over fixed batch groups whose
+//! partial sums are added in order, so the result does not depend on the thread count.
+//!
+//! The slow reference these are tested against is [`super::reference::conv`].
+
+use super::gemm::{sgemm, GemmBackend, MatRef, DEFAULT_BACKEND};
+use crate::{Error, Result};
+use ndarray::{Array1, Array4};
+use rayon::prelude::*;
+
+/// Geometry of one convolution, validated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl ConvGeom {
+    /// Checks shapes and hyper-parameters; every failure names the offending field.
+    pub fn new(
+        x: (usize, usize, usize, usize),
+        w: (usize, usize, usize, usize),
+        stride: usize,
+        pad: usize,
+    ) -> Result<Self> {
+        let (n, c, h, wd) = x;
+        let (o, c2, kh, kw) = w;
+        if stride == 0 {
+            return Err(Error::input("conv2d stride", "must be at least 1"));
+        }
+        if c != c2 {
+            return Err(Error::input(
+                "conv2d weight",
+                format!("weight expects {c2} input channels, input has {c} (x {x:?}, w {w:?})"),
+            ));
+        }
+        if kh == 0 || kw == 0 || o == 0 || c == 0 {
+            return Err(Error::input(
+                "conv2d weight",
+                format!("empty weight shape {w:?}"),
+            ));
+        }
+        if h + 2 * pad < kh || wd + 2 * pad < kw {
+            return Err(Error::input(
+                "conv2d input",
+                format!(
+                    "padded input {}x{} is smaller than the kernel {kh}x{kw}",
+                    h + 2 * pad,
+                    wd + 2 * pad
+                ),
+            ));
+        }
+        Ok(ConvGeom {
+            n,
+            c,
+            h,
+            w: wd,
+            o,
+            kh,
+            kw,
+            stride,
+            pad,
+            ho: (h + 2 * pad - kh) / stride + 1,
+            wo: (wd + 2 * pad - kw) / stride + 1,
+        })
+    }
+
+    /// Rows of the im2col matrix (`C*KH*KW`).
+    pub fn ckk(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Output positions per image (`HO*WO`).
+    pub fn l(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    /// Multiply-accumulates of the forward pass.
+    pub fn macs(&self) -> u64 {
+        (self.n * self.o * self.l() * self.ckk()) as u64
+    }
+
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    /// Output columns `[j0, j1)` whose input column `j*stride + q - pad` lies inside the image.
+    fn valid_cols(&self, q: usize) -> (usize, usize) {
+        let (s, pad) = (self.stride, self.pad);
+        let j0 = if pad > q { (pad - q).div_ceil(s) } else { 0 };
+        let j1 = if self.w + pad > q {
+            (self.w + pad - q).div_ceil(s).min(self.wo)
+        } else {
+            0
+        };
+        (j0.min(j1), j1)
+    }
+}
+
+/// Unfolds one image `[C,H,W]` into `col [C*KH*KW, HO*WO]`, zero where the window hangs over
+/// the padding.
+fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
+    im2col_at(g, x, col, g.l(), 0);
+}
+
+/// [`im2col`] into columns `[off, off + HO*WO)` of a matrix with row stride `ld`, so several
+/// images can sit side by side in one GEMM operand.
+fn im2col_at(g: &ConvGeom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
+    let l = g.l();
+    for c in 0..g.c {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        if g.is_pointwise() {
+            col[c * ld + off..c * ld + off + l].copy_from_slice(plane);
+            continue;
+        }
+        for p in 0..g.kh {
+            for q in 0..g.kw {
+                let row = (c * g.kh + p) * g.kw + q;
+                let dst = &mut col[row * ld + off..row * ld + off + l];
+                if g.stride == 1 && g.wo == g.w {
+                    shifted_copy(g, plane, dst, p, q);
+                } else {
+                    strided_copy(g, plane, dst, p, q);
+                }
+            }
+        }
+    }
+}
+
+/// Output rows `[i0, i1)` whose input row `i*stride + p - pad` lies inside the image.
+fn valid_rows(g: &ConvGeom, p: usize) -> (usize, usize) {
+    let (s, pad) = (g.stride, g.pad);
+    let i0 = if pad > p { (pad - p).div_ceil(s) } else { 0 };
+    let i1 = if g.h + pad > p {
+        (g.h + pad - p).div_ceil(s).min(g.ho)
+    } else {
+        0
+    };
+    (i0.min(i1), i1)
+}
+
+/// Stride 1 with same-width output: within the valid rows, `dst[k] = plane[k + off]` for one
+/// fixed offset, so a whole plane is a single contiguous copy; the entries that wrapped
+/// around a row edge are then zeroed. This replaces `HO` short copies per kernel tap.
+fn shifted_copy(g: &ConvGeom, plane: &[f32], dst: &mut [f32], p: usize, q: usize) {
+    let w = g.w as isize;
+    let (i0, i1) = valid_rows(g, p);
+    let (j0, j1) = g.valid_cols(q);
+    dst[..i0 * g.wo].fill(0.0);
+    dst[i1 * g.wo..].fill(0.0);
+    let off = (p as isize - g.pad as isize) * w + q as isize - g.pad as isize;
+    // Clamp so the source index stays inside the plane; clamped-away entries are edge
+    // columns, zeroed below.
+    let Some((k0, k1)) = shifted_range(g, i0, i1, off, plane.len()) else {
+        dst[i0 * g.wo..i1 * g.wo].fill(0.0);
+        return;
+    };
+    let s0 = (k0 as isize + off) as usize;
+    dst[k0..k1].copy_from_slice(&plane[s0..s0 + (k1 - k0)]);
+    dst[i0 * g.wo..k0].fill(0.0);
+    dst[k1..i1 * g.wo].fill(0.0);
+    for i in i0..i1 {
+        let r = &mut dst[i * g.wo..(i + 1) * g.wo];
+        r[..j0].fill(0.0);
+        r[j1..].fill(0.0);
+    }
+}
+
+/// The part `[k0, k1)` of the valid rows' flat range `[i0*WO, i1*WO)` whose source `k + off`
+/// lies inside the plane (None if empty).
+fn shifted_range(
+    g: &ConvGeom,
+    i0: usize,
+    i1: usize,
+    off: isize,
+    len: usize,
+) -> Option<(usize, usize)> {
+    let k0 = ((i0 * g.wo) as isize).max(-off);
+    let k1 = ((i1 * g.wo) as isize).min(len as isize - off);
+    (k1 > k0).then_some((k0 as usize, k1 as usize))
+}
+
+/// General stride: row by row.
+fn strided_copy(g: &ConvGeom, plane: &[f32], dst: &mut [f32], p: usize, q: usize) {
+    let (j0, j1) = g.valid_cols(q);
+    for i in 0..g.ho {
+        let out = &mut dst[i * g.wo..(i + 1) * g.wo];
+        let r = (i * g.stride + p) as isize - g.pad as isize;
+        if r < 0 || r >= g.h as isize {
+            out.fill(0.0);
+            continue;
+        }
+        let src = &plane[r as usize * g.w..(r as usize + 1) * g.w];
+        out[..j0].fill(0.0);
+        out[j1..].fill(0.0);
+        for (j, v) in out.iter_mut().enumerate().take(j1).skip(j0) {
+            *v = src[j * g.stride + q - g.pad];
+        }
+    }
+}
+
+/// Adjoint of [`im2col`]: adds every column entry back onto the input position it came from.
+/// `dx` is overwritten; `col` is scratch and its padded-position entries are zeroed.
+fn col2im(g: &ConvGeom, col: &mut [f32], dx: &mut [f32]) {
+    dx.fill(0.0);
+    let l = g.l();
+    let w = g.w as isize;
+    for c in 0..g.c {
+        let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for p in 0..g.kh {
+            for q in 0..g.kw {
+                let row = (c * g.kh + p) * g.kw + q;
+                let src = &mut col[row * l..(row + 1) * l];
+                let (j0, j1) = g.valid_cols(q);
+                let (i0, i1) = valid_rows(g, p);
+                if g.stride == 1 && g.wo == g.w {
+                    // Mirror of `shifted_copy`: drop the wrapped edge entries, then one
+                    // contiguous add at a fixed offset.
+                    for i in i0..i1 {
+                        let r = &mut src[i * g.wo..(i + 1) * g.wo];
+                        r[..j0].fill(0.0);
+                        r[j1..].fill(0.0);
+                    }
+                    let off = (p as isize - g.pad as isize) * w + q as isize - g.pad as isize;
+                    if let Some((k0, k1)) = shifted_range(g, i0, i1, off, plane.len()) {
+                        let s0 = (k0 as isize + off) as usize;
+                        plane[s0..s0 + (k1 - k0)]
+                            .iter_mut()
+                            .zip(&src[k0..k1])
+                            .for_each(|(d, v)| *d += v);
+                    }
+                } else {
+                    for i in i0..i1 {
+                        let r = i * g.stride + p - g.pad;
+                        let dst = &mut plane[r * g.w..(r + 1) * g.w];
+                        let s = &src[i * g.wo..(i + 1) * g.wo];
+                        for j in j0..j1 {
+                            dst[j * g.stride + q - g.pad] += s[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_bias(g: &ConvGeom, b: Option<&Array1<f32>>) -> Result<()> {
+    if let Some(b) = b {
+        if b.len() != g.o {
+            return Err(Error::input(
+                "conv2d bias",
+                format!(
+                    "bias has {} entries, weight has {} output channels",
+                    b.len(),
+                    g.o
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Forward convolution with the default GEMM backend. See the module doc for conventions.
+pub fn conv2d(
+    x: &Array4<f32>,
+    w: &Array4<f32>,
+    b: Option<&Array1<f32>>,
+    stride: usize,
+    pad: usize,
+) -> Result<Array4<f32>> {
+    conv2d_with(DEFAULT_BACKEND, x, w, b, stride, pad)
+}
+
+/// Forward convolution with an explicit GEMM backend (for benches and cross-checks).
+pub fn conv2d_with(
+    backend: GemmBackend,
+    x: &Array4<f32>,
+    w: &Array4<f32>,
+    b: Option<&Array1<f32>>,
+    stride: usize,
+    pad: usize,
+) -> Result<Array4<f32>> {
+    let g = ConvGeom::new(x.dim(), w.dim(), stride, pad)?;
+    check_bias(&g, b)?;
+    let x = x.as_standard_layout();
+    let w = w.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let ws = w.as_slice().expect("standard layout");
+    let (ckk, l) = (g.ckk(), g.l());
+    let mut y = vec![0.0f32; g.n * g.o * l];
+    let wmat = MatRef::row_major(ws, g.o, ckk);
+    // With fewer images than threads, let the GEMM itself use the pool instead.
+    let inner = g.n < rayon::current_num_threads();
+    let bias: Option<Vec<f32>> = b.map(|b| b.iter().copied().collect());
+    let per_image = |col: &mut Vec<f32>, (yn, xn): (&mut [f32], &[f32])| {
+        let rhs = if g.is_pointwise() {
+            MatRef::row_major(xn, ckk, l)
+        } else {
+            im2col(&g, xn, col);
+            MatRef::row_major(col, ckk, l)
+        };
+        sgemm(backend, wmat, rhs, yn, false, inner);
+        if let Some(bias) = &bias {
+            for (row, &bo) in yn.chunks_mut(l).zip(bias.iter()) {
+                row.iter_mut().for_each(|v| *v += bo);
+            }
+        }
+    };
+    let group = group_size(&g);
+    if g.n > 0 && group == 1 {
+        let col_len = if g.is_pointwise() { 0 } else { ckk * l };
+        y.par_chunks_mut(g.o * l)
+            .zip(xs.par_chunks(g.c * g.h * g.w))
+            .for_each_init(|| vec![0.0f32; col_len], per_image);
+    } else if g.n > 0 {
+        // Small feature maps: put `group` images side by side so the GEMM is wide enough to
+        // run near peak, then scatter the output rows back to NCHW.
+        let gl = group * l;
+        y.par_chunks_mut(group * g.o * l)
+            .zip(xs.par_chunks(group * g.c * g.h * g.w))
+            .for_each_init(
+                || (vec![0.0f32; ckk * gl], vec![0.0f32; g.o * gl]),
+                |(col, out), (yg, xg)| {
+                    let imgs = xg.len() / (g.c * g.h * g.w);
+                    let cols = imgs * l;
+                    for (i, xn) in xg.chunks(g.c * g.h * g.w).enumerate() {
+                        im2col_at(&g, xn, col, cols, i * l);
+                    }
+                    sgemm(
+                        backend,
+                        wmat,
+                        MatRef::row_major(col, ckk, cols),
+                        out,
+                        false,
+                        inner,
+                    );
+                    for (i, yn) in yg.chunks_mut(g.o * l).enumerate() {
+                        for (oc, row) in yn.chunks_mut(l).enumerate() {
+                            let src = &out[oc * cols + i * l..oc * cols + (i + 1) * l];
+                            let bo = bias.as_ref().map_or(0.0, |b| b[oc]);
+                            row.iter_mut().zip(src).for_each(|(d, v)| *d = v + bo);
+                        }
+                    }
+                },
+            );
+    }
+    Ok(Array4::from_shape_vec((g.n, g.o, g.ho, g.wo), y).expect("shape"))
+}
+
+/// GEMM width (output positions) below which images are grouped into one GEMM; the bench
+/// shows the `gemm` kernels roughly doubling their rate from 64 to 256 columns.
+const GROUP_COLS: usize = 256;
+
+/// Images per forward GEMM.
+fn group_size(g: &ConvGeom) -> usize {
+    (GROUP_COLS / g.l().max(1)).clamp(1, g.n.max(1))
+}
+
+/// Number of batch groups for the weight-gradient reduction. Fixed (not the thread count) so
+/// the summation order, and hence the rounding, is the same on any machine.
+const GRAD_GROUPS: usize = 16;
+
+/// Backward convolution with the default backend: returns `(dx, dw, db)` for `dy [N,O,HO,WO]`.
+pub fn conv2d_backward(
+    x: &Array4<f32>,
+    w: &Array4<f32>,
+    stride: usize,
+    pad: usize,
+    dy: &Array4<f32>,
+) -> Result<(Array4<f32>, Array4<f32>, Array1<f32>)> {
+    conv2d_backward_with(DEFAULT_BACKEND, x, w, stride, pad, dy)
+}
+
+/// Backward convolution with an explicit GEMM backend.
+pub fn conv2d_backward_with(
+    backend: GemmBackend,
+    x: &Array4<f32>,
+    w: &Array4<f32>,
+    stride: usize,
+    pad: usize,
+    dy: &Array4<f32>,
+) -> Result<(Array4<f32>, Array4<f32>, Array1<f32>)> {
+    let g = ConvGeom::new(x.dim(), w.dim(), stride, pad)?;
+    if dy.dim() != (g.n, g.o, g.ho, g.wo) {
+        return Err(Error::input(
+            "conv2d_backward dy",
+            format!(
+                "gradient has shape {:?}, output shape is {:?}",
+                dy.dim(),
+                (g.n, g.o, g.ho, g.wo)
+            ),
+        ));
+    }
+    let x = x.as_standard_layout();
+    let w = w.as_standard_layout();
+    let dy = dy.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let ws = w.as_slice().expect("standard layout");
+    let dys = dy.as_slice().expect("standard layout");
+    let (ckk, l) = (g.ckk(), g.l());
+    let img_in = g.c * g.h * g.w;
+    let img_out = g.o * l;
+    let wt = MatRef::row_major(ws, g.o, ckk).t();
+    let mut dx = vec![0.0f32; g.n * img_in];
+    let per_group = g.n.div_ceil(GRAD_GROUPS).max(1);
+    let inner = g.n.div_ceil(per_group) < rayon::current_num_threads();
+    let pointwise = g.is_pointwise();
+    let partials: Vec<(Vec<f32>, Vec<f64>)> = dx
+        .par_chunks_mut(per_group * img_in)
+        .zip(xs.par_chunks(per_group * img_in))
+        .zip(dys.par_chunks(per_group * img_out))
+        .map(|((dxg, xg), dyg)| {
+            let mut dw = vec![0.0f32; g.o * ckk];
+            let mut db = vec![0.0f64; g.o];
+            let mut col = vec![0.0f32; if pointwise { 0 } else { ckk * l }];
+            let mut dcol = vec![0.0f32; if pointwise { 0 } else { ckk * l }];
+            for ((dxn, xn), dyn_) in dxg
+                .chunks_mut(img_in)
+                .zip(xg.chunks(img_in))
+                .zip(dyg.chunks(img_out))
+            {
+                let dymat = MatRef::row_major(dyn_, g.o, l);
+                // dx: W^T dy, folded back onto the image.
+                if pointwise {
+                    sgemm(backend, wt, dymat, dxn, false, inner);
+                } else {
+                    sgemm(backend, wt, dymat, &mut dcol, false, inner);
+                    col2im(&g, &mut dcol, dxn);
+                }
+                // dW += dy col^T.
+                let colmat = if pointwise {
+                    MatRef::row_major(xn, ckk, l)
+                } else {
+                    im2col(&g, xn, &mut col);
+                    MatRef::row_major(&col, ckk, l)
+                };
+                sgemm(backend, dymat, colmat.t(), &mut dw, true, inner);
+                for (acc, row) in db.iter_mut().zip(dyn_.chunks(l)) {
+                    *acc += row.iter().map(|&v| v as f64).sum::<f64>();
+                }
+            }
+            (dw, db)
+        })
+        .collect();
+    let mut dw = vec![0.0f32; g.o * ckk];
+    let mut db = vec![0.0f64; g.o];
+    for (pw, pb) in &partials {
+        dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
+    }
+    Ok((
+        Array4::from_shape_vec((g.n, g.c, g.h, g.w), dx).expect("shape"),
+        Array4::from_shape_vec((g.o, g.c, g.kh, g.kw), dw).expect("shape"),
+        db.into_iter().map(|v| v as f32).collect(),
+    ))
+}
