@@ -1,13 +1,16 @@
 //! `bbed vectors`: files written by the CLI are read back with `sim::vectors::read`, decoded per
-//! the manifest's bit order and re-checked against a reference convolution computed here from the
-//! decoded data (not against the simulator that wrote them).
+//! the manifest's bit order and re-checked, from the decoded data, against the bit-exact engine's
+//! `bconv2d` (binary) and the naive integer convolution of `sim::reference` (fixed point), not
+//! against the simulator that wrote them.
 
 use std::path::Path;
 use std::process::Command;
 
-use breakingbed::sim::reference::{binary_conv, fixed_conv};
+use breakingbed::engine::binary::{bconv2d, pack_activations_i8, pack_weights_i8};
+use breakingbed::sim::reference::fixed_conv;
 use breakingbed::sim::vectors::{read, GoldenSet};
 use breakingbed::sim::{LayerSpec, Precision};
+use ndarray::Array4;
 use serde_json::Value;
 
 fn bbed(args: &[&str]) -> (i32, String, String) {
@@ -90,7 +93,16 @@ fn recheck_binary(gs: &GoldenSet, spec: &LayerSpec, images: usize) -> (Vec<i8>, 
                 x[c * g.in_h * g.in_w + p] = v;
             }
         }
-        let want: Vec<i64> = binary_conv(&g, &w, &x).iter().map(|&d| d as i64).collect();
+        let wa = Array4::from_shape_vec((g.out_c, g.in_c, k, k), w.clone()).unwrap();
+        let xa = Array4::from_shape_vec((1, g.in_c, g.in_h, g.in_w), x.clone()).unwrap();
+        let acc = bconv2d(
+            &pack_activations_i8(&xa).unwrap(),
+            &pack_weights_i8(&wa).unwrap(),
+            g.stride,
+            g.padding,
+        )
+        .unwrap();
+        let want: Vec<i64> = acc.iter().map(|&d| d as i64).collect();
         assert_eq!(gs.expected[n * outs..][..outs], want[..], "image {n}");
         xs.push(x);
     }

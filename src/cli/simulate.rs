@@ -44,8 +44,9 @@ Kernel/weight-pruned layers run the dense schedule (zero weights are not skipped
 --functional runs each simulated layer through the bit-exact slice model on seeded random inputs
 of its shape (binary: +/-1 weights and activations; full precision: values in [-1, 1], rounded
 to the lane's Q format, e.g. Q8.8 activations / Q2.14 weights for 16-bit lanes) and compares it
-with a reference convolution: binary accumulators must be equal, full-precision outputs within
-the stated fixed-point error bound. functional_match is true when every layer passes.
+with the engines: binary accumulators must equal the bit-exact engine's (bconv2d), full-precision
+outputs must lie within the stated fixed-point error bound of the float engine's conv2d.
+functional_match is true when every layer passes.
 
 Examples:
   bbed simulate --model resnet20 --variant xnor --hw hw/zcu102.toml --per-layer

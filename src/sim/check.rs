@@ -10,22 +10,27 @@
 //!   unquantised values (the bound covers rounding the operands to the Q format, the reference's
 //!   own `f32` accumulation in any order, and the final rounding).
 //!
-//! The reference is [`REFERENCE`]: the naive direct convolutions of [`super::reference`], written
-//! from the definition without packing, lanes or slices.
+//! The reference is [`REFERENCE`]: the crate's inference engines, which share no code with the
+//! simulator (bit-im2col + XOR-popcount GEMM for binary layers, im2col + `f32` GEMM for full
+//! precision). Engine errors are reported against the layer name.
 
 use super::functional::{acc_to_f32, run_binary, run_fixed, BinaryInputs, BinaryOutput};
 use super::layer::{Geometry, LayerSpec, Precision};
 use super::random::{layer_data, BinaryData, FixedData, LayerData};
-use super::reference::{binary_conv, fixed_error_bound, float_conv};
+use super::reference::fixed_error_bound;
 use super::PackedActs;
 use super::PackedWeights;
+use crate::engine::binary::{bconv2d, pack_activations_i8, pack_weights_i8};
+use crate::engine::ops::conv::conv2d;
 use crate::hw::Device;
-use crate::Result;
+use crate::{Error, Result};
+use ndarray::Array4;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// What the simulator is compared against.
-pub const REFERENCE: &str = "sim::reference (naive direct convolution)";
+pub const REFERENCE: &str =
+    "engine::binary::bconv2d (binary layers), engine::ops::conv::conv2d (full precision)";
 
 /// Outcome of one layer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,7 +165,7 @@ fn check_binary(
         let mut refs = Vec::with_capacity(d.weights.len() * img.len());
         for w in &d.weights {
             for x in img {
-                refs.push(reference_dots(g, w, x)?);
+                refs.push(reference_dots(g, w, x).map_err(|e| engine_err(spec, e))?);
             }
         }
         compare_binary(g, &sim, &refs, &d.alpha, &d.beta, &mut t);
@@ -173,21 +178,49 @@ fn check_fixed(spec: &LayerSpec, g: &Geometry, dev: &Device, d: &FixedData) -> R
     for (x, xq) in d.images.iter().zip(&d.images_q) {
         let acc = run_fixed(spec, dev, &d.weights_q, xq)?;
         let y = acc_to_f32(&acc, d.format.acc_frac());
-        let r = reference_float(g, &d.weights, x)?;
+        let r = reference_float(g, &d.weights, x).map_err(|e| engine_err(spec, e))?;
         let bound = fixed_error_bound(g, &d.weights, x, d.format.act_frac, d.format.weight_frac);
         compare_fixed(&y, &r, &bound, &mut t);
     }
     Ok(finish(spec, "bound", t))
 }
 
-/// Reference +/-1 convolution, `[out_c][oh][ow]`.
-fn reference_dots(g: &Geometry, w: &[i8], x: &[i8]) -> Result<Vec<i32>> {
-    Ok(binary_conv(g, w, x))
+fn engine_err(spec: &LayerSpec, e: Error) -> Error {
+    match e {
+        Error::Input { context, message } => {
+            Error::input(format!("layer `{}`: engine {context}", spec.name), message)
+        }
+        other => other,
+    }
 }
 
-/// Reference `f32` convolution, `[out_c][oh][ow]`.
+/// The bit-exact engine's +/-1 convolution (`crate::engine::binary::bconv2d`), `[out_c][oh][ow]`.
+fn reference_dots(g: &Geometry, w: &[i8], x: &[i8]) -> Result<Vec<i32>> {
+    let k = g.kernel;
+    let wa = Array4::from_shape_vec((g.out_c, g.in_c, k, k), w.to_vec())
+        .expect("weights have out x in x k x k values");
+    let xa = Array4::from_shape_vec((1, g.in_c, g.in_h, g.in_w), x.to_vec())
+        .expect("activations have c x h x w values");
+    let acc = bconv2d(
+        &pack_activations_i8(&xa)?,
+        &pack_weights_i8(&wa)?,
+        g.stride,
+        g.padding,
+    )?;
+    Ok(acc.iter().copied().collect())
+}
+
+/// The float engine's convolution (`crate::engine::ops::conv::conv2d`), `[out_c][oh][ow]`.
 fn reference_float(g: &Geometry, w: &[f32], x: &[f32]) -> Result<Vec<f32>> {
-    Ok(float_conv(g, w, x))
+    let k = g.kernel;
+    let wa = Array4::from_shape_vec((g.out_c, g.in_c, k, k), w.to_vec())
+        .expect("weights have out x in x k x k values");
+    let xa = Array4::from_shape_vec((1, g.in_c, g.in_h, g.in_w), x.to_vec())
+        .expect("activations have c x h x w values");
+    Ok(conv2d(&xa, &wa, None, g.stride, g.padding)?
+        .iter()
+        .copied()
+        .collect())
 }
 
 /// Checks layer `index` of a network (its position in the layer list, which selects its random
@@ -236,6 +269,7 @@ pub fn check_layers(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::reference::{binary_conv, float_conv};
     use crate::sim::LayerKind;
 
     fn dev() -> Device {
@@ -322,6 +356,31 @@ mod tests {
         let mut bad = Tally::default();
         compare_binary(&g, &sim, &[bad_ref], &alpha, &beta, &mut bad);
         assert_eq!(bad.mismatches, 2);
+    }
+
+    /// The engine plumbing (NCHW arrays, packing, output order) agrees with the naive definition
+    /// in `sim::reference`: exactly for +/-1 data, to f32 rounding for floats.
+    #[test]
+    fn engine_references_agree_with_naive_definitions() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        for (in_c, out_c, k, s) in [(1, 1, 1, 1), (5, 3, 3, 2), (50, 4, 3, 1), (7, 2, 5, 1)] {
+            let spec = conv(in_c, out_c, k, s, 6, Precision::Full);
+            let g = spec.geometry().unwrap();
+            let nw = out_c * in_c * k * k;
+            let nx = in_c * g.in_h * g.in_w;
+            let w: Vec<i8> = (0..nw).map(|_| if rng.gen() { 1 } else { -1 }).collect();
+            let x: Vec<i8> = (0..nx).map(|_| if rng.gen() { 1 } else { -1 }).collect();
+            assert_eq!(reference_dots(&g, &w, &x).unwrap(), binary_conv(&g, &w, &x));
+            let wf: Vec<f32> = (0..nw).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let xf: Vec<f32> = (0..nx).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let a = reference_float(&g, &wf, &xf).unwrap();
+            let b = float_conv(&g, &wf, &xf);
+            assert_eq!(a.len(), b.len());
+            for (p, q) in a.iter().zip(&b) {
+                assert!((p - q).abs() <= 1e-5 * (1.0 + q.abs()), "{p} vs {q}");
+            }
+        }
     }
 
     #[test]
