@@ -1,0 +1,180 @@
+//! The sweep record: one JSONL line per (variant, attack, setting, rerun, image), as the sweep
+//! runner appends them and the report reads them back.
+//!
+//! A record carries everything the report needs to aggregate without re-running anything: the
+//! zoo entry (`variant`, e.g. `"resnet20-xnor"`), its compression kind (`variant_kind`, e.g.
+//! `"xnor"`; box-plots pool ResNet20 and ResNet56 per kind as the paper's Fig. 4 does), the base
+//! `model`, the attack name, the attack [`Setting`] (units explicit through `scale`), the rerun
+//! index (PGD is rerun with fresh random starts) and the per-image [`ImageResult`].
+//!
+//! Attack names are compared after [`canonical_attack`] (lower case, letters and digits only), so
+//! `"LocalSearch"`, `"local_search"` and `"localsearch"` are the same attack.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::attack::{ImageResult, Scale};
+use crate::io::jsonl::read_jsonl;
+use crate::{Error, Result};
+
+/// The attack hyper-parameters of one sweep cell; fields an attack does not use are `None`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Setting {
+    /// Perturbation budget, in `scale` units.
+    #[serde(default)]
+    pub eps: Option<f32>,
+    /// Scale of `eps` (pixel = 0-255, unit = [0,1], normalized).
+    #[serde(default)]
+    pub scale: Option<Scale>,
+    /// Iterations (PGD, DeepFool, C&W search steps, LocalSearch rounds, GenAttack generations).
+    #[serde(default)]
+    pub iterations: Option<usize>,
+    /// GenAttack population size N.
+    #[serde(default)]
+    pub population: Option<usize>,
+    /// C&W trade-off constant c.
+    #[serde(default)]
+    pub c: Option<f32>,
+}
+
+impl Setting {
+    /// A canonical, human-readable label; equal settings give equal labels, so it doubles as a
+    /// grouping key (f32 values are printed with Rust's shortest round-trip formatting).
+    pub fn label(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(e) = self.eps {
+            let unit = match self.scale {
+                Some(Scale::Pixel) => " (0-255)",
+                Some(Scale::Unit) => " (unit)",
+                Some(Scale::Normalized) => " (normalized)",
+                None => "",
+            };
+            parts.push(format!("eps={e}{unit}"));
+        }
+        if let Some(i) = self.iterations {
+            parts.push(format!("i={i}"));
+        }
+        if let Some(n) = self.population {
+            parts.push(format!("N={n}"));
+        }
+        if let Some(c) = self.c {
+            parts.push(format!("c={c}"));
+        }
+        if parts.is_empty() {
+            "default".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+
+    /// True when every field set in `fixed` has the same value here.
+    pub fn matches(&self, fixed: &Setting) -> bool {
+        fn same<T: PartialEq>(want: &Option<T>, have: &Option<T>) -> bool {
+            want.is_none() || want == have
+        }
+        same(&fixed.eps, &self.eps)
+            && same(&fixed.scale, &self.scale)
+            && same(&fixed.iterations, &self.iterations)
+            && same(&fixed.population, &self.population)
+            && same(&fixed.c, &self.c)
+    }
+}
+
+/// One line of a sweep's results file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepRecord {
+    /// Zoo entry name, e.g. `"resnet20-xnor"`.
+    pub variant: String,
+    /// Compression kind, e.g. `"vanilla"`, `"kd-kl"`, `"ch-prune"`, `"xnor"`, `"abc3"`.
+    pub variant_kind: String,
+    /// Base model, e.g. `"resnet20"`.
+    pub model: String,
+    /// Attack name (see [`canonical_attack`]).
+    pub attack: String,
+    pub setting: Setting,
+    /// Rerun index (0-based); attacks run once have only rerun 0.
+    #[serde(default)]
+    pub rerun: usize,
+    pub result: ImageResult,
+}
+
+impl SweepRecord {
+    /// Reject records that would silently corrupt aggregates.
+    pub fn validate(&self, context: &str) -> Result<()> {
+        for (field, v) in [
+            ("variant", &self.variant),
+            ("variant_kind", &self.variant_kind),
+            ("model", &self.model),
+            ("attack", &self.attack),
+        ] {
+            if v.trim().is_empty() {
+                return Err(Error::input(context, format!("field `{field}` is empty")));
+            }
+        }
+        if canonical_attack(&self.attack).is_empty() {
+            return Err(Error::input(
+                context,
+                format!("field `attack` ({:?}) has no letters or digits", self.attack),
+            ));
+        }
+        let s = &self.setting;
+        for (field, v) in [("setting.eps", s.eps), ("setting.c", s.c)] {
+            if let Some(v) = v {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(Error::input(
+                        context,
+                        format!("field `{field}` must be finite and >= 0, got {v}"),
+                    ));
+                }
+            }
+        }
+        if let Some(l) = self.result.loss {
+            if l.is_nan() {
+                return Err(Error::input(context, "field `result.loss` is NaN"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Attack name for comparisons: lower case, ASCII letters and digits only
+/// (`"Local_Search"` -> `"localsearch"`, `"C&W"` -> `"cw"`).
+pub fn canonical_attack(name: &str) -> String {
+    name.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// Load a results file. A line that is not JSON or not a valid [`SweepRecord`] is an error naming
+/// `file:line`, or, with `skip_corrupt`, is skipped with a warning on stderr. A torn last line
+/// (a killed writer) is ignored with a warning (see [`crate::io::jsonl`]).
+pub fn load_records(path: impl AsRef<Path>, skip_corrupt: bool) -> Result<Vec<SweepRecord>> {
+    let path = path.as_ref();
+    let contents = read_jsonl(path, skip_corrupt)?;
+    let mut out = Vec::with_capacity(contents.records.len());
+    for (line, value) in contents.records {
+        let context = format!("{}:{line}", path.display());
+        let parsed = serde_json::from_value::<SweepRecord>(value)
+            .map_err(|e| Error::input(&context, format!("not a sweep record: {e}")))
+            .and_then(|r| r.validate(&context).map(|()| r));
+        match parsed {
+            Ok(r) => out.push(r),
+            Err(e) if skip_corrupt => eprintln!("warning: skipping corrupt line: {e}"),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// Load and concatenate several results files (e.g. shard outputs), in the given order.
+pub fn load_many(paths: &[impl AsRef<Path>], skip_corrupt: bool) -> Result<Vec<SweepRecord>> {
+    let mut all = Vec::new();
+    for p in paths {
+        all.extend(load_records(p, skip_corrupt)?);
+    }
+    Ok(all)
+}
