@@ -250,8 +250,9 @@ pub struct StrainCurve {
 /// accuracy) or without the stress field are left out; two cells at the same stress (other
 /// settings differing in fields the spec does not fix) are averaged.
 pub fn strain_curves(cells: &[CellMetrics], spec: &StressSpec) -> Vec<StrainCurve> {
-    let mut by_variant: BTreeMap<String, (Vec<&CellMetrics>, BTreeMap<u32, Vec<&CellMetrics>>)> =
-        BTreeMap::new();
+    // variant -> (its cells, its cells by stress bits)
+    type ByStress<'a> = BTreeMap<u32, Vec<&'a CellMetrics>>;
+    let mut by_variant: BTreeMap<String, (Vec<&CellMetrics>, ByStress)> = BTreeMap::new();
     for c in cells
         .iter()
         .filter(|c| c.attack == spec.attack && c.setting.matches(&spec.fixed))
@@ -344,7 +345,7 @@ pub fn breaking_stress(points: &[StrainPoint], max_stress: f32, threshold: f32) 
 /// attack over all variants. `None` for an empty curve or a non-positive `max_stress`.
 pub fn classify(curve: &StrainCurve, max_stress: f32) -> Option<Classification> {
     let last = curve.points.last()?;
-    if !(max_stress > 0.0) {
+    if max_stress.is_nan() || max_stress <= 0.0 {
         return None;
     }
     let s_break = breaking_stress(&curve.points, max_stress, BREAK_STRAIN);
@@ -425,9 +426,10 @@ pub fn box_stats(values: &[f32], context: &str) -> Result<BoxStats> {
         q3,
         max: x[x.len() - 1],
         mean: (x.iter().map(|&v| f64::from(v)).sum::<f64>() / x.len() as f64) as f32,
-        // Q1 and Q3 lie within the fences, so some point always does.
-        lower_whisker: inside.first().copied().unwrap_or(q1),
-        upper_whisker: inside.last().copied().unwrap_or(q3),
+        // With interpolated quartiles the nearest inside point can lie beyond Q1 (or Q3); the
+        // whisker then collapses onto the box edge, as matplotlib's boxplot_stats does.
+        lower_whisker: inside.first().map_or(q1, |&v| v.min(q1)),
+        upper_whisker: inside.last().map_or(q3, |&v| v.max(q3)),
         outliers: x
             .iter()
             .copied()

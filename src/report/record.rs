@@ -158,8 +158,8 @@ pub fn load_records(path: impl AsRef<Path>, skip_corrupt: bool) -> Result<Vec<Sw
     let mut out = Vec::with_capacity(contents.records.len());
     for (line, value) in contents.records {
         let context = format!("{}:{line}", path.display());
-        let parsed = serde_json::from_value::<SweepRecord>(value)
-            .map_err(|e| Error::input(&context, format!("not a sweep record: {e}")))
+        let parsed = serde_json::from_value::<SweepRecord>(value.clone())
+            .map_err(|e| Error::input(&context, format!("not a sweep record: {}", explain(&value, e))))
             .and_then(|r| r.validate(&context).map(|()| r));
         match parsed {
             Ok(r) => out.push(r),
@@ -168,6 +168,31 @@ pub fn load_records(path: impl AsRef<Path>, skip_corrupt: bool) -> Result<Vec<Sw
         }
     }
     Ok(out)
+}
+
+/// serde_json's error for a whole record does not say which field failed; find it by parsing
+/// each field on its own.
+fn explain(value: &serde_json::Value, whole: serde_json::Error) -> String {
+    use serde_json::Value;
+    fn check<T: serde::de::DeserializeOwned>(v: &Value) -> Option<String> {
+        serde_json::from_value::<T>(v.clone()).err().map(|e| e.to_string())
+    }
+    let Some(obj) = value.as_object() else {
+        return format!("expected a JSON object ({whole})");
+    };
+    for (field, v) in obj {
+        let err = match field.as_str() {
+            "variant" | "variant_kind" | "model" | "attack" => check::<String>(v),
+            "setting" => check::<Setting>(v),
+            "rerun" => check::<usize>(v),
+            "result" => check::<ImageResult>(v),
+            _ => Some("unknown field".to_string()),
+        };
+        if let Some(e) = err {
+            return format!("field `{field}`: {e}");
+        }
+    }
+    whole.to_string()
 }
 
 /// Load and concatenate several results files (e.g. shard outputs), in the given order.
