@@ -192,3 +192,120 @@ fn xml_checker_accepts_and_rejects() {
         assert!(check_xml(bad).is_err(), "{bad}");
     }
 }
+
+/// A seeded synthetic sweep over the paper's Table 2 grid (reduced image count), with traced
+/// 5-rerun PGD runs and a targeted GenAttack, so every figure and table of the report has data.
+/// `robust[v]` in [0,1] sets how well variant `v` resists; the numbers are made up, only the shape
+/// of the data matters.
+pub fn synthetic_sweep(seed: u64, images: usize) -> Vec<SweepRecord> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let variants = [
+        ("resnet20-vanilla", "vanilla", 0.2f32),
+        ("resnet20-xnor", "xnor", 0.7),
+        ("resnet20-kd-kl", "kd-kl", 0.45),
+        ("resnet56-vanilla", "vanilla", 0.3),
+        ("resnet56-xnor", "xnor", 0.8),
+    ];
+    let mut out = Vec::new();
+    let cell = |rng: &mut rand_chacha::ChaCha8Rng,
+                    out: &mut Vec<SweepRecord>,
+                    (v, kind, rob): (&str, &str, f32),
+                    attack: &str,
+                    s: Setting,
+                    stress01: f32,
+                    rerun: usize,
+                    traced: Option<(usize, usize)>,
+                    target: bool| {
+        for k in 0..images {
+            let label = k % 10;
+            let clean_ok = rng.gen::<f32>() < 0.9;
+            let clean = if clean_ok { label } else { (label + 1) % 10 };
+            let survive = clean_ok && rng.gen::<f32>() < rob * (1.0 - stress01) + 0.05;
+            let mut r = result(k, label, clean, if survive { label } else { (label + 3) % 10 }, Some(0.0));
+            if target {
+                r.target = Some((label + 5) % 10);
+            }
+            if let Some((every, total)) = traced {
+                // Fooled at a random step (robust variants later), if at all.
+                let fooled_at = if survive { usize::MAX } else { 1 + (rng.gen::<f32>() * total as f32 * rob) as usize };
+                let pts: Vec<(usize, usize, Option<f32>)> = (1..=total / every)
+                    .map(|t| {
+                        let i = t * every;
+                        let pred = if !clean_ok { clean } else if i >= fooled_at { r.target.unwrap_or((label + 3) % 10) } else { label };
+                        (i, pred, Some(0.1 * i as f32 * (1.0 - rob)))
+                    })
+                    .collect();
+                r.adv_pred = pts.last().unwrap().1;
+                r.trace = trace(&pts);
+            }
+            r.loss = Some(rng.gen::<f32>() * 3.0 * (1.0 - rob) + stress01);
+            out.push(record(v, kind, attack, s.clone(), rerun, r));
+        }
+    };
+    for &v in &variants {
+        for e in [2.0f32, 4.0, 8.0, 16.0] {
+            cell(&mut rng, &mut out, v, "FGSM", eps(e), e / 16.0, 0, None, false);
+        }
+        for e in [0.1f32, 0.5, 1.0, 2.0] {
+            for i in [2usize, 3, 4, 5] {
+                cell(&mut rng, &mut out, v, "PGD", eps_iter(e, i), (e / 2.0) * (i as f32 / 5.0), 0, None, false);
+            }
+        }
+        for rerun in 0..5 {
+            cell(&mut rng, &mut out, v, "PGD", eps_iter(2.0, 100), 0.9, rerun, Some((5, 100)), false);
+        }
+        for c in [0.01f32, 0.1, 1.0, 5.0, 10.0] {
+            for i in [1usize, 10, 20, 50] {
+                let s = Setting { c: Some(c), iterations: Some(i), ..Setting::default() };
+                cell(&mut rng, &mut out, v, "CW", s, (i as f32 / 50.0).sqrt(), 0, None, false);
+            }
+        }
+        for i in [1usize, 5, 10, 20] {
+            let s = Setting { iterations: Some(i), ..Setting::default() };
+            cell(&mut rng, &mut out, v, "DeepFool", s, i as f32 / 20.0, 0, None, false);
+        }
+        for e in [8.0f32, 16.0, 32.0] {
+            for i in [50usize, 100, 150, 200] {
+                cell(&mut rng, &mut out, v, "LocalSearch", eps_iter(e, i), (e / 32.0) * (i as f32 / 200.0) * 0.6, 0, None, false);
+            }
+        }
+        for e in [8.0f32, 12.0] {
+            for n in [6usize, 16] {
+                for i in [50usize, 100, 150, 200] {
+                    let s = Setting { population: Some(n), ..eps_iter(e, i) };
+                    cell(&mut rng, &mut out, v, "GenAttack", s, (i as f32 / 200.0) * 0.8, 0, Some((10, i)), true);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// CAM rows: a synthetic "image" and feature maps per variant, clean and two attacked panels.
+pub fn synthetic_cams() -> Vec<breakingbed::report::cam::CamRow> {
+    use breakingbed::report::cam::{CamInput, CamRow};
+    use ndarray::{Array2, Array3};
+    ["resnet20-vanilla", "resnet20-xnor"]
+        .iter()
+        .enumerate()
+        .map(|(vi, v)| CamRow {
+            variant: v.to_string(),
+            panels: ["clean", "DeepFool i=1", "DeepFool i=5"]
+                .iter()
+                .enumerate()
+                .map(|(j, label)| CamInput {
+                    label: label.to_string(),
+                    image: Array3::from_shape_fn((3, 32, 32), |(c, y, x)| ((c * 7 + y + x) % 32) as f32 / 31.0),
+                    features: Array3::from_shape_fn((4, 8, 8), |(k, y, x)| {
+                        let (cy, cx) = (2.0 + k as f32 + j as f32, 3.0 + vi as f32);
+                        (-((y as f32 - cy).powi(2) + (x as f32 - cx).powi(2)) / 6.0).exp()
+                    }),
+                    weights: Array2::from_shape_fn((10, 4), |(c, k)| ((c + k) % 3) as f32 - 0.5),
+                    class: 1,
+                    class_name: Some("automobile".into()),
+                })
+                .collect(),
+        })
+        .collect()
+}
