@@ -76,7 +76,9 @@ fn run_with_timeout(cmd: &mut Command, limit: Duration) -> String {
 }
 
 fn field(result: &str, key: &str) -> String {
-    let p = result.find(&format!(" {key}=")).unwrap_or_else(|| panic!("{key} in {result}"));
+    let p = result
+        .find(&format!(" {key}="))
+        .unwrap_or_else(|| panic!("{key} in {result}"));
     result[p + key.len() + 2..]
         .split(' ')
         .next()
@@ -108,7 +110,11 @@ fn report_renders_in_headless_chromium() {
     let n_tables = html.matches("<table ").count();
     let n_rows = html.matches("<tr><td>").count();
     let probe_page = out.join("probe.html");
-    std::fs::write(&probe_page, html.replace("</body>", &format!("{PROBE}</body>"))).unwrap();
+    std::fs::write(
+        &probe_page,
+        html.replace("</body>", &format!("{PROBE}</body>")),
+    )
+    .unwrap();
 
     let profile = tempfile::tempdir().unwrap();
     let dom = run_with_timeout(
@@ -131,14 +137,27 @@ fn report_renders_in_headless_chromium() {
     );
     std::fs::remove_file(&probe_page).ok();
     let marker = "<pre id=\"bbed-result\">";
-    let start = dom.find(marker).unwrap_or_else(|| panic!("probe did not run; DOM:\n{dom}"));
+    let start = dom
+        .find(marker)
+        .unwrap_or_else(|| panic!("probe did not run; DOM:\n{dom}"));
     let start = start + marker.len();
     let result = &dom[start..dom[start..].find("END").unwrap() + start];
     eprintln!("{result}");
-    assert_eq!(field(result, "control"), "broken", "the probe cannot see a broken image");
+    assert_eq!(
+        field(result, "control"),
+        "broken",
+        "the probe cannot see a broken image"
+    );
     assert_eq!(field(result, "broken"), "0", "{result}");
-    assert_eq!(field(result, "ok"), summary.figures.len().to_string(), "{result}");
+    assert_eq!(
+        field(result, "ok"),
+        summary.figures.len().to_string(),
+        "{result}"
+    );
     assert_eq!(field(result, "tables"), n_tables.to_string());
     assert_eq!(field(result, "rows"), n_rows.to_string());
-    assert!(n_tables >= 8 && n_rows > 50, "{n_tables} tables, {n_rows} rows");
+    assert!(
+        n_tables >= 8 && n_rows > 50,
+        "{n_tables} tables, {n_rows} rows"
+    );
 }

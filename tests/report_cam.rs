@@ -7,17 +7,27 @@ use proptest::prelude::*;
 
 #[test]
 fn cam_is_the_weighted_sum_of_feature_maps() {
-    let f = Array3::from_shape_vec((2, 2, 2), vec![1.0, 2.0, 3.0, 4.0, 10.0, 0.0, 0.0, 10.0]).unwrap();
+    let f =
+        Array3::from_shape_vec((2, 2, 2), vec![1.0, 2.0, 3.0, 4.0, 10.0, 0.0, 0.0, 10.0]).unwrap();
     let w = array![[1.0, 0.0], [0.5, -0.1]];
-    assert_eq!(cam(f.view(), w.view(), 0).unwrap(), array![[1.0, 2.0], [3.0, 4.0]]);
+    assert_eq!(
+        cam(f.view(), w.view(), 0).unwrap(),
+        array![[1.0, 2.0], [3.0, 4.0]]
+    );
     // class 1: 0.5 f0 - 0.1 f1 = [[0.5 - 1, 1], [1.5, 2 - 1]]
     let c = cam(f.view(), w.view(), 1).unwrap();
     let want = array![[-0.5, 1.0], [1.5, 1.0]];
-    assert!(c.iter().zip(want.iter()).all(|(a, b)| (a - b).abs() < 1e-6), "{c}");
+    assert!(
+        c.iter().zip(want.iter()).all(|(a, b)| (a - b).abs() < 1e-6),
+        "{c}"
+    );
     let e = cam(f.view(), w.view(), 2).unwrap_err().to_string();
     assert!(e.contains("class 2"), "{e}");
     let w3 = Array2::<f32>::zeros((2, 3));
-    assert!(cam(f.view(), w3.view(), 0).unwrap_err().to_string().contains("3 inputs"));
+    assert!(cam(f.view(), w3.view(), 0)
+        .unwrap_err()
+        .to_string()
+        .contains("3 inputs"));
 }
 
 proptest! {
@@ -63,7 +73,9 @@ fn bilinear_half_pixel_known_values() {
     assert_eq!(u.column(0).to_vec(), vec![0.0, 0.5, 1.5, 2.0]);
     assert_eq!(upsample_bilinear(m.view(), 2, 2), m);
     let one = array![[7.0f32]];
-    assert!(upsample_bilinear(one.view(), 3, 5).iter().all(|&v| v == 7.0));
+    assert!(upsample_bilinear(one.view(), 3, 5)
+        .iter()
+        .all(|&v| v == 7.0));
 }
 
 #[test]
@@ -71,7 +83,9 @@ fn normalization_and_jet() {
     let n = normalize_255(array![[-1.0f32, 0.0], [1.0, 3.0]].view());
     // (v + 1) / 4 * 255: 0, 63.75 -> 64, 127.5 -> 128, 255.
     assert_eq!(n, array![[0u8, 64], [128, 255]]);
-    assert!(normalize_255(Array2::from_elem((3, 3), 5.0f32).view()).iter().all(|&v| v == 0));
+    assert!(normalize_255(Array2::from_elem((3, 3), 5.0f32).view())
+        .iter()
+        .all(|&v| v == 0));
     // MATLAB jet: dark blue (0, 0, 0.5) at 0, dark red (0.5, 0, 0) at 1, green peak in the middle.
     assert_eq!(jet(0), [0, 0, 128]);
     assert_eq!(jet(255), [128, 0, 0]);
@@ -89,8 +103,14 @@ fn normalization_and_jet() {
 #[test]
 fn third_quartile_metric() {
     // Type 7: sorted [0, 100, 200, 255], h = 2.25: 200 + 0.25 * 55 = 213.75.
-    assert_eq!(third_quartile_intensity(array![[255u8, 0], [100, 200]].view()), 213.75);
-    assert_eq!(third_quartile_intensity(Array2::<u8>::zeros((0, 0)).view()), 0.0);
+    assert_eq!(
+        third_quartile_intensity(array![[255u8, 0], [100, 200]].view()),
+        213.75
+    );
+    assert_eq!(
+        third_quartile_intensity(Array2::<u8>::zeros((0, 0)).view()),
+        0.0
+    );
 }
 
 #[test]
@@ -125,12 +145,18 @@ fn render_panel_end_to_end() {
     assert!(px(0, 0)[0] > px(7, 7)[0] && px(0, 0)[2] < px(7, 7)[2]);
     // 3/4 of the upsampled map lies in the cold three quadrants, so Q3 is low but not zero.
     assert!(p.q3 > 0.0 && p.q3 < 128.0, "{}", p.q3);
-    let bad = CamInput { class: 5, ..input.clone() };
+    let bad = CamInput {
+        class: 5,
+        ..input.clone()
+    };
     let e = render_panel(&bad).unwrap_err().to_string();
     assert!(e.contains("clean") && e.contains("class 5"), "{e}");
     let nan = CamInput {
         features: Array3::from_elem((1, 2, 2), f32::NAN),
         ..input
     };
-    assert!(render_panel(&nan).unwrap_err().to_string().contains("non-finite"));
+    assert!(render_panel(&nan)
+        .unwrap_err()
+        .to_string()
+        .contains("non-finite"));
 }

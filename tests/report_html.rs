@@ -45,14 +45,23 @@ fn full_report_figures_are_valid_svg_and_linked() {
 
     // Figure families of the paper: Fig. 2 per model, Fig. 3 per attack and model, Fig. 4 per
     // attack, Table 3 CAM grid.
-    let count = |prefix: &str| summary.figures.iter().filter(|f| f.starts_with(prefix)).count();
+    let count = |prefix: &str| {
+        summary
+            .figures
+            .iter()
+            .filter(|f| f.starts_with(prefix))
+            .count()
+    };
     assert_eq!(count("figures/fig2_pgd_"), 2, "{:?}", summary.figures);
     assert_eq!(count("figures/fig3_"), 6 * 2);
     assert_eq!(count("figures/fig4_box_"), 6);
     assert_eq!(count("figures/table3_cam"), 1);
     for f in &summary.figures {
         let svg = std::fs::read_to_string(out.join(f)).unwrap();
-        assert_eq!(check_xml(&svg).map_err(|e| format!("{f}: {e}")).unwrap(), "svg");
+        assert_eq!(
+            check_xml(&svg).map_err(|e| format!("{f}: {e}")).unwrap(),
+            "svg"
+        );
         assert!(html.contains(&format!("src=\"{f}\"")), "{f} not referenced");
     }
     for t in &summary.tables {
@@ -61,10 +70,21 @@ fn full_report_figures_are_valid_svg_and_linked() {
     }
     // Offline: every link is relative and resolves inside the folder.
     for l in links(&html) {
-        assert!(!l.contains("://") && !l.starts_with('/'), "non-relative link {l}");
+        assert!(
+            !l.contains("://") && !l.starts_with('/'),
+            "non-relative link {l}"
+        );
         assert!(out.join(&l).is_file(), "broken link {l}");
     }
-    for id in ["table-table4_fgsm", "table-table5_pgd", "table-table6_genattack", "table-classification", "table-pgd_breaking", "table-boxplot_stats", "table-settings"] {
+    for id in [
+        "table-table4_fgsm",
+        "table-table5_pgd",
+        "table-table6_genattack",
+        "table-classification",
+        "table-pgd_breaking",
+        "table-boxplot_stats",
+        "table-settings",
+    ] {
         assert!(html.contains(&format!("<table id=\"{id}\"")), "{id}");
     }
     // The settings note is shown escaped.
@@ -74,7 +94,13 @@ fn full_report_figures_are_valid_svg_and_linked() {
     let m: ReportMetrics =
         serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(m.cells.len(), summary.cells);
-    assert_eq!(m.pgd.iter().filter(|c| c.per_rerun_breaking.len() == 5).count(), 5);
+    assert_eq!(
+        m.pgd
+            .iter()
+            .filter(|c| c.per_rerun_breaking.len() == 5)
+            .count(),
+        5
+    );
 }
 
 #[test]
@@ -92,12 +118,24 @@ fn tables_carry_hand_computed_numbers() {
          resnet20-xnor,50.00,50.00,50.00\r\n"
     );
     let md = std::fs::read_to_string(dir.path().join("tables/table4_fgsm.md")).unwrap();
-    assert!(md.contains("| resnet20-vanilla | 100.00 | 50.00 | 0.00 |"), "{md}");
+    assert!(
+        md.contains("| resnet20-vanilla | 100.00 | 50.00 | 0.00 |"),
+        "{md}"
+    );
     let cls = std::fs::read_to_string(dir.path().join("tables/classification.csv")).unwrap();
-    assert!(cls.contains("resnet20-vanilla,fgsm,ductile,0.850,1.000"), "{cls}");
-    assert!(cls.contains("resnet20-xnor,fgsm,strong,never,0.000"), "{cls}");
+    assert!(
+        cls.contains("resnet20-vanilla,fgsm,ductile,0.850,1.000"),
+        "{cls}"
+    );
+    assert!(
+        cls.contains("resnet20-xnor,fgsm,strong,never,0.000"),
+        "{cls}"
+    );
     // No PGD, GenAttack or CAM data: those parts are absent, not empty.
-    assert!(!summary.figures.iter().any(|f| f.contains("fig2") || f.contains("cam")));
+    assert!(!summary
+        .figures
+        .iter()
+        .any(|f| f.contains("fig2") || f.contains("cam")));
     assert!(!dir.path().join("tables/table6_genattack.csv").exists());
 }
 
@@ -115,12 +153,23 @@ fn refuses_non_empty_output_unless_forced() {
     let records = load_records(format!("{DATA}/small.jsonl"), false).unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "keep me").unwrap();
-    let e = write_report(&records, &ReportInputs::default(), dir.path()).unwrap_err().to_string();
-    assert!(e.contains(&dir.path().display().to_string()) && e.contains("force"), "{e}");
+    let e = write_report(&records, &ReportInputs::default(), dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&dir.path().display().to_string()) && e.contains("force"),
+        "{e}"
+    );
     assert_eq!(listing(dir.path()), vec!["notes.txt"]);
-    let forced = ReportInputs { force: true, ..ReportInputs::default() };
+    let forced = ReportInputs {
+        force: true,
+        ..ReportInputs::default()
+    };
     write_report(&records, &forced, dir.path()).unwrap();
-    assert_eq!(std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(), "keep me");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+        "keep me"
+    );
     assert!(dir.path().join("index.html").is_file());
     // A file where the directory should be.
     let e = write_report(&records, &forced, &dir.path().join("notes.txt")).unwrap_err();
@@ -131,14 +180,24 @@ fn refuses_non_empty_output_unless_forced() {
 fn bad_input_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r");
-    let e = write_report(&[], &ReportInputs::default(), &out).unwrap_err().to_string();
+    let e = write_report(&[], &ReportInputs::default(), &out)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no sweep records"), "{e}");
     let records = load_records(format!("{DATA}/small.jsonl"), false).unwrap();
     let mut inputs = full_inputs();
     inputs.cam_rows[1].panels[2].class = 99;
-    let e = write_report(&records, &inputs, &out).unwrap_err().to_string();
+    let e = write_report(&records, &inputs, &out)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("DeepFool i=5") && e.contains("class 99"), "{e}");
-    let zero = ReportInputs { classes: 1, ..ReportInputs::default() };
-    assert!(write_report(&records, &zero, &out).unwrap_err().to_string().contains("classes"));
+    let zero = ReportInputs {
+        classes: 1,
+        ..ReportInputs::default()
+    };
+    assert!(write_report(&records, &zero, &out)
+        .unwrap_err()
+        .to_string()
+        .contains("classes"));
     assert!(!out.exists());
 }

@@ -39,13 +39,22 @@ fn cell_metrics_of_the_small_fixture() {
     // vanilla eps=2: both clean-correct, one of two survives; losses 0.5, 1.5.
     let c = get("resnet20-vanilla", 2.0);
     assert_eq!((c.attack.as_str(), c.results, c.reruns), ("fgsm", 2, 1));
-    assert_eq!((c.clean_accuracy, c.accuracy, c.mean_loss, c.strain), (1.0, 0.5, Some(1.0), Some(0.5)));
+    assert_eq!(
+        (c.clean_accuracy, c.accuracy, c.mean_loss, c.strain),
+        (1.0, 0.5, Some(1.0), Some(0.5))
+    );
     // vanilla eps=8: none survives; losses 2, 3.
     let c = get("resnet20-vanilla", 8.0);
-    assert_eq!((c.accuracy, c.mean_loss, c.strain), (0.0, Some(2.5), Some(1.0)));
+    assert_eq!(
+        (c.accuracy, c.mean_loss, c.strain),
+        (0.0, Some(2.5), Some(1.0))
+    );
     // xnor: image 1 is misclassified before and after (A = A* = 0.5).
     let c = get("resnet20-xnor", 8.0);
-    assert_eq!((c.clean_accuracy, c.accuracy, c.strain), (0.5, 0.5, Some(0.0)));
+    assert_eq!(
+        (c.clean_accuracy, c.accuracy, c.strain),
+        (0.5, 0.5, Some(0.0))
+    );
 }
 
 #[test]
@@ -53,12 +62,29 @@ fn paper_stress_axes_pick_the_fixed_settings() {
     let mut recs = Vec::new();
     // PGD at i = 2 and i = 3: only i = 3 is on the Fig. 3 curve (stress = eps).
     for (e, i, adv) in [(0.5, 3, 3), (2.0, 3, 9), (0.5, 2, 9)] {
-        recs.push(record("resnet20-vanilla", "vanilla", "PGD", eps_iter(e, i), 0, result(0, 3, 3, adv, None)));
+        recs.push(record(
+            "resnet20-vanilla",
+            "vanilla",
+            "PGD",
+            eps_iter(e, i),
+            0,
+            result(0, 3, 3, adv, None),
+        ));
     }
     // GenAttack N = 6 is not on the curve (fixed N = 16, eps = 8); stress = generations.
     for (n, g) in [(16, 50), (16, 100), (6, 100)] {
-        let s = Setting { population: Some(n), ..eps_iter(8.0, g) };
-        recs.push(record("resnet20-xnor", "xnor", "GenAttack", s, 0, result(0, 3, 3, 3, None)));
+        let s = Setting {
+            population: Some(n),
+            ..eps_iter(8.0, g)
+        };
+        recs.push(record(
+            "resnet20-xnor",
+            "xnor",
+            "GenAttack",
+            s,
+            0,
+            result(0, 3, 3, 3, None),
+        ));
     }
     let cells = cell_metrics(&recs);
     let specs = paper_stress_specs();
@@ -71,7 +97,10 @@ fn paper_stress_axes_pick_the_fixed_settings() {
     let pts: Vec<f32> = ga[0].points.iter().map(|p| p.stress).collect();
     assert_eq!(pts, vec![50.0, 100.0]);
     // Attack names are matched canonically: "Local_Search" is "localsearch".
-    assert_eq!(breakingbed::report::canonical_attack("Local_Search"), "localsearch");
+    assert_eq!(
+        breakingbed::report::canonical_attack("Local_Search"),
+        "localsearch"
+    );
     assert_eq!(breakingbed::report::canonical_attack("C&W"), "cw");
 }
 
@@ -83,7 +112,11 @@ fn curve(points: &[(f32, f32)]) -> StrainCurve {
         attack: "a".into(),
         points: points
             .iter()
-            .map(|&(stress, strain)| StrainPoint { stress, strain, accuracy: 0.0 })
+            .map(|&(stress, strain)| StrainPoint {
+                stress,
+                strain,
+                accuracy: 0.0,
+            })
             .collect(),
     }
 }
@@ -111,7 +144,10 @@ fn classification_rule_at_its_boundaries() {
     assert!(close(c.s_break.unwrap(), 0.225));
     // Never breaks, final strain exactly 0.5: strong; just above: ductile.
     let c = class_of(&[(1.0, 0.25), (4.0, 0.5)], 4.0);
-    assert_eq!((c.behaviour, c.s_break, c.final_strain), (Behaviour::Strong, None, 0.5));
+    assert_eq!(
+        (c.behaviour, c.s_break, c.final_strain),
+        (Behaviour::Strong, None, 0.5)
+    );
     let c = class_of(&[(1.0, 0.25), (4.0, 0.51)], 4.0);
     assert_eq!(c.behaviour, Behaviour::Ductile);
     // The first crossing counts even if strain later falls back.
@@ -149,7 +185,10 @@ fn box_stats_match_hand_worked_quartiles() {
     let v = [9.0, 1.0, 2.0, 100.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
     let s = box_stats(&v, "t").unwrap();
     assert_eq!((s.q1, s.median, s.q3), (3.25, 5.5, 7.75));
-    assert_eq!((s.lower_whisker, s.upper_whisker, s.min, s.max), (1.0, 9.0, 1.0, 100.0));
+    assert_eq!(
+        (s.lower_whisker, s.upper_whisker, s.min, s.max),
+        (1.0, 9.0, 1.0, 100.0)
+    );
     assert_eq!(s.outliers, vec![100.0]);
     assert!(close(s.mean, 14.5));
     // Ties: [5, 5, 5, 5, 20] has Q1 = median = Q3 = 5, IQR 0, so 20 is an outlier.
@@ -170,7 +209,10 @@ fn box_stats_match_hand_worked_quartiles() {
     let s = box_stats(&[4.0, 2.0], "t").unwrap();
     assert_eq!((s.q1, s.median, s.q3), (2.5, 3.0, 3.5));
     let s = box_stats(&[7.0], "t").unwrap();
-    assert_eq!((s.q1, s.q3, s.lower_whisker, s.upper_whisker), (7.0, 7.0, 7.0, 7.0));
+    assert_eq!(
+        (s.q1, s.q3, s.lower_whisker, s.upper_whisker),
+        (7.0, 7.0, 7.0, 7.0)
+    );
     // Bad input names its context.
     let e = box_stats(&[], "box fgsm/xnor").unwrap_err().to_string();
     assert!(e.contains("box fgsm/xnor"), "{e}");
@@ -216,7 +258,12 @@ proptest! {
 
 /// 10 images (labels 0..9) of one PGD rerun whose number of still-correct images at iterations
 /// 0, 5, 10, 15, 20 is `correct` (non-increasing): image k stays correct while k < correct[t].
-fn pgd_rerun(variant: &str, rerun: usize, correct: [usize; 5], loss_scale: f32) -> Vec<SweepRecord> {
+fn pgd_rerun(
+    variant: &str,
+    rerun: usize,
+    correct: [usize; 5],
+    loss_scale: f32,
+) -> Vec<SweepRecord> {
     (0..10)
         .map(|k| {
             let mut r = result(k, k, k, k, None);
@@ -244,7 +291,11 @@ fn pgd_breaking_iteration_per_rerun_and_of_the_mean() {
     assert_eq!((c.mean_breaking, c.unbroken), (Some(15.0), 1));
     // Mean curve: (1, .85, .6, .25, .1): it reaches the line at i = 20.
     let want = [1.0, 0.85, 0.6, 0.25, 0.1];
-    assert!(c.accuracy.iter().zip(want).all(|(&a, b)| close(a, b)), "{:?}", c.accuracy);
+    assert!(
+        c.accuracy.iter().zip(want).all(|(&a, b)| close(a, b)),
+        "{:?}",
+        c.accuracy
+    );
     assert_eq!(c.breaking_of_mean, Some(20));
     // Loss: rerun 0 has t, rerun 1 has 2t at iteration 5t: mean 1.5 t; none at iteration 0.
     assert_eq!(c.loss[0], None);
@@ -260,7 +311,10 @@ fn pgd_breaking_iteration_per_rerun_and_of_the_mean() {
     // A never-breaking model: no breaking iteration anywhere.
     let recs = pgd_rerun("a-y", 0, [10, 9, 9, 9, 9], 1.0);
     let c = &pgd_curves(&recs, "pgd", 10).unwrap()[0];
-    assert_eq!((c.mean_breaking, c.breaking_of_mean, c.unbroken), (None, None, 1));
+    assert_eq!(
+        (c.mean_breaking, c.breaking_of_mean, c.unbroken),
+        (None, None, 1)
+    );
     assert!(pgd_curves(&recs, "pgd", 1).is_err());
 }
 
@@ -286,7 +340,10 @@ fn genattack_oa_ta_per_generation() {
     // Targeted GenAttack on 4 images, label 0, target 1. Elite predictions by generation:
     // img0: 0 until g=100 then 1 (target) ; img1: 2 from g=50 ; img2: 0 throughout ;
     // img3: stopped at g=50 on the target.
-    let s = Setting { population: Some(16), ..eps_iter(8.0, 200) };
+    let s = Setting {
+        population: Some(16),
+        ..eps_iter(8.0, 200)
+    };
     let mk = |i: usize, pts: &[(usize, usize, Option<f32>)]| {
         let mut r = result(i, 0, 0, pts.last().unwrap().1, None);
         r.target = Some(1);
@@ -317,26 +374,50 @@ fn attack_boxes_pool_models_per_kind() {
     // Fig. 4 pools ResNet20 and ResNet56 per compression kind: two cells per kind here.
     let mut recs = Vec::new();
     for (v, adv) in [("resnet20-xnor", 3), ("resnet56-xnor", 9)] {
-        recs.push(record(v, "xnor", "fgsm", eps(2.0), 0, result(0, 3, 3, adv, None)));
+        recs.push(record(
+            v,
+            "xnor",
+            "fgsm",
+            eps(2.0),
+            0,
+            result(0, 3, 3, adv, None),
+        ));
     }
     let boxes = attack_boxes(&cell_metrics(&recs)).unwrap();
     assert_eq!(boxes.len(), 1);
     assert_eq!(boxes[0].stats.n, 2);
     // Values 0 and 100 percent: Q1 25, median 50, Q3 75.
-    assert_eq!((boxes[0].stats.q1, boxes[0].stats.median, boxes[0].stats.q3), (25.0, 50.0, 75.0));
+    assert_eq!(
+        (boxes[0].stats.q1, boxes[0].stats.median, boxes[0].stats.q3),
+        (25.0, 50.0, 75.0)
+    );
 }
 
 #[test]
 fn loader_reports_the_corrupt_line_or_skips_it() {
-    let e = load_records(format!("{DATA}/corrupt.jsonl"), false).unwrap_err().to_string();
+    let e = load_records(format!("{DATA}/corrupt.jsonl"), false)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("corrupt.jsonl:3"), "{e}");
     let recs = load_records(format!("{DATA}/corrupt.jsonl"), true).unwrap();
     assert_eq!(recs.len(), 4);
     // Valid JSON but not a record (rerun is a string): named by line too.
-    let e = load_records(format!("{DATA}/bad_record.jsonl"), false).unwrap_err().to_string();
-    assert!(e.contains("bad_record.jsonl:2") && e.contains("rerun"), "{e}");
-    assert_eq!(load_records(format!("{DATA}/bad_record.jsonl"), true).unwrap().len(), 2);
-    let e = load_records(format!("{DATA}/missing.jsonl"), false).unwrap_err().to_string();
+    let e = load_records(format!("{DATA}/bad_record.jsonl"), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("bad_record.jsonl:2") && e.contains("rerun"),
+        "{e}"
+    );
+    assert_eq!(
+        load_records(format!("{DATA}/bad_record.jsonl"), true)
+            .unwrap()
+            .len(),
+        2
+    );
+    let e = load_records(format!("{DATA}/missing.jsonl"), false)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("missing.jsonl"), "{e}");
 }
 
@@ -351,11 +432,21 @@ fn loader_rejects_semantically_bad_records() {
     line = format!("{line}\n{}\n", serde_json::to_string(&r).unwrap());
     std::fs::write(&p, line).unwrap();
     let e = load_records(&p, false).unwrap_err().to_string();
-    assert!(e.contains("neg.jsonl:1") && e.contains("setting.eps"), "{e}");
+    assert!(
+        e.contains("neg.jsonl:1") && e.contains("setting.eps"),
+        "{e}"
+    );
     // With skipping both lines go (line 2 has an empty attack name).
     assert!(load_records(&p, true).unwrap().is_empty());
     // Round trip of a valid record.
-    let good = record("r20-v", "v", "fgsm", eps(2.0), 3, result(0, 1, 1, 2, Some(0.5)));
+    let good = record(
+        "r20-v",
+        "v",
+        "fgsm",
+        eps(2.0),
+        3,
+        result(0, 1, 1, 2, Some(0.5)),
+    );
     std::fs::write(&p, serde_json::to_string(&good).unwrap() + "\n").unwrap();
     assert_eq!(load_records(&p, false).unwrap(), vec![good]);
 }

@@ -27,7 +27,11 @@ use crate::{Error, Result};
 pub const OVERLAY_ALPHA: f32 = 0.5;
 
 /// `CAM_c = sum_k w[c,k] f_k` on the feature-map grid `[h, w]`.
-pub fn cam(features: ArrayView3<f32>, weights: ArrayView2<f32>, class: usize) -> Result<Array2<f32>> {
+pub fn cam(
+    features: ArrayView3<f32>,
+    weights: ArrayView2<f32>,
+    class: usize,
+) -> Result<Array2<f32>> {
     let (k, h, w) = features.dim();
     let (classes, wk) = weights.dim();
     if wk != k {
@@ -56,7 +60,8 @@ pub fn cam(features: ArrayView3<f32>, weights: ArrayView2<f32>, class: usize) ->
 pub fn upsample_bilinear(map: ArrayView2<f32>, out_h: usize, out_w: usize) -> Array2<f32> {
     let (ih, iw) = map.dim();
     let coords = |o: usize, n_in: usize, n_out: usize| {
-        let src = ((o as f32 + 0.5) * n_in as f32 / n_out as f32 - 0.5).clamp(0.0, (n_in - 1) as f32);
+        let src =
+            ((o as f32 + 0.5) * n_in as f32 / n_out as f32 - 0.5).clamp(0.0, (n_in - 1) as f32);
         let i0 = src.floor() as usize;
         let i1 = (i0 + 1).min(n_in - 1);
         (i0, i1, src - i0 as f32)

@@ -180,7 +180,8 @@ fn pct(v: f32) -> String {
     format!("{:.2}", 100.0 * v)
 }
 
-const STYLE: &str = "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\
+const STYLE: &str =
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\
 figure{margin:1em 0}img{max-width:100%;height:auto;border:1px solid #ddd}\
 figcaption{font-size:.9em;color:#444}table{border-collapse:collapse;margin:.5em 0;font-size:.9em}\
 th,td{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}\
@@ -229,9 +230,15 @@ pub fn write_report(
         }
         strain.extend(curves);
     }
-    for a in cells.iter().map(|c| c.attack.clone()).collect::<std::collections::BTreeSet<_>>() {
+    for a in cells
+        .iter()
+        .map(|c| c.attack.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
         if !extra.stress_specs.iter().any(|s| s.attack == a) {
-            warnings.push(format!("attack {a}: no stress axis defined, no stress-strain graph"));
+            warnings.push(format!(
+                "attack {a}: no stress axis defined, no stress-strain graph"
+            ));
         }
     }
     let boxes = attack_boxes(&cells)?;
@@ -240,7 +247,11 @@ pub fn write_report(
         .cam_rows
         .iter()
         .map(|r| {
-            let panels = r.panels.iter().map(render_panel).collect::<Result<Vec<_>>>()?;
+            let panels = r
+                .panels
+                .iter()
+                .map(render_panel)
+                .collect::<Result<Vec<_>>>()?;
             Ok((r.variant.clone(), panels))
         })
         .collect::<Result<_>>()?;
@@ -248,7 +259,10 @@ pub fn write_report(
     let mut pgd_groups: Vec<(String, String, Vec<PgdCurve>)> = Vec::new();
     for c in pgd.iter().filter(|c| c.iterations.len() > 2) {
         let key = (c.model.clone(), c.setting.label());
-        match pgd_groups.iter_mut().find(|g| (g.0.clone(), g.1.clone()) == key) {
+        match pgd_groups
+            .iter_mut()
+            .find(|g| (g.0.clone(), g.1.clone()) == key)
+        {
             Some(g) => g.2.push(c.clone()),
             None => pgd_groups.push((key.0, key.1, vec![c.clone()])),
         }
@@ -267,12 +281,18 @@ pub fn write_report(
             .filter(|b| &b.attack == a)
             .map(|b| (b.variant_kind.clone(), b.stats.clone()))
             .collect();
-        fig4.push((a.clone(), boxplot_svg(&format!("{a}: accuracy after attack"), &bs)?));
+        fig4.push((
+            a.clone(),
+            boxplot_svg(&format!("{a}: accuracy after attack"), &bs)?,
+        ));
     }
     let cam_svg = if cam.is_empty() {
         None
     } else {
-        Some(cam_grid_svg("Class activation maps (cf. paper Table 3)", &cam)?)
+        Some(cam_grid_svg(
+            "Class activation maps (cf. paper Table 3)",
+            &cam,
+        )?)
     };
 
     // Write.
@@ -304,7 +324,9 @@ pub fn write_report(
     let mut grid: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
         Default::default();
     for c in &cells {
-        grid.entry(c.attack.clone()).or_default().insert(c.setting.label());
+        grid.entry(c.attack.clone())
+            .or_default()
+            .insert(c.setting.label());
     }
     let settings_table = Table {
         title: "Attack settings found in the results".into(),
@@ -353,7 +375,8 @@ pub fn write_report(
                         c.variant.clone(),
                         c.setting.label(),
                         c.per_rerun_breaking.len().to_string(),
-                        c.mean_breaking.map_or("never".into(), |m| format!("{m:.1}")),
+                        c.mean_breaking
+                            .map_or("never".into(), |m| format!("{m:.1}")),
                         c.unbroken.to_string(),
                         c.breaking_of_mean.map_or("never".into(), |m| m.to_string()),
                         c.accuracy.last().map_or("-".into(), |&a| pct(a)),
@@ -430,9 +453,19 @@ pub fn write_report(
         }
         let t = Table {
             title: "Box-plot statistics, accuracy after attack [%]".into(),
-            header: ["Attack", "Kind", "n", "Lower whisker", "Q1", "Median", "Q3", "Upper whisker", "Outliers"]
-                .map(String::from)
-                .to_vec(),
+            header: [
+                "Attack",
+                "Kind",
+                "n",
+                "Lower whisker",
+                "Q1",
+                "Median",
+                "Q3",
+                "Upper whisker",
+                "Outliers",
+            ]
+            .map(String::from)
+            .to_vec(),
             rows: boxes
                 .iter()
                 .map(|b| {
@@ -483,9 +516,21 @@ pub fn write_report(
     }
     let all = Table {
         title: "All cells".into(),
-        header: ["Variant", "Kind", "Model", "Attack", "Setting", "Results", "Reruns", "Clean acc [%]", "Acc after attack [%]", "Mean loss", "Strain"]
-            .map(String::from)
-            .to_vec(),
+        header: [
+            "Variant",
+            "Kind",
+            "Model",
+            "Attack",
+            "Setting",
+            "Results",
+            "Reruns",
+            "Clean acc [%]",
+            "Acc after attack [%]",
+            "Mean loss",
+            "Strain",
+        ]
+        .map(String::from)
+        .to_vec(),
         rows: cells
             .iter()
             .map(|c| {

@@ -101,8 +101,13 @@ pub fn accuracy_and_loss(results: &[&ImageResult]) -> (f32, f32, Option<f32>) {
     let n = results.len();
     let clean = results.iter().filter(|r| r.clean_pred == r.label).count();
     let adv = results.iter().filter(|r| r.adv_pred == r.label).count();
-    let losses: Vec<f64> = results.iter().filter_map(|r| r.loss).map(f64::from).collect();
-    let loss = (!losses.is_empty()).then(|| (losses.iter().sum::<f64>() / losses.len() as f64) as f32);
+    let losses: Vec<f64> = results
+        .iter()
+        .filter_map(|r| r.loss)
+        .map(f64::from)
+        .collect();
+    let loss =
+        (!losses.is_empty()).then(|| (losses.iter().sum::<f64>() / losses.len() as f64) as f32);
     (frac(clean, n), frac(adv, n), loss)
 }
 
@@ -549,7 +554,10 @@ pub fn pgd_curves(records: &[SweepRecord], attack: &str, classes: usize) -> Resu
                 .collect();
             for (k, &i) in iterations.iter().enumerate() {
                 acc_sum[k] += f64::from(acc[k]);
-                let losses: Vec<f32> = results.iter().filter_map(|r| at_iteration(r, i).1).collect();
+                let losses: Vec<f32> = results
+                    .iter()
+                    .filter_map(|r| at_iteration(r, i).1)
+                    .collect();
                 if !losses.is_empty() {
                     let m = losses.iter().map(|&l| f64::from(l)).sum::<f64>() / losses.len() as f64;
                     loss_sum[k].0 += m;
@@ -594,7 +602,10 @@ pub struct GenAttackRow {
 /// Generations to report when the caller gives none: five evenly spaced up to the largest
 /// generation count (the paper's Table 6 uses 200, 400, ..., 1000 of 1000).
 pub fn default_generations(max: usize) -> Vec<usize> {
-    let mut g: Vec<usize> = (1..=5).map(|k| (max * k).div_ceil(5)).filter(|&g| g > 0).collect();
+    let mut g: Vec<usize> = (1..=5)
+        .map(|k| (max * k).div_ceil(5))
+        .filter(|&g| g > 0)
+        .collect();
     g.dedup();
     g
 }
@@ -610,7 +621,11 @@ pub fn genattack_rows(records: &[SweepRecord], generations: &[usize]) -> Vec<Gen
                 let max = recs
                     .iter()
                     .filter_map(|r| r.setting.iterations)
-                    .chain(results.iter().flat_map(|r| r.trace.iter().map(|p| p.iteration)))
+                    .chain(
+                        results
+                            .iter()
+                            .flat_map(|r| r.trace.iter().map(|p| p.iteration)),
+                    )
                     .max()
                     .unwrap_or(0);
                 default_generations(max)

@@ -249,7 +249,8 @@ pub fn boxplot_svg(title: &str, boxes: &[(String, BoxStats)]) -> Result<String> 
                     Rectangle::new([(x - w, s.q1), (x + w, s.q3)], col.stroke_width(2)),
                 ])
             )?;
-            let seg = |a: (f32, f32), b: (f32, f32), st: ShapeStyle| PathElement::new(vec![a, b], st);
+            let seg =
+                |a: (f32, f32), b: (f32, f32), st: ShapeStyle| PathElement::new(vec![a, b], st);
             pe!(
                 title,
                 chart.draw_series([
@@ -270,11 +271,11 @@ pub fn boxplot_svg(title: &str, boxes: &[(String, BoxStats)]) -> Result<String> 
             )?;
             pe!(
                 title,
-                chart.draw_series(
-                    s.outliers
-                        .iter()
-                        .map(|&o| Circle::new((x, o), 4, BLACK.stroke_width(1)))
-                )
+                chart.draw_series(s.outliers.iter().map(|&o| Circle::new(
+                    (x, o),
+                    4,
+                    BLACK.stroke_width(1)
+                )))
             )?;
         }
         pe!(title, root.present())?;

@@ -78,7 +78,10 @@ pub fn base64(bytes: &[u8]) -> String {
 
 /// `data:` URI of a PNG.
 pub fn png_data_uri(width: u32, height: u32, rgb: &[u8]) -> String {
-    format!("data:image/png;base64,{}", base64(&encode_rgb(width, height, rgb)))
+    format!(
+        "data:image/png;base64,{}",
+        base64(&encode_rgb(width, height, rgb))
+    )
 }
 
 #[cfg(test)]
@@ -130,6 +133,9 @@ mod tests {
         want.push(0);
         want.extend_from_slice(&rgb[9..]);
         assert_eq!(raw, want);
-        assert_eq!(&png[png.len() - 8..], &[b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]);
+        assert_eq!(
+            &png[png.len() - 8..],
+            &[b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82]
+        );
     }
 }

@@ -117,7 +117,10 @@ impl SweepRecord {
         if canonical_attack(&self.attack).is_empty() {
             return Err(Error::input(
                 context,
-                format!("field `attack` ({:?}) has no letters or digits", self.attack),
+                format!(
+                    "field `attack` ({:?}) has no letters or digits",
+                    self.attack
+                ),
             ));
         }
         let s = &self.setting;
@@ -159,7 +162,12 @@ pub fn load_records(path: impl AsRef<Path>, skip_corrupt: bool) -> Result<Vec<Sw
     for (line, value) in contents.records {
         let context = format!("{}:{line}", path.display());
         let parsed = serde_json::from_value::<SweepRecord>(value.clone())
-            .map_err(|e| Error::input(&context, format!("not a sweep record: {}", explain(&value, e))))
+            .map_err(|e| {
+                Error::input(
+                    &context,
+                    format!("not a sweep record: {}", explain(&value, e)),
+                )
+            })
             .and_then(|r| r.validate(&context).map(|()| r));
         match parsed {
             Ok(r) => out.push(r),
@@ -175,7 +183,9 @@ pub fn load_records(path: impl AsRef<Path>, skip_corrupt: bool) -> Result<Vec<Sw
 fn explain(value: &serde_json::Value, whole: serde_json::Error) -> String {
     use serde_json::Value;
     fn check<T: serde::de::DeserializeOwned>(v: &Value) -> Option<String> {
-        serde_json::from_value::<T>(v.clone()).err().map(|e| e.to_string())
+        serde_json::from_value::<T>(v.clone())
+            .err()
+            .map(|e| e.to_string())
     }
     let Some(obj) = value.as_object() else {
         return format!("expected a JSON object ({whole})");

@@ -58,7 +58,11 @@ impl Table {
         let line = |cells: &[String]| {
             format!(
                 "| {} |\n",
-                cells.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | ")
+                cells
+                    .iter()
+                    .map(|c| md_cell(c))
+                    .collect::<Vec<_>>()
+                    .join(" | ")
             )
         };
         let mut s = format!("**{}**\n\n", md_cell(&self.title));
@@ -167,7 +171,11 @@ pub fn pgd_table(cells: &[CellMetrics]) -> Table {
         .iter()
         .map(|k| {
             let cs = &groups[k];
-            let mut row = vec![k.0.to_string(), pct(clean_of(cs)), f32::from_bits(k.1).to_string()];
+            let mut row = vec![
+                k.0.to_string(),
+                pct(clean_of(cs)),
+                f32::from_bits(k.1).to_string(),
+            ];
             for i in &iters {
                 row.push(
                     cs.iter()
@@ -208,16 +216,14 @@ pub fn genattack_table(rows_in: &[GenAttackRow]) -> Table {
                 r.setting.population.map_or("-".into(), |n| n.to_string()),
             ];
             for g in &gens {
-                row.push(r.rows.iter().find(|x| x.generation == *g).map_or(
-                    "-".into(),
-                    |x| {
-                        format!(
-                            "{}/{}",
-                            pct(x.oa),
-                            x.ta.map_or("-".to_string(), pct)
-                        )
-                    },
-                ));
+                row.push(
+                    r.rows
+                        .iter()
+                        .find(|x| x.generation == *g)
+                        .map_or("-".into(), |x| {
+                            format!("{}/{}", pct(x.oa), x.ta.map_or("-".to_string(), pct))
+                        }),
+                );
             }
             row
         })

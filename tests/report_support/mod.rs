@@ -5,7 +5,13 @@ use breakingbed::attack::{ImageResult, Scale, TracePoint};
 use breakingbed::report::{Setting, SweepRecord};
 
 /// A result with only the fields the metrics read set.
-pub fn result(index: usize, label: usize, clean: usize, adv: usize, loss: Option<f32>) -> ImageResult {
+pub fn result(
+    index: usize,
+    label: usize,
+    clean: usize,
+    adv: usize,
+    loss: Option<f32>,
+) -> ImageResult {
     ImageResult {
         index,
         label,
@@ -24,7 +30,14 @@ pub fn result(index: usize, label: usize, clean: usize, adv: usize, loss: Option
     }
 }
 
-pub fn record(variant: &str, kind: &str, attack: &str, setting: Setting, rerun: usize, r: ImageResult) -> SweepRecord {
+pub fn record(
+    variant: &str,
+    kind: &str,
+    attack: &str,
+    setting: Setting,
+    rerun: usize,
+    r: ImageResult,
+) -> SweepRecord {
     SweepRecord {
         variant: variant.into(),
         variant_kind: kind.into(),
@@ -56,7 +69,11 @@ pub fn eps_iter(e: f32, i: usize) -> Setting {
 pub fn trace(points: &[(usize, usize, Option<f32>)]) -> Vec<TracePoint> {
     points
         .iter()
-        .map(|&(iteration, pred, loss)| TracePoint { iteration, pred, loss })
+        .map(|&(iteration, pred, loss)| TracePoint {
+            iteration,
+            pred,
+            loss,
+        })
         .collect()
 }
 
@@ -160,7 +177,11 @@ pub fn check_xml(doc: &str) -> Result<String, String> {
                 if q != b'"' && q != b'\'' {
                     return Err(format!("unquoted attribute {attr} in <{name}>"));
                 }
-                let close = doc[j + 2..].find(q as char).ok_or("unterminated attribute")? + j + 2;
+                let close = doc[j + 2..]
+                    .find(q as char)
+                    .ok_or("unterminated attribute")?
+                    + j
+                    + 2;
                 let val = &doc[j + 2..close];
                 if val.contains('<') {
                     return Err(format!("'<' in attribute {attr}"));
@@ -179,7 +200,10 @@ pub fn check_xml(doc: &str) -> Result<String, String> {
 
 #[test]
 fn xml_checker_accepts_and_rejects() {
-    assert_eq!(check_xml("<?xml version=\"1.0\"?><svg a='1'><g/><t>x &amp; &#60;</t></svg>").unwrap(), "svg");
+    assert_eq!(
+        check_xml("<?xml version=\"1.0\"?><svg a='1'><g/><t>x &amp; &#60;</t></svg>").unwrap(),
+        "svg"
+    );
     for bad in [
         "<svg><g></svg>",
         "<svg a=1></svg>",
@@ -209,30 +233,46 @@ pub fn synthetic_sweep(seed: u64, images: usize) -> Vec<SweepRecord> {
     ];
     let mut out = Vec::new();
     let cell = |rng: &mut rand_chacha::ChaCha8Rng,
-                    out: &mut Vec<SweepRecord>,
-                    (v, kind, rob): (&str, &str, f32),
-                    attack: &str,
-                    s: Setting,
-                    stress01: f32,
-                    rerun: usize,
-                    traced: Option<(usize, usize)>,
-                    target: bool| {
+                out: &mut Vec<SweepRecord>,
+                (v, kind, rob): (&str, &str, f32),
+                attack: &str,
+                s: Setting,
+                stress01: f32,
+                rerun: usize,
+                traced: Option<(usize, usize)>,
+                target: bool| {
         for k in 0..images {
             let label = k % 10;
             let clean_ok = rng.gen::<f32>() < 0.9;
             let clean = if clean_ok { label } else { (label + 1) % 10 };
             let survive = clean_ok && rng.gen::<f32>() < rob * (1.0 - stress01) + 0.05;
-            let mut r = result(k, label, clean, if survive { label } else { (label + 3) % 10 }, Some(0.0));
+            let mut r = result(
+                k,
+                label,
+                clean,
+                if survive { label } else { (label + 3) % 10 },
+                Some(0.0),
+            );
             if target {
                 r.target = Some((label + 5) % 10);
             }
             if let Some((every, total)) = traced {
                 // Fooled at a random step (robust variants later), if at all.
-                let fooled_at = if survive { usize::MAX } else { 1 + (rng.gen::<f32>() * total as f32 * rob) as usize };
+                let fooled_at = if survive {
+                    usize::MAX
+                } else {
+                    1 + (rng.gen::<f32>() * total as f32 * rob) as usize
+                };
                 let pts: Vec<(usize, usize, Option<f32>)> = (1..=total / every)
                     .map(|t| {
                         let i = t * every;
-                        let pred = if !clean_ok { clean } else if i >= fooled_at { r.target.unwrap_or((label + 3) % 10) } else { label };
+                        let pred = if !clean_ok {
+                            clean
+                        } else if i >= fooled_at {
+                            r.target.unwrap_or((label + 3) % 10)
+                        } else {
+                            label
+                        };
                         (i, pred, Some(0.1 * i as f32 * (1.0 - rob)))
                     })
                     .collect();
@@ -245,36 +285,116 @@ pub fn synthetic_sweep(seed: u64, images: usize) -> Vec<SweepRecord> {
     };
     for &v in &variants {
         for e in [2.0f32, 4.0, 8.0, 16.0] {
-            cell(&mut rng, &mut out, v, "FGSM", eps(e), e / 16.0, 0, None, false);
+            cell(
+                &mut rng,
+                &mut out,
+                v,
+                "FGSM",
+                eps(e),
+                e / 16.0,
+                0,
+                None,
+                false,
+            );
         }
         for e in [0.1f32, 0.5, 1.0, 2.0] {
             for i in [2usize, 3, 4, 5] {
-                cell(&mut rng, &mut out, v, "PGD", eps_iter(e, i), (e / 2.0) * (i as f32 / 5.0), 0, None, false);
+                cell(
+                    &mut rng,
+                    &mut out,
+                    v,
+                    "PGD",
+                    eps_iter(e, i),
+                    (e / 2.0) * (i as f32 / 5.0),
+                    0,
+                    None,
+                    false,
+                );
             }
         }
         for rerun in 0..5 {
-            cell(&mut rng, &mut out, v, "PGD", eps_iter(2.0, 100), 0.9, rerun, Some((5, 100)), false);
+            cell(
+                &mut rng,
+                &mut out,
+                v,
+                "PGD",
+                eps_iter(2.0, 100),
+                0.9,
+                rerun,
+                Some((5, 100)),
+                false,
+            );
         }
         for c in [0.01f32, 0.1, 1.0, 5.0, 10.0] {
             for i in [1usize, 10, 20, 50] {
-                let s = Setting { c: Some(c), iterations: Some(i), ..Setting::default() };
-                cell(&mut rng, &mut out, v, "CW", s, (i as f32 / 50.0).sqrt(), 0, None, false);
+                let s = Setting {
+                    c: Some(c),
+                    iterations: Some(i),
+                    ..Setting::default()
+                };
+                cell(
+                    &mut rng,
+                    &mut out,
+                    v,
+                    "CW",
+                    s,
+                    (i as f32 / 50.0).sqrt(),
+                    0,
+                    None,
+                    false,
+                );
             }
         }
         for i in [1usize, 5, 10, 20] {
-            let s = Setting { iterations: Some(i), ..Setting::default() };
-            cell(&mut rng, &mut out, v, "DeepFool", s, i as f32 / 20.0, 0, None, false);
+            let s = Setting {
+                iterations: Some(i),
+                ..Setting::default()
+            };
+            cell(
+                &mut rng,
+                &mut out,
+                v,
+                "DeepFool",
+                s,
+                i as f32 / 20.0,
+                0,
+                None,
+                false,
+            );
         }
         for e in [8.0f32, 16.0, 32.0] {
             for i in [50usize, 100, 150, 200] {
-                cell(&mut rng, &mut out, v, "LocalSearch", eps_iter(e, i), (e / 32.0) * (i as f32 / 200.0) * 0.6, 0, None, false);
+                cell(
+                    &mut rng,
+                    &mut out,
+                    v,
+                    "LocalSearch",
+                    eps_iter(e, i),
+                    (e / 32.0) * (i as f32 / 200.0) * 0.6,
+                    0,
+                    None,
+                    false,
+                );
             }
         }
         for e in [8.0f32, 12.0] {
             for n in [6usize, 16] {
                 for i in [50usize, 100, 150, 200] {
-                    let s = Setting { population: Some(n), ..eps_iter(e, i) };
-                    cell(&mut rng, &mut out, v, "GenAttack", s, (i as f32 / 200.0) * 0.8, 0, Some((10, i)), true);
+                    let s = Setting {
+                        population: Some(n),
+                        ..eps_iter(e, i)
+                    };
+                    cell(
+                        &mut rng,
+                        &mut out,
+                        v,
+                        "GenAttack",
+                        s,
+                        (i as f32 / 200.0) * 0.8,
+                        0,
+                        Some((10, i)),
+                        true,
+                    );
                 }
             }
         }
@@ -296,7 +416,9 @@ pub fn synthetic_cams() -> Vec<breakingbed::report::cam::CamRow> {
                 .enumerate()
                 .map(|(j, label)| CamInput {
                     label: label.to_string(),
-                    image: Array3::from_shape_fn((3, 32, 32), |(c, y, x)| ((c * 7 + y + x) % 32) as f32 / 31.0),
+                    image: Array3::from_shape_fn((3, 32, 32), |(c, y, x)| {
+                        ((c * 7 + y + x) % 32) as f32 / 31.0
+                    }),
                     features: Array3::from_shape_fn((4, 8, 8), |(k, y, x)| {
                         let (cy, cx) = (2.0 + k as f32 + j as f32, 3.0 + vi as f32);
                         (-((y as f32 - cy).powi(2) + (x as f32 - cx).powi(2)) / 6.0).exp()
