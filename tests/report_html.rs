@@ -201,3 +201,57 @@ fn bad_input_writes_nothing() {
         .contains("classes"));
     assert!(!out.exists());
 }
+
+#[test]
+fn report_from_paths_stops_on_a_corrupt_line_or_skips_it() {
+    use breakingbed::report::report_from_paths;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let e = report_from_paths(
+        &[format!("{DATA}/corrupt.jsonl")],
+        false,
+        &ReportInputs::default(),
+        &out,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("corrupt.jsonl:3"), "{e}");
+    assert!(!out.exists());
+    let s = report_from_paths(
+        &[format!("{DATA}/corrupt.jsonl")],
+        true,
+        &ReportInputs::default(),
+        &out,
+    )
+    .unwrap();
+    assert_eq!(s.records, 4);
+}
+
+#[test]
+fn pgd_figure_shows_the_long_runs_with_breaking_line() {
+    let records = synthetic_sweep(3, 10);
+    let dir = tempfile::tempdir().unwrap();
+    let s = write_report(&records, &ReportInputs::default(), dir.path()).unwrap();
+    let fig2: Vec<&String> = s.figures.iter().filter(|f| f.contains("fig2")).collect();
+    // One figure per model for the 100-iteration traced runs, none for the i = 2..5 grid.
+    assert_eq!(fig2.len(), 2);
+    let svg = std::fs::read_to_string(dir.path().join(fig2[0])).unwrap();
+    assert!(
+        svg.contains("i=100") && svg.contains("BL (10%)"),
+        "title and breaking line"
+    );
+    for v in ["resnet20-vanilla", "resnet20-xnor", "resnet20-kd-kl"] {
+        assert!(svg.contains(v), "legend lacks {v}");
+    }
+    // 20 classes move the breaking line to 5%.
+    let dir2 = tempfile::tempdir().unwrap();
+    let twenty = ReportInputs {
+        classes: 20,
+        ..ReportInputs::default()
+    };
+    let s = write_report(&records, &twenty, dir2.path()).unwrap();
+    let f = s.figures.iter().find(|f| f.contains("fig2")).unwrap();
+    assert!(std::fs::read_to_string(dir2.path().join(f))
+        .unwrap()
+        .contains("BL (5%)"));
+}

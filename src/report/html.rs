@@ -25,7 +25,7 @@ use super::metrics::{
     strain_curves, AttackBox, CellMetrics, Classification, GenAttackRow, PgdCurve, StrainCurve,
     StressSpec,
 };
-use super::plots::{boxplot_svg, cam_grid_svg, pgd_svg, stress_strain_svg};
+use super::plots::{boxplot_svg, cam_grid_svg, pgd_svg, stress_strain_svg, Colours};
 use super::record::SweepRecord;
 use super::tables::{fgsm_table, genattack_table, html_escape, pgd_table, Table};
 use crate::io::atomic::write_bytes_atomic;
@@ -211,6 +211,12 @@ pub fn write_report(
         ));
     }
     let pgd = pgd_curves(records, "pgd", extra.classes)?;
+    let variant_order = Colours::new(
+        records
+            .iter()
+            .map(|r| r.variant.as_str())
+            .collect::<std::collections::BTreeSet<_>>(),
+    );
     let mut strain = Vec::new();
     let mut classifications = Vec::new();
     let mut fig3 = Vec::new();
@@ -225,7 +231,12 @@ pub fn write_report(
         models.dedup();
         for m in models {
             let mc: Vec<StrainCurve> = curves.iter().filter(|c| c.model == m).cloned().collect();
-            let svg = stress_strain_svg(&format!("{} - {m}", spec.attack), &spec.caption, &mc)?;
+            let svg = stress_strain_svg(
+                &format!("{} - {m}", spec.attack),
+                &spec.caption,
+                &mc,
+                &variant_order,
+            )?;
             fig3.push((spec.clone(), m, svg));
         }
         strain.extend(curves);
@@ -256,22 +267,54 @@ pub fn write_report(
         })
         .collect::<Result<_>>()?;
 
-    let mut pgd_groups: Vec<(String, String, Vec<PgdCurve>)> = Vec::new();
-    for c in pgd.iter().filter(|c| c.iterations.len() > 2) {
-        let key = (c.model.clone(), c.setting.label());
-        match pgd_groups
-            .iter_mut()
-            .find(|g| (g.0.clone(), g.1.clone()) == key)
-        {
-            Some(g) => g.2.push(c.clone()),
-            None => pgd_groups.push((key.0, key.1, vec![c.clone()])),
+    // Fig. 2 shows the long traced runs: per model, the settings with the most tracked
+    // iterations (the short grid cells still appear in the breaking-iteration table).
+    let mut fig2 = Vec::new();
+    let mut models: Vec<&str> = pgd.iter().map(|c| c.model.as_str()).collect();
+    models.sort();
+    models.dedup();
+    for model in models {
+        let longest = pgd
+            .iter()
+            .filter(|c| c.model == model)
+            .map(|c| c.iterations.len())
+            .max()
+            .unwrap_or(0);
+        if longest <= 2 {
+            continue;
+        }
+        let mut settings: Vec<String> = pgd
+            .iter()
+            .filter(|c| c.model == model && c.iterations.len() == longest)
+            .map(|c| c.setting.label())
+            .collect();
+        settings.sort();
+        settings.dedup();
+        for setting in settings {
+            let curves: Vec<PgdCurve> = pgd
+                .iter()
+                .filter(|c| {
+                    c.model == model
+                        && c.iterations.len() == longest
+                        && c.setting.label() == setting
+                })
+                .cloned()
+                .collect();
+            let svg = pgd_svg(
+                &format!("PGD - {model} ({setting})"),
+                &curves,
+                extra.classes,
+                &variant_order,
+            )?;
+            fig2.push((model.to_string(), setting, svg));
         }
     }
-    let mut fig2 = Vec::new();
-    for (model, setting, curves) in &pgd_groups {
-        let svg = pgd_svg(&format!("PGD - {model} ({setting})"), curves, extra.classes)?;
-        fig2.push((model.clone(), setting.clone(), curves.clone(), svg));
-    }
+    let kind_order = Colours::new(
+        records
+            .iter()
+            .map(|r| r.variant_kind.as_str())
+            .collect::<std::collections::BTreeSet<_>>(),
+    );
     let mut fig4 = Vec::new();
     let mut attacks: Vec<String> = boxes.iter().map(|b| b.attack.clone()).collect();
     attacks.dedup();
@@ -283,7 +326,7 @@ pub fn write_report(
             .collect();
         fig4.push((
             a.clone(),
-            boxplot_svg(&format!("{a}: accuracy after attack"), &bs)?,
+            boxplot_svg(&format!("{a}: accuracy after attack"), &bs, &kind_order)?,
         ));
     }
     let cam_svg = if cam.is_empty() {
@@ -341,7 +384,7 @@ pub fn write_report(
     // Fig. 2.
     if !fig2.is_empty() {
         body += "<h2 id=\"fig2\">PGD accuracy and loss over iterations (cf. Fig. 2)</h2>\n";
-        for (k, (model, setting, curves, svg)) in fig2.iter().enumerate() {
+        for (k, (model, setting, svg)) in fig2.iter().enumerate() {
             let rel = w.figure(format!("figures/fig2_pgd_{}_{k}.svg", slug(model)), svg)?;
             body += &img(
                 &rel,
@@ -354,7 +397,6 @@ pub fn write_report(
                     100.0 / extra.classes as f32
                 ),
             );
-            let _ = curves;
         }
         let t = Table {
             title: "PGD breaking iteration (first tracked iteration with accuracy <= 1/classes)"

@@ -14,4 +14,19 @@ pub mod record;
 pub mod tables;
 
 pub use html::{write_report, ReportInputs, ReportMetrics, ReportSummary};
-pub use record::{canonical_attack, load_records, Setting, SweepRecord};
+pub use record::{canonical_attack, load_many, load_records, results_files, Setting, SweepRecord};
+
+use std::path::Path;
+
+/// `bbed report <results...> --out <dir>`: load every results file (files or directories of
+/// `*.jsonl`) and write the report. Corrupt lines fail naming `file:line` unless `skip_corrupt`.
+pub fn report_from_paths(
+    results: &[impl AsRef<Path>],
+    skip_corrupt: bool,
+    extra: &ReportInputs,
+    out: &Path,
+) -> crate::Result<ReportSummary> {
+    let files = results_files(results)?;
+    let records = load_many(&files, skip_corrupt)?;
+    write_report(&records, extra, out)
+}

@@ -7,8 +7,8 @@
 //! - [`cam_grid_svg`]: CAM overlays, variants as rows, panels as columns (Table 3), each panel
 //!   an embedded PNG scaled with `image-rendering: pixelated` so pixels stay crisp.
 //!
-//! Colours follow plotters' `Palette99` by series index, so the same variant order gives the same
-//! colours in every figure.
+//! Colours come from a [`Colours`] map (series name -> `Palette99` index) shared by all figures
+//! of a report, so a variant has the same colour everywhere. Non-finite values are not drawn.
 
 use plotters::prelude::*;
 
@@ -30,13 +30,42 @@ macro_rules! pe {
     };
 }
 
-fn colour(k: usize) -> RGBColor {
-    let c = Palette99::pick(k).to_rgba();
-    RGBColor(c.0, c.1, c.2)
+/// Series name -> palette slot; names not in the map get slots after the known ones.
+#[derive(Clone, Debug, Default)]
+pub struct Colours {
+    names: Vec<String>,
+}
+
+impl Colours {
+    /// Slots in the order given (duplicates ignored).
+    pub fn new<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> Self {
+        let mut c = Colours::default();
+        for n in names {
+            if !c.names.iter().any(|m| m == n.as_ref()) {
+                c.names.push(n.as_ref().to_string());
+            }
+        }
+        c
+    }
+
+    fn get(&self, name: &str, fallback: usize) -> RGBColor {
+        let k = self
+            .names
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or(self.names.len() + fallback);
+        let c = Palette99::pick(k).to_rgba();
+        RGBColor(c.0, c.1, c.2)
+    }
 }
 
 /// Fig. 2: PGD accuracy and loss against iteration for `curves` (one per variant).
-pub fn pgd_svg(title: &str, curves: &[PgdCurve], classes: usize) -> Result<String> {
+pub fn pgd_svg(
+    title: &str,
+    curves: &[PgdCurve],
+    classes: usize,
+    colours: &Colours,
+) -> Result<String> {
     let xmax = curves
         .iter()
         .flat_map(|c| c.iterations.iter().copied())
@@ -46,6 +75,7 @@ pub fn pgd_svg(title: &str, curves: &[PgdCurve], classes: usize) -> Result<Strin
     let lmax = curves
         .iter()
         .flat_map(|c| c.loss.iter().flatten().copied())
+        .filter(|l| l.is_finite())
         .fold(0.0f32, f32::max);
     let lmax = if lmax > 0.0 { lmax * 1.1 } else { 1.0 };
     let bl = 100.0 / classes.max(1) as f32;
@@ -69,6 +99,8 @@ pub fn pgd_svg(title: &str, curves: &[PgdCurve], classes: usize) -> Result<Strin
             chart
                 .configure_mesh()
                 .x_desc("PGD iteration (i)")
+                .x_label_formatter(&|x| format!("{x:.0}"))
+                .y_label_formatter(&|y| format!("{y:.0}"))
                 .y_desc("Accuracy [%] (solid)")
                 .draw()
         )?;
@@ -80,7 +112,7 @@ pub fn pgd_svg(title: &str, curves: &[PgdCurve], classes: usize) -> Result<Strin
                 .draw()
         )?;
         for (k, c) in curves.iter().enumerate() {
-            let col = colour(k);
+            let col = colours.get(&c.variant, k);
             let acc: Vec<(f32, f32)> = c
                 .iterations
                 .iter()
@@ -97,7 +129,7 @@ pub fn pgd_svg(title: &str, curves: &[PgdCurve], classes: usize) -> Result<Strin
                 .iterations
                 .iter()
                 .zip(&c.loss)
-                .filter_map(|(&i, l)| l.map(|l| (i as f32, l)))
+                .filter_map(|(&i, l)| l.filter(|l| l.is_finite()).map(|l| (i as f32, l)))
                 .collect();
             if loss.len() >= 2 {
                 pe!(
@@ -137,7 +169,12 @@ pub fn pgd_svg(title: &str, curves: &[PgdCurve], classes: usize) -> Result<Strin
 }
 
 /// Fig. 3: strain against stress for one attack; `x_desc` names the stress axis.
-pub fn stress_strain_svg(title: &str, x_desc: &str, curves: &[StrainCurve]) -> Result<String> {
+pub fn stress_strain_svg(
+    title: &str,
+    x_desc: &str,
+    curves: &[StrainCurve],
+    colours: &Colours,
+) -> Result<String> {
     let xmax = curves
         .iter()
         .flat_map(|c| c.points.iter().map(|p| p.stress))
@@ -173,7 +210,7 @@ pub fn stress_strain_svg(title: &str, x_desc: &str, curves: &[StrainCurve]) -> R
                 .draw()
         )?;
         for (k, c) in curves.iter().enumerate() {
-            let col = colour(k);
+            let col = colours.get(&c.variant, k);
             let pts: Vec<(f32, f32)> = std::iter::once((0.0, 0.0))
                 .chain(c.points.iter().map(|p| (p.stress, p.strain)))
                 .collect();
@@ -203,7 +240,7 @@ pub fn stress_strain_svg(title: &str, x_desc: &str, curves: &[StrainCurve]) -> R
 }
 
 /// Fig. 4: one box per (label, stats) for one attack, accuracy after attack in percent.
-pub fn boxplot_svg(title: &str, boxes: &[(String, BoxStats)]) -> Result<String> {
+pub fn boxplot_svg(title: &str, boxes: &[(String, BoxStats)], colours: &Colours) -> Result<String> {
     let n = boxes.len().max(1);
     let names: Vec<String> = boxes.iter().map(|b| b.0.clone()).collect();
     let mut buf = String::new();
@@ -238,8 +275,8 @@ pub fn boxplot_svg(title: &str, boxes: &[(String, BoxStats)]) -> Result<String> 
                 .y_desc("Accuracy after attack [%]")
                 .draw()
         )?;
-        for (k, (_, s)) in boxes.iter().enumerate() {
-            let col = colour(k);
+        for (k, (name, s)) in boxes.iter().enumerate() {
+            let col = colours.get(name, k);
             let x = k as f32;
             let w = 0.3;
             pe!(

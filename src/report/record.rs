@@ -10,7 +10,7 @@
 //! Attack names are compared after [`canonical_attack`] (lower case, letters and digits only), so
 //! `"LocalSearch"`, `"local_search"` and `"localsearch"` are the same attack.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -212,4 +212,32 @@ pub fn load_many(paths: &[impl AsRef<Path>], skip_corrupt: bool) -> Result<Vec<S
         all.extend(load_records(p, skip_corrupt)?);
     }
     Ok(all)
+}
+
+/// Expand results locations: a file is taken as is, a directory contributes its `*.jsonl` files
+/// (sorted by name, not recursive). A directory without any, or a missing path, is an error.
+pub fn results_files(paths: &[impl AsRef<Path>]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        let p = p.as_ref();
+        let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+        if meta.is_dir() {
+            let mut found: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| Error::io(p, e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.is_file() && f.extension().is_some_and(|x| x == "jsonl"))
+                .collect();
+            if found.is_empty() {
+                return Err(Error::input(
+                    p.display().to_string(),
+                    "directory holds no *.jsonl results files",
+                ));
+            }
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(p.to_path_buf());
+        }
+    }
+    Ok(out)
 }

@@ -235,3 +235,28 @@ pub fn genattack_table(rows_in: &[GenAttackRow]) -> Table {
         rows,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_markdown_and_html_escaping() {
+        let t = Table {
+            title: "T|1".into(),
+            header: vec!["a,b".into(), "q\"x".into()],
+            rows: vec![vec!["x|y".into(), "<b>&".into()]],
+        };
+        // RFC 4180: fields with commas or quotes are quoted, quotes doubled, CRLF line ends.
+        assert_eq!(t.to_csv(), "\"a,b\",\"q\"\"x\"\r\nx|y,<b>&\r\n");
+        assert_eq!(
+            t.to_markdown(),
+            "**T\\|1**\n\n| a,b | q\"x |\n|---|---|\n| x\\|y | <b>& |\n"
+        );
+        let h = t.to_html("t");
+        assert!(
+            h.contains("<td>&lt;b&gt;&amp;</td>") && h.contains("<th>q&quot;x</th>"),
+            "{h}"
+        );
+    }
+}
