@@ -108,7 +108,7 @@ fn report_renders_in_headless_chromium() {
     let summary = write_report(&synthetic_sweep(11, 20), &inputs, &out).unwrap();
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     let n_tables = html.matches("<table ").count();
-    let n_rows = html.matches("<tr><td>").count();
+    let n_rows = html.matches("<tr><td").count();
     let probe_page = out.join("probe.html");
     std::fs::write(
         &probe_page,

@@ -184,8 +184,8 @@ const STYLE: &str =
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\
 figure{margin:1em 0}img{max-width:100%;height:auto;border:1px solid #ddd}\
 figcaption{font-size:.9em;color:#444}table{border-collapse:collapse;margin:.5em 0;font-size:.9em}\
-th,td{border:1px solid #bbb;padding:2px 6px;text-align:right}th{background:#eee}\
-td:first-child{text-align:left}caption{font-weight:bold;text-align:left;padding:4px 0}\
+th,td{border:1px solid #bbb;padding:2px 6px;text-align:left}td.num{text-align:right}th{background:#eee}\
+caption{font-weight:bold;text-align:left;padding:4px 0}\
 pre{background:#f6f6f6;padding:.5em;overflow-x:auto}.dl{font-size:.85em}";
 
 /// Compute every metric from `records` and write the report into `out`.
@@ -364,12 +364,16 @@ pub fn write_report(
     if let Some(note) = &extra.settings_note {
         body += &format!("<pre>{}</pre>\n", html_escape(note));
     }
-    let mut grid: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
-        Default::default();
-    for c in &cells {
-        grid.entry(c.attack.clone())
-            .or_default()
-            .insert(c.setting.label());
+    // Cells are sorted numerically by setting within (variant, attack); keep first appearance.
+    let mut grid: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut by_setting: Vec<&CellMetrics> = cells.iter().collect();
+    by_setting.sort_by(|a, b| a.setting.numeric_cmp(&b.setting));
+    for c in by_setting {
+        let e = grid.entry(c.attack.clone()).or_default();
+        let l = c.setting.label();
+        if !e.contains(&l) {
+            e.push(l);
+        }
     }
     let settings_table = Table {
         title: "Attack settings found in the results".into(),

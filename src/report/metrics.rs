@@ -130,9 +130,10 @@ pub fn group_cells(records: &[SweepRecord]) -> BTreeMap<CellKey, Vec<&SweepRecor
     groups
 }
 
-/// Accuracy, loss and strain per (variant, attack, setting).
+/// Accuracy, loss and strain per (variant, attack, setting), sorted by variant, attack and
+/// numeric setting.
 pub fn cell_metrics(records: &[SweepRecord]) -> Vec<CellMetrics> {
-    group_cells(records)
+    let mut cells: Vec<CellMetrics> = group_cells(records)
         .into_values()
         .map(|recs| {
             let first = recs[0];
@@ -153,7 +154,13 @@ pub fn cell_metrics(records: &[SweepRecord]) -> Vec<CellMetrics> {
                 strain: strain(clean, acc),
             }
         })
-        .collect()
+        .collect();
+    cells.sort_by(|a, b| {
+        (&a.variant, &a.attack)
+            .cmp(&(&b.variant, &b.attack))
+            .then_with(|| a.setting.numeric_cmp(&b.setting))
+    });
+    cells
 }
 
 /// Which setting field is the attack stress.

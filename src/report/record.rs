@@ -69,6 +69,28 @@ impl Setting {
         }
     }
 
+    /// Numeric ordering key (eps, iterations, population, c; unset fields first), so settings
+    /// sort as 2 < 4 < 16 rather than as strings.
+    pub fn sort_key(&self) -> [f64; 4] {
+        let f = |v: Option<f64>| v.unwrap_or(f64::NEG_INFINITY);
+        [
+            f(self.eps.map(f64::from)),
+            f(self.iterations.map(|i| i as f64)),
+            f(self.population.map(|n| n as f64)),
+            f(self.c.map(f64::from)),
+        ]
+    }
+
+    /// Compare by [`Setting::sort_key`].
+    pub fn numeric_cmp(&self, other: &Setting) -> std::cmp::Ordering {
+        let (a, b) = (self.sort_key(), other.sort_key());
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| x.total_cmp(y))
+            .find(|o| o.is_ne())
+            .unwrap_or(std::cmp::Ordering::Equal)
+    }
+
     /// True when every field set in `fixed` has the same value here.
     pub fn matches(&self, fixed: &Setting) -> bool {
         fn same<T: PartialEq>(want: &Option<T>, have: &Option<T>) -> bool {

@@ -96,7 +96,10 @@ impl Table {
         for r in &self.rows {
             s += "<tr>";
             for c in r {
-                s += &format!("<td>{}</td>", html_escape(c));
+                // Numbers (and "a/b" pairs, "-") align right.
+                let numeric = c.split('/').all(|p| p == "-" || p.parse::<f64>().is_ok());
+                let class = if numeric { " class=\"num\"" } else { "" };
+                s += &format!("<td{class}>{}</td>", html_escape(c));
             }
             s += "</tr>\n";
         }
