@@ -255,3 +255,25 @@ fn pgd_figure_shows_the_long_runs_with_breaking_line() {
         .unwrap()
         .contains("BL (5%)"));
 }
+
+#[test]
+fn inconsistent_or_duplicated_records_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r");
+    let mut records = load_records(format!("{DATA}/small.jsonl"), false).unwrap();
+    records.push(records[0].clone());
+    let e = write_report(&records, &ReportInputs::default(), &out)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("duplicate") && e.contains("image 0"), "{e}");
+    records.pop();
+    records[1].variant_kind = "pruned".into();
+    let e = write_report(&records, &ReportInputs::default(), &out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("resnet20-vanilla") && e.contains("pruned"),
+        "{e}"
+    );
+    assert!(!out.exists());
+}

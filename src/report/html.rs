@@ -26,7 +26,7 @@ use super::metrics::{
     StressSpec,
 };
 use super::plots::{boxplot_svg, cam_grid_svg, pgd_svg, stress_strain_svg, Colours};
-use super::record::SweepRecord;
+use super::record::{check_consistent, SweepRecord};
 use super::tables::{fgsm_table, genattack_table, html_escape, pgd_table, Table};
 use crate::io::atomic::write_bytes_atomic;
 use crate::{Error, Result};
@@ -197,6 +197,7 @@ pub fn write_report(
     if records.is_empty() {
         return Err(Error::input("records", "no sweep records to report on"));
     }
+    check_consistent(records)?;
     check_out_dir(out, extra.force)?;
     let mut warnings = Vec::new();
 

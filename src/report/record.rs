@@ -200,6 +200,49 @@ pub fn load_records(path: impl AsRef<Path>, skip_corrupt: bool) -> Result<Vec<Sw
     Ok(out)
 }
 
+/// Reject record sets that would aggregate silently wrong: a variant listed under two kinds or
+/// models, or the same (variant, attack, setting, rerun, image) twice (e.g. a shard merged
+/// twice). Errors name the offending variant and key.
+pub fn check_consistent(records: &[SweepRecord]) -> Result<()> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut identity: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for r in records {
+        let id = (r.variant_kind.as_str(), r.model.as_str());
+        let first = *identity.entry(&r.variant).or_insert(id);
+        if first != id {
+            return Err(Error::input(
+                format!("variant {}", r.variant),
+                format!(
+                    "listed as kind {:?} / model {:?} and as kind {:?} / model {:?}",
+                    first.0, first.1, id.0, id.1
+                ),
+            ));
+        }
+        let key = (
+            r.variant.as_str(),
+            canonical_attack(&r.attack),
+            r.setting.label(),
+            r.rerun,
+            r.result.index,
+        );
+        if !seen.insert(key) {
+            return Err(Error::input(
+                format!("variant {}", r.variant),
+                format!(
+                    "duplicate result for attack {}, setting {}, rerun {}, image {} \
+                     (were results merged twice?)",
+                    r.attack,
+                    r.setting.label(),
+                    r.rerun,
+                    r.result.index
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// serde_json's error for a whole record does not say which field failed; find it by parsing
 /// each field on its own.
 fn explain(value: &serde_json::Value, whole: serde_json::Error) -> String {
