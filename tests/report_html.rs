@@ -84,6 +84,7 @@ fn full_report_figures_are_valid_svg_and_linked() {
         "table-pgd_breaking",
         "table-boxplot_stats",
         "table-settings",
+        "table-table3_cam_q3",
     ] {
         assert!(html.contains(&format!("<table id=\"{id}\"")), "{id}");
     }

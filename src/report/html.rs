@@ -548,6 +548,34 @@ pub fn write_report(
             "CAM overlays (jet: blue = low, red = high); Q3 = third quartile of the 0-255 heat-map \
              intensity over all pixels.",
         );
+        let mut labels: Vec<String> = Vec::new();
+        for (_, panels) in &cam {
+            for p in panels {
+                if !labels.contains(&p.label) {
+                    labels.push(p.label.clone());
+                }
+            }
+        }
+        let t = Table {
+            title: "CAM third-quartile heat-map intensity (0-255)".into(),
+            header: std::iter::once("Variant".to_string())
+                .chain(labels.iter().cloned())
+                .collect(),
+            rows: cam
+                .iter()
+                .map(|(v, panels)| {
+                    std::iter::once(v.clone())
+                        .chain(labels.iter().map(|l| {
+                            panels
+                                .iter()
+                                .find(|p| &p.label == l)
+                                .map_or("-".into(), |p| format!("{:.2}", p.q3))
+                        }))
+                        .collect()
+                })
+                .collect(),
+        };
+        body += &w.table("table3_cam_q3", &t)?;
     }
 
     // Tables 4-6.

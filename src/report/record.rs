@@ -183,7 +183,7 @@ pub fn load_records(path: impl AsRef<Path>, skip_corrupt: bool) -> Result<Vec<Sw
     let mut out = Vec::with_capacity(contents.records.len());
     for (line, value) in contents.records {
         let context = format!("{}:{line}", path.display());
-        let parsed = serde_json::from_value::<SweepRecord>(value.clone())
+        let parsed = SweepRecord::deserialize(&value)
             .map_err(|e| {
                 Error::input(
                     &context,
