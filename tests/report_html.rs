@@ -88,6 +88,14 @@ fn full_report_figures_are_valid_svg_and_linked() {
     ] {
         assert!(html.contains(&format!("<table id=\"{id}\"")), "{id}");
     }
+    // CAM grid: 2 variants x 3 panels, each an embedded PNG (base64 of the PNG signature).
+    let cam = std::fs::read_to_string(out.join("figures/table3_cam.svg")).unwrap();
+    assert_eq!(cam.matches("<image ").count(), 6);
+    assert_eq!(
+        cam.matches("href=\"data:image/png;base64,iVBORw0KGgo")
+            .count(),
+        6
+    );
     // The settings note is shown escaped.
     assert!(html.contains("20 images &lt;test &amp; check&gt;"));
     // Every (variant, attack) with a stress axis is classified: 5 variants x 6 attacks.
