@@ -536,3 +536,36 @@ fn results_files_expand_directories() {
     assert!(e.contains("no *.jsonl"), "{e}");
     assert!(results_files(&[dir.path().join("nope")]).is_err());
 }
+
+#[test]
+fn genattack_table_uses_the_longest_run_per_setting() {
+    // Cells i = 50 and i = 100 of the same (eps, N): one row, from the i = 100 run, whose trace
+    // covers generation 50 too. Image fooled (pred 2) from generation 60 on.
+    let mk = |gens: usize, n: usize| {
+        let s = Setting {
+            population: Some(n),
+            ..eps_iter(8.0, gens)
+        };
+        let pts: Vec<(usize, usize, Option<f32>)> = (1..=gens / 10)
+            .map(|t| (10 * t, if 10 * t >= 60 { 2 } else { 0 }, None))
+            .collect();
+        let mut r = result(0, 0, 0, pts.last().unwrap().1, None);
+        r.trace = trace(&pts);
+        record("r56-xnor", "xnor", "genattack", s, 0, r)
+    };
+    let recs = vec![mk(50, 16), mk(100, 16), mk(50, 6)];
+    let rows = genattack_rows(&recs, &[]);
+    // Default columns: five up to the longest run (100); the N = 6 row (run of 50) gets 20, 40.
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].setting.population, Some(6));
+    let g6: Vec<(usize, f32)> = rows[0].rows.iter().map(|g| (g.generation, g.oa)).collect();
+    assert_eq!(g6, vec![(20, 1.0), (40, 1.0)]);
+    assert_eq!(rows[1].setting.iterations, Some(100));
+    let g16: Vec<(usize, f32)> = rows[1].rows.iter().map(|g| (g.generation, g.oa)).collect();
+    assert_eq!(
+        g16,
+        vec![(20, 1.0), (40, 1.0), (60, 0.0), (80, 0.0), (100, 0.0)]
+    );
+    // Untargeted: no TA.
+    assert!(rows[1].rows.iter().all(|g| g.ta.is_none()));
+}

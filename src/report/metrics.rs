@@ -617,35 +617,61 @@ pub fn default_generations(max: usize) -> Vec<usize> {
     g
 }
 
-/// OA/TA per generation for every GenAttack cell (paper Table 6).
+/// OA/TA per generation (paper Table 6): one row per (variant, GenAttack setting without the
+/// generation count), computed from the longest run of that group, since a run's trace holds
+/// every earlier generation too. Columns are `generations`, or, when empty, five evenly spaced up
+/// to the longest run of any variant; generations beyond a row's run length are left out of that
+/// row. Rows are sorted by variant, then numerically by setting.
 pub fn genattack_rows(records: &[SweepRecord], generations: &[usize]) -> Vec<GenAttackRow> {
-    group_cells(records)
+    let run_length = |recs: &[&SweepRecord]| {
+        recs.iter()
+            .filter_map(|r| r.setting.iterations)
+            .chain(
+                recs.iter()
+                    .flat_map(|r| r.result.trace.iter().map(|p| p.iteration)),
+            )
+            .max()
+            .unwrap_or(0)
+    };
+    // (variant, setting label without iterations) -> longest cell so far
+    let mut longest: BTreeMap<(String, String), Vec<&SweepRecord>> = BTreeMap::new();
+    for ((variant, attack, _), recs) in group_cells(records) {
+        if attack != "genattack" {
+            continue;
+        }
+        let base = Setting {
+            iterations: None,
+            ..recs[0].setting.clone()
+        };
+        let e = longest.entry((variant, base.label())).or_default();
+        if e.is_empty() || run_length(&recs) > run_length(e) {
+            *e = recs;
+        }
+    }
+    let gens = if generations.is_empty() {
+        default_generations(longest.values().map(|r| run_length(r)).max().unwrap_or(0))
+    } else {
+        generations.to_vec()
+    };
+    let mut rows: Vec<GenAttackRow> = longest
         .into_iter()
-        .filter(|((_, a, _), _)| a == "genattack")
-        .map(|((variant, _, _), recs)| {
+        .map(|((variant, _), recs)| {
+            let len = run_length(&recs);
+            let mine: Vec<usize> = gens.iter().copied().filter(|&g| g <= len).collect();
             let results: Vec<ImageResult> = recs.iter().map(|r| r.result.clone()).collect();
-            let gens = if generations.is_empty() {
-                let max = recs
-                    .iter()
-                    .filter_map(|r| r.setting.iterations)
-                    .chain(
-                        results
-                            .iter()
-                            .flat_map(|r| r.trace.iter().map(|p| p.iteration)),
-                    )
-                    .max()
-                    .unwrap_or(0);
-                default_generations(max)
-            } else {
-                generations.to_vec()
-            };
             let refs: Vec<&ImageResult> = results.iter().collect();
             GenAttackRow {
                 variant,
                 setting: recs[0].setting.clone(),
                 clean_accuracy: accuracy_and_loss(&refs).0,
-                rows: accuracy_at_generations(&results, &gens),
+                rows: accuracy_at_generations(&results, &mine),
             }
         })
-        .collect()
+        .collect();
+    rows.sort_by(|a, b| {
+        a.variant
+            .cmp(&b.variant)
+            .then_with(|| a.setting.numeric_cmp(&b.setting))
+    });
+    rows
 }

@@ -3,7 +3,8 @@
 //!
 //! - Table 4 (FGSM): one row per variant, clean accuracy, then one column per eps.
 //! - Table 5 (PGD): one row per (variant, eps), one column per iteration count.
-//! - Table 6 (GenAttack): one row per (variant, eps, N), one `OA/TA` column per generation.
+//! - Table 6 (GenAttack): one row per (variant, eps, N) from its longest run, one `OA/TA` column
+//!   per generation (see [`super::metrics::genattack_rows`]).
 //!
 //! A cell of the grid that was not run is shown as `-`.
 
