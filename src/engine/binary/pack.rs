@@ -120,8 +120,15 @@ impl Packed4 {
             for ch in 0..c {
                 let src = &xs[(i0 * c + ch) * plane..(i0 * c + ch + 1) * plane];
                 let (wi, bit) = (ch / WORD_BITS, ch % WORD_BITS);
-                for (dst, &v) in img[wi..].iter_mut().step_by(words).zip(src) {
-                    *dst |= u64::from(v < 0.0) << bit;
+                if words == 1 {
+                    // Contiguous destination: this form auto-vectorizes.
+                    for (dst, &v) in img.iter_mut().zip(src) {
+                        *dst |= u64::from(v < 0.0) << bit;
+                    }
+                } else {
+                    for (dst, &v) in img[wi..].iter_mut().step_by(words).zip(src) {
+                        *dst |= u64::from(v < 0.0) << bit;
+                    }
                 }
             }
         }
