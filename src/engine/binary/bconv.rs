@@ -5,9 +5,14 @@
 //! this equals PyTorch's `conv2d(sign(x), sign(w), stride, padding)` on +/-1 tensors.
 //! Output size `(H + 2*pad - kh) / stride + 1` (floor), as PyTorch.
 //!
-//! Pipeline per image: bit-im2col ([`super::im2col`]) -> XOR-popcount GEMM ([`super::bgemm`]) ->
-//! `bias - 2*count` with the padding bias of [`super::padding`]. Images run in parallel (rayon);
-//! results are integers, so they do not depend on the thread count.
+//! Pipeline per image: word-major bit-im2col ([`super::im2col`]) -> conv kernel
+//! ([`super::bgemm`], writes `K - 2*count` straight into the NCHW plane of each output channel)
+//! -> exact zero-padding fix-up of border pixels ([`super::padding`]). Images run in parallel
+//! (rayon); results are integers, so they do not depend on the thread count.
+//!
+//! Measured (single thread, this 2-core AVX-512 machine under heavy shared load, see
+//! `benches/binary_conv.rs`): 64->64 3x3 on 8x8 about 5 us per image vs 110 us for an f32
+//! im2col + sgemm conv; 16->16 3x3 on 32x32 about 22 us vs 330 us.
 
 use std::sync::{Arc, Mutex};
 
