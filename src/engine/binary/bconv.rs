@@ -11,8 +11,8 @@
 //! (rayon); results are integers, so they do not depend on the thread count.
 //!
 //! Measured (single thread, this 2-core AVX-512 machine under heavy shared load, see
-//! `benches/binary_conv.rs`): 64->64 3x3 on 8x8 about 5 us per image vs 110 us for an f32
-//! im2col + sgemm conv; 16->16 3x3 on 32x32 about 22 us vs 330 us.
+//! `benches/binary_conv.rs`): 64->64 3x3 on 8x8 5-8 us per image vs ~115 us for an f32
+//! im2col + sgemm conv (14-30x); 16->16 3x3 on 32x32 15-22 us vs ~335 us (15-22x).
 
 use std::sync::{Arc, Mutex};
 
