@@ -81,5 +81,74 @@ fn bare_sgemm(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, conv, bare_sgemm);
+/// The two backward GEMMs of the 16->16 32x32 layer, with the operand views conv uses:
+/// `dcol = W^T dy` ([144x16] x [16x1024], lhs transposed) and `dW += dy col^T`
+/// ([16x1024] x [1024x144], rhs transposed).
+fn backward_sgemm(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (o, ckk, l) = (16usize, 144usize, 1024usize);
+    let w: Vec<f32> = (0..o * ckk).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let dy: Vec<f32> = (0..o * l).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let col: Vec<f32> = (0..ckk * l).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let mut dcol = vec![0.0f32; ckk * l];
+    let mut dw = vec![0.0f32; o * ckk];
+    let mut group = c.benchmark_group("sgemm_backward_16x144x1024");
+    group.throughput(Throughput::Elements((o * ckk * l) as u64));
+    for (backend, name) in BACKENDS {
+        group.bench_function(BenchmarkId::new("dcol", name), |b| {
+            b.iter(|| {
+                sgemm(
+                    backend,
+                    MatRef::row_major(&w, o, ckk).t(),
+                    MatRef::row_major(&dy, o, l),
+                    &mut dcol,
+                    false,
+                    false,
+                )
+            })
+        });
+        group.bench_function(BenchmarkId::new("dw", name), |b| {
+            b.iter(|| {
+                sgemm(
+                    backend,
+                    MatRef::row_major(&dy, o, l),
+                    MatRef::row_major(&col, ckk, l).t(),
+                    &mut dw,
+                    true,
+                    false,
+                )
+            })
+        });
+        // Same product with col^T stored row-major (an im2col that writes [L x CKK]).
+        group.bench_function(BenchmarkId::new("dw_rhs_row_major", name), |b| {
+            b.iter(|| {
+                sgemm(
+                    backend,
+                    MatRef::row_major(&dy, o, l),
+                    MatRef::row_major(&col, l, ckk),
+                    &mut dw,
+                    true,
+                    false,
+                )
+            })
+        });
+        // And transposed: dW^T = col dy^T, [144x1024] x [1024x16].
+        let mut dwt = vec![0.0f32; o * ckk];
+        group.bench_function(BenchmarkId::new("dw_transposed", name), |b| {
+            b.iter(|| {
+                sgemm(
+                    backend,
+                    MatRef::row_major(&col, ckk, l),
+                    MatRef::row_major(&dy, o, l).t(),
+                    &mut dwt,
+                    true,
+                    false,
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, conv, bare_sgemm, backward_sgemm);
 criterion_main!(benches);

@@ -221,16 +221,23 @@ fn strided_copy(g: &ConvGeom, plane: &[f32], dst: &mut [f32], p: usize, q: usize
 
 /// Adjoint of [`im2col`]: adds every column entry back onto the input position it came from.
 /// `dx` is overwritten; `col` is scratch and its padded-position entries are zeroed.
-fn col2im(g: &ConvGeom, col: &mut [f32], dx: &mut [f32]) {
-    dx.fill(0.0);
+/// Reads columns `[off, off + HO*WO)` of a matrix with row stride `ld` (see [`im2col_at`]).
+fn col2im_at(g: &ConvGeom, col: &mut [f32], ld: usize, off: usize, dx: &mut [f32]) {
     let l = g.l();
     let w = g.w as isize;
+    if g.is_pointwise() {
+        for (c, plane) in dx.chunks_mut(l).enumerate() {
+            plane.copy_from_slice(&col[c * ld + off..c * ld + off + l]);
+        }
+        return;
+    }
+    dx.fill(0.0);
     for c in 0..g.c {
         let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for p in 0..g.kh {
             for q in 0..g.kw {
                 let row = (c * g.kh + p) * g.kw + q;
-                let src = &mut col[row * l..(row + 1) * l];
+                let src = &mut col[row * ld + off..row * ld + off + l];
                 let (j0, j1) = g.valid_cols(q);
                 let (i0, i1) = valid_rows(g, p);
                 if g.stride == 1 && g.wo == g.w {
@@ -367,6 +374,20 @@ pub fn conv2d_with(
     Ok(Array4::from_shape_vec((g.n, g.o, g.ho, g.wo), y).expect("shape"))
 }
 
+/// `dst [cols x rows] = src [rows x cols]^T`, in square tiles so both sides stay in cache.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const T: usize = 16;
+    for r0 in (0..rows).step_by(T) {
+        for c0 in (0..cols).step_by(T) {
+            for r in r0..(r0 + T).min(rows) {
+                for c in c0..(c0 + T).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
+
 /// GEMM width (output positions) below which images are grouped into one GEMM; the bench
 /// shows the `gemm` kernels roughly doubling their rate from 64 to 256 columns.
 const GROUP_COLS: usize = 256;
@@ -424,7 +445,7 @@ pub fn conv2d_backward_with(
     let mut dx = vec![0.0f32; g.n * img_in];
     let per_group = g.n.div_ceil(GRAD_GROUPS).max(1);
     let inner = g.n.div_ceil(per_group) < rayon::current_num_threads();
-    let pointwise = g.is_pointwise();
+    let sub = group_size(&g).min(per_group);
     let partials: Vec<(Vec<f32>, Vec<f64>)> = dx
         .par_chunks_mut(per_group * img_in)
         .zip(xs.par_chunks(per_group * img_in))
@@ -432,31 +453,54 @@ pub fn conv2d_backward_with(
         .map(|((dxg, xg), dyg)| {
             let mut dw = vec![0.0f32; g.o * ckk];
             let mut db = vec![0.0f64; g.o];
-            let mut col = vec![0.0f32; if pointwise { 0 } else { ckk * l }];
-            let mut dcol = vec![0.0f32; if pointwise { 0 } else { ckk * l }];
-            for ((dxn, xn), dyn_) in dxg
-                .chunks_mut(img_in)
-                .zip(xg.chunks(img_in))
-                .zip(dyg.chunks(img_out))
+            let mut col = vec![0.0f32; ckk * sub * l];
+            let mut dcol = vec![0.0f32; ckk * sub * l];
+            let mut col_t = vec![0.0f32; ckk * sub * l];
+            let mut dy_side = vec![0.0f32; if sub > 1 { g.o * sub * l } else { 0 }];
+            // `sub` images side by side per GEMM, as in the forward pass.
+            for ((dxs, xs), dys) in dxg
+                .chunks_mut(sub * img_in)
+                .zip(xg.chunks(sub * img_in))
+                .zip(dyg.chunks(sub * img_out))
             {
-                let dymat = MatRef::row_major(dyn_, g.o, l);
-                // dx: W^T dy, folded back onto the image.
-                if pointwise {
-                    sgemm(backend, wt, dymat, dxn, false, inner);
+                let imgs = xs.len() / img_in;
+                let cols = imgs * l;
+                let dymat = if imgs == 1 {
+                    MatRef::row_major(dys, g.o, l)
                 } else {
-                    sgemm(backend, wt, dymat, &mut dcol, false, inner);
-                    col2im(&g, &mut dcol, dxn);
+                    for (i, dyn_) in dys.chunks(img_out).enumerate() {
+                        for (oc, row) in dyn_.chunks(l).enumerate() {
+                            dy_side[oc * cols + i * l..oc * cols + (i + 1) * l]
+                                .copy_from_slice(row);
+                        }
+                    }
+                    MatRef::row_major(&dy_side, g.o, cols)
+                };
+                // dx: W^T dy, folded back onto each image.
+                sgemm(backend, wt, dymat, &mut dcol, false, inner);
+                for (i, dxn) in dxs.chunks_mut(img_in).enumerate() {
+                    col2im_at(&g, &mut dcol, cols, i * l, dxn);
                 }
                 // dW += dy col^T.
-                let colmat = if pointwise {
-                    MatRef::row_major(xn, ckk, l)
-                } else {
-                    im2col(&g, xn, &mut col);
-                    MatRef::row_major(&col, ckk, l)
-                };
-                sgemm(backend, dymat, colmat.t(), &mut dw, true, inner);
-                for (acc, row) in db.iter_mut().zip(dyn_.chunks(l)) {
-                    *acc += row.iter().map(|&v| v as f64).sum::<f64>();
+                // GEMMs with a long inner dimension and a transposed (column-major) rhs run
+                // ~10x slower than with a row-major one (bench `sgemm_backward_*`), so col is
+                // transposed explicitly first.
+                for (i, xn) in xs.chunks(img_in).enumerate() {
+                    im2col_at(&g, xn, &mut col, cols, i * l);
+                }
+                transpose(&col[..ckk * cols], ckk, cols, &mut col_t[..ckk * cols]);
+                sgemm(
+                    backend,
+                    dymat,
+                    MatRef::row_major(&col_t, cols, ckk),
+                    &mut dw,
+                    true,
+                    inner,
+                );
+                for dyn_ in dys.chunks(img_out) {
+                    for (acc, row) in db.iter_mut().zip(dyn_.chunks(l)) {
+                        *acc += row.iter().map(|&v| v as f64).sum::<f64>();
+                    }
                 }
             }
             (dw, db)
