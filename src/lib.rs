@@ -25,5 +25,6 @@ pub mod report;
 pub mod sim;
 pub mod train;
 pub mod variant;
+pub mod zoo;
 
 pub use error::{Error, Result};
