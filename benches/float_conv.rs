@@ -3,6 +3,13 @@
 //! the per-image GEMM shapes. Report GMAC/s = MACs / time.
 //!
 //! Run: `cargo bench --bench float_conv -- --warm-up-time 1 --measurement-time 3`.
+//!
+//! Measured 2026-11-25 on the shared 2-core AVX-512 EPYC (load average 6-9 from other jobs, so
+//! absolute numbers swing up to 2x between runs; compare within one run), RAYON_NUM_THREADS=1,
+//! GMAC/s of forward MACs: 64->64 3x3 8x8 fwd b1 ~55, b128 ~50; 16->16 3x3 32x32 fwd b1 ~41,
+//! b128 ~42; bare sgemm in the same run 72-78. Backward (2x the MACs, reported per forward
+//! MAC): 8x8 b128 17-24, 32x32 b128 10-14. gemm vs matrixmultiply: forward 1.3-2x, sgemm
+//! 1.3-2.4x in favour of gemm.
 
 use breakingbed::engine::ops::conv::{conv2d_backward_with, conv2d_with, ConvGeom};
 use breakingbed::engine::ops::gemm::{sgemm, GemmBackend, MatRef};
@@ -81,5 +88,74 @@ fn bare_sgemm(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, conv, bare_sgemm);
+/// The two backward GEMMs of the 16->16 32x32 layer, with the operand views conv uses:
+/// `dcol = W^T dy` ([144x16] x [16x1024], lhs transposed) and `dW += dy col^T`
+/// ([16x1024] x [1024x144], rhs transposed).
+fn backward_sgemm(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (o, ckk, l) = (16usize, 144usize, 1024usize);
+    let w: Vec<f32> = (0..o * ckk).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let dy: Vec<f32> = (0..o * l).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let col: Vec<f32> = (0..ckk * l).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let mut dcol = vec![0.0f32; ckk * l];
+    let mut dw = vec![0.0f32; o * ckk];
+    let mut group = c.benchmark_group("sgemm_backward_16x144x1024");
+    group.throughput(Throughput::Elements((o * ckk * l) as u64));
+    for (backend, name) in BACKENDS {
+        group.bench_function(BenchmarkId::new("dcol", name), |b| {
+            b.iter(|| {
+                sgemm(
+                    backend,
+                    MatRef::row_major(&w, o, ckk).t(),
+                    MatRef::row_major(&dy, o, l),
+                    &mut dcol,
+                    false,
+                    false,
+                )
+            })
+        });
+        group.bench_function(BenchmarkId::new("dw", name), |b| {
+            b.iter(|| {
+                sgemm(
+                    backend,
+                    MatRef::row_major(&dy, o, l),
+                    MatRef::row_major(&col, ckk, l).t(),
+                    &mut dw,
+                    true,
+                    false,
+                )
+            })
+        });
+        // Same product with col^T stored row-major (an im2col that writes [L x CKK]).
+        group.bench_function(BenchmarkId::new("dw_rhs_row_major", name), |b| {
+            b.iter(|| {
+                sgemm(
+                    backend,
+                    MatRef::row_major(&dy, o, l),
+                    MatRef::row_major(&col, l, ckk),
+                    &mut dw,
+                    true,
+                    false,
+                )
+            })
+        });
+        // And transposed: dW^T = col dy^T, [144x1024] x [1024x16].
+        let mut dwt = vec![0.0f32; o * ckk];
+        group.bench_function(BenchmarkId::new("dw_transposed", name), |b| {
+            b.iter(|| {
+                sgemm(
+                    backend,
+                    MatRef::row_major(&col, ckk, l),
+                    MatRef::row_major(&dy, o, l).t(),
+                    &mut dwt,
+                    true,
+                    false,
+                )
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, conv, bare_sgemm, backward_sgemm);
 criterion_main!(benches);

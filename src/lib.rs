@@ -21,8 +21,10 @@ pub mod error;
 pub mod hw;
 pub mod io;
 pub mod model;
+pub mod report;
 pub mod sim;
 pub mod train;
 pub mod variant;
+pub mod zoo;
 
 pub use error::{Error, Result};

@@ -105,6 +105,9 @@ proptest! {
         let be = rand_arr(&mut rng, ndarray::Dim([c]), -1.0, 1.0);
         let eps = 1e-3;
         let (y, stats) = bn::batch_norm_train(&x, &g, &be, eps).unwrap();
+        // The step must be small against the spread of each channel: with nearly equal values
+        // the normalisation's curvature ~ 1/std^2 would swamp the O(h^2) truncation bound.
+        prop_assume!(stats.var.iter().all(|&v| v >= 0.1));
         let r = rand_arr(&mut rng, y.raw_dim(), -1.0, 1.0);
         let (dx, dg, db) = bn::batch_norm_train_backward(&x, &g, &stats, &r).unwrap();
         // Smooth but nonlinear (through mean and variance): step 1e-2 gives a truncation error

@@ -2,7 +2,7 @@
 //! non-convolution operators: sign, binarizers, batch norm, shortcut, pools, losses.
 
 use breakingbed::engine::ops::{
-    abc, activation as act, batchnorm as bn, loss, pool, shortcut, xnor,
+    abc, activation as act, batchnorm as bn, conv, loss, pool, shortcut, xnor,
 };
 use ndarray::{array, Array, Array1, Array2, Array4, Axis};
 use proptest::prelude::*;
@@ -178,6 +178,34 @@ fn batch_norm_fold_and_errors() {
         1e-5
     )
     .is_err());
+}
+
+#[test]
+fn folded_conv_equals_conv_then_batch_norm() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let x = Array::from_shape_simple_fn((2, 3, 6, 6), || rng.gen_range(-1.0f32..1.0));
+    let w = Array::from_shape_simple_fn((4, 3, 3, 3), || rng.gen_range(-1.0f32..1.0));
+    let b: Array1<f32> = (0..4).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    let g: Array1<f32> = (0..4).map(|_| rng.gen_range(0.5f32..1.5)).collect();
+    let be: Array1<f32> = (0..4).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    let m: Array1<f32> = (0..4).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    let v: Array1<f32> = (0..4).map(|_| rng.gen_range(0.2f32..2.0)).collect();
+    let two_step = bn::batch_norm_inference(
+        &conv::conv2d(&x, &w, Some(&b), 1, 1).unwrap(),
+        &g,
+        &be,
+        &m,
+        &v,
+        1e-5,
+    )
+    .unwrap();
+    let (s, t) = bn::fold(&g, &be, &m, &v, 1e-5).unwrap();
+    let (wf, bf) = bn::fold_into_conv(&w, Some(&b), &s, &t).unwrap();
+    let folded = conv::conv2d(&x, &wf, Some(&bf), 1, 1).unwrap();
+    let err = (&two_step - &folded)
+        .iter()
+        .fold(0.0f32, |a, d| a.max(d.abs()));
+    assert!(err < 1e-4, "max diff {err}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::model::{builtin, custom, resnet::BUILTIN_NAMES, Network};
+use crate::model::{resnet::BUILTIN_NAMES, Network};
 use crate::variant::{BnMode, ShortcutPrecision, VariantKind, VariantSpec};
 use crate::{Error, Result};
 
@@ -27,17 +27,7 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// A built-in name, or a network TOML when the argument names a file.
     pub fn load(&self) -> Result<Network> {
-        let path = Path::new(&self.model);
-        if self.model.ends_with(".toml") || path.is_file() {
-            if self.input.is_some() || self.classes.is_some() {
-                return Err(Error::input(
-                    "--input/--classes",
-                    "only apply to built-in models; a network TOML sets its own",
-                ));
-            }
-            return custom::load(path);
-        }
-        builtin(&self.model, self.input, self.classes)
+        crate::model::resolve(&self.model, self.input, self.classes)
     }
 }
 

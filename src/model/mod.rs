@@ -20,3 +20,23 @@ pub mod resnet;
 pub use graph::{Layer, Network, Op};
 pub use norm::Normalization;
 pub use resnet::builtin;
+
+/// A built-in model name, or a network TOML when `model` names a file (ends in `.toml` or
+/// exists). `input` (C,H,W) and `classes` override a built-in's defaults only.
+pub fn resolve(
+    model: &str,
+    input: Option<[usize; 3]>,
+    classes: Option<usize>,
+) -> crate::Result<Network> {
+    let path = std::path::Path::new(model);
+    if model.ends_with(".toml") || path.is_file() {
+        if input.is_some() || classes.is_some() {
+            return Err(crate::Error::input(
+                "--input/--classes",
+                "only apply to built-in models; a network TOML sets its own",
+            ));
+        }
+        return custom::load(path);
+    }
+    builtin(model, input, classes)
+}

@@ -275,3 +275,28 @@ pub fn batch_norm_train_backward(
     }
     Ok((dx, to_f32(dgamma), to_f32(dbeta)))
 }
+
+/// Folds an inference-mode BN that follows a convolution into the convolution:
+/// `BN(conv(x, w) + b) = conv(x, w * scale[o]) + (b * scale + shift)`, with `(scale, shift)`
+/// from [`fold`]. Returns the new weight and bias.
+pub fn fold_into_conv(
+    w: &Array4<f32>,
+    b: Option<&Array1<f32>>,
+    scale: &Array1<f32>,
+    shift: &Array1<f32>,
+) -> Result<(Array4<f32>, Array1<f32>)> {
+    let o = w.dim().0;
+    check_param("scale", scale, o)?;
+    check_param("shift", shift, o)?;
+    if let Some(b) = b {
+        check_param("conv bias", b, o)?;
+    }
+    let mut wf = w.to_owned();
+    for (mut f, &s) in wf.axis_iter_mut(Axis(0)).zip(scale) {
+        f.mapv_inplace(|v| v * s);
+    }
+    let bf = (0..o)
+        .map(|i| b.map_or(0.0, |b| b[i]) * scale[i] + shift[i])
+        .collect();
+    Ok((wf, bf))
+}

@@ -7,6 +7,12 @@
 //! struct the forward returned); nothing is hidden in global state. Shape mismatches are
 //! [`crate::Error::Input`] naming the operator and field. Crate-wide conventions (sign(0) = +1,
 //! NCHW) are in the crate doc.
+//!
+//! Modules: [`conv`] (im2col + GEMM, with the f64 [`reference`] beside it), [`gemm`] (backend
+//! choice), [`batchnorm`], [`activation`] (ReLU, hardtanh, sign + STE), [`xnor`] and [`abc`]
+//! (weight / activation binarization returning the +/-1 tensors and scales separately, for the
+//! bit-exact engine), [`shortcut`] (option A, residual add), [`pool`], [`linear`], [`loss`]
+//! (softmax cross-entropy, distillation KL).
 
 pub mod abc;
 pub mod activation;

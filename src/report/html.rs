@@ -1,0 +1,667 @@
+//! The report directory: every figure as SVG, every table as Markdown and CSV, all metrics as
+//! JSON, and an `index.html` tying them together with captions and the settings used.
+//!
+//! Layout (all links in `index.html` are relative, so the folder can be copied and opened
+//! offline; the page loads nothing from the network and runs no script):
+//! ```text
+//! out/index.html
+//! out/metrics.json                       every computed metric (serde)
+//! out/figures/fig2_pgd_<model>_<k>.svg   PGD accuracy/loss vs iteration (one per model, setting)
+//! out/figures/fig3_<attack>_<model>.svg  stress-strain per attack and model
+//! out/figures/fig4_box_<attack>.svg      box-plots per attack
+//! out/figures/table3_cam.svg             CAM grid (only with CAM inputs)
+//! out/tables/<name>.md, <name>.csv       Tables 4-6, classification, PGD breaking, box stats, cells
+//! ```
+//! A non-empty `out` is refused unless `force` is set; with `force` the files above are replaced
+//! (each atomically) and other files in `out` are left alone.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::cam::{render_panel, CamPanel, CamRow};
+use super::metrics::{
+    attack_boxes, cell_metrics, classify_all, genattack_rows, paper_stress_specs, pgd_curves,
+    strain_curves, AttackBox, CellMetrics, Classification, GenAttackRow, PgdCurve, StrainCurve,
+    StressSpec,
+};
+use super::plots::{boxplot_svg, cam_grid_svg, pgd_svg, stress_strain_svg, Colours};
+use super::record::{check_consistent, SweepRecord};
+use super::tables::{fgsm_table, genattack_table, html_escape, pgd_table, Table};
+use crate::io::atomic::write_bytes_atomic;
+use crate::{Error, Result};
+
+/// What the report needs beyond the sweep records.
+#[derive(Clone, Debug)]
+pub struct ReportInputs {
+    /// Page title.
+    pub title: String,
+    /// Number of classes (sets the PGD breaking line 1/classes).
+    pub classes: usize,
+    /// GenAttack generations for the OA/TA table (empty: five evenly spaced).
+    pub generations: Vec<usize>,
+    /// Stress axes of the stress-strain graphs.
+    pub stress_specs: Vec<StressSpec>,
+    /// CAM grid rows (Table 3); empty: no CAM figure.
+    pub cam_rows: Vec<CamRow>,
+    /// Free text describing the run (data set, image subset, seed, config), shown verbatim.
+    pub settings_note: Option<String>,
+    /// Overwrite the report files in a non-empty output directory.
+    pub force: bool,
+}
+
+impl Default for ReportInputs {
+    fn default() -> Self {
+        ReportInputs {
+            title: "BreakingBED robustness report".into(),
+            classes: 10,
+            generations: Vec::new(),
+            stress_specs: paper_stress_specs(),
+            cam_rows: Vec::new(),
+            settings_note: None,
+            force: false,
+        }
+    }
+}
+
+/// What was written, for the CLI to print and tests to check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportSummary {
+    pub out_dir: PathBuf,
+    /// Figure files, relative to `out_dir`.
+    pub figures: Vec<String>,
+    /// Table files (md and csv), relative to `out_dir`.
+    pub tables: Vec<String>,
+    pub records: usize,
+    pub cells: usize,
+    pub classifications: Vec<Classification>,
+    /// Things the reader should know (skipped cells, missing data).
+    pub warnings: Vec<String>,
+}
+
+/// Everything computed, as written to `metrics.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportMetrics {
+    pub classes: usize,
+    pub cells: Vec<CellMetrics>,
+    pub pgd: Vec<PgdCurve>,
+    pub strain: Vec<StrainCurve>,
+    pub classifications: Vec<Classification>,
+    pub boxes: Vec<AttackBox>,
+    pub genattack: Vec<GenAttackRow>,
+    pub cam: Vec<(String, Vec<CamPanel>)>,
+}
+
+/// Lower-case ASCII letters, digits and '-' only, for file names.
+fn slug(s: &str) -> String {
+    let mut o: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while o.contains("--") {
+        o = o.replace("--", "-");
+    }
+    o.trim_matches('-').to_string()
+}
+
+fn check_out_dir(out: &Path, force: bool) -> Result<()> {
+    match std::fs::read_dir(out) {
+        Ok(mut it) => {
+            if it.next().is_some() && !force {
+                return Err(Error::input(
+                    out.display().to_string(),
+                    "output directory exists and is not empty; refusing to overwrite \
+                     (choose another directory or pass --force)",
+                ));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(Error::input(
+            out.display().to_string(),
+            "output path exists and is not a directory",
+        )),
+        Err(e) => Err(Error::io(out, e)),
+    }
+}
+
+struct Writer<'a> {
+    out: &'a Path,
+    figures: Vec<String>,
+    tables: Vec<String>,
+}
+
+impl Writer<'_> {
+    fn write(&self, rel: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.out.join(rel);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        write_bytes_atomic(&path, bytes)
+    }
+
+    fn figure(&mut self, rel: String, svg: &str) -> Result<String> {
+        self.write(&rel, svg.as_bytes())?;
+        self.figures.push(rel.clone());
+        Ok(rel)
+    }
+
+    /// Writes `tables/<name>.md` and `.csv`; returns the HTML with download links.
+    fn table(&mut self, name: &str, t: &Table) -> Result<String> {
+        let md = format!("tables/{name}.md");
+        let csv = format!("tables/{name}.csv");
+        self.write(&md, t.to_markdown().as_bytes())?;
+        self.write(&csv, t.to_csv().as_bytes())?;
+        self.tables.push(md.clone());
+        self.tables.push(csv.clone());
+        Ok(format!(
+            "{}<p class=\"dl\">Download: <a href=\"{md}\">Markdown</a> | <a href=\"{csv}\">CSV</a></p>\n",
+            t.to_html(&format!("table-{name}"))
+        ))
+    }
+}
+
+fn img(rel: &str, alt: &str, caption: &str) -> String {
+    format!(
+        "<figure><a href=\"{rel}\"><img src=\"{rel}\" alt=\"{}\"></a>\
+         <figcaption>{}</figcaption></figure>\n",
+        html_escape(alt),
+        caption
+    )
+}
+
+fn pct(v: f32) -> String {
+    format!("{:.2}", 100.0 * v)
+}
+
+const STYLE: &str =
+    "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}\
+figure{margin:1em 0}img{max-width:100%;height:auto;border:1px solid #ddd}\
+figcaption{font-size:.9em;color:#444}table{border-collapse:collapse;margin:.5em 0;font-size:.9em}\
+th,td{border:1px solid #bbb;padding:2px 6px;text-align:left}td.num{text-align:right}th{background:#eee}\
+caption{font-weight:bold;text-align:left;padding:4px 0}\
+pre{background:#f6f6f6;padding:.5em;overflow-x:auto}.dl{font-size:.85em}";
+
+/// Compute every metric from `records` and write the report into `out`.
+pub fn write_report(
+    records: &[SweepRecord],
+    extra: &ReportInputs,
+    out: &Path,
+) -> Result<ReportSummary> {
+    if records.is_empty() {
+        return Err(Error::input("records", "no sweep records to report on"));
+    }
+    check_consistent(records)?;
+    check_out_dir(out, extra.force)?;
+    let mut warnings = Vec::new();
+
+    // Everything is computed before anything is written, so bad input leaves `out` untouched.
+    let cells = cell_metrics(records);
+    for c in cells.iter().filter(|c| c.strain.is_none()) {
+        warnings.push(format!(
+            "{} / {} / {}: clean accuracy is 0, strain undefined (left out of stress-strain)",
+            c.variant,
+            c.attack,
+            c.setting.label()
+        ));
+    }
+    let pgd = pgd_curves(records, "pgd", extra.classes)?;
+    let variant_order = Colours::new(
+        records
+            .iter()
+            .map(|r| r.variant.as_str())
+            .collect::<std::collections::BTreeSet<_>>(),
+    );
+    let mut strain = Vec::new();
+    let mut classifications = Vec::new();
+    let mut fig3 = Vec::new();
+    for spec in &extra.stress_specs {
+        let curves = strain_curves(&cells, spec);
+        if curves.is_empty() {
+            continue;
+        }
+        classifications.extend(classify_all(&curves));
+        let mut models: Vec<String> = curves.iter().map(|c| c.model.clone()).collect();
+        models.sort();
+        models.dedup();
+        for m in models {
+            let mc: Vec<StrainCurve> = curves.iter().filter(|c| c.model == m).cloned().collect();
+            let svg = stress_strain_svg(
+                &format!("{} - {m}", spec.attack),
+                &spec.caption,
+                &mc,
+                &variant_order,
+            )?;
+            fig3.push((spec.clone(), m, svg));
+        }
+        strain.extend(curves);
+    }
+    for a in cells
+        .iter()
+        .map(|c| c.attack.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+    {
+        if !extra.stress_specs.iter().any(|s| s.attack == a) {
+            warnings.push(format!(
+                "attack {a}: no stress axis defined, no stress-strain graph"
+            ));
+        }
+    }
+    let boxes = attack_boxes(&cells)?;
+    let ga = genattack_rows(records, &extra.generations);
+    let cam: Vec<(String, Vec<CamPanel>)> = extra
+        .cam_rows
+        .iter()
+        .map(|r| {
+            let panels = r
+                .panels
+                .iter()
+                .map(render_panel)
+                .collect::<Result<Vec<_>>>()?;
+            Ok((r.variant.clone(), panels))
+        })
+        .collect::<Result<_>>()?;
+
+    // Fig. 2 shows the long traced runs: per model, the settings with the most tracked
+    // iterations (the short grid cells still appear in the breaking-iteration table).
+    let mut fig2 = Vec::new();
+    let mut models: Vec<&str> = pgd.iter().map(|c| c.model.as_str()).collect();
+    models.sort();
+    models.dedup();
+    for model in models {
+        let longest = pgd
+            .iter()
+            .filter(|c| c.model == model)
+            .map(|c| c.iterations.len())
+            .max()
+            .unwrap_or(0);
+        if longest <= 2 {
+            continue;
+        }
+        let mut settings: Vec<String> = pgd
+            .iter()
+            .filter(|c| c.model == model && c.iterations.len() == longest)
+            .map(|c| c.setting.label())
+            .collect();
+        settings.sort();
+        settings.dedup();
+        for setting in settings {
+            let curves: Vec<PgdCurve> = pgd
+                .iter()
+                .filter(|c| {
+                    c.model == model
+                        && c.iterations.len() == longest
+                        && c.setting.label() == setting
+                })
+                .cloned()
+                .collect();
+            let svg = pgd_svg(
+                &format!("PGD - {model} ({setting})"),
+                &curves,
+                extra.classes,
+                &variant_order,
+            )?;
+            fig2.push((model.to_string(), setting, svg));
+        }
+    }
+    let kind_order = Colours::new(
+        records
+            .iter()
+            .map(|r| r.variant_kind.as_str())
+            .collect::<std::collections::BTreeSet<_>>(),
+    );
+    let mut fig4 = Vec::new();
+    let mut attacks: Vec<String> = boxes.iter().map(|b| b.attack.clone()).collect();
+    attacks.dedup();
+    for a in &attacks {
+        let bs: Vec<(String, _)> = boxes
+            .iter()
+            .filter(|b| &b.attack == a)
+            .map(|b| (b.variant_kind.clone(), b.stats.clone()))
+            .collect();
+        fig4.push((
+            a.clone(),
+            boxplot_svg(&format!("{a}: accuracy after attack"), &bs, &kind_order)?,
+        ));
+    }
+    let cam_svg = if cam.is_empty() {
+        None
+    } else {
+        Some(cam_grid_svg(
+            "Class activation maps (cf. paper Table 3)",
+            &cam,
+        )?)
+    };
+
+    // Write.
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut w = Writer {
+        out,
+        figures: Vec::new(),
+        tables: Vec::new(),
+    };
+    let mut body = String::new();
+    body += &format!("<h1>{}</h1>\n", html_escape(&extra.title));
+
+    // Settings.
+    let variants: std::collections::BTreeSet<&str> =
+        records.iter().map(|r| r.variant.as_str()).collect();
+    body += "<h2 id=\"settings\">Settings</h2>\n";
+    body += &format!(
+        "<p>{} result records, {} cells (variant x attack x setting), {} variants, {} classes \
+         (breaking line {:.1}%).</p>\n",
+        records.len(),
+        cells.len(),
+        variants.len(),
+        extra.classes,
+        100.0 / extra.classes as f32
+    );
+    if let Some(note) = &extra.settings_note {
+        body += &format!("<pre>{}</pre>\n", html_escape(note));
+    }
+    // Cells are sorted numerically by setting within (variant, attack); keep first appearance.
+    let mut grid: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut by_setting: Vec<&CellMetrics> = cells.iter().collect();
+    by_setting.sort_by(|a, b| a.setting.numeric_cmp(&b.setting));
+    for c in by_setting {
+        let e = grid.entry(c.attack.clone()).or_default();
+        let l = c.setting.label();
+        if !e.contains(&l) {
+            e.push(l);
+        }
+    }
+    let settings_table = Table {
+        title: "Attack settings found in the results".into(),
+        header: vec!["Attack".into(), "Settings".into()],
+        rows: grid
+            .into_iter()
+            .map(|(a, s)| vec![a, s.into_iter().collect::<Vec<_>>().join("; ")])
+            .collect(),
+    };
+    body += &w.table("settings", &settings_table)?;
+
+    // Fig. 2.
+    if !fig2.is_empty() {
+        body += "<h2 id=\"fig2\">PGD accuracy and loss over iterations (cf. Fig. 2)</h2>\n";
+        for (k, (model, setting, svg)) in fig2.iter().enumerate() {
+            let rel = w.figure(format!("figures/fig2_pgd_{}_{k}.svg", slug(model)), svg)?;
+            body += &img(
+                &rel,
+                &format!("PGD curves {model}"),
+                &format!(
+                    "PGD accuracy (solid) and loss (dashed) over iterations for {} ({}), averaged \
+                     over reruns; the dashed black breaking line is {:.1}% (1/classes).",
+                    html_escape(model),
+                    html_escape(setting),
+                    100.0 / extra.classes as f32
+                ),
+            );
+        }
+        let t = Table {
+            title: "PGD breaking iteration (first tracked iteration with accuracy <= 1/classes)"
+                .into(),
+            header: vec![
+                "Variant".into(),
+                "Setting".into(),
+                "Reruns".into(),
+                "Mean breaking i (broken reruns)".into(),
+                "Unbroken reruns".into(),
+                "Breaking i of mean curve".into(),
+                "Final acc [%]".into(),
+            ],
+            rows: pgd
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.variant.clone(),
+                        c.setting.label(),
+                        c.per_rerun_breaking.len().to_string(),
+                        c.mean_breaking
+                            .map_or("never".into(), |m| format!("{m:.1}")),
+                        c.unbroken.to_string(),
+                        c.breaking_of_mean.map_or("never".into(), |m| m.to_string()),
+                        c.accuracy.last().map_or("-".into(), |&a| pct(a)),
+                    ]
+                })
+                .collect(),
+        };
+        body += &w.table("pgd_breaking", &t)?;
+    }
+
+    // Fig. 3.
+    if !fig3.is_empty() {
+        body += "<h2 id=\"fig3\">Stress-strain graphs (cf. Fig. 3)</h2>\n";
+        body += "<p>Strain = (A - A*)/A, A = clean accuracy, A* = accuracy after attack. \
+                 Classification: brittle if strain reaches 0.9 within the lower half of the \
+                 normalized stress range; strong if it never reaches 0.9 and ends at strain \
+                 &lt;= 0.5; ductile otherwise.</p>\n";
+        for (spec, model, svg) in &fig3 {
+            let rel = w.figure(
+                format!("figures/fig3_{}_{}.svg", slug(&spec.attack), slug(model)),
+                svg,
+            )?;
+            body += &img(
+                &rel,
+                &format!("stress-strain {} {model}", spec.attack),
+                &format!(
+                    "Stress-strain graph, {} on {} ({}).",
+                    html_escape(&spec.attack),
+                    html_escape(model),
+                    html_escape(&spec.caption)
+                ),
+            );
+        }
+        let t = Table {
+            title: "Strong / ductile / brittle".into(),
+            header: vec![
+                "Variant".into(),
+                "Attack".into(),
+                "Class".into(),
+                "Normalized breaking stress".into(),
+                "Final strain".into(),
+            ],
+            rows: classifications
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.variant.clone(),
+                        c.attack.clone(),
+                        c.behaviour.to_string(),
+                        c.s_break.map_or("never".into(), |s| format!("{s:.3}")),
+                        format!("{:.3}", c.final_strain),
+                    ]
+                })
+                .collect(),
+        };
+        body += &w.table("classification", &t)?;
+    }
+
+    // Fig. 4.
+    if !fig4.is_empty() {
+        body += "<h2 id=\"fig4\">Box-plots over the whole grid (cf. Fig. 4)</h2>\n\
+                 <p>One value per (variant, setting) cell; quartiles by linear interpolation \
+                 (type 7), whiskers at the last points within 1.5 IQR, circles are outliers.</p>\n";
+        for (a, svg) in &fig4 {
+            let rel = w.figure(format!("figures/fig4_box_{}.svg", slug(a)), svg)?;
+            body += &img(
+                &rel,
+                &format!("box-plot {a}"),
+                &format!(
+                    "Accuracy after {} over all its settings, per variant kind.",
+                    html_escape(a)
+                ),
+            );
+        }
+        let t = Table {
+            title: "Box-plot statistics, accuracy after attack [%]".into(),
+            header: [
+                "Attack",
+                "Kind",
+                "n",
+                "Lower whisker",
+                "Q1",
+                "Median",
+                "Q3",
+                "Upper whisker",
+                "Outliers",
+            ]
+            .map(String::from)
+            .to_vec(),
+            rows: boxes
+                .iter()
+                .map(|b| {
+                    let s = &b.stats;
+                    vec![
+                        b.attack.clone(),
+                        b.variant_kind.clone(),
+                        s.n.to_string(),
+                        format!("{:.2}", s.lower_whisker),
+                        format!("{:.2}", s.q1),
+                        format!("{:.2}", s.median),
+                        format!("{:.2}", s.q3),
+                        format!("{:.2}", s.upper_whisker),
+                        s.outliers
+                            .iter()
+                            .map(|o| format!("{o:.2}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ]
+                })
+                .collect(),
+        };
+        body += &w.table("boxplot_stats", &t)?;
+    }
+
+    // Table 3.
+    if let Some(svg) = &cam_svg {
+        body += "<h2 id=\"cam\">Class activation maps (cf. Table 3)</h2>\n";
+        let rel = w.figure("figures/table3_cam.svg".into(), svg)?;
+        body += &img(
+            &rel,
+            "CAM grid",
+            "CAM overlays (jet: blue = low, red = high); Q3 = third quartile of the 0-255 heat-map \
+             intensity over all pixels.",
+        );
+        let mut labels: Vec<String> = Vec::new();
+        for (_, panels) in &cam {
+            for p in panels {
+                if !labels.contains(&p.label) {
+                    labels.push(p.label.clone());
+                }
+            }
+        }
+        let t = Table {
+            title: "CAM third-quartile heat-map intensity (0-255)".into(),
+            header: std::iter::once("Variant".to_string())
+                .chain(labels.iter().cloned())
+                .collect(),
+            rows: cam
+                .iter()
+                .map(|(v, panels)| {
+                    std::iter::once(v.clone())
+                        .chain(labels.iter().map(|l| {
+                            panels
+                                .iter()
+                                .find(|p| &p.label == l)
+                                .map_or("-".into(), |p| format!("{:.2}", p.q3))
+                        }))
+                        .collect()
+                })
+                .collect(),
+        };
+        body += &w.table("table3_cam_q3", &t)?;
+    }
+
+    // Tables 4-6.
+    body += "<h2 id=\"tables\">Tables</h2>\n";
+    if cells.iter().any(|c| c.attack == "fgsm") {
+        body += &w.table("table4_fgsm", &fgsm_table(&cells))?;
+    }
+    if cells.iter().any(|c| c.attack == "pgd") {
+        body += &w.table("table5_pgd", &pgd_table(&cells))?;
+    }
+    if !ga.is_empty() {
+        body += &w.table("table6_genattack", &genattack_table(&ga))?;
+    }
+    let all = Table {
+        title: "All cells".into(),
+        header: [
+            "Variant",
+            "Kind",
+            "Model",
+            "Attack",
+            "Setting",
+            "Results",
+            "Reruns",
+            "Clean acc [%]",
+            "Acc after attack [%]",
+            "Mean loss",
+            "Strain",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: cells
+            .iter()
+            .map(|c| {
+                vec![
+                    c.variant.clone(),
+                    c.variant_kind.clone(),
+                    c.model.clone(),
+                    c.attack.clone(),
+                    c.setting.label(),
+                    c.results.to_string(),
+                    c.reruns.to_string(),
+                    pct(c.clean_accuracy),
+                    pct(c.accuracy),
+                    c.mean_loss.map_or("-".into(), |l| format!("{l:.4}")),
+                    c.strain.map_or("-".into(), |s| format!("{s:.4}")),
+                ]
+            })
+            .collect(),
+    };
+    body += &w.table("cells", &all)?;
+
+    if !warnings.is_empty() {
+        body += "<h2 id=\"warnings\">Warnings</h2>\n<ul>\n";
+        for wn in &warnings {
+            body += &format!("<li>{}</li>\n", html_escape(wn));
+        }
+        body += "</ul>\n";
+    }
+    body += "<p class=\"dl\">All metrics: <a href=\"metrics.json\">metrics.json</a></p>\n";
+
+    let metrics = ReportMetrics {
+        classes: extra.classes,
+        cells: cells.clone(),
+        pgd,
+        strain,
+        classifications: classifications.clone(),
+        boxes,
+        genattack: ga,
+        cam,
+    };
+    let json = serde_json::to_string_pretty(&metrics)
+        .map_err(|e| Error::input("metrics.json", e.to_string()))?;
+    w.write("metrics.json", json.as_bytes())?;
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n\
+         <style>{STYLE}</style>\n</head>\n<body>\n{body}</body>\n</html>\n",
+        html_escape(&extra.title)
+    );
+    w.write("index.html", html.as_bytes())?;
+    Ok(ReportSummary {
+        out_dir: out.to_path_buf(),
+        figures: w.figures,
+        tables: w.tables,
+        records: records.len(),
+        cells: cells.len(),
+        classifications,
+        warnings,
+    })
+}

@@ -1,0 +1,32 @@
+//! From sweep records to the paper's Section 4 figures and tables: [`record`] (the JSONL line the
+//! sweep writes), [`metrics`] (accuracy, strain, breaking iteration, classification, box-plots,
+//! OA/TA), [`cam`] (class activation maps), [`plots`] (SVG figures), [`tables`] (Tables 4-6 as
+//! Markdown/CSV/HTML) and [`html`] ([`write_report`]: the whole report folder).
+//!
+//! Accuracies inside the metrics are fractions in [0,1]; figures and tables show percent.
+
+pub mod cam;
+pub mod html;
+pub mod metrics;
+pub mod plots;
+pub mod png;
+pub mod record;
+pub mod tables;
+
+pub use html::{write_report, ReportInputs, ReportMetrics, ReportSummary};
+pub use record::{canonical_attack, load_many, load_records, results_files, Setting, SweepRecord};
+
+use std::path::Path;
+
+/// `bbed report <results...> --out <dir>`: load every results file (files or directories of
+/// `*.jsonl`) and write the report. Corrupt lines fail naming `file:line` unless `skip_corrupt`.
+pub fn report_from_paths(
+    results: &[impl AsRef<Path>],
+    skip_corrupt: bool,
+    extra: &ReportInputs,
+    out: &Path,
+) -> crate::Result<ReportSummary> {
+    let files = results_files(results)?;
+    let records = load_many(&files, skip_corrupt)?;
+    write_report(&records, extra, out)
+}
