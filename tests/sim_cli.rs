@@ -277,9 +277,11 @@ fn functional_is_deterministic_across_threads() {
         "--format",
         "json",
     ];
-    let (c1, a, _) = bbed_env(&args, &[("RAYON_NUM_THREADS", "1")]);
+    let (c1, a, e1) = bbed_env(&args, &[("RAYON_NUM_THREADS", "1")]);
     let (c2, b, _) = bbed_env(&args, &[("RAYON_NUM_THREADS", "2")]);
     assert_eq!((c1, c2), (0, 0));
+    // stderr is a pipe here, so the progress bar stays hidden.
+    assert!(e1.is_empty(), "{e1}");
     assert_eq!(a, b);
     let mut other = args.to_vec();
     other[7] = "8";

@@ -287,6 +287,14 @@ fn refuses_non_empty_dir_unless_forced() {
     ok(&forced);
     assert!(dir.path().join("manifest.json").exists());
     assert!(dir.path().join("keep.txt").exists());
+    // --out naming a file is refused (even with --force).
+    let file = dir.path().join("keep.txt").display().to_string();
+    let mut on_file = args.to_vec();
+    on_file[8] = &file;
+    on_file.push("--force");
+    let (code, _, err) = bbed(&on_file);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--out") || err.contains("keep.txt"), "{err}");
 }
 
 #[test]
