@@ -219,5 +219,14 @@ pub fn simulate(a: &SimulateArgs) -> Result<SimulateOutput> {
 pub fn run(a: SimulateArgs) -> Result<String> {
     let out = simulate(&a)?;
     let t = table(&out, a.per_layer);
-    Ok(render(a.format, &t, &out))
+    let text = render(a.format, &t, &out);
+    if out.functional_match == Some(false) {
+        // The report is the evidence: print it, then fail the command so scripts and CI notice.
+        print!("{text}");
+        return Err(Error::check(
+            "simulate --functional",
+            "simulated layer outputs differ from the engines (see the report above)",
+        ));
+    }
+    Ok(text)
 }
