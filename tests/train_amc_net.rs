@@ -281,3 +281,27 @@ fn agent_beats_uniform_rates_at_equal_flops_on_fashion_mnist() {
 fn env_cn(net: &Network) -> breakingbed::variant::CompressedNetwork {
     variant::apply(net, &VariantSpec::new(VariantKind::Vanilla)).unwrap()
 }
+
+#[test]
+fn search_on_a_network_is_the_same_for_any_thread_count() {
+    let net = builtin("resnet8", None, None).unwrap();
+    let val = noise_set(16, [3, 32, 32], 10, 8);
+    let mut cfg = AmcConfig::amc(0.8);
+    cfg.episodes = 4;
+    cfg.warmup = 2;
+    cfg.ddpg.hidden = vec![16];
+    cfg.ddpg.batch_size = 8;
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| {
+                let mut env = NetPruneEnv::new(vanilla(&net, 3), &val).unwrap();
+                search(&mut env, &cfg, 21).unwrap()
+            })
+    };
+    let one = run(1);
+    assert_eq!(one, run(2));
+    assert!(one.history.iter().all(|e| e.flops_ratio <= 0.8));
+}

@@ -6,6 +6,7 @@
 pub mod args;
 pub mod cost;
 pub mod format;
+pub mod prune_agent;
 pub mod table1;
 
 use std::io::Write as _;
@@ -38,12 +39,15 @@ pub enum Command {
     Cost(Box<cost::CostArgs>),
     /// The paper's Table 1: paper vs our memory [MB = 10^6 B] and NCC [10^6] for every row.
     Table1(table1::Table1Args),
+    /// AMC-style DDPG search for per-layer channel-pruning rates under a FLOPs budget.
+    PruneAgent(Box<prune_agent::PruneAgentArgs>),
 }
 
 fn dispatch(command: Command) -> Result<String> {
     match command {
         Command::Cost(a) => cost::run(*a),
         Command::Table1(a) => table1::run(a),
+        Command::PruneAgent(a) => prune_agent::run(*a),
     }
 }
 
