@@ -73,7 +73,13 @@ impl PruneEnv for Quadratic {
             .collect()
     }
     fn flops(&self, r: &[f64]) -> Result<f64> {
-        Ok(self.fixed + self.f.iter().zip(r).map(|(f, r)| f * (1.0 - r)).sum::<f64>())
+        Ok(self.fixed
+            + self
+                .f
+                .iter()
+                .zip(r)
+                .map(|(f, r)| f * (1.0 - r))
+                .sum::<f64>())
     }
     fn evaluate(&mut self, r: &[f64]) -> Result<f64> {
         Ok(self.acc(r))
@@ -107,7 +113,10 @@ fn mlp_backward_matches_finite_differences() {
         let mlp = Mlp::new("m", vec![4, 6, 5, 2], out);
         let mut params = mlp.init(&mut rng);
         // Larger output weights than the DDPG init so the last layer's gradient is not tiny.
-        params.get_mut("m.fc3.weight").unwrap().mapv_inplace(|v| v * 200.0);
+        params
+            .get_mut("m.fc3.weight")
+            .unwrap()
+            .mapv_inplace(|v| v * 200.0);
         let x = Array2::from_shape_fn((3, 4), |_| rng.gen_range(-1.0f32..1.0));
         let dy = Array2::from_shape_fn((3, 2), |_| rng.gen_range(-1.0f32..1.0));
         let loss = |p: &Params, x: &Array2<f32>| -> f64 {
@@ -135,7 +144,11 @@ fn mlp_backward_matches_finite_differences() {
                 p1.get_mut(name).unwrap().as_slice_mut().unwrap()[k] += eps;
                 p2.get_mut(name).unwrap().as_slice_mut().unwrap()[k] -= eps;
                 let num = (loss(&p1, &x) - loss(&p2, &x)) / (2.0 * eps as f64);
-                close(num, g.as_slice().unwrap()[k] as f64, &format!("{name}[{k}]"));
+                close(
+                    num,
+                    g.as_slice().unwrap()[k] as f64,
+                    &format!("{name}[{k}]"),
+                );
             }
         }
         for k in 0..x.len() {
@@ -259,7 +272,11 @@ fn search_beats_uniform_and_approaches_the_analytic_optimum() {
         res.accuracy
     );
     assert!(opt >= res.accuracy - 1e-9, "nothing beats the KKT optimum");
-    assert!(res.accuracy > uni, "agent {} <= uniform {uni}", res.accuracy);
+    assert!(
+        res.accuracy > uni,
+        "agent {} <= uniform {uni}",
+        res.accuracy
+    );
     // The agent closes most of the gap between uniform pruning and the optimum.
     assert!(
         opt - res.accuracy < 0.25 * (opt - uni),
@@ -326,17 +343,26 @@ fn bad_settings_are_named_errors() {
     assert!(e.to_string().contains("unreachable"), "{e}");
     let mut c = small_cfg(0.5);
     c.rbound = 1.0;
-    assert_eq!(field(search(&mut quadratic(), &c, 0).map(|_| ())), "lbound/rbound");
+    assert_eq!(
+        field(search(&mut quadratic(), &c, 0).map(|_| ())),
+        "lbound/rbound"
+    );
     let mut c = small_cfg(0.5);
     c.ddpg.tau = 2.0;
-    assert_eq!(field(search(&mut quadratic(), &c, 0).map(|_| ())), "ddpg.tau");
+    assert_eq!(
+        field(search(&mut quadratic(), &c, 0).map(|_| ())),
+        "ddpg.tau"
+    );
     let mut empty = Quadratic {
         f: vec![],
         s: vec![],
         fixed: 1.0,
         top: 1.0,
     };
-    assert_eq!(field(search(&mut empty, &small_cfg(0.5), 0).map(|_| ())), "model");
+    assert_eq!(
+        field(search(&mut empty, &small_cfg(0.5), 0).map(|_| ())),
+        "model"
+    );
 }
 
 proptest! {

@@ -73,7 +73,10 @@ fn setup(dir: &tempfile::TempDir) -> (String, String) {
 #[test]
 fn prune_agent_writes_rates_the_cost_model_reads() {
     if !Path::new(FASHION_MNIST_DIR).exists() {
-        assert!(std::env::var_os("CI").is_none(), "{FASHION_MNIST_DIR} is missing");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{FASHION_MNIST_DIR} is missing"
+        );
         eprintln!("skipping: {FASHION_MNIST_DIR} is absent");
         return;
     }
@@ -81,22 +84,56 @@ fn prune_agent_writes_rates_the_cost_model_reads() {
     let (net, w) = setup(&dir);
     let out = dir.path().join("rates.toml").display().to_string();
     let (code, stdout, err) = bbed(&[
-        "prune-agent", "--model", &net, "--weights", &w, "--data", FASHION_MNIST_DIR,
-        "--budget", "0.6", "--out", &out, "--val", "64", "--episodes", "3", "--warmup", "2",
+        "prune-agent",
+        "--model",
+        &net,
+        "--weights",
+        &w,
+        "--data",
+        FASHION_MNIST_DIR,
+        "--budget",
+        "0.6",
+        "--out",
+        &out,
+        "--val",
+        "64",
+        "--episodes",
+        "3",
+        "--warmup",
+        "2",
     ]);
     assert_eq!(code, 0, "{err}");
-    assert!(stdout.contains("conv2\t") && stdout.contains("conv3\t"), "{stdout}");
+    assert!(
+        stdout.contains("conv2\t") && stdout.contains("conv3\t"),
+        "{stdout}"
+    );
     let (code, json, err) = bbed(&[
-        "cost", "--model", &net, "--variant", "channel", "--rate", "0", "--rates", &out,
-        "--format", "json",
+        "cost",
+        "--model",
+        &net,
+        "--variant",
+        "channel",
+        "--rate",
+        "0",
+        "--rates",
+        &out,
+        "--format",
+        "json",
     ]);
     assert_eq!(code, 0, "{err}");
     let (_, full, _) = bbed(&["cost", "--model", &net, "--format", "json"]);
     let macs = |s: &str| -> f64 {
         let v: serde_json::Value = serde_json::from_str(s).unwrap();
-        v["total"]["fp_macs"].as_f64().unwrap_or_else(|| panic!("no total.fp_macs in {s}"))
+        v["total"]["fp_macs"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no total.fp_macs in {s}"))
     };
-    assert!(macs(&json) <= 0.6 * macs(&full), "{} vs {}", macs(&json), macs(&full));
+    assert!(
+        macs(&json) <= 0.6 * macs(&full),
+        "{} vs {}",
+        macs(&json),
+        macs(&full)
+    );
 }
 
 #[test]
@@ -107,19 +144,46 @@ fn prune_agent_bad_input_is_a_named_error() {
     let data = dir.path().display().to_string();
     for (budget, needle) in [("1.5", "budget"), ("0", "budget"), ("0.05", "unreachable")] {
         let (code, _, err) = bbed(&[
-            "prune-agent", "--model", &net, "--weights", &w, "--data", FASHION_MNIST_DIR,
-            "--budget", budget, "--out", &out, "--val", "8", "--episodes", "1", "--warmup", "1",
+            "prune-agent",
+            "--model",
+            &net,
+            "--weights",
+            &w,
+            "--data",
+            FASHION_MNIST_DIR,
+            "--budget",
+            budget,
+            "--out",
+            &out,
+            "--val",
+            "8",
+            "--episodes",
+            "1",
+            "--warmup",
+            "1",
         ]);
         if needle == "unreachable" && !Path::new(FASHION_MNIST_DIR).exists() {
             continue;
         }
         assert_eq!(code, 2, "{budget}: {err}");
-        assert!(err.starts_with("error:") && err.contains(needle), "{budget}: {err}");
+        assert!(
+            err.starts_with("error:") && err.contains(needle),
+            "{budget}: {err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     }
     let (code, _, err) = bbed(&[
-        "prune-agent", "--model", &net, "--weights", "/nonexistent.safetensors", "--data", &data,
-        "--budget", "0.5", "--out", &out,
+        "prune-agent",
+        "--model",
+        &net,
+        "--weights",
+        "/nonexistent.safetensors",
+        "--data",
+        &data,
+        "--budget",
+        "0.5",
+        "--out",
+        &out,
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("/nonexistent.safetensors"), "{err}");

@@ -87,7 +87,10 @@ fn masks_zero_the_lowest_l2_input_channels_of_the_consumer() {
         assert_eq!(zero, gone.contains(&i), "channel {i}");
     }
     // Other layers are untouched.
-    assert_eq!(p["layer1.0.conv2.weight"], vanilla(&net, 4).params["layer1.0.conv2.weight"]);
+    assert_eq!(
+        p["layer1.0.conv2.weight"],
+        vanilla(&net, 4).params["layer1.0.conv2.weight"]
+    );
     assert!(env.masked_params(&[0.0, 1.0, 0.0]).is_err());
     assert!(env.masked_params(&[0.0, 0.5]).is_err());
 }
@@ -176,8 +179,15 @@ fn train(net: &mut Net, data: &Dataset, epochs: usize, seed: u64) {
         for chunk in order.chunks(64) {
             let b = data.subset(chunk).unwrap();
             let x = b.to_unit(0..b.len()).unwrap();
-            let y: Vec<usize> = b.labels_of(0..b.len()).unwrap().iter().map(|&l| l as usize).collect();
-            let (logits, tape) = net.forward(&x, Mode::Train, ConvBackend::Float, &bw, false).unwrap();
+            let y: Vec<usize> = b
+                .labels_of(0..b.len())
+                .unwrap()
+                .iter()
+                .map(|&l| l as usize)
+                .collect();
+            let (logits, tape) = net
+                .forward(&x, Mode::Train, ConvBackend::Float, &bw, false)
+                .unwrap();
             let (_, dl) = softmax_cross_entropy(&logits, &y).unwrap();
             let g = net.backward(&tape, &bw, &dl, true).unwrap();
             opt.step(&mut net.params, &g.params, 3e-3).unwrap();
@@ -192,7 +202,9 @@ fn agent_beats_uniform_rates_at_equal_flops_on_fashion_mnist() {
             std::env::var_os("CI").is_none(),
             "{FASHION_MNIST_DIR} is missing: apt-get install -y dataset-fashion-mnist"
         );
-        eprintln!("skipping: {FASHION_MNIST_DIR} is absent (apt-get install -y dataset-fashion-mnist)");
+        eprintln!(
+            "skipping: {FASHION_MNIST_DIR} is absent (apt-get install -y dataset-fashion-mnist)"
+        );
         return;
     }
     let t0 = Instant::now();
@@ -209,7 +221,10 @@ fn agent_beats_uniform_rates_at_equal_flops_on_fashion_mnist() {
     let params = net.params.clone();
     let mut env = NetPruneEnv::new(net, &val).unwrap();
     let unpruned = env.evaluate(&[0.0; 3]).unwrap();
-    assert!(unpruned > 0.6, "trained CNN reaches only {unpruned} on validation");
+    assert!(
+        unpruned > 0.6,
+        "trained CNN reaches only {unpruned} on validation"
+    );
 
     let budget = 0.5;
     let mut cfg = AmcConfig::amc(budget);
@@ -236,11 +251,8 @@ fn agent_beats_uniform_rates_at_equal_flops_on_fashion_mnist() {
     assert_eq!(acc_agent, res.accuracy, "evaluation is deterministic");
 
     // Held-out test split, for the report only (the agent never saw it).
-    let mut test_env = NetPruneEnv::new(
-        Net::new(env_cn(&network), params).unwrap(),
-        &test,
-    )
-    .unwrap();
+    let mut test_env =
+        NetPruneEnv::new(Net::new(env_cn(&network), params).unwrap(), &test).unwrap();
     let (t_agent, t_uni) = (
         test_env.evaluate(&agent).unwrap(),
         test_env.evaluate(&uni).unwrap(),

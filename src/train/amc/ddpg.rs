@@ -269,7 +269,13 @@ impl DdpgConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |f: &str, m: String| Err(Error::input(format!("ddpg.{f}"), m));
         if self.hidden.is_empty() || self.hidden.contains(&0) {
-            return bad("hidden", format!("{:?}: need at least one non-empty hidden layer", self.hidden));
+            return bad(
+                "hidden",
+                format!(
+                    "{:?}: need at least one non-empty hidden layer",
+                    self.hidden
+                ),
+            );
         }
         for (f, v) in [("actor_lr", self.actor_lr), ("critic_lr", self.critic_lr)] {
             if !(v.is_finite() && v > 0.0) {
