@@ -317,3 +317,67 @@ fn search_on_a_network_is_the_same_for_any_thread_count() {
     assert_eq!(one, run(2));
     assert!(one.history.iter().all(|e| e.flops_ratio <= 0.8));
 }
+
+/// Input channels of `w` ([out, in, k, k]) ranked by l2 norm: the `k` lowest, ties to the lower
+/// index (naive reference for the environment's masks).
+fn lowest_channels(w: &ndarray::ArrayD<f32>, k: usize) -> Vec<usize> {
+    let mut norms: Vec<(f64, usize)> = (0..w.shape()[1])
+        .map(|i| {
+            let v = w.index_axis(Axis(1), i);
+            (v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>(), i)
+        })
+        .collect();
+    norms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    norms[..k].iter().map(|&(_, i)| i).collect()
+}
+
+fn keep_along(t: &ndarray::ArrayD<f32>, axis: usize, gone: &[usize]) -> ndarray::ArrayD<f32> {
+    let keep: Vec<usize> = (0..t.shape()[axis]).filter(|i| !gone.contains(i)).collect();
+    t.select(Axis(axis), &keep)
+}
+
+#[test]
+fn masked_evaluation_equals_the_physically_pruned_network() {
+    let network = from_toml_str(CNN, "amc-cnn").unwrap();
+    let net = vanilla(&network, 12);
+    let full_params = net.params.clone();
+    let val = noise_set(12, [1, 28, 28], 10, 4);
+    let env = NetPruneEnv::new(vanilla(&network, 12), &val).unwrap();
+    let rates = [0.5, 0.3, 0.25]; // inputs of conv2 (8 ch), conv3 (64), conv4 (16)
+    let masked = env.masked_params(&rates).unwrap();
+
+    // Physically pruned: the cost model's smaller network, weights sliced by the naive ranking.
+    let spec = env.variant_spec(&rates).unwrap();
+    let small_cn = variant::apply(&network, &spec).unwrap();
+    let mut p = full_params.clone();
+    for (consumer, producer, rate) in [
+        ("conv2", "conv1", rates[0]),
+        ("conv3", "conv2", rates[1]),
+        ("conv4", "conv3", rates[2]),
+    ] {
+        let cw = format!("{consumer}.weight");
+        let n = full_params[&cw].shape()[1];
+        let gone = lowest_channels(&full_params[&cw], (rate * n as f64).round() as usize);
+        p.insert(cw.clone(), keep_along(&p[&cw], 1, &gone));
+        for t in ["weight", "bias"] {
+            let name = format!("{producer}.{t}");
+            p.insert(name.clone(), keep_along(&p[&name], 0, &gone));
+        }
+    }
+    let small = Net::new(small_cn, p).unwrap();
+    let masked_net = Net::new(env_cn(&network), masked).unwrap();
+    let x = val.to_unit(0..val.len()).unwrap();
+    let run = |n: &Net| {
+        let bw = n.binarize(false).unwrap();
+        n.forward(&x, Mode::Eval, ConvBackend::Float, &bw, false)
+            .unwrap()
+            .0
+    };
+    let (a, b) = (run(&masked_net), run(&small));
+    for (u, v) in a.iter().zip(&b) {
+        assert!((u - v).abs() <= 1e-4 * (1.0 + u.abs()), "{u} vs {v}");
+    }
+    // The pruned network really is smaller, by the FLOPs the environment reports.
+    assert_eq!(small.cn.network.macs() as f64, env.flops(&rates).unwrap());
+    assert!(small.cn.network.macs() < network.macs());
+}
