@@ -6,6 +6,7 @@
 pub mod args;
 pub mod cost;
 pub mod format;
+pub mod prune_agent;
 pub mod simulate;
 pub mod table1;
 pub mod vectors;
@@ -45,6 +46,8 @@ pub enum Command {
     Simulate(Box<simulate::SimulateArgs>),
     /// Golden vectors ($readmemh hex + JSON manifest) of one layer for an RTL testbench.
     Vectors(Box<vectors::VectorsArgs>),
+    /// AMC-style DDPG search for per-layer channel-pruning rates under a FLOPs budget.
+    PruneAgent(Box<prune_agent::PruneAgentArgs>),
 }
 
 fn dispatch(command: Command) -> Result<String> {
@@ -53,6 +56,7 @@ fn dispatch(command: Command) -> Result<String> {
         Command::Table1(a) => table1::run(a),
         Command::Simulate(a) => simulate::run(*a),
         Command::Vectors(a) => vectors::run(*a),
+        Command::PruneAgent(a) => prune_agent::run(*a),
     }
 }
 

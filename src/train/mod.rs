@@ -5,6 +5,7 @@
 //! Parameters, gradients and masks are `BTreeMap<String, ArrayD<f32>>` ([`Params`]), so the order
 //! of every reduction and update is fixed by the names and runs do not depend on hash seeds.
 
+pub mod amc;
 pub mod checkpoint;
 pub mod kd;
 #[path = "loop.rs"]

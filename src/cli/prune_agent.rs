@@ -1,0 +1,121 @@
+//! `bbed prune-agent`: the AMC-style DDPG search ([`crate::train::amc`]) for per-layer channel
+//! pruning rates of a trained full-precision model under a FLOPs budget; writes the rates TOML
+//! that `bbed cost --variant channel --rates FILE` (and channel pruning) read.
+//!
+//! Validation images are a seeded sample of the data's *train* split (AMC holds out part of the
+//! training set; if the model was trained on every training image, this split is not unseen,
+//! so hold images out when training, or use `--val-split test` knowingly).
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use super::args::ModelArgs;
+use crate::engine::{exec::Net, params};
+use crate::train::amc::{search, uniform_rate, AmcConfig, NetPruneEnv, PruneEnv};
+use crate::variant::{self, VariantKind, VariantSpec};
+use crate::{Error, Result};
+
+const AFTER: &str = "\
+Budget = fraction of the unpruned FLOPs (conv + linear MACs) kept. Rates = fraction of a
+layer's input channels removed (keyed by the consuming conv), chosen without fine-tuning.
+Defaults are AMC's (800 episodes, 100 warm-up); fewer episodes give a quicker, rougher search.
+
+Examples:
+  bbed prune-agent --model resnet20 --weights W.safetensors --data cifar10/ --budget 0.5 \\
+      --out rates.toml
+  bbed cost --model resnet20 --variant channel --rate 0 --rates rates.toml";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ValSplit {
+    Train,
+    Test,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = AFTER)]
+pub struct PruneAgentArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Trained full-precision weights (safetensors)
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Dataset directory (CIFAR-10 binary or MNIST-family IDX)
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Fraction of the unpruned FLOPs to keep, in (0, 1]
+    #[arg(long, allow_negative_numbers = true)]
+    pub budget: f64,
+    /// Where to write the per-layer rates TOML
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of validation images the reward is measured on
+    #[arg(long, default_value_t = 1000)]
+    pub val: usize,
+    /// Split the validation images are drawn from
+    #[arg(long, value_enum, default_value_t = ValSplit::Train)]
+    pub val_split: ValSplit,
+    #[arg(long, default_value_t = 800)]
+    pub episodes: usize,
+    #[arg(long, default_value_t = 100)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the whole search history as JSON
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+}
+
+pub fn run(a: PruneAgentArgs) -> Result<String> {
+    let mut cfg = AmcConfig::amc(a.budget);
+    cfg.episodes = a.episodes;
+    cfg.warmup = a.warmup;
+    cfg.validate()?;
+    if a.val == 0 {
+        return Err(Error::input("--val", "needs at least one validation image"));
+    }
+    let network = a.model.load()?;
+    let cn = variant::apply(&network, &VariantSpec::new(VariantKind::Vanilla))?;
+    let p = params::load(&cn, &a.weights)?;
+    let net = Net::new(cn, p)?;
+    let (train, test) = crate::io::load_dataset(&a.data)?;
+    let pool = match a.val_split {
+        ValSplit::Train => train.ok_or_else(|| {
+            Error::input(
+                a.data.display().to_string(),
+                "has no train split to draw validation images from (use --val-split test)",
+            )
+        })?,
+        ValSplit::Test => test,
+    };
+    let val = pool.sample(a.val.min(pool.len()), a.seed)?;
+    let mut env = NetPruneEnv::new(net, &val)?;
+    let res = search(&mut env, &cfg, a.seed)?;
+    res.write_toml(&a.out)?;
+    if let Some(h) = &a.history {
+        let text = serde_json::to_string_pretty(&res)
+            .map_err(|e| Error::input(h.display().to_string(), e.to_string()))?;
+        crate::io::atomic::write_bytes_atomic(h, text.as_bytes())?;
+    }
+    let n = env.layers().len();
+    let unpruned = env.evaluate(&vec![0.0; n])?;
+    let u = uniform_rate(&env, a.budget, cfg.rbound)?;
+    let uni_acc = env.evaluate(&vec![u; n])?;
+    let full = env.flops(&vec![0.0; n])?;
+    let mut out = String::new();
+    out.push_str("layer\trate\n");
+    for (name, r) in &res.rates {
+        out.push_str(&format!("{name}\t{r:.4}\n"));
+    }
+    out.push_str(&format!(
+        "validation accuracy (no fine-tuning, {} images): unpruned {unpruned:.4}, agent \
+         {:.4} at FLOPs {:.4}, uniform rate {u:.4} {uni_acc:.4} at FLOPs {:.4}\n\
+         wrote {}\n",
+        val.len(),
+        res.accuracy,
+        res.flops_ratio,
+        env.flops(&vec![u; n])? / full,
+        a.out.display()
+    ));
+    Ok(out)
+}
