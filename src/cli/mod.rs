@@ -4,6 +4,8 @@
 //! `error: <msg>` on stderr with exit code 2 (bad user input), as do clap usage errors.
 
 pub mod args;
+pub mod attack;
+pub mod attack_run;
 pub mod cost;
 pub mod format;
 pub mod table1;
@@ -38,12 +40,16 @@ pub enum Command {
     Cost(Box<cost::CostArgs>),
     /// The paper's Table 1: paper vs our memory [MB = 10^6 B] and NCC [10^6] for every row.
     Table1(table1::Table1Args),
+    /// Attack a variant on real data: FGSM, PGD, CW, DeepFool (float engine), LocalSearch,
+    /// GenAttack (query-only; bit-exact engine for binarized variants).
+    Attack(Box<attack::AttackArgs>),
 }
 
 fn dispatch(command: Command) -> Result<String> {
     match command {
         Command::Cost(a) => cost::run(*a),
         Command::Table1(a) => table1::run(a),
+        Command::Attack(a) => attack::run(*a),
     }
 }
 
