@@ -24,7 +24,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::args::{ModelArgs, VariantArgs};
-use super::attack_run::{attack_image, report_scale, AttackEngine};
+use super::attack_run::{
+    attack_image, genattack_config, local_search_config, report_scale, AttackEngine,
+};
 use super::format::{render, Format, Tabular};
 use crate::attack::{summarize, AttackSpec, ImageResult, Scale};
 use crate::engine::{exec::Net, params};
@@ -364,13 +366,31 @@ pub fn spec_from_flags(a: &AttackArgs) -> Result<AttackSpec> {
 }
 
 fn load_spec(a: &AttackArgs) -> Result<AttackSpec> {
-    match &a.spec {
+    let spec = match &a.spec {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-            AttackSpec::from_toml(&text, &p.display().to_string())
+            AttackSpec::from_toml(&text, &p.display().to_string())?
         }
-        None => spec_from_flags(a),
-    }
+        None => spec_from_flags(a)?,
+    };
+    // The black-box configs check more than the spec does (e.g. population >= 2); check them
+    // before any image is loaded, naming the flag or the spec file's field.
+    let checked = match &spec {
+        AttackSpec::LocalSearch(s) => local_search_config(s).validate(),
+        AttackSpec::GenAttack(s) => genattack_config(s).validate(),
+        _ => Ok(()),
+    };
+    checked.map_err(|e| match e {
+        Error::Input { context, message } => {
+            let field = context.rsplit('.').next().unwrap_or("");
+            match &a.spec {
+                Some(p) => Error::input(format!("{}: {field}", p.display()), message),
+                None => Error::input(flag_of(field), message),
+            }
+        }
+        other => other,
+    })?;
+    Ok(spec)
 }
 
 /// The Table 2 setting of a spec, as sweep records carry it.
