@@ -92,7 +92,17 @@ fn json_has_the_issue_keys_and_consistent_aggregates() {
     let dir = tempfile::tempdir().unwrap();
     let data = cifar_file(dir.path());
     let args = with(
-        &["attack", "--model", "resnet8", "--data", s(&data), "--limit", "6", "--format", "json"],
+        &[
+            "attack",
+            "--model",
+            "resnet8",
+            "--data",
+            s(&data),
+            "--limit",
+            "6",
+            "--format",
+            "json",
+        ],
         &PGD,
     );
     let v = json(&args);
@@ -133,7 +143,16 @@ fn json_has_the_issue_keys_and_consistent_aggregates() {
     assert_eq!(imgs.len(), 6);
     let (mut clean_ok, mut adv_ok) = (0, 0);
     for (i, im) in imgs.iter().enumerate() {
-        for k in ["index", "label", "clean_pred", "adv_pred", "success", "linf", "l2", "iterations"] {
+        for k in [
+            "index",
+            "label",
+            "clean_pred",
+            "adv_pred",
+            "success",
+            "linf",
+            "l2",
+            "iterations",
+        ] {
             assert!(im.get(k).is_some(), "image {i} lacks {k}: {im}");
         }
         assert_eq!(im["index"], i);
@@ -152,7 +171,11 @@ fn json_has_the_issue_keys_and_consistent_aggregates() {
     }
     assert!((v["accuracy_clean"].as_f64().unwrap() - clean_ok as f64 / 6.0).abs() < 1e-6);
     assert!((v["accuracy_adv"].as_f64().unwrap() - adv_ok as f64 / 6.0).abs() < 1e-6);
-    let mean: f64 = imgs.iter().map(|i| i["loss"].as_f64().unwrap()).sum::<f64>() / 6.0;
+    let mean: f64 = imgs
+        .iter()
+        .map(|i| i["loss"].as_f64().unwrap())
+        .sum::<f64>()
+        / 6.0;
     assert!((v["mean_loss"].as_f64().unwrap() - mean).abs() < 1e-4);
 }
 
@@ -173,11 +196,28 @@ fn check_resume_by_limit(attack: &[&str], variant: &str) {
     let data = cifar_file(dir.path());
     let (one, two) = (dir.path().join("one.jsonl"), dir.path().join("two.jsonl"));
     let base = [
-        "attack", "--model", "resnet8", "--variant", variant, "--data", s(&data), "--format",
-        "json", "--seed", "7", "--chunk", "2",
+        "attack",
+        "--model",
+        "resnet8",
+        "--variant",
+        variant,
+        "--data",
+        s(&data),
+        "--format",
+        "json",
+        "--seed",
+        "7",
+        "--chunk",
+        "2",
     ];
-    let full = json(&with(&with(&base, attack), &["--limit", "8", "--out", s(&one)]));
-    let part = json(&with(&with(&base, attack), &["--limit", "3", "--out", s(&two)]));
+    let full = json(&with(
+        &with(&base, attack),
+        &["--limit", "8", "--out", s(&one)],
+    ));
+    let part = json(&with(
+        &with(&base, attack),
+        &["--limit", "3", "--out", s(&two)],
+    ));
     assert_eq!(part["images"].as_array().unwrap().len(), 3);
     let resumed = json(&with(
         &with(&base, attack),
@@ -219,9 +259,30 @@ fn killed_run_with_a_torn_line_resumes_to_the_same_records() {
     let (one, two) = (dir.path().join("one.jsonl"), dir.path().join("two.jsonl"));
     let args = |out: &Path| -> Vec<String> {
         [
-            "attack", "--model", "resnet8", "--variant", "xnor", "--data", s(&data), "--attack",
-            "genattack", "--eps", "8", "--eps-scale", "pixel", "--iters", "60", "--targeted",
-            "--target", "next", "--chunk", "1", "--format", "json", "--out", s(out),
+            "attack",
+            "--model",
+            "resnet8",
+            "--variant",
+            "xnor",
+            "--data",
+            s(&data),
+            "--attack",
+            "genattack",
+            "--eps",
+            "8",
+            "--eps-scale",
+            "pixel",
+            "--iters",
+            "60",
+            "--targeted",
+            "--target",
+            "next",
+            "--chunk",
+            "1",
+            "--format",
+            "json",
+            "--out",
+            s(out),
         ]
         .iter()
         .map(|a| a.to_string())
@@ -266,8 +327,19 @@ fn resume_with_other_settings_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data = cifar_file(dir.path());
     let out = dir.path().join("r.jsonl");
-    let base = ["attack", "--model", "resnet8", "--data", s(&data), "--limit", "2"];
-    json(&with(&with(&base, &PGD), &["--out", s(&out), "--format", "json"]));
+    let base = [
+        "attack",
+        "--model",
+        "resnet8",
+        "--data",
+        s(&data),
+        "--limit",
+        "2",
+    ];
+    json(&with(
+        &with(&base, &PGD),
+        &["--out", s(&out), "--format", "json"],
+    ));
     let (code, _, err) = bbed(&with(
         &with(&base, &PGD),
         &["--out", s(&out), "--resume", "--seed", "3"],
@@ -291,7 +363,17 @@ fn spec_file_means_the_same_as_the_flags() {
          step = { value = 0.25, scale = \"normalized\" }\niterations = 2\n",
     )
     .unwrap();
-    let base = ["attack", "--model", "resnet8", "--data", s(&data), "--limit", "3", "--format", "json"];
+    let base = [
+        "attack",
+        "--model",
+        "resnet8",
+        "--data",
+        s(&data),
+        "--limit",
+        "3",
+        "--format",
+        "json",
+    ];
     let a = json(&with(&base, &PGD));
     let b = json(&with(&base, &["--spec", s(&spec)]));
     assert_eq!(a["attack"], b["attack"]);
@@ -316,8 +398,21 @@ fn gradient_masking_warning_is_visible_in_every_format() {
     let w = dir.path().join("w.safetensors");
     params::save(&cn, &p, &w).unwrap();
     let base = [
-        "attack", "--model", "resnet8", "--weights", s(&w), "--data", s(&data), "--limit", "3",
-        "--attack", "fgsm", "--eps", "8", "--eps-scale", "pixel",
+        "attack",
+        "--model",
+        "resnet8",
+        "--weights",
+        s(&w),
+        "--data",
+        s(&data),
+        "--limit",
+        "3",
+        "--attack",
+        "fgsm",
+        "--eps",
+        "8",
+        "--eps-scale",
+        "pixel",
     ];
     let (code, out, err) = bbed(&with(&base, &["--format", "json"]));
     assert_eq!(code, 0, "{err}");
@@ -325,15 +420,24 @@ fn gradient_masking_warning_is_visible_in_every_format() {
     let warns = v["warnings"].as_array().unwrap();
     assert_eq!(warns.len(), 1, "{v}");
     assert_eq!(warns[0]["images"], 3);
-    assert!(warns[0]["message"].as_str().unwrap().contains("gradient masking"));
-    assert!(err.contains("warning:") && err.contains("gradient masking"), "{err}");
+    assert!(warns[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("gradient masking"));
+    assert!(
+        err.contains("warning:") && err.contains("gradient masking"),
+        "{err}"
+    );
     // Zero gradient: FGSM does not move the image.
     for im in v["images"].as_array().unwrap() {
         assert_eq!(im["linf"], 0.0);
     }
     let (code, out, _) = bbed(&base);
     assert_eq!(code, 0);
-    assert!(out.contains("WARNING") && out.contains("gradient masking"), "{out}");
+    assert!(
+        out.contains("WARNING") && out.contains("gradient masking"),
+        "{out}"
+    );
 }
 
 /// Exit 2, nothing on stdout, an `error:` line naming `flag`, no panic.
@@ -350,7 +454,15 @@ fn assert_flag_error(args: &[&str], flag: &str) {
 fn bad_input_names_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let data = cifar_file(dir.path());
-    let base = ["attack", "--model", "resnet8", "--data", s(&data), "--limit", "1"];
+    let base = [
+        "attack",
+        "--model",
+        "resnet8",
+        "--data",
+        s(&data),
+        "--limit",
+        "1",
+    ];
     let pgd = |more: &[&'static str]| -> Vec<String> {
         let mut v: Vec<String> = base.iter().map(|a| a.to_string()).collect();
         v.extend(more.iter().map(|a| a.to_string()));
@@ -363,42 +475,171 @@ fn bad_input_names_the_flag() {
     // eps without a scale
     check(&["--attack", "fgsm", "--eps", "8"], "--eps-scale");
     // negative budgets
-    check(&["--attack", "fgsm", "--eps", "-8", "--eps-scale", "pixel"], "--eps");
     check(
-        &["--attack", "pgd", "--eps", "1", "--eps-scale", "pixel", "--step", "-1", "--iters", "2"],
+        &["--attack", "fgsm", "--eps", "-8", "--eps-scale", "pixel"],
+        "--eps",
+    );
+    check(
+        &[
+            "--attack",
+            "pgd",
+            "--eps",
+            "1",
+            "--eps-scale",
+            "pixel",
+            "--step",
+            "-1",
+            "--iters",
+            "2",
+        ],
         "--step",
     );
     check(&["--attack", "cw", "--c", "-1"], "--c");
     // targeted without target, target without targeted, bad target, out-of-range class
-    check(&["--attack", "fgsm", "--eps", "8", "--eps-scale", "pixel", "--targeted"], "--target");
-    check(&["--attack", "fgsm", "--eps", "8", "--eps-scale", "pixel", "--target", "3"], "--targeted");
     check(
-        &["--attack", "fgsm", "--eps", "8", "--eps-scale", "pixel", "--targeted", "--target", "cat"],
+        &[
+            "--attack",
+            "fgsm",
+            "--eps",
+            "8",
+            "--eps-scale",
+            "pixel",
+            "--targeted",
+        ],
         "--target",
     );
     check(
-        &["--attack", "fgsm", "--eps", "8", "--eps-scale", "pixel", "--targeted", "--target", "10"],
+        &[
+            "--attack",
+            "fgsm",
+            "--eps",
+            "8",
+            "--eps-scale",
+            "pixel",
+            "--target",
+            "3",
+        ],
+        "--targeted",
+    );
+    check(
+        &[
+            "--attack",
+            "fgsm",
+            "--eps",
+            "8",
+            "--eps-scale",
+            "pixel",
+            "--targeted",
+            "--target",
+            "cat",
+        ],
+        "--target",
+    );
+    check(
+        &[
+            "--attack",
+            "fgsm",
+            "--eps",
+            "8",
+            "--eps-scale",
+            "pixel",
+            "--targeted",
+            "--target",
+            "10",
+        ],
         "--target",
     );
     // unknown attack, scale, norm; flags the attack does not take; missing required flags
     check(&["--attack", "boundary"], "--attack");
-    check(&["--attack", "fgsm", "--eps", "8", "--eps-scale", "bytes"], "--eps-scale");
-    check(&["--attack", "fgsm", "--eps", "8", "--eps-scale", "pixel", "--restarts", "3"], "--restarts");
-    check(&["--attack", "pgd", "--eps", "1", "--eps-scale", "pixel", "--iters", "2"], "--step");
+    check(
+        &["--attack", "fgsm", "--eps", "8", "--eps-scale", "bytes"],
+        "--eps-scale",
+    );
     check(
         &[
-            "--attack", "pgd", "--eps", "1", "--eps-scale", "pixel", "--step", "1", "--iters", "2",
-            "--norm", "l1",
+            "--attack",
+            "fgsm",
+            "--eps",
+            "8",
+            "--eps-scale",
+            "pixel",
+            "--restarts",
+            "3",
+        ],
+        "--restarts",
+    );
+    check(
+        &[
+            "--attack",
+            "pgd",
+            "--eps",
+            "1",
+            "--eps-scale",
+            "pixel",
+            "--iters",
+            "2",
+        ],
+        "--step",
+    );
+    check(
+        &[
+            "--attack",
+            "pgd",
+            "--eps",
+            "1",
+            "--eps-scale",
+            "pixel",
+            "--step",
+            "1",
+            "--iters",
+            "2",
+            "--norm",
+            "l1",
         ],
         "--norm",
     );
-    check(&["--attack", "genattack", "--eps", "8", "--eps-scale", "pixel", "--iters", "5", "--population", "1"], "--population");
+    check(
+        &[
+            "--attack",
+            "genattack",
+            "--eps",
+            "8",
+            "--eps-scale",
+            "pixel",
+            "--iters",
+            "5",
+            "--population",
+            "1",
+        ],
+        "--population",
+    );
     // data / model shape mismatch
     check(
-        &["--input", "1,28,28", "--attack", "fgsm", "--eps", "8", "--eps-scale", "pixel"],
+        &[
+            "--input",
+            "1,28,28",
+            "--attack",
+            "fgsm",
+            "--eps",
+            "8",
+            "--eps-scale",
+            "pixel",
+        ],
         "--data",
     );
-    check(&["--classes", "5", "--attack", "fgsm", "--eps", "8", "--eps-scale", "pixel"], "--data");
+    check(
+        &[
+            "--classes",
+            "5",
+            "--attack",
+            "fgsm",
+            "--eps",
+            "8",
+            "--eps-scale",
+            "pixel",
+        ],
+        "--data",
+    );
     // --spec and attack flags together (clap names both)
     check(&["--spec", "x.toml", "--attack", "fgsm"], "--spec");
 }

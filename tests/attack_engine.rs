@@ -90,19 +90,27 @@ fn ls_cfg() -> LocalSearchConfig {
 fn black_box_queries_on_the_binary_engine_equal_an_independent_counter() {
     let engine = BinaryEngine::new(net(VariantKind::Xnor)).unwrap();
     let (x, labels) = images(3, 11);
-    for k in 0..3 {
+    for (k, &label) in labels.iter().enumerate() {
         let img = x.index_axis(Axis(0), k);
-        let target = Some((labels[k] + 1) % 10);
+        let target = Some((label + 1) % 10);
 
         let counter = Counting::new(&engine);
-        let r = genattack(&Oracle::new(&counter), img, labels[k], target, k, &ga_cfg(12), 5)
-            .unwrap()
-            .result;
+        let r = genattack(
+            &Oracle::new(&counter),
+            img,
+            labels[k],
+            target,
+            k,
+            &ga_cfg(12),
+            5,
+        )
+        .unwrap()
+        .result;
         assert!(counter.count() > 1, "the attack queried the population");
         assert_eq!(r.queries, Some(counter.count()), "genattack image {k}");
 
         let counter = Counting::new(&engine);
-        let r = local_search(&Oracle::new(&counter), img, labels[k], k, &ls_cfg(), 5)
+        let r = local_search(&Oracle::new(&counter), img, label, k, &ls_cfg(), 5)
             .unwrap()
             .result;
         assert_eq!(r.queries, Some(counter.count()), "local search image {k}");
@@ -124,15 +132,23 @@ fn cli_driver_runs_black_box_on_the_binary_engine_with_counted_queries() {
     assert_eq!(engine.name(), "binary");
     let reference = BinaryEngine::new(net(VariantKind::Xnor)).unwrap();
     let (x, labels) = images(3, 12);
-    for k in 0..3 {
+    for (k, &label) in labels.iter().enumerate() {
         let img = x.index_axis(Axis(0), k);
-        let r = attack_image(&engine, &spec, img, labels[k], 40 + k, 9).unwrap();
+        let r = attack_image(&engine, &spec, img, label, 40 + k, 9).unwrap();
         let counter = Counting::new(&reference);
         let target = r.target;
         assert_eq!(target, Some((labels[k] + 1) % 10));
-        let lib = genattack(&Oracle::new(&counter), img, labels[k], target, 40 + k, &ga_cfg(12), 9)
-            .unwrap()
-            .result;
+        let lib = genattack(
+            &Oracle::new(&counter),
+            img,
+            labels[k],
+            target,
+            40 + k,
+            &ga_cfg(12),
+            9,
+        )
+        .unwrap()
+        .result;
         assert_eq!(r.queries, Some(counter.count()));
         assert_eq!(r, lib);
     }
@@ -144,11 +160,15 @@ fn cli_driver_runs_black_box_on_the_binary_engine_with_counted_queries() {
     )
     .unwrap();
     assert_eq!(
-        AttackEngine::for_attack(net(VariantKind::Xnor), &pgd).unwrap().name(),
+        AttackEngine::for_attack(net(VariantKind::Xnor), &pgd)
+            .unwrap()
+            .name(),
         "float"
     );
     assert_eq!(
-        AttackEngine::for_attack(net(VariantKind::Vanilla), &spec).unwrap().name(),
+        AttackEngine::for_attack(net(VariantKind::Vanilla), &spec)
+            .unwrap()
+            .name(),
         "float"
     );
 }
@@ -156,10 +176,10 @@ fn cli_driver_runs_black_box_on_the_binary_engine_with_counted_queries() {
 /// Per-channel coordinates `z = (adv - x) / s[c]` in the budget's scale, computed here.
 fn z_norms(x: ArrayView3<f32>, adv: ArrayView3<f32>, s: &[f32]) -> (f64, f64) {
     let (mut linf, mut l2) = (0f64, 0f64);
-    for c in 0..x.shape()[0] {
+    for (c, sc) in s.iter().enumerate() {
         let (xc, ac) = (x.index_axis(Axis(0), c), adv.index_axis(Axis(0), c));
         for (a, b) in ac.iter().zip(xc.iter()) {
-            let z = (*a as f64 - *b as f64).abs() / s[c] as f64;
+            let z = (*a as f64 - *b as f64).abs() / *sc as f64;
             linf = linf.max(z);
             l2 += z * z;
         }
@@ -268,7 +288,10 @@ fn results_do_not_depend_on_the_thread_count() {
     )
     .unwrap();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let ga = genattack_batch(&be, x.view(), &labels, None, 0, &ga_cfg(6), 4).unwrap();
             let w = run_white_with_images(&fe, &pgd, &x, &labels, 4).unwrap();

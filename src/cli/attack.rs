@@ -288,7 +288,10 @@ pub fn spec_from_flags(a: &AttackArgs) -> Result<AttackSpec> {
         let scale = match a.step_scale.as_deref() {
             Some(s) => parse_scale(s, "--step-scale")?,
             None => eps_scale.ok_or_else(|| {
-                Error::input("--step-scale", "--step has no scale: add --eps-scale or --step-scale")
+                Error::input(
+                    "--step-scale",
+                    "--step has no scale: add --eps-scale or --step-scale",
+                )
             })?,
         };
         check_amount(v, "--step")?;
@@ -325,7 +328,10 @@ pub fn spec_from_flags(a: &AttackArgs) -> Result<AttackSpec> {
             ))
         }
         (false, Some(_)) => {
-            return Err(Error::input("--targeted", "--target given without --targeted"))
+            return Err(Error::input(
+                "--targeted",
+                "--target given without --targeted",
+            ))
         }
         (true, Some(s)) => {
             let v = match s.as_str() {
@@ -451,7 +457,10 @@ fn check_meta(out: &Path, meta: &RunMeta, resume: bool) -> Result<()> {
     if resume && path.exists() {
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let old: RunMeta = serde_json::from_str(&text).map_err(|e| {
-            Error::input(path.display().to_string(), format!("malformed run settings: {e}"))
+            Error::input(
+                path.display().to_string(),
+                format!("malformed run settings: {e}"),
+            )
         })?;
         if &old != meta {
             let (a, b) = (
@@ -623,7 +632,10 @@ pub fn run(a: AttackArgs) -> Result<String> {
         if c >= network.num_classes {
             return Err(Error::input(
                 "--target",
-                format!("class {c} but the model has {} classes", network.num_classes),
+                format!(
+                    "class {c} but the model has {} classes",
+                    network.num_classes
+                ),
             ));
         }
     }
@@ -702,7 +714,10 @@ pub fn run(a: AttackArgs) -> Result<String> {
     if let (Some(p), false) = (&a.out, done.is_empty()) {
         for (line, v) in read_jsonl(p, false)?.records {
             let rec: SweepRecord = serde_json::from_value(v).map_err(|e| {
-                Error::input(format!("{}:{line}", display(p)), format!("not an attack record: {e}"))
+                Error::input(
+                    format!("{}:{line}", display(p)),
+                    format!("not an attack record: {e}"),
+                )
             })?;
             if rec.result.index < n {
                 all.entry(rec.result.index).or_insert(rec.result);
@@ -712,7 +727,10 @@ pub fn run(a: AttackArgs) -> Result<String> {
     let results: Vec<ImageResult> = all.into_values().collect();
     let report = build_report(&a, &meta, &spec, &engine, &results);
     for w in &report.warnings {
-        eprintln!("warning: {} of {} images: {}", w.images, report.count, w.message);
+        eprintln!(
+            "warning: {} of {} images: {}",
+            w.images, report.count, w.message
+        );
     }
     Ok(render(a.format, &table(&report), &report))
 }

@@ -28,7 +28,7 @@ use crate::variant::{CompressedNetwork, LayerPrecision};
 use crate::{Error, Result};
 
 /// Salt of the seed that draws black-box targets (see the module doc).
-pub const TARGET_SALT: u64 = 0x7A26_E7_5A17;
+pub const TARGET_SALT: u64 = 0x7A26_E75A_17C3;
 
 /// The engine an attack runs on.
 pub enum AttackEngine {
