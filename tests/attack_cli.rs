@@ -227,6 +227,16 @@ fn check_resume_by_limit(attack: &[&str], variant: &str) {
     assert_eq!(full["accuracy_adv"], resumed["accuracy_adv"]);
     assert_eq!(records(&one), records(&two));
     assert_eq!(records(&one).len(), 8);
+    // The report stage reads the records back as sweep records, with the JSON's numbers.
+    let recs = breakingbed::report::load_records(&one, false).unwrap();
+    assert_eq!(recs.len(), 8);
+    for r in &recs {
+        let im = &full["images"][r.result.index];
+        assert_eq!(im["adv_pred"], r.result.adv_pred);
+        assert_eq!(im["linf"].as_f64().unwrap() as f32, r.result.linf);
+        assert_eq!(r.attack, full["attack"]["attack"].as_str().unwrap());
+        assert_eq!(r.model, "resnet8");
+    }
 }
 
 #[test]
