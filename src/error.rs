@@ -1,5 +1,6 @@
 //! The crate's error type. Every error a user can cause (bad file, bad option, bad shape) is an
 //! [`Error::Input`] or [`Error::Io`] naming the file/field; the CLI maps those to exit code 2.
+//! A check that ran and failed ([`Error::Check`]) exits with 1.
 //! Panics are reserved for broken internal invariants.
 
 use std::path::{Path, PathBuf};
@@ -10,6 +11,9 @@ pub enum Error {
     /// and, where possible, what was expected.
     #[error("{context}: {message}")]
     Input { context: String, message: String },
+    /// A check the user asked for ran and failed (e.g. a functional mismatch): exit code 1.
+    #[error("{context}: {message}")]
+    Check { context: String, message: String },
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -34,9 +38,19 @@ impl Error {
         }
     }
 
-    /// Process exit code for this error (2: the user's input is at fault).
+    pub fn check(context: impl Into<String>, message: impl Into<String>) -> Self {
+        Error::Check {
+            context: context.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Process exit code: 1 for a failed check, 2 for bad input or unreadable files.
     pub fn exit_code(&self) -> i32 {
-        2
+        match self {
+            Error::Check { .. } => 1,
+            _ => 2,
+        }
     }
 }
 

@@ -52,11 +52,12 @@ use serde::{Deserialize, Serialize};
 
 use super::classifier::{argmax, Model, Oracle};
 use super::local_search::{
-    check_batch, check_class, check_eps, check_image, cross_entropy, image_rng, ln_p,
-    perturbation_norms, query_one, scale_units, scaled, LinfBall,
+    check_batch, check_class, check_eps, check_image, cross_entropy, ln_p, query_one, scale_units,
+    scaled, LinfBall,
 };
 use super::result::{ImageResult, TracePoint};
-use super::threat::Scale;
+use super::run::image_rng;
+use super::threat::{norms, Norms, Scale};
 use crate::{Error, Result};
 
 /// Parameters of [`genattack`].
@@ -347,7 +348,7 @@ pub fn genattack(
 
     let final_probs = &probs[elite];
     let adv_pred = argmax(final_probs);
-    let (l0, l2, linf) = perturbation_norms(image, pop[elite].view(), &unit);
+    let Norms { l0, l2, linf } = norms(image, pop[elite].view(), &unit);
     Ok(GenAttackOutput {
         result: ImageResult {
             index,

@@ -1,7 +1,8 @@
 //! LocalSearch (Narodytska & Kasiviswanathan, "Simple Black-Box Adversarial Attacks on Deep
 //! Neural Networks", CVPR Workshops 2017): an untargeted, query-only, greedy search over pixel
-//! neighbourhoods. Also home of the small L-inf helpers ([`LinfBall`], [`perturbation_norms`],
-//! [`image_rng`]) shared with [`super::genattack`].
+//! neighbourhoods. Also home of the small L-inf helpers ([`LinfBall`], query and input checks)
+//! shared with [`super::genattack`]; per-image streams come from [`super::run::image_rng`] and
+//! norms from [`super::threat::norms`], as for the white-box attacks.
 //!
 //! # Algorithm (one image)
 //! Work in the paper's centred pixel scale `c = x - 1/2 in [LB, UB] = [-1/2, 1/2]` (unit scale
@@ -43,14 +44,13 @@
 
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
 use rand::seq::index::sample;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::classifier::{argmax, Model, Oracle};
 use super::result::{ImageResult, TracePoint};
-use super::threat::Scale;
+use super::run::image_rng;
+use super::threat::{norms, Norms, Scale};
 use crate::{Error, Result};
 
 const LB: f32 = -0.5;
@@ -219,7 +219,7 @@ pub fn local_search(
     }
 
     let adv_pred = argmax(&probs);
-    let (l0, l2, linf) = perturbation_norms(image, cur.view(), &unit);
+    let Norms { l0, l2, linf } = norms(image, cur.view(), &unit);
     Ok(LocalSearchOutput {
         result: ImageResult {
             index,
@@ -344,14 +344,6 @@ fn neighbourhood(centres: &[(usize, usize)], d: usize, h: usize, w: usize) -> Ve
 // Helpers shared with GenAttack (query-only L-inf attacks).
 // ---------------------------------------------------------------------------------------------
 
-/// The per-image random stream: ChaCha8 seeded with `seed`, stream number `index`. Independent of
-/// which thread attacks the image.
-pub fn image_rng(seed: u64, index: usize) -> ChaCha8Rng {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(index as u64);
-    rng
-}
-
 /// Element-wise bounds `[max(x - eps_c, 0), min(x + eps_c, 1)]`: the L-inf ball around the clean
 /// image `x` intersected with the unit pixel box. Without eps it is the box alone.
 #[derive(Clone, Debug)]
@@ -397,27 +389,6 @@ impl LinfBall {
             .and(&self.hi)
             .for_each(|v, &l, &h| *v = v.clamp(l, h));
     }
-}
-
-/// `(l0, l2, linf)` of `adv - x`, with channel `c` divided by `unit_per_channel[c]` (the size of
-/// one unit of the reporting scale in unit scale). l0 counts changed elements.
-pub fn perturbation_norms(
-    x: ArrayView3<f32>,
-    adv: ArrayView3<f32>,
-    unit_per_channel: &[f32],
-) -> (usize, f32, f32) {
-    let (mut l0, mut sq, mut linf) = (0usize, 0f64, 0f32);
-    for (ch, (xc, ac)) in x.axis_iter(Axis(0)).zip(adv.axis_iter(Axis(0))).enumerate() {
-        for (&a, &b) in xc.iter().zip(ac.iter()) {
-            let d = (b - a) / unit_per_channel[ch];
-            if d != 0.0 {
-                l0 += 1;
-            }
-            sq += (d as f64) * (d as f64);
-            linf = linf.max(d.abs());
-        }
-    }
-    (l0, sq.sqrt() as f32, linf)
 }
 
 /// `eps` (in its scale) as a unit-scale radius per channel.
@@ -573,7 +544,7 @@ mod tests {
         a[[0, 0, 0]] = 0.3;
         a[[1, 0, 1]] = -0.4;
         // Channel sizes 0.1 and 0.2: scaled deltas 3 and -2.
-        let (l0, l2, linf) = perturbation_norms(x.view(), a.view(), &[0.1, 0.2]);
+        let Norms { l0, l2, linf } = norms(x.view(), a.view(), &[0.1, 0.2]);
         assert_eq!(l0, 2);
         assert!((l2 - 13f32.sqrt()).abs() < 1e-5);
         assert!((linf - 3.0).abs() < 1e-5);

@@ -8,7 +8,9 @@ pub mod attack;
 pub mod attack_run;
 pub mod cost;
 pub mod format;
+pub mod simulate;
 pub mod table1;
+pub mod vectors;
 
 use std::io::Write as _;
 
@@ -43,6 +45,11 @@ pub enum Command {
     /// Attack a variant on real data: FGSM, PGD, CW, DeepFool (float engine), LocalSearch,
     /// GenAttack (query-only; bit-exact engine for binarized variants).
     Attack(Box<attack::AttackArgs>),
+    /// Cycle-level DSP48 array simulation: per-layer cycles, ideal cycles, utilisation (0-1),
+    /// latency [us] at the clock [MHz], frames/s; --functional checks outputs bit-exactly.
+    Simulate(Box<simulate::SimulateArgs>),
+    /// Golden vectors ($readmemh hex + JSON manifest) of one layer for an RTL testbench.
+    Vectors(Box<vectors::VectorsArgs>),
 }
 
 fn dispatch(command: Command) -> Result<String> {
@@ -50,6 +57,8 @@ fn dispatch(command: Command) -> Result<String> {
         Command::Cost(a) => cost::run(*a),
         Command::Table1(a) => table1::run(a),
         Command::Attack(a) => attack::run(*a),
+        Command::Simulate(a) => simulate::run(*a),
+        Command::Vectors(a) => vectors::run(*a),
     }
 }
 

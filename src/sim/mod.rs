@@ -8,13 +8,19 @@
 //! - [`data`], [`functional`]: input tensors and the layer outputs computed through the slice model.
 //! - [`reference`]: naive implementations the simulator is tested against.
 //! - [`vectors`]: golden vectors for RTL testbenches.
+//! - [`network`]: a compressed network's conv/linear layers as [`LayerSpec`]s.
+//! - [`random`], [`check`]: seeded random layer inputs, and the functional check of simulated
+//!   layers against the reference.
 //!
 //! Conventions are the crate's (sign(0) = +1; +1 -> bit 0, -1 -> bit 1; zero padding skipped in
 //! binary layers); fixed-point formats are described in [`data`].
 
+pub mod check;
 pub mod data;
 pub mod functional;
 pub mod layer;
+pub mod network;
+pub mod random;
 pub mod reference;
 pub mod report;
 pub mod schedule;
@@ -24,5 +30,6 @@ pub mod vectors;
 pub use data::{quantize, FixedFormat, PackedActs, PackedWeights};
 pub use functional::{acc_to_f32, run_binary, run_fixed, BinaryInputs, BinaryOutput};
 pub use layer::{Geometry, LayerKind, LayerSpec, Precision};
+pub use network::layer_specs;
 pub use report::{simulate_layer, simulate_layers, LayerReport, SimReport};
 pub use schedule::{grouped_cycles, step_cycles, CycleCount, Mapping, Mode};

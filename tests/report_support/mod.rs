@@ -26,6 +26,7 @@ pub fn result(
         iterations: None,
         queries: None,
         loss,
+        warning: None,
         trace: Vec::new(),
     }
 }
