@@ -4,6 +4,8 @@
 //! `error: <msg>` on stderr with exit code 2 (bad user input), as do clap usage errors.
 
 pub mod args;
+pub mod attack;
+pub mod attack_run;
 pub mod cost;
 pub mod format;
 pub mod prune_agent;
@@ -41,6 +43,9 @@ pub enum Command {
     Cost(Box<cost::CostArgs>),
     /// The paper's Table 1: paper vs our memory [MB = 10^6 B] and NCC [10^6] for every row.
     Table1(table1::Table1Args),
+    /// Attack a variant on real data: FGSM, PGD, CW, DeepFool (float engine), LocalSearch,
+    /// GenAttack (query-only; bit-exact engine for binarized variants).
+    Attack(Box<attack::AttackArgs>),
     /// Cycle-level DSP48 array simulation: per-layer cycles, ideal cycles, utilisation (0-1),
     /// latency [us] at the clock [MHz], frames/s; --functional checks outputs bit-exactly.
     Simulate(Box<simulate::SimulateArgs>),
@@ -54,6 +59,7 @@ fn dispatch(command: Command) -> Result<String> {
     match command {
         Command::Cost(a) => cost::run(*a),
         Command::Table1(a) => table1::run(a),
+        Command::Attack(a) => attack::run(*a),
         Command::Simulate(a) => simulate::run(*a),
         Command::Vectors(a) => vectors::run(*a),
         Command::PruneAgent(a) => prune_agent::run(*a),
