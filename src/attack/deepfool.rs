@@ -73,7 +73,9 @@ pub fn deepfool(
     let mut pred = k0;
     let mut iterations = 0;
     let mut warning = None;
-    while pred == k0 && iterations < spec.max_iterations {
+    // An image the model already misclassifies is already adversarial: leave it unchanged (as
+    // Foolbox does) instead of pushing it away from its wrong class, possibly onto the true one.
+    while pred == k0 && k0 == label && iterations < spec.max_iterations {
         let z = logits(model, adv.view());
         let grads = logit_gradients(model, adv.view(), &order);
         let mut best: Option<(f64, f64, Array3<f32>)> = None; // (pert, ||w||, w)
