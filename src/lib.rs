@@ -22,6 +22,7 @@ pub mod hw;
 pub mod io;
 pub mod model;
 pub mod report;
+pub mod sweep;
 pub mod sim;
 pub mod train;
 pub mod variant;

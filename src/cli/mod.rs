@@ -6,6 +6,9 @@
 pub mod args;
 pub mod cost;
 pub mod format;
+pub mod merge;
+pub mod report;
+pub mod sweep;
 pub mod table1;
 
 use std::io::Write as _;
@@ -38,12 +41,21 @@ pub enum Command {
     Cost(Box<cost::CostArgs>),
     /// The paper's Table 1: paper vs our memory [MB = 10^6 B] and NCC [10^6] for every row.
     Table1(table1::Table1Args),
+    /// Run an attack grid against every zoo entry; resumable, shardable JSONL results.
+    Sweep(Box<sweep::SweepArgs>),
+    /// Join the output folders of sharded sweeps.
+    Merge(merge::MergeArgs),
+    /// Figures, tables, CAM and index.html from sweep results.
+    Report(Box<report::ReportArgs>),
 }
 
 fn dispatch(command: Command) -> Result<String> {
     match command {
         Command::Cost(a) => cost::run(*a),
         Command::Table1(a) => table1::run(a),
+        Command::Sweep(a) => sweep::run(*a),
+        Command::Merge(a) => merge::run(a),
+        Command::Report(a) => report::run(*a),
     }
 }
 
