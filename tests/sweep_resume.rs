@@ -48,7 +48,11 @@ fn uninterrupted_sweep_writes_every_record_once() {
     assert_eq!(got, want);
     for r in &recs {
         assert_eq!(r.result.label, data.labels[r.result.index] as usize);
-        let want_kind = if r.variant.ends_with("xnor") { "xnor" } else { "vanilla" };
+        let want_kind = if r.variant.ends_with("xnor") {
+            "xnor"
+        } else {
+            "vanilla"
+        };
         assert_eq!(r.variant_kind, want_kind);
         // Only PGD (random start) is rerun.
         if r.attack == "pgd" {
@@ -106,7 +110,10 @@ fn killed_at_random_points_and_resumed_equals_uninterrupted() {
             }
             assert!(runs < 200, "sweep does not make progress");
         }
-        assert!(runs > 3, "the limits should interrupt the sweep several times");
+        assert!(
+            runs > 3,
+            "the limits should interrupt the sweep several times"
+        );
         // A final resume finds nothing to do.
         let mut o = options(&zoo, &grid, &out);
         o.resume = true;
@@ -175,13 +182,18 @@ fn records_do_not_depend_on_thread_count() {
         lines.push(sorted_lines(&out));
     }
     assert_eq!(lines[0], lines[1]);
-    assert!(lines[0].iter().all(|l| l.contains("\"pgd\"") || l.contains("genattack")));
+    assert!(lines[0]
+        .iter()
+        .all(|l| l.contains("\"pgd\"") || l.contains("genattack")));
 }
 
 #[test]
 fn shard_strings_parse_zero_based() {
     assert_eq!(Shard::parse("0/4").unwrap(), Shard { index: 0, count: 4 });
-    assert_eq!(Shard::parse(" 3 / 4 ").unwrap(), Shard { index: 3, count: 4 });
+    assert_eq!(
+        Shard::parse(" 3 / 4 ").unwrap(),
+        Shard { index: 3, count: 4 }
+    );
     for bad in ["4/4", "1/0", "x/2", "3", "-1/2"] {
         let e = Shard::parse(bad).unwrap_err().to_string();
         assert!(e.starts_with("--shard"), "{bad}: {e}");

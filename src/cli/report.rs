@@ -62,7 +62,9 @@ pub fn run(a: ReportArgs) -> Result<String> {
             classes = classes.or(Some(test.classes));
             let index = a
                 .cam_image
-                .or(header.as_ref().and_then(|h| h.image_indices.first().copied()))
+                .or(header
+                    .as_ref()
+                    .and_then(|h| h.image_indices.first().copied()))
                 .unwrap_or(0);
             if index >= test.len() {
                 return Err(Error::input(
@@ -100,6 +102,9 @@ pub fn run(a: ReportArgs) -> Result<String> {
     for w in &s.warnings {
         out.push_str(&format!("warning: {w}\n"));
     }
-    out.push_str(&format!("open {}\n", s.out_dir.join("index.html").display()));
+    out.push_str(&format!(
+        "open {}\n",
+        s.out_dir.join("index.html").display()
+    ));
     Ok(out)
 }

@@ -168,7 +168,10 @@ pub fn load_zoo(dir: &Path, image_shape: [usize; 3], classes: usize) -> Result<V
                 ),
             ));
         }
-        check_normalization(&net.cn.network.normalization, &format!("{ctx}.normalization"))?;
+        check_normalization(
+            &net.cn.network.normalization,
+            &format!("{ctx}.normalization"),
+        )?;
         let binarized = matches!(e.variant.kind, VariantKind::Xnor | VariantKind::Abc);
         let binary = if binarized {
             Some(BinaryEngine::new(e.load(dir)?)?)
@@ -323,7 +326,10 @@ pub fn run_sweep(opts: &SweepOptions, data: &Dataset) -> Result<SweepSummary> {
             let diff = old.differences(&header, true);
             if !diff.is_empty() {
                 return Err(Error::input(
-                    opts.out.join(super::header::HEADER_FILE).display().to_string(),
+                    opts.out
+                        .join(super::header::HEADER_FILE)
+                        .display()
+                        .to_string(),
                     format!(
                         "--resume with different settings than the stored sweep: {}",
                         diff.join("; ")

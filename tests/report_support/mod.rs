@@ -27,6 +27,7 @@ pub fn result(
         queries: None,
         loss,
         trace: Vec::new(),
+        warning: None,
     }
 }
 

@@ -61,9 +61,23 @@ pub fn dataset(seed: u64) -> Dataset {
     Dataset::new(images, labels, 10, "synthetic").unwrap()
 }
 
-/// Writes [`dataset`] as an MNIST-style IDX folder (test split only).
-pub fn write_dataset(dir: &Path, seed: u64) -> PathBuf {
+/// [`dataset`] relabelled with the first zoo entry's predictions, so that entry is 100% accurate
+/// on clean images and strain (which needs clean accuracy > 0) is defined.
+pub fn dataset_labelled_by(zoo: &Path, seed: u64) -> Dataset {
+    use breakingbed::attack::Model;
     let d = dataset(seed);
+    let zoo = breakingbed::sweep::load_zoo(zoo, [1, SIDE, SIDE], 10).unwrap();
+    let z = zoo[0].float.logits(&d.to_unit(0..N_DATA).unwrap());
+    let labels = z
+        .rows()
+        .into_iter()
+        .map(|r| breakingbed::attack::classifier::argmax(&r.to_vec()) as u8)
+        .collect();
+    Dataset::new(d.images, labels, 10, "synthetic, model-labelled").unwrap()
+}
+
+/// Writes `d` as an MNIST-style IDX folder (test split only).
+pub fn write_dataset(dir: &Path, d: &Dataset) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let px: Vec<u8> = d.images.iter().copied().collect();
     write_idx(
@@ -73,7 +87,13 @@ pub fn write_dataset(dir: &Path, seed: u64) -> PathBuf {
         false,
     )
     .unwrap();
-    write_idx(dir.join("t10k-labels-idx1-ubyte"), &[N_DATA], &d.labels, false).unwrap();
+    write_idx(
+        dir.join("t10k-labels-idx1-ubyte"),
+        &[N_DATA],
+        &d.labels,
+        false,
+    )
+    .unwrap();
     dir.to_path_buf()
 }
 
@@ -81,7 +101,10 @@ pub fn write_dataset(dir: &Path, seed: u64) -> PathBuf {
 pub fn write_zoo(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let mut entries = Vec::new();
-    for (i, kind) in [VariantKind::Vanilla, VariantKind::Xnor].into_iter().enumerate() {
+    for (i, kind) in [VariantKind::Vanilla, VariantKind::Xnor]
+        .into_iter()
+        .enumerate()
+    {
         let name = format!("resnet8-{}", kind.name());
         let net = breakingbed::model::resolve("resnet8", Some([1, SIDE, SIDE]), Some(10)).unwrap();
         let spec = VariantSpec::new(kind);
