@@ -199,3 +199,43 @@ fn shard_strings_parse_zero_based() {
         assert!(e.starts_with("--shard"), "{bad}: {e}");
     }
 }
+
+#[test]
+fn sigkilled_cli_sweep_resumes_to_the_uninterrupted_records() {
+    let tmp = tempfile::tempdir().unwrap();
+    let zoo = write_zoo(&tmp.path().join("zoo"));
+    let grid = write_grid(tmp.path());
+    let d = dataset(1);
+    let data = write_dataset(&tmp.path().join("data"), &d);
+    let full = tmp.path().join("full");
+    run_sweep(&options(&zoo, &grid, &full), &d).unwrap();
+    let want = sorted_lines(&full);
+
+    let out = tmp.path().join("killed");
+    let cmd = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_bbed"));
+        c.arg("sweep")
+            .arg("--zoo")
+            .arg(&zoo)
+            .arg("--config")
+            .arg(&grid)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .args(["--images", "3", "--seed", "7", "--reruns", "2", "--resume"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for _ in 0..3 {
+        let mut child = cmd().spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(rng.gen_range(20..300)));
+        child.kill().ok(); // SIGKILL; it may already have finished
+        child.wait().unwrap();
+    }
+    let status = cmd().status().unwrap();
+    assert!(status.success());
+    assert_eq!(sorted_lines(&out), want);
+}
