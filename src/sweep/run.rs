@@ -314,8 +314,7 @@ pub fn run_sweep(opts: &SweepOptions, data: &Dataset) -> Result<SweepSummary> {
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let results_path = opts.out.join(RESULTS_FILE);
     match SweepHeader::load(&opts.out)? {
-        Some(old) if !opts.resume => {
-            let _ = old;
+        Some(_) if !opts.resume => {
             return Err(Error::input(
                 opts.out.display().to_string(),
                 "already holds a sweep (sweep.json); pass --resume to continue it, or choose \
@@ -362,8 +361,8 @@ pub fn run_sweep(opts: &SweepOptions, data: &Dataset) -> Result<SweepSummary> {
     )?;
     if state.duplicates > 0 {
         eprintln!(
-            "warning: {}: {} duplicate records already present (ignored by the report only if \
-             identical; check the file)",
+            "warning: {}: {} records appear twice (was the file appended to by hand?); `bbed \
+             report` will refuse it until the duplicates are removed",
             results_path.display(),
             state.duplicates
         );
