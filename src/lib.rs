@@ -23,6 +23,7 @@ pub mod io;
 pub mod model;
 pub mod report;
 pub mod sim;
+pub mod sweep;
 pub mod train;
 pub mod variant;
 pub mod zoo;

@@ -8,8 +8,11 @@ pub mod attack;
 pub mod attack_run;
 pub mod cost;
 pub mod format;
+pub mod merge;
 pub mod prune_agent;
+pub mod report;
 pub mod simulate;
+pub mod sweep;
 pub mod table1;
 pub mod vectors;
 
@@ -53,6 +56,12 @@ pub enum Command {
     Vectors(Box<vectors::VectorsArgs>),
     /// AMC-style DDPG search for per-layer channel-pruning rates under a FLOPs budget.
     PruneAgent(Box<prune_agent::PruneAgentArgs>),
+    /// Run an attack grid against every zoo entry; resumable, shardable JSONL results.
+    Sweep(Box<sweep::SweepArgs>),
+    /// Join the output folders of sharded sweeps.
+    Merge(merge::MergeArgs),
+    /// Figures, tables, CAM and index.html from sweep results.
+    Report(Box<report::ReportArgs>),
 }
 
 fn dispatch(command: Command) -> Result<String> {
@@ -63,6 +72,9 @@ fn dispatch(command: Command) -> Result<String> {
         Command::Simulate(a) => simulate::run(*a),
         Command::Vectors(a) => vectors::run(*a),
         Command::PruneAgent(a) => prune_agent::run(*a),
+        Command::Sweep(a) => sweep::run(*a),
+        Command::Merge(a) => merge::run(a),
+        Command::Report(a) => report::run(*a),
     }
 }
 

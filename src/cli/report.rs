@@ -1,0 +1,110 @@
+//! `bbed report`: figures, tables and index.html from sweep results (see [`crate::report`]),
+//! with CAM panels computed from the zoo's real models when `--zoo` and `--data` are given.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::report::{report_from_paths, ReportInputs};
+use crate::sweep::{cam::cam_row, load_zoo, SweepHeader};
+use crate::{Error, Result};
+
+const AFTER: &str = "\
+CAM (Table 3): for one fixed test image (--cam-image, default: the first of the sweep's sample,
+else image 0) every zoo entry gets a clean panel and DeepFool panels after 1 and 5 iterations.
+
+Example:
+  bbed report results/ --zoo zoo/ --data /usr/share/datasets/fashion-mnist --out report/";
+
+#[derive(Debug, Args)]
+#[command(after_help = AFTER)]
+pub struct ReportArgs {
+    /// Results files or folders of *.jsonl
+    #[arg(required = true)]
+    pub results: Vec<PathBuf>,
+    /// Output folder
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Zoo folder, for CAM panels (needs --data)
+    #[arg(long)]
+    pub zoo: Option<PathBuf>,
+    /// Data set, for CAM panels (needs --zoo)
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Test-set index of the CAM image
+    #[arg(long)]
+    pub cam_image: Option<usize>,
+    /// Classes (PGD breaking line 1/classes); default from the sweep header or data, else 10
+    #[arg(long)]
+    pub classes: Option<usize>,
+    /// Replace the report files in a non-empty --out
+    #[arg(long)]
+    pub force: bool,
+    /// Skip corrupt result lines with a warning instead of failing
+    #[arg(long)]
+    pub skip_corrupt: bool,
+}
+
+pub fn run(a: ReportArgs) -> Result<String> {
+    let header = match a.results.as_slice() {
+        [one] if one.is_dir() => SweepHeader::load(one)?,
+        _ => None,
+    };
+    let mut inputs = ReportInputs {
+        force: a.force,
+        settings_note: header.as_ref().map(SweepHeader::note),
+        ..ReportInputs::default()
+    };
+    let mut classes = a.classes.or(header.as_ref().map(|h| h.classes));
+    match (&a.zoo, &a.data) {
+        (Some(zoo), Some(data)) => {
+            let (_, test) = crate::io::load_dataset(data)?;
+            classes = classes.or(Some(test.classes));
+            let index = a
+                .cam_image
+                .or(header
+                    .as_ref()
+                    .and_then(|h| h.image_indices.first().copied()))
+                .unwrap_or(0);
+            if index >= test.len() {
+                return Err(Error::input(
+                    "--cam-image",
+                    format!("index {index} but the test set has {} images", test.len()),
+                ));
+            }
+            let x = test.to_unit(index..index + 1)?;
+            let label = test.labels[index] as usize;
+            let seed = header.as_ref().map_or(0, |h| h.seed);
+            for l in load_zoo(zoo, test.image_shape(), test.classes)? {
+                inputs
+                    .cam_rows
+                    .push(cam_row(&l, x.index_axis(ndarray::Axis(0), 0), label, seed)?);
+            }
+        }
+        (None, None) => {}
+        _ => {
+            return Err(Error::input(
+                "--zoo/--data",
+                "CAM panels need both --zoo and --data (or neither)",
+            ))
+        }
+    }
+    inputs.classes = classes.unwrap_or(10);
+    let s = report_from_paths(&a.results, a.skip_corrupt, &inputs, &a.out)?;
+    let mut out = format!(
+        "report {}: {} records, {} cells, {} figures, {} tables\n",
+        s.out_dir.display(),
+        s.records,
+        s.cells,
+        s.figures.len(),
+        s.tables.len()
+    );
+    for w in &s.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out.push_str(&format!(
+        "open {}\n",
+        s.out_dir.join("index.html").display()
+    ));
+    Ok(out)
+}
