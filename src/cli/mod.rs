@@ -6,7 +6,10 @@
 pub mod args;
 pub mod cost;
 pub mod format;
+pub mod prune;
 pub mod table1;
+pub mod train;
+pub mod zoo;
 
 use std::io::Write as _;
 
@@ -38,12 +41,21 @@ pub enum Command {
     Cost(Box<cost::CostArgs>),
     /// The paper's Table 1: paper vs our memory [MB = 10^6 B] and NCC [10^6] for every row.
     Table1(table1::Table1Args),
+    /// Train one variant on a data set (SGD/Adam, KD, masks, binarized STE); resumable.
+    Train(Box<train::TrainArgs>),
+    /// Prune trained weights (filter/channel: physically smaller; kernel/weight: masks).
+    Prune(Box<prune::PruneArgs>),
+    /// Train the paper's whole variant family into one folder with a manifest; resumable.
+    Zoo(Box<zoo::ZooArgs>),
 }
 
 fn dispatch(command: Command) -> Result<String> {
     match command {
         Command::Cost(a) => cost::run(*a),
         Command::Table1(a) => table1::run(a),
+        Command::Train(a) => train::run(*a),
+        Command::Prune(a) => prune::run(*a),
+        Command::Zoo(a) => zoo::run(*a),
     }
 }
 

@@ -7,6 +7,8 @@
 
 pub mod checkpoint;
 pub mod kd;
+pub mod net;
+pub mod physical;
 #[path = "loop.rs"]
 pub mod r#loop;
 pub mod optim;
@@ -21,4 +23,5 @@ pub use r#loop::{
     evaluate, train, EpochRecord, LogitLoss, Predict, RunOptions, TrainConfig, TrainReport,
     Trainable,
 };
+pub use net::NetModel;
 pub use schedule::Schedule;
