@@ -126,7 +126,7 @@ pub fn load_data(
                  t10k-images-idx3-ubyte[.gz], ...)"
             ),
         ),
-        other => other,
+        Error::Input { message, .. } => Error::input(format!("--data {}", dir.display()), message),
     })?;
     let train = train.ok_or_else(|| {
         Error::input(

@@ -189,7 +189,8 @@ pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
             subset: None,
             test_subset: None,
             checkpoint: None,
-            resume: true,
+            // Continue a killed run of this entry from its own checkpoint.
+            resume: args.out.join(format!("{weights}.ckpt")).exists(),
             log: Some(args.out.join(format!("{stem}-{kind}.log.jsonl"))),
         };
         let o = train_with_data(&targs, &train_set, &test_set, progress)?;
