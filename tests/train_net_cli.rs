@@ -53,35 +53,114 @@ fn bad_input_is_a_clear_error() {
     let out = d("o.safetensors");
     let m = ["--model", "resnet8", "--input", "1,28,28"];
     let args = |extra: &[&str]| -> Vec<String> {
-        ["train"].iter().chain(m.iter()).chain(extra.iter()).map(|s| s.to_string()).collect()
+        ["train"]
+            .iter()
+            .chain(m.iter())
+            .chain(extra.iter())
+            .map(|s| s.to_string())
+            .collect()
     };
     let call = |v: Vec<String>, needles: &[&str]| {
         let r: Vec<&str> = v.iter().map(|s| s.as_str()).collect();
         assert_user_error(&r, needles)
     };
     // A data directory without the expected files.
-    call(args(&["--data", &empty, "--out", &out]), &["--data", "t10k-images-idx3-ubyte"]);
+    call(
+        args(&["--data", &empty, "--out", &out]),
+        &["--data", "t10k-images-idx3-ubyte"],
+    );
     // Pruning rates outside (0, 1).
     for r in ["1.5", "0", "1", "-0.2"] {
         assert_user_error(
-            &["prune", "--model", "resnet8", "--input", "1,28,28", "--weights", &w8, "--scheme", "channel", "--rate", r, "--out", &out],
+            &[
+                "prune",
+                "--model",
+                "resnet8",
+                "--input",
+                "1,28,28",
+                "--weights",
+                &w8,
+                "--scheme",
+                "channel",
+                "--rate",
+                r,
+                "--out",
+                &out,
+            ],
             &["--rate", "(0, 1)"],
         );
     }
     if Path::new(FASHION_MNIST_DIR).exists() {
         // A teacher of another architecture.
         call(
-            args(&["--data", FASHION_MNIST_DIR, "--subset", "50", "--test-subset", "50", "--out", &out, "--variant", "kd", "--teacher", &w20]),
+            args(&[
+                "--data",
+                FASHION_MNIST_DIR,
+                "--subset",
+                "50",
+                "--test-subset",
+                "50",
+                "--out",
+                &out,
+                "--variant",
+                "kd",
+                "--teacher",
+                &w20,
+            ]),
             &["--teacher", "resnet8"],
         );
         // kd without a teacher; a training rate outside (0, 1).
-        call(args(&["--data", FASHION_MNIST_DIR, "--out", &out, "--variant", "kd"]), &["--teacher"]);
-        call(args(&["--data", FASHION_MNIST_DIR, "--out", &out, "--variant", "channel", "--rate", "1"]), &["--rate", "(0, 1)"]);
+        call(
+            args(&[
+                "--data",
+                FASHION_MNIST_DIR,
+                "--out",
+                &out,
+                "--variant",
+                "kd",
+            ]),
+            &["--teacher"],
+        );
+        call(
+            args(&[
+                "--data",
+                FASHION_MNIST_DIR,
+                "--out",
+                &out,
+                "--variant",
+                "channel",
+                "--rate",
+                "1",
+            ]),
+            &["--rate", "(0, 1)"],
+        );
         // Init weights of another architecture.
-        call(args(&["--data", FASHION_MNIST_DIR, "--subset", "50", "--out", &out, "--init", &w20]), &["--init", "weights do not match"]);
+        call(
+            args(&[
+                "--data",
+                FASHION_MNIST_DIR,
+                "--subset",
+                "50",
+                "--out",
+                &out,
+                "--init",
+                &w20,
+            ]),
+            &["--init", "weights do not match"],
+        );
         // Wrong input size for the data.
         assert_user_error(
-            &["train", "--model", "resnet8", "--data", FASHION_MNIST_DIR, "--subset", "50", "--out", &out],
+            &[
+                "train",
+                "--model",
+                "resnet8",
+                "--data",
+                FASHION_MNIST_DIR,
+                "--subset",
+                "50",
+                "--out",
+                &out,
+            ],
             &["--input", "1,28,28"],
         );
     }
@@ -91,13 +170,29 @@ fn bad_input_is_a_clear_error() {
 #[test]
 fn prune_then_finetune_round_trip() {
     if !Path::new(FASHION_MNIST_DIR).exists() {
-        assert!(std::env::var_os("CI").is_none(), "{FASHION_MNIST_DIR} is missing");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{FASHION_MNIST_DIR} is missing"
+        );
         eprintln!("skipping: {FASHION_MNIST_DIR} is absent");
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let d = |s: &str| dir.path().join(s).display().to_string();
-    let common = ["--model", "resnet8", "--input", "1,28,28", "--data", FASHION_MNIST_DIR, "--subset", "300", "--test-subset", "100", "--batch", "50"];
+    let common = [
+        "--model",
+        "resnet8",
+        "--input",
+        "1,28,28",
+        "--data",
+        FASHION_MNIST_DIR,
+        "--subset",
+        "300",
+        "--test-subset",
+        "100",
+        "--batch",
+        "50",
+    ];
     let run = |extra: &[&str]| {
         let mut a = vec!["train"];
         a.extend(common);
@@ -117,22 +212,54 @@ fn prune_then_finetune_round_trip() {
 
     for scheme in ["channel", "kernel"] {
         let p = d(&format!("{scheme}.pruned.safetensors"));
-        let (code, _, err) = bbed(&["prune", "--model", "resnet8", "--input", "1,28,28", "--weights", &v, "--scheme", scheme, "--rate", "0.5", "--out", &p]);
+        let (code, _, err) = bbed(&[
+            "prune",
+            "--model",
+            "resnet8",
+            "--input",
+            "1,28,28",
+            "--weights",
+            &v,
+            "--scheme",
+            scheme,
+            "--rate",
+            "0.5",
+            "--out",
+            &p,
+        ]);
         assert_eq!(code, 0, "{err}");
         let ft = d(&format!("{scheme}.safetensors"));
-        run(&["--init", &p, "--variant", scheme, "--rate", "0.5", "--lr", "0.01", "--out", &ft]);
+        run(&[
+            "--init",
+            &p,
+            "--variant",
+            scheme,
+            "--rate",
+            "0.5",
+            "--lr",
+            "0.01",
+            "--out",
+            &ft,
+        ]);
         let net = model::builtin("resnet8", Some([1, 28, 28]), Some(10)).unwrap();
         let mut spec = VariantSpec::new(VariantKind::parse(scheme).unwrap());
         spec.options.rate = 0.5;
         let cn = apply(&net, &spec).unwrap();
         let store = WeightStore::load(&ft).unwrap();
-        let masks: Vec<&String> = store.tensors.keys().filter(|k| k.ends_with(".mask")).collect();
+        let masks: Vec<&String> = store
+            .tensors
+            .keys()
+            .filter(|k| k.ends_with(".mask"))
+            .collect();
         if scheme == "kernel" {
             assert!(!masks.is_empty());
             for mk in masks {
                 let w = &store.tensors[mk.trim_end_matches(".mask")];
                 let m = &store.tensors[mk];
-                assert!(w.iter().zip(m.iter()).all(|(w, m)| *m != 0.0 || *w == 0.0), "{mk}");
+                assert!(
+                    w.iter().zip(m.iter()).all(|(w, m)| *m != 0.0 || *w == 0.0),
+                    "{mk}"
+                );
             }
         } else {
             assert!(masks.is_empty());

@@ -14,7 +14,10 @@ use breakingbed::engine::params;
 use breakingbed::io::Dataset;
 use breakingbed::model::{self, Network, Op};
 use breakingbed::train::physical::{sparse_masks, structured};
-use breakingbed::train::{apply_masks, train, NetModel, OptimizerConfig, Params, RunOptions, Schedule, TrainConfig, Trainable};
+use breakingbed::train::{
+    apply_masks, train, NetModel, OptimizerConfig, Params, RunOptions, Schedule, TrainConfig,
+    Trainable,
+};
 use breakingbed::variant::{apply, CompressedNetwork, Sparsity, VariantKind, VariantSpec};
 use ndarray::{Array4, Axis};
 use rand::{Rng, SeedableRng};
@@ -56,14 +59,21 @@ fn input(n: usize, seed: u64) -> Array4<f32> {
 fn measure(cn: &CompressedNetwork, p: &Params) -> (u64, u64) {
     let net = Net::new(cn.clone(), p.clone()).unwrap();
     let bw = net.binarize(false).unwrap();
-    let (_, tape) = net.forward(&input(1, 0), Mode::Eval, ConvBackend::Float, &bw, false).unwrap();
+    let (_, tape) = net
+        .forward(&input(1, 0), Mode::Eval, ConvBackend::Float, &bw, false)
+        .unwrap();
     let (mut params, mut macs) = (0u64, 0u64);
     for l in &cn.network.layers {
         if !matches!(l.op, Op::Conv { .. } | Op::Linear { .. }) {
             continue;
         }
-        let nz = p[&format!("{}.weight", l.name)].iter().filter(|&&v| v != 0.0).count() as u64;
-        let bias = p.get(&format!("{}.bias", l.name)).map_or(0, |b| b.len() as u64);
+        let nz = p[&format!("{}.weight", l.name)]
+            .iter()
+            .filter(|&&v| v != 0.0)
+            .count() as u64;
+        let bias = p
+            .get(&format!("{}.bias", l.name))
+            .map_or(0, |b| b.len() as u64);
         let y = net.layer_output(&tape, &l.name).unwrap();
         params += nz + bias;
         macs += nz * (y.dim().2 * y.dim().3) as u64;
@@ -77,7 +87,11 @@ fn structured_pruning_matches_cost_model_and_zeroed_full_network() {
     let full = apply(&net, &VariantSpec::new(VariantKind::Vanilla)).unwrap();
     let p = weights(&full, 1);
     let x = input(6, 9);
-    for (kind, rate) in [(VariantKind::Filter, 0.5), (VariantKind::Channel, 0.5), (VariantKind::Channel, 0.3)] {
+    for (kind, rate) in [
+        (VariantKind::Filter, 0.5),
+        (VariantKind::Channel, 0.5),
+        (VariantKind::Channel, 0.3),
+    ] {
         let s = spec(kind, rate);
         let (small, sp) = structured(&net, &p, &s).unwrap();
         // Loads exactly as `--variant channel --rate R` describes it.
@@ -101,8 +115,16 @@ fn structured_pruning_matches_cost_model_and_zeroed_full_network() {
             let n = w.shape()[0];
             let norm = |o: usize| -> f64 {
                 match kind {
-                    VariantKind::Filter => w.index_axis(Axis(0), o).iter().map(|&v| (v as f64).powi(2)).sum(),
-                    _ => wc.index_axis(Axis(1), o).iter().map(|&v| (v as f64).powi(2)).sum(),
+                    VariantKind::Filter => w
+                        .index_axis(Axis(0), o)
+                        .iter()
+                        .map(|&v| (v as f64).powi(2))
+                        .sum(),
+                    _ => wc
+                        .index_axis(Axis(1), o)
+                        .iter()
+                        .map(|&v| (v as f64).powi(2))
+                        .sum(),
                 }
             };
             let mut order: Vec<usize> = (0..n).collect();
@@ -116,7 +138,9 @@ fn structured_pruning_matches_cost_model_and_zeroed_full_network() {
         let run = |cn: &CompressedNetwork, p: &Params| {
             let n = Net::new(cn.clone(), p.clone()).unwrap();
             let bw = n.binarize(false).unwrap();
-            n.forward(&x, Mode::Eval, ConvBackend::Float, &bw, false).unwrap().0
+            n.forward(&x, Mode::Eval, ConvBackend::Float, &bw, false)
+                .unwrap()
+                .0
         };
         let (a, b) = (run(&full, &zeroed), run(&small, &sp));
         let diff = (&a - &b).mapv(f32::abs).fold(0f32, |m, &v| m.max(v));
@@ -141,7 +165,12 @@ fn sparse_masks_match_cost_model_and_stay_fixed_in_finetuning() {
         assert_eq!(macs_measured, c.total.fp_macs, "{kind:?} MACs");
         for (l, lc) in cn.network.layers.iter().zip(&cn.layers) {
             let has_mask = masks.contains_key(&format!("{}.weight", l.name));
-            assert_eq!(has_mask, matches!(lc.sparsity, Sparsity::Sparse { .. }), "{}", l.name);
+            assert_eq!(
+                has_mask,
+                matches!(lc.sparsity, Sparsity::Sparse { .. }),
+                "{}",
+                l.name
+            );
         }
 
         // Fine-tune a few steps; pruned weights stay exactly zero, kept ones move.
@@ -161,7 +190,16 @@ fn sparse_masks_match_cost_model_and_stay_fixed_in_finetuning() {
             kd: None,
             checkpoint_every: None,
         };
-        train(&mut m, &data, &data, &cfg, &RunOptions::default(), None, masks.clone()).unwrap();
+        train(
+            &mut m,
+            &data,
+            &data,
+            &cfg,
+            &RunOptions::default(),
+            None,
+            masks.clone(),
+        )
+        .unwrap();
         for (k, mask) in &masks {
             let after = &m.params()[k];
             let before = &mp[k];

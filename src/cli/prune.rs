@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::args::{ModelArgs, VariantArgs};
 use crate::engine::params;
-use crate::train::physical::{sparse_masks, structured, save_with_masks};
+use crate::train::physical::{save_with_masks, sparse_masks, structured};
 use crate::variant::{self, VariantKind, VariantSpec};
 use crate::{Error, Result};
 
@@ -40,7 +40,10 @@ impl PruneArgs {
         if !(self.rate > 0.0 && self.rate < 1.0) {
             return Err(Error::input(
                 "--rate",
-                format!("pruning rate {} is not in the open interval (0, 1)", self.rate),
+                format!(
+                    "pruning rate {} is not in the open interval (0, 1)",
+                    self.rate
+                ),
             ));
         }
         let va = VariantArgs {

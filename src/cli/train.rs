@@ -246,7 +246,11 @@ pub fn config(args: &TrainArgs, spec: &VariantSpec, channels: usize) -> Result<T
 }
 
 /// Loads the teacher (a vanilla model) and checks it fits the data.
-fn load_teacher(args: &TrainArgs, path: &Path, student: &Network) -> Result<crate::engine::exec::Net> {
+fn load_teacher(
+    args: &TrainArgs,
+    path: &Path,
+    student: &Network,
+) -> Result<crate::engine::exec::Net> {
     let name = args.teacher_model.as_deref().unwrap_or(&args.model.model);
     let tnet = crate::model::resolve(name, args.model.input, args.model.classes)?;
     if tnet.input != student.input || tnet.num_classes != student.num_classes {
@@ -262,7 +266,9 @@ fn load_teacher(args: &TrainArgs, path: &Path, student: &Network) -> Result<crat
     let p = params::load(&cn, path).map_err(|e| {
         Error::input(
             format!("--teacher {}", path.display()),
-            format!("is not a vanilla {name} model (use --teacher-model for another architecture): {e}"),
+            format!(
+                "is not a vanilla {name} model (use --teacher-model for another architecture): {e}"
+            ),
         )
     })?;
     crate::engine::exec::Net::new(cn, p)
@@ -303,9 +309,7 @@ pub fn train_with_data(
     let fresh = params::init(&cn, args.seed);
     let (p, masks) = match &args.init {
         Some(path) => load_with_masks(&cn, path, Some(&fresh)).map_err(|e| match e {
-            Error::Input { context, message } => {
-                Error::input(format!("--init {context}"), message)
-            }
+            Error::Input { context, message } => Error::input(format!("--init {context}"), message),
             other => other,
         })?,
         None => {

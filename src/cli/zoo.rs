@@ -86,7 +86,10 @@ pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
     if !(args.rate > 0.0 && args.rate < 1.0) {
         return Err(Error::input(
             "--rate",
-            format!("pruning rate {} is not in the open interval (0, 1)", args.rate),
+            format!(
+                "pruning rate {} is not in the open interval (0, 1)",
+                args.rate
+            ),
         ));
     }
     let only: Vec<String> = match &args.only {
@@ -220,7 +223,10 @@ pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
 
 pub fn run(args: ZooArgs) -> Result<String> {
     let m = build(&args, true)?;
-    let mut s = format!("{:<24} {:<16} {:>9} {:>12}\n", "entry", "variant", "accuracy", "NCC[1e6]");
+    let mut s = format!(
+        "{:<24} {:<16} {:>9} {:>12}\n",
+        "entry", "variant", "accuracy", "NCC[1e6]"
+    );
     for e in &m.entries {
         let ncc = e
             .cost
@@ -236,6 +242,9 @@ pub fn run(args: ZooArgs) -> Result<String> {
             ncc
         ));
     }
-    s.push_str(&format!("manifest -> {}\n", args.out.join(crate::zoo::MANIFEST).display()));
+    s.push_str(&format!(
+        "manifest -> {}\n",
+        args.out.join(crate::zoo::MANIFEST).display()
+    ));
     Ok(s)
 }

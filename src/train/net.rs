@@ -144,7 +144,9 @@ impl Predict for NetModel {
         self.sync();
         let net = self.net.borrow();
         let bw = net.binarize(false)?;
-        Ok(net.forward(x, Mode::Eval, ConvBackend::Float, &bw, false)?.0)
+        Ok(net
+            .forward(x, Mode::Eval, ConvBackend::Float, &bw, false)?
+            .0)
     }
 }
 
