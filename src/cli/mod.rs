@@ -9,12 +9,15 @@ pub mod attack_run;
 pub mod cost;
 pub mod format;
 pub mod merge;
+pub mod prune;
 pub mod prune_agent;
 pub mod report;
 pub mod simulate;
 pub mod sweep;
 pub mod table1;
+pub mod train;
 pub mod vectors;
+pub mod zoo;
 
 use std::io::Write as _;
 
@@ -62,6 +65,12 @@ pub enum Command {
     Merge(merge::MergeArgs),
     /// Figures, tables, CAM and index.html from sweep results.
     Report(Box<report::ReportArgs>),
+    /// Train one variant on a data set (SGD/Adam, KD, masks, binarized STE); resumable.
+    Train(Box<train::TrainArgs>),
+    /// Prune trained weights (filter/channel: physically smaller; kernel/weight: masks).
+    Prune(Box<prune::PruneArgs>),
+    /// Train the paper's whole variant family into one folder with a manifest; resumable.
+    Zoo(Box<zoo::ZooArgs>),
 }
 
 fn dispatch(command: Command) -> Result<String> {
@@ -75,6 +84,9 @@ fn dispatch(command: Command) -> Result<String> {
         Command::Sweep(a) => sweep::run(*a),
         Command::Merge(a) => merge::run(a),
         Command::Report(a) => report::run(*a),
+        Command::Train(a) => train::run(*a),
+        Command::Prune(a) => prune::run(*a),
+        Command::Zoo(a) => zoo::run(*a),
     }
 }
 

@@ -120,8 +120,13 @@ pub fn init(cn: &CompressedNetwork, seed: u64) -> Params {
 
 /// Loads a weight file and checks it against [`expected`]: one error lists every missing,
 /// unexpected or mis-shaped tensor; non-finite values are an error naming the tensor.
+///
+/// Pruning masks stored beside the weights (`{weight}.mask`, written by `bbed prune` for kernel /
+/// weight pruning, see [`crate::train::physical`]) are dropped: the weights are already zero
+/// where the mask is, and inference does not need the mask.
 pub fn load(cn: &CompressedNetwork, path: &Path) -> Result<Params> {
-    let store = WeightStore::load(path)?;
+    let mut store = WeightStore::load(path)?;
+    store.tensors.retain(|k, _| !k.ends_with(".mask"));
     store.check(&expected(cn), path)?;
     store.check_finite()?;
     Ok(store.tensors)

@@ -10,12 +10,15 @@ pub mod checkpoint;
 pub mod kd;
 #[path = "loop.rs"]
 pub mod r#loop;
+pub mod net;
 pub mod optim;
+pub mod physical;
 pub mod prune;
 pub mod schedule;
 
 pub use checkpoint::{Checkpoint, Progress, RngState};
 pub use kd::{cross_entropy, kd_loss, KdConfig};
+pub use net::NetModel;
 pub use optim::{apply_masks, Optimizer, OptimizerConfig, OptimizerState, Params};
 pub use prune::{prune_masks, PruneResult, PruneScheme, PruneSpec};
 pub use r#loop::{

@@ -20,10 +20,9 @@
 use crate::{Error, Result};
 use ndarray::{ArrayD, Zip};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
-/// Named parameters (or gradients, or masks) of a model.
-pub type Params = BTreeMap<String, ArrayD<f32>>;
+/// Named parameters (or gradients, or masks) of a model: the engine's one definition.
+pub use crate::engine::params::Params;
 
 /// Which optimizer and its hyper-parameters (the learning rate comes from the schedule).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
