@@ -6,7 +6,9 @@
 pub mod args;
 pub mod cost;
 pub mod format;
+pub mod infer;
 pub mod table1;
+pub mod verify;
 
 use std::io::Write as _;
 
@@ -38,12 +40,18 @@ pub enum Command {
     Cost(Box<cost::CostArgs>),
     /// The paper's Table 1: paper vs our memory [MB = 10^6 B] and NCC [10^6] for every row.
     Table1(table1::Table1Args),
+    /// Classify a dataset's test split with the float or the bit-exact binary engine.
+    Infer(Box<infer::InferArgs>),
+    /// Compare the float and bit-exact binary engines on the same inputs (accumulators, logits).
+    Verify(Box<verify::VerifyArgs>),
 }
 
 fn dispatch(command: Command) -> Result<String> {
     match command {
         Command::Cost(a) => cost::run(*a),
         Command::Table1(a) => table1::run(a),
+        Command::Infer(a) => infer::run(*a),
+        Command::Verify(a) => verify::run(*a),
     }
 }
 
