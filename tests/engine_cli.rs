@@ -99,7 +99,10 @@ fn infer_json_matches_library_engine() {
         assert_eq!(logits.len(), 10);
         for (a, b) in logits.iter().zip(want.row(i)) {
             // Different batch splits may reorder GEMM partial sums: f32 rounding only.
-            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "image {i}: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "image {i}: {a} vs {b}"
+            );
         }
         let argmax = (0..10)
             .max_by(|&p, &q| logits[p].total_cmp(&logits[q]))
@@ -178,7 +181,10 @@ fn infer_loads_saved_weights() {
         json(&a)["images"].clone()
     };
     // The saved seed-9 parameters give exactly the seed-9 initialisation's outputs.
-    assert_eq!(args(&["--weights", w.to_str().unwrap()]), args(&["--seed", "9"]));
+    assert_eq!(
+        args(&["--weights", w.to_str().unwrap()]),
+        args(&["--seed", "9"])
+    );
 }
 
 #[test]
@@ -187,7 +193,9 @@ fn verify_reports_exact_agreement() {
         &["--variant", "xnor"][..],
         &["--variant", "abc", "--m", "2", "--n", "3"][..],
     ] {
-        let mut a = vec!["verify", "--model", "resnet8", "--images", "3", "--format", "json"];
+        let mut a = vec![
+            "verify", "--model", "resnet8", "--images", "3", "--format", "json",
+        ];
         a.extend_from_slice(variant);
         let v = json(&a);
         assert_eq!(v["images"], 3);
@@ -202,7 +210,10 @@ fn verify_reports_exact_agreement() {
         assert_eq!(v["prediction_agreement"], 1.0);
         assert_eq!(v["max_abs_logit_diff"], 0.0);
         assert_eq!(v["tolerance"], 0.0);
-        assert!(v["tolerance_reason"].as_str().unwrap().contains("same order"));
+        assert!(v["tolerance_reason"]
+            .as_str()
+            .unwrap()
+            .contains("same order"));
         assert_eq!(v["passed"], true);
     }
 }
@@ -247,7 +258,15 @@ fn bad_weights_are_named() {
         path.display().to_string()
     };
     fn infer<'a>(data: &'a str, w: &'a str) -> Vec<&'a str> {
-        vec!["infer", "--model", "resnet8", "--data", data, "--weights", w]
+        vec![
+            "infer",
+            "--model",
+            "resnet8",
+            "--data",
+            data,
+            "--weights",
+            w,
+        ]
     }
 
     let wrong = save("wrong.safetensors", &|p| {
@@ -255,7 +274,12 @@ fn bad_weights_are_named() {
     });
     assert_user_error(
         &infer(data, &wrong),
-        &["wrong.safetensors", "conv1.weight", "[16, 3, 3, 3]", "[16, 3, 5, 5]"],
+        &[
+            "wrong.safetensors",
+            "conv1.weight",
+            "[16, 3, 3, 3]",
+            "[16, 3, 5, 5]",
+        ],
     );
 
     let missing = save("missing.safetensors", &|p| {
@@ -273,7 +297,10 @@ fn bad_weights_are_named() {
     assert_user_error(&infer(data, &nan), &["linear.weight"]);
 
     assert_user_error(
-        &infer(data, dir.path().join("absent.safetensors").to_str().unwrap()),
+        &infer(
+            data,
+            dir.path().join("absent.safetensors").to_str().unwrap(),
+        ),
         &["absent.safetensors"],
     );
 }
@@ -286,24 +313,41 @@ fn bad_data_and_options_are_clear_errors() {
     let cut = dir.path().join("cut.bin");
     std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
     let cut = cut.to_str().unwrap();
-    assert_user_error(&["infer", "--model", "resnet8", "--data", cut], &["cut.bin"]);
+    assert_user_error(
+        &["infer", "--model", "resnet8", "--data", cut],
+        &["cut.bin"],
+    );
 
     let data = data.to_str().unwrap();
     // A 1x28x28 network on 3x32x32 images.
     assert_user_error(
-        &["infer", "--model", "resnet8", "--input", "1,28,28", "--data", data],
+        &[
+            "infer", "--model", "resnet8", "--input", "1,28,28", "--data", data,
+        ],
         &["--data", "[3, 32, 32]", "[1, 28, 28]"],
     );
     assert_user_error(
-        &["infer", "--model", "resnet8", "--data", data, "--engine", "binary"],
+        &[
+            "infer", "--model", "resnet8", "--data", data, "--engine", "binary",
+        ],
         &["--engine", "vanilla", "binarized"],
     );
     assert_user_error(
-        &["infer", "--model", "resnet8", "--data", data, "--batch", "0"],
+        &[
+            "infer", "--model", "resnet8", "--data", data, "--batch", "0",
+        ],
         &["--batch"],
     );
     assert_user_error(
-        &["infer", "--model", "resnet8", "--data", data, "--classes", "5"],
+        &[
+            "infer",
+            "--model",
+            "resnet8",
+            "--data",
+            data,
+            "--classes",
+            "5",
+        ],
         &["--data", "10 classes", "--classes"],
     );
     assert_user_error(
@@ -311,11 +355,29 @@ fn bad_data_and_options_are_clear_errors() {
         &["--variant", "nothing to verify"],
     );
     assert_user_error(
-        &["verify", "--model", "resnet8", "--variant", "xnor", "--images", "0"],
+        &[
+            "verify",
+            "--model",
+            "resnet8",
+            "--variant",
+            "xnor",
+            "--images",
+            "0",
+        ],
         &["--images"],
     );
     assert_user_error(
-        &["verify", "--model", "resnet8", "--variant", "xnor", "--data", data, "--images", "7"],
+        &[
+            "verify",
+            "--model",
+            "resnet8",
+            "--variant",
+            "xnor",
+            "--data",
+            data,
+            "--images",
+            "7",
+        ],
         &["cannot sample 7"],
     );
 }

@@ -45,7 +45,10 @@ fn engine(seed: u64) -> FloatEngine {
 
 fn loss(e: &FloatEngine, x: &Array4<f32>, c: &Array2<f32>) -> f64 {
     let l = e.try_logits(x).unwrap();
-    l.iter().zip(c).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum()
+    l.iter()
+        .zip(c)
+        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+        .sum()
 }
 
 fn close(fd: f64, an: f64) -> bool {
@@ -82,7 +85,10 @@ fn resnet8_input_gradient_matches_central_differences() {
         checked += usize::from(an.abs() > 1e-4);
     }
     // The probes must have seen real gradients, not a dead network.
-    assert!(checked >= 6, "only {checked} pixels with a non-negligible gradient");
+    assert!(
+        checked >= 6,
+        "only {checked} pixels with a non-negligible gradient"
+    );
 
     // Dense random directions: the directional derivative is the sum of all 6144 pixel terms,
     // so a wrong gradient anywhere shows up. Moving every pixel at once crosses ReLU kinks
@@ -97,7 +103,10 @@ fn resnet8_input_gradient_matches_central_differences() {
             .zip(&v)
             .map(|(a, b)| f64::from(*a) * f64::from(*b))
             .sum();
-        assert!(an.abs() > 1e-2, "directional derivative {an} too small to test");
+        assert!(
+            an.abs() > 1e-2,
+            "directional derivative {an} too small to test"
+        );
         let quotient = |h: f32| {
             let xp = &x + &(&v * h);
             let xm = &x - &(&v * h);

@@ -156,6 +156,9 @@ fn agree(net: &Network, spec: &VariantSpec, seed: u64, batch: usize) -> Result<(
         prop_assert!(sf == sb, "layer {li} base ({i},{j}) accumulators differ");
     }
     prop_assert!(lf == lb, "logits differ:\n{lf:?}\n{lb:?}");
+    // The tape-free inference path (what try_logits uses) is the same arithmetic.
+    prop_assert!(f.try_logits(&x).unwrap() == lf, "float infer path differs from run");
+    prop_assert!(b.try_logits(&x).unwrap() == lb, "binary infer path differs from run");
     Ok(())
 }
 
@@ -173,6 +176,29 @@ proptest! {
         let net = model::custom::from_toml_str(&toml_net(&s), "prop").unwrap();
         let (m, n) = if xnor { (1, 1) } else { (m, n) };
         agree(&net, &spec(xnor, m, n), seed, 2)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+    /// Vanilla nets: the tape-free inference path equals the taped forward pass bit for bit
+    /// (including ReLU, max pooling and the option-A / 1x1 shortcuts of ResNet8).
+    #[test]
+    fn infer_path_equals_taped_forward(s in shapes(), relu in any::<bool>(), resnet in any::<bool>(), seed in any::<u64>()) {
+        let net = if resnet {
+            model::builtin("resnet8", Some([s.c, s.h + 4, s.w + 4]), None).unwrap()
+        } else {
+            let text = toml_net(&s).replace("hardtanh", if relu { "relu" } else { "hardtanh" });
+            model::custom::from_toml_str(&text, "prop").unwrap()
+        };
+        let cn = variant::apply(&net, &VariantSpec::new(VariantKind::Vanilla)).unwrap();
+        let f = FloatEngine::new(Net::new(cn.clone(), params::init(&cn, seed)).unwrap()).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let [c, h, w] = net.input;
+        let x = Array4::from_shape_simple_fn((2, c, h, w), || rng.gen::<f32>());
+        let (l, _) = f.run(&x, false).unwrap();
+        prop_assert!(f.try_logits(&x).unwrap() == l);
     }
 }
 

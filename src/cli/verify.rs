@@ -181,8 +181,14 @@ pub fn run(args: VerifyArgs) -> Result<String> {
             "accumulators_mismatched",
             r.accumulators_mismatched.to_string(),
         ),
-        ("accumulators_identical", r.accumulators_identical.to_string()),
-        ("prediction_agreement", format!("{}", r.prediction_agreement)),
+        (
+            "accumulators_identical",
+            r.accumulators_identical.to_string(),
+        ),
+        (
+            "prediction_agreement",
+            format!("{}", r.prediction_agreement),
+        ),
         ("max_abs_logit_diff", format!("{:e}", r.max_abs_logit_diff)),
         ("tolerance", format!("{}", r.tolerance)),
         ("passed", r.passed.to_string()),

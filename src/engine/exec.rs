@@ -24,6 +24,7 @@
 //! and its backward pass returns gradients w.r.t. the unit-scale input.
 
 use ndarray::{Array1, Array2, Array4, ArrayD, Axis, Ix4};
+use rayon::prelude::*;
 
 use super::binary::{self as bin, BConv2d};
 use super::ops;
@@ -256,28 +257,7 @@ impl Net {
         keep_accumulators: bool,
     ) -> Result<(Array2<f32>, Tape)> {
         let net = &self.cn.network;
-        let [c, h, w] = net.input;
-        if x.dim().1 != c || x.dim().2 != h || x.dim().3 != w {
-            return Err(Error::input(
-                "input",
-                format!(
-                    "images have shape {:?}, the network expects [N, {c}, {h}, {w}]",
-                    x.dim()
-                ),
-            ));
-        }
-        if x.iter().any(|v| !v.is_finite()) {
-            return Err(Error::input(
-                "input",
-                "images contain NaN or infinite values",
-            ));
-        }
-        let norm = &net.normalization;
-        let mut x0 = x.to_owned();
-        for (ch, mut plane) in x0.axis_iter_mut(Axis(1)).enumerate() {
-            let (m, s) = (norm.mean[ch], norm.std[ch]);
-            plane.mapv_inplace(|v| (v - m) / s);
-        }
+        let x0 = self.normalized_input(x)?;
         let mut tape = Tape {
             outs: Vec::with_capacity(net.layers.len()),
             caches: Vec::with_capacity(net.layers.len()),
@@ -313,7 +293,7 @@ impl Net {
                         }
                         Some(bwi) => {
                             let (y, a, accs) =
-                                bin_forward(xi, bwi, b.as_ref(), *stride, *padding, backend)?;
+                                bin_forward(xi, bwi, b.as_ref(), *stride, *padding, backend, true)?;
                             if keep_accumulators {
                                 tape.accumulators
                                     .extend(accs.into_iter().map(|(wi, aj, s)| (i, wi, aj, s)));
@@ -336,7 +316,8 @@ impl Net {
                             (y, Cache::Conv { x: xi })
                         }
                         Some(bwi) => {
-                            let (y, a, accs) = bin_forward(&xi, bwi, b.as_ref(), 1, 0, backend)?;
+                            let (y, a, accs) =
+                                bin_forward(&xi, bwi, b.as_ref(), 1, 0, backend, true)?;
                             if keep_accumulators {
                                 tape.accumulators
                                     .extend(accs.into_iter().map(|(wi, aj, s)| (i, wi, aj, s)));
@@ -445,6 +426,214 @@ impl Net {
             .into_shape_with_order((n, last.len() / n.max(1)))
             .expect("contiguous");
         Ok((logits, tape))
+    }
+
+    /// Checks shape and finiteness of unit-scale images and applies the normalisation.
+    fn normalized_input(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
+        let net = &self.cn.network;
+        let [c, h, w] = net.input;
+        if x.dim().1 != c || x.dim().2 != h || x.dim().3 != w {
+            return Err(Error::input(
+                "input",
+                format!(
+                    "images have shape {:?}, the network expects [N, {c}, {h}, {w}]",
+                    x.dim()
+                ),
+            ));
+        }
+        if x.iter().any(|v| !v.is_finite()) {
+            return Err(Error::input(
+                "input",
+                "images contain NaN or infinite values",
+            ));
+        }
+        let norm = &net.normalization;
+        let mut x0 = x.to_owned();
+        for (ch, mut plane) in x0.axis_iter_mut(Axis(1)).enumerate() {
+            let (m, s) = (norm.mean[ch], norm.std[ch]);
+            plane.mapv_inplace(|v| (v - m) / s);
+        }
+        Ok(x0)
+    }
+
+    /// Inference-only forward pass (eval-mode BN): the same arithmetic as [`Net::forward`] in
+    /// [`Mode::Eval`], so the logits are bit-identical, but no tape. Each layer's output is
+    /// dropped after its last consumer, and BN, activations and adds overwrite their input in
+    /// place when no later layer reads it, which removes most of the copying and allocation
+    /// that dominated inference profiles (the tape clones every op input).
+    pub fn infer(
+        &self,
+        x: &Array4<f32>,
+        backend: ConvBackend,
+        bw: &[Option<BinWeights>],
+    ) -> Result<Array2<f32>> {
+        let net = &self.cn.network;
+        let nl = net.layers.len();
+        if nl == 0 {
+            return Err(Error::input("network", "has no layers"));
+        }
+        // Last consumer of each layer's output (`None` for the network input, slot nl).
+        let mut last_use = vec![usize::MAX; nl + 1];
+        for (i, l) in net.layers.iter().enumerate() {
+            if l.inputs.is_empty() {
+                last_use[nl] = i;
+            }
+            for &j in &l.inputs {
+                last_use[j] = i;
+            }
+        }
+        let mut outs: Vec<Option<Array4<f32>>> = vec![None; nl + 1];
+        outs[nl] = Some(self.normalized_input(x)?);
+        let src = |l: &crate::model::Layer, slot: usize| l.inputs.get(slot).copied().unwrap_or(nl);
+        for (i, layer) in net.layers.iter().enumerate() {
+            let name = &layer.name;
+            // The sole input, owned when this layer is its last reader (so it may be overwritten).
+            let take = |outs: &mut Vec<Option<Array4<f32>>>| -> Array4<f32> {
+                let j = src(layer, 0);
+                if last_use[j] == i && layer.inputs.len() <= 1 {
+                    outs[j].take().expect("producer ran")
+                } else {
+                    outs[j].as_ref().expect("producer ran").clone()
+                }
+            };
+            let y = match &layer.op {
+                Op::Conv {
+                    stride,
+                    padding,
+                    bias,
+                    ..
+                } => {
+                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
+                    let b = if *bias {
+                        Some(p1(&self.params, &format!("{name}.bias"))?)
+                    } else {
+                        None
+                    };
+                    match &bw[i] {
+                        None => {
+                            let wt = p4(&self.params, &format!("{name}.weight"))?;
+                            ops::conv::conv2d(xi, &wt, b.as_ref(), *stride, *padding)?
+                        }
+                        Some(bwi) => {
+                            bin_forward(xi, bwi, b.as_ref(), *stride, *padding, backend, false)?.0
+                        }
+                    }
+                }
+                Op::Linear { bias, .. } => {
+                    let xi = to_flat4(outs[src(layer, 0)].as_ref().expect("producer ran"));
+                    let b = if *bias {
+                        Some(p1(&self.params, &format!("{name}.bias"))?)
+                    } else {
+                        None
+                    };
+                    match &bw[i] {
+                        None => {
+                            let wt = p4(&self.params, &format!("{name}.weight"))?;
+                            ops::conv::conv2d(&xi, &wt, b.as_ref(), 1, 0)?
+                        }
+                        Some(bwi) => bin_forward(&xi, bwi, b.as_ref(), 1, 0, backend, false)?.0,
+                    }
+                }
+                Op::BatchNorm { .. } => {
+                    let g = p1(&self.params, &format!("{name}.weight"))?;
+                    let b = p1(&self.params, &format!("{name}.bias"))?;
+                    let rm = p1(&self.params, &format!("{name}.running_mean"))?;
+                    let rv = p1(&self.params, &format!("{name}.running_var"))?;
+                    let (scale, shift) = ops::batchnorm::fold(&g, &b, &rm, &rv, BN_EPS)?;
+                    let mut y = take(&mut outs);
+                    if scale.len() != y.dim().1 {
+                        return Err(Error::input(
+                            name,
+                            format!("{} BN channels for {} feature maps", scale.len(), y.dim().1),
+                        ));
+                    }
+                    // Same expression as ops::batchnorm::scale_shift, so results are identical.
+                    y.axis_iter_mut(Axis(0))
+                        .into_par_iter()
+                        .for_each(|mut img| {
+                            for (c, mut plane) in img.axis_iter_mut(Axis(0)).enumerate() {
+                                let (s, t) = (scale[c], shift[c]);
+                                plane.mapv_inplace(|v| s * v + t);
+                            }
+                        });
+                    y
+                }
+                Op::Relu => {
+                    let mut y = take(&mut outs);
+                    y.mapv_inplace(|v| v.max(0.0));
+                    y
+                }
+                Op::Hardtanh => {
+                    let mut y = take(&mut outs);
+                    y.mapv_inplace(|v| v.clamp(-1.0, 1.0));
+                    y
+                }
+                Op::Add => {
+                    let first = src(layer, 0);
+                    let mut y = if last_use[first] == i
+                        && layer.inputs.iter().filter(|&&j| j == first).count() == 1
+                    {
+                        outs[first].take().expect("producer ran")
+                    } else {
+                        outs[first].as_ref().expect("producer ran").clone()
+                    };
+                    for s in 1..layer.inputs.len().max(1) {
+                        let other = outs[src(layer, s)].as_ref().expect("producer ran");
+                        if other.dim() != y.dim() {
+                            return Err(Error::input(
+                                name,
+                                format!("cannot add {:?} and {:?}", y.dim(), other.dim()),
+                            ));
+                        }
+                        y += other;
+                    }
+                    y
+                }
+                Op::ShortcutA { out_c, stride } => {
+                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
+                    ops::shortcut::shortcut_a(xi, *out_c, *stride)?
+                }
+                Op::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
+                    ops::pool::max_pool2d(xi, *kernel, *stride, *padding)?.0
+                }
+                Op::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
+                    ops::pool::avg_pool2d(xi, *kernel, *stride, *padding)?
+                }
+                Op::GlobalAvgPool => {
+                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
+                    let y = ops::pool::global_avg_pool(xi)?;
+                    let (n, c) = y.dim();
+                    y.into_shape_with_order((n, c, 1, 1)).expect("contiguous")
+                }
+            };
+            // Free inputs whose last reader this was (borrowed ones were not taken above).
+            for &j in &layer.inputs {
+                if last_use[j] == i {
+                    outs[j] = None;
+                }
+            }
+            if layer.inputs.is_empty() && last_use[nl] == i {
+                outs[nl] = None;
+            }
+            outs[i] = Some(y);
+        }
+        let last = outs[nl - 1].take().expect("last layer ran");
+        let n = last.dim().0;
+        Ok(last
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((n, last.len() / n.max(1)))
+            .expect("contiguous"))
     }
 
     /// Backward pass from `dlogits` (`[N, classes]`). Returns input and parameter gradients.
@@ -691,14 +880,22 @@ fn bin_forward(
     stride: usize,
     pad: usize,
     backend: ConvBackend,
+    want_combined: bool,
 ) -> Result<(Array4<f32>, Array4<f32>, Vec<(usize, usize, Array4<f32>)>)> {
     let acts: Vec<Array4<f32>> = match bw.scheme {
         BinScheme::Xnor => vec![ops::activation::sign(x)],
         BinScheme::Abc { .. } => ops::abc::abc_activation(x, &bw.act)?.bases,
     };
-    let mut combined = Array4::<f32>::zeros(x.raw_dim());
-    for (a, &beta) in acts.iter().zip(&bw.act.betas) {
-        combined.scaled_add(beta, a);
+    // The backward pass's A = sum_j beta_j a_j; inference skips it (empty placeholder).
+    let mut combined = Array4::<f32>::zeros(if want_combined {
+        x.raw_dim()
+    } else {
+        ndarray::Dim([0, 0, 0, 0])
+    });
+    if want_combined {
+        for (a, &beta) in acts.iter().zip(&bw.act.betas) {
+            combined.scaled_add(beta, a);
+        }
     }
     let mut y: Option<Array4<f32>> = None;
     let mut accs = Vec::new();
