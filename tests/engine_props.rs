@@ -157,8 +157,14 @@ fn agree(net: &Network, spec: &VariantSpec, seed: u64, batch: usize) -> Result<(
     }
     prop_assert!(lf == lb, "logits differ:\n{lf:?}\n{lb:?}");
     // The tape-free inference path (what try_logits uses) is the same arithmetic.
-    prop_assert!(f.try_logits(&x).unwrap() == lf, "float infer path differs from run");
-    prop_assert!(b.try_logits(&x).unwrap() == lb, "binary infer path differs from run");
+    prop_assert!(
+        f.try_logits(&x).unwrap() == lf,
+        "float infer path differs from run"
+    );
+    prop_assert!(
+        b.try_logits(&x).unwrap() == lb,
+        "binary infer path differs from run"
+    );
     Ok(())
 }
 

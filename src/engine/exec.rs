@@ -292,8 +292,16 @@ impl Net {
                             (y, Cache::Conv { x: xi.clone() })
                         }
                         Some(bwi) => {
-                            let (y, a, accs) =
-                                bin_forward(xi, bwi, b.as_ref(), *stride, *padding, backend, true)?;
+                            let (y, a, accs) = bin_forward(
+                                xi,
+                                bwi,
+                                b.as_ref(),
+                                *stride,
+                                *padding,
+                                backend,
+                                true,
+                                keep_accumulators,
+                            )?;
                             if keep_accumulators {
                                 tape.accumulators
                                     .extend(accs.into_iter().map(|(wi, aj, s)| (i, wi, aj, s)));
@@ -316,8 +324,16 @@ impl Net {
                             (y, Cache::Conv { x: xi })
                         }
                         Some(bwi) => {
-                            let (y, a, accs) =
-                                bin_forward(&xi, bwi, b.as_ref(), 1, 0, backend, true)?;
+                            let (y, a, accs) = bin_forward(
+                                &xi,
+                                bwi,
+                                b.as_ref(),
+                                1,
+                                0,
+                                backend,
+                                true,
+                                keep_accumulators,
+                            )?;
                             if keep_accumulators {
                                 tape.accumulators
                                     .extend(accs.into_iter().map(|(wi, aj, s)| (i, wi, aj, s)));
@@ -515,7 +531,17 @@ impl Net {
                             ops::conv::conv2d(xi, &wt, b.as_ref(), *stride, *padding)?
                         }
                         Some(bwi) => {
-                            bin_forward(xi, bwi, b.as_ref(), *stride, *padding, backend, false)?.0
+                            bin_forward(
+                                xi,
+                                bwi,
+                                b.as_ref(),
+                                *stride,
+                                *padding,
+                                backend,
+                                false,
+                                false,
+                            )?
+                            .0
                         }
                     }
                 }
@@ -531,7 +557,9 @@ impl Net {
                             let wt = p4(&self.params, &format!("{name}.weight"))?;
                             ops::conv::conv2d(&xi, &wt, b.as_ref(), 1, 0)?
                         }
-                        Some(bwi) => bin_forward(&xi, bwi, b.as_ref(), 1, 0, backend, false)?.0,
+                        Some(bwi) => {
+                            bin_forward(&xi, bwi, b.as_ref(), 1, 0, backend, false, false)?.0
+                        }
                     }
                 }
                 Op::BatchNorm { .. } => {
@@ -871,8 +899,15 @@ impl Net {
 }
 
 /// One binarized conv (linear layers as 1x1 convs on `[N, I, 1, 1]`). Returns the output, the
-/// combined activation `A = sum_j beta_j a_j` (for the backward pass) and the accumulators.
-#[allow(clippy::type_complexity)]
+/// combined activation `A = sum_j beta_j a_j` (for the backward pass; empty unless
+/// `want_combined`) and the accumulators (empty unless `keep_accs`).
+///
+/// `y` starts at zero and receives `(alpha_i[o] * beta_j) * s_ij` for each base pair in the
+/// order (i, j), whichever backend produced `s_ij`: this fixed order is what makes the two
+/// engines bit-identical. The bitwise backend packs each activation base once per layer (XNOR
+/// packs `x` itself: the packer's `v < 0` rule is the crate's sign, sign(0) = +1, and it rejects
+/// NaN instead of mapping it to -1).
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn bin_forward(
     x: &Array4<f32>,
     bw: &BinWeights,
@@ -881,49 +916,61 @@ fn bin_forward(
     pad: usize,
     backend: ConvBackend,
     want_combined: bool,
+    keep_accs: bool,
 ) -> Result<(Array4<f32>, Array4<f32>, Vec<(usize, usize, Array4<f32>)>)> {
+    let xnor_direct =
+        backend == ConvBackend::Bitwise && !want_combined && bw.scheme == BinScheme::Xnor;
     let acts: Vec<Array4<f32>> = match bw.scheme {
+        _ if xnor_direct => Vec::new(),
         BinScheme::Xnor => vec![ops::activation::sign(x)],
         BinScheme::Abc { .. } => ops::abc::abc_activation(x, &bw.act)?.bases,
     };
-    // The backward pass's A = sum_j beta_j a_j; inference skips it (empty placeholder).
-    let mut combined = Array4::<f32>::zeros(if want_combined {
-        x.raw_dim()
-    } else {
-        ndarray::Dim([0, 0, 0, 0])
-    });
-    if want_combined {
+    let combined = if want_combined {
+        let mut c = Array4::<f32>::zeros(x.raw_dim());
         for (a, &beta) in acts.iter().zip(&bw.act.betas) {
-            combined.scaled_add(beta, a);
+            c.scaled_add(beta, a);
         }
-    }
+        c
+    } else {
+        Array4::zeros((0, 0, 0, 0))
+    };
+    let packed = match backend {
+        ConvBackend::Float => Vec::new(),
+        ConvBackend::Bitwise if xnor_direct => vec![bin::pack_activations(x)?],
+        ConvBackend::Bitwise => acts
+            .iter()
+            .map(bin::pack_activations)
+            .collect::<Result<Vec<_>>>()?,
+    };
+    let n_act = bw.act.betas.len();
     let mut y: Option<Array4<f32>> = None;
     let mut accs = Vec::new();
     for (i, base) in bw.bases.iter().enumerate() {
-        for (j, a) in acts.iter().enumerate() {
-            let s = match backend {
-                ConvBackend::Float => ops::conv::conv2d(a, base, None, stride, pad)?,
+        for j in 0..n_act {
+            let k: Vec<f32> = bw.alphas[i].iter().map(|a| a * bw.act.betas[j]).collect();
+            match backend {
+                ConvBackend::Float => {
+                    let s = ops::conv::conv2d(&acts[j], base, None, stride, pad)?;
+                    let acc = y.get_or_insert_with(|| Array4::zeros(s.raw_dim()));
+                    accumulate(acc, &s, &k, |t| t);
+                    if keep_accs {
+                        accs.push((i, j, s));
+                    }
+                }
                 ConvBackend::Bitwise => {
                     let plan =
                         &bw.plans.as_ref().ok_or_else(|| {
                             Error::input("binary engine", "weights were not packed")
                         })?[i];
-                    let packed = bin::pack_activations(a)?;
-                    plan.forward(&packed, stride, pad)?.mapv(|v| v as f32)
+                    let s = plan.forward(&packed[j], stride, pad)?;
+                    let acc = y.get_or_insert_with(|| Array4::zeros(s.raw_dim()));
+                    // |s| <= C*k*k < 2^24, so the conversion is exact.
+                    accumulate(acc, &s, &k, |t| t as f32);
+                    if keep_accs {
+                        accs.push((i, j, s.mapv(|v| v as f32)));
+                    }
                 }
-            };
-            let beta = bw.act.betas[j];
-            let alpha = &bw.alphas[i];
-            let acc = y.get_or_insert_with(|| Array4::zeros(s.raw_dim()));
-            for (o, (mut yo, so)) in acc
-                .axis_iter_mut(Axis(1))
-                .zip(s.axis_iter(Axis(1)))
-                .enumerate()
-            {
-                let k = alpha[o] * beta;
-                yo.zip_mut_with(&so, |v, &t| *v += k * t);
             }
-            accs.push((i, j, s));
         }
     }
     let mut y = y.expect("at least one base");
@@ -933,4 +980,21 @@ fn bin_forward(
         }
     }
     Ok((y, combined, accs))
+}
+
+/// `y[n, o] += k[o] * s[n, o]`, parallel over the batch.
+fn accumulate<T: Copy + Send + Sync>(
+    y: &mut Array4<f32>,
+    s: &Array4<T>,
+    k: &[f32],
+    to_f32: impl Fn(T) -> f32 + Sync,
+) {
+    y.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(s.axis_iter(Axis(0)).into_par_iter())
+        .for_each(|(mut yn, sn)| {
+            for ((mut yo, so), &ko) in yn.axis_iter_mut(Axis(0)).zip(sn.axis_iter(Axis(0))).zip(k) {
+                yo.zip_mut_with(&so, |v, &t| *v += ko * to_f32(t));
+            }
+        });
 }
