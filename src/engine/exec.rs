@@ -498,6 +498,21 @@ impl Net {
                 last_use[j] = i;
             }
         }
+        // An activation that is the sole reader of a BN output is applied in that
+        // layer's pass (same scalar expressions, so results are unchanged) and then passes its
+        // input through: one sweep over the feature maps instead of two.
+        let act_of = |i: usize| -> Option<fn(f32) -> f32> {
+            let next = net.layers.get(i + 1)?;
+            if next.inputs != [i] || last_use[i] != i + 1 {
+                return None;
+            }
+            match (&net.layers[i].op, &next.op) {
+                (Op::BatchNorm { .. }, Op::Relu) => Some(|v: f32| v.max(0.0)),
+                (Op::BatchNorm { .. }, Op::Hardtanh) => Some(|v: f32| v.clamp(-1.0, 1.0)),
+                _ => None,
+            }
+        };
+        let mut fused = vec![false; nl];
         let mut outs: Vec<Option<Array4<f32>>> = vec![None; nl + 1];
         outs[nl] = Some(self.normalized_input(x)?);
         let src = |l: &crate::model::Layer, slot: usize| l.inputs.get(slot).copied().unwrap_or(nl);
@@ -576,16 +591,20 @@ impl Net {
                         ));
                     }
                     // Same expression as ops::batchnorm::scale_shift, so results are identical.
+                    let act = act_of(i);
+                    fused[(i + 1).min(nl - 1)] = act.is_some();
+                    let act = act.unwrap_or(|v| v);
                     y.axis_iter_mut(Axis(0))
                         .into_par_iter()
                         .for_each(|mut img| {
                             for (c, mut plane) in img.axis_iter_mut(Axis(0)).enumerate() {
                                 let (s, t) = (scale[c], shift[c]);
-                                plane.mapv_inplace(|v| s * v + t);
+                                plane.mapv_inplace(|v| act(s * v + t));
                             }
                         });
                     y
                 }
+                Op::Relu | Op::Hardtanh if fused[i] => take(&mut outs),
                 Op::Relu => {
                     let mut y = take(&mut outs);
                     y.mapv_inplace(|v| v.max(0.0));
