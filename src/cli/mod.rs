@@ -8,6 +8,7 @@ pub mod attack;
 pub mod attack_run;
 pub mod cost;
 pub mod format;
+pub mod infer;
 pub mod merge;
 pub mod prune;
 pub mod prune_agent;
@@ -17,6 +18,7 @@ pub mod sweep;
 pub mod table1;
 pub mod train;
 pub mod vectors;
+pub mod verify;
 pub mod zoo;
 
 use std::io::Write as _;
@@ -71,6 +73,10 @@ pub enum Command {
     Prune(Box<prune::PruneArgs>),
     /// Train the paper's whole variant family into one folder with a manifest; resumable.
     Zoo(Box<zoo::ZooArgs>),
+    /// Classify a dataset's test split with the float or the bit-exact binary engine.
+    Infer(Box<infer::InferArgs>),
+    /// Compare the float and bit-exact binary engines on the same inputs (accumulators, logits).
+    Verify(Box<verify::VerifyArgs>),
 }
 
 fn dispatch(command: Command) -> Result<String> {
@@ -87,6 +93,8 @@ fn dispatch(command: Command) -> Result<String> {
         Command::Train(a) => train::run(*a),
         Command::Prune(a) => prune::run(*a),
         Command::Zoo(a) => zoo::run(*a),
+        Command::Infer(a) => infer::run(*a),
+        Command::Verify(a) => verify::run(*a),
     }
 }
 

@@ -39,8 +39,9 @@ impl FloatEngine {
         )
     }
 
+    /// Logits through the tape-free inference path (bit-identical to [`FloatEngine::run`]).
     pub fn try_logits(&self, x: &Array4<f32>) -> Result<Array2<f32>> {
-        Ok(self.run(x, false)?.0)
+        self.net.infer(x, ConvBackend::Float, &self.bw)
     }
 
     /// Gradient w.r.t. the unit-scale input of `sum dlogits * logits`.
@@ -66,8 +67,9 @@ impl BinaryEngine {
         )
     }
 
+    /// Logits through the tape-free inference path (bit-identical to [`BinaryEngine::run`]).
     pub fn try_logits(&self, x: &Array4<f32>) -> Result<Array2<f32>> {
-        Ok(self.run(x, false)?.0)
+        self.net.infer(x, ConvBackend::Bitwise, &self.bw)
     }
 }
 

@@ -24,6 +24,7 @@
 //! and its backward pass returns gradients w.r.t. the unit-scale input.
 
 use ndarray::{Array1, Array2, Array4, ArrayD, Axis, Ix4};
+use rayon::prelude::*;
 
 use super::binary::{self as bin, BConv2d};
 use super::ops;
@@ -256,28 +257,7 @@ impl Net {
         keep_accumulators: bool,
     ) -> Result<(Array2<f32>, Tape)> {
         let net = &self.cn.network;
-        let [c, h, w] = net.input;
-        if x.dim().1 != c || x.dim().2 != h || x.dim().3 != w {
-            return Err(Error::input(
-                "input",
-                format!(
-                    "images have shape {:?}, the network expects [N, {c}, {h}, {w}]",
-                    x.dim()
-                ),
-            ));
-        }
-        if x.iter().any(|v| !v.is_finite()) {
-            return Err(Error::input(
-                "input",
-                "images contain NaN or infinite values",
-            ));
-        }
-        let norm = &net.normalization;
-        let mut x0 = x.to_owned();
-        for (ch, mut plane) in x0.axis_iter_mut(Axis(1)).enumerate() {
-            let (m, s) = (norm.mean[ch], norm.std[ch]);
-            plane.mapv_inplace(|v| (v - m) / s);
-        }
+        let x0 = self.normalized_input(x)?;
         let mut tape = Tape {
             outs: Vec::with_capacity(net.layers.len()),
             caches: Vec::with_capacity(net.layers.len()),
@@ -312,8 +292,16 @@ impl Net {
                             (y, Cache::Conv { x: xi.clone() })
                         }
                         Some(bwi) => {
-                            let (y, a, accs) =
-                                bin_forward(xi, bwi, b.as_ref(), *stride, *padding, backend)?;
+                            let (y, a, accs) = bin_forward(
+                                xi,
+                                bwi,
+                                b.as_ref(),
+                                *stride,
+                                *padding,
+                                backend,
+                                true,
+                                keep_accumulators,
+                            )?;
                             if keep_accumulators {
                                 tape.accumulators
                                     .extend(accs.into_iter().map(|(wi, aj, s)| (i, wi, aj, s)));
@@ -336,7 +324,16 @@ impl Net {
                             (y, Cache::Conv { x: xi })
                         }
                         Some(bwi) => {
-                            let (y, a, accs) = bin_forward(&xi, bwi, b.as_ref(), 1, 0, backend)?;
+                            let (y, a, accs) = bin_forward(
+                                &xi,
+                                bwi,
+                                b.as_ref(),
+                                1,
+                                0,
+                                backend,
+                                true,
+                                keep_accumulators,
+                            )?;
                             if keep_accumulators {
                                 tape.accumulators
                                     .extend(accs.into_iter().map(|(wi, aj, s)| (i, wi, aj, s)));
@@ -445,6 +442,252 @@ impl Net {
             .into_shape_with_order((n, last.len() / n.max(1)))
             .expect("contiguous");
         Ok((logits, tape))
+    }
+
+    /// Checks shape and finiteness of unit-scale images and applies the normalisation.
+    fn normalized_input(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
+        let net = &self.cn.network;
+        let [c, h, w] = net.input;
+        if x.dim().1 != c || x.dim().2 != h || x.dim().3 != w {
+            return Err(Error::input(
+                "input",
+                format!(
+                    "images have shape {:?}, the network expects [N, {c}, {h}, {w}]",
+                    x.dim()
+                ),
+            ));
+        }
+        if x.iter().any(|v| !v.is_finite()) {
+            return Err(Error::input(
+                "input",
+                "images contain NaN or infinite values",
+            ));
+        }
+        let norm = &net.normalization;
+        let mut x0 = x.to_owned();
+        for (ch, mut plane) in x0.axis_iter_mut(Axis(1)).enumerate() {
+            let (m, s) = (norm.mean[ch], norm.std[ch]);
+            plane.mapv_inplace(|v| (v - m) / s);
+        }
+        Ok(x0)
+    }
+
+    /// Inference-only forward pass (eval-mode BN): the same arithmetic as [`Net::forward`] in
+    /// [`Mode::Eval`], so the logits are bit-identical, but no tape. Each layer's output is
+    /// dropped after its last consumer, and BN, activations and adds overwrite their input in
+    /// place when no later layer reads it, which removes most of the copying and allocation
+    /// that dominated inference profiles (the tape clones every op input).
+    pub fn infer(
+        &self,
+        x: &Array4<f32>,
+        backend: ConvBackend,
+        bw: &[Option<BinWeights>],
+    ) -> Result<Array2<f32>> {
+        let net = &self.cn.network;
+        let nl = net.layers.len();
+        if nl == 0 {
+            return Err(Error::input("network", "has no layers"));
+        }
+        // Last consumer of each layer's output (`None` for the network input, slot nl).
+        let mut last_use = vec![usize::MAX; nl + 1];
+        for (i, l) in net.layers.iter().enumerate() {
+            if l.inputs.is_empty() {
+                last_use[nl] = i;
+            }
+            for &j in &l.inputs {
+                last_use[j] = i;
+            }
+        }
+        // An activation that is the sole reader of a BN output is applied in that
+        // layer's pass (same scalar expressions, so results are unchanged) and then passes its
+        // input through: one sweep over the feature maps instead of two.
+        // 0: none, 1: ReLU, 2: hardtanh (dispatched outside the element loop so each case
+        // inlines; a function pointer per element cost ~20% of float inference).
+        let act_of = |i: usize| -> u8 {
+            let Some(next) = net.layers.get(i + 1) else {
+                return 0;
+            };
+            if next.inputs != [i] || last_use[i] != i + 1 {
+                return 0;
+            }
+            match (&net.layers[i].op, &next.op) {
+                (Op::BatchNorm { .. }, Op::Relu) => 1,
+                (Op::BatchNorm { .. }, Op::Hardtanh) => 2,
+                _ => 0,
+            }
+        };
+        let mut fused = vec![false; nl];
+        let mut outs: Vec<Option<Array4<f32>>> = vec![None; nl + 1];
+        outs[nl] = Some(self.normalized_input(x)?);
+        let src = |l: &crate::model::Layer, slot: usize| l.inputs.get(slot).copied().unwrap_or(nl);
+        for (i, layer) in net.layers.iter().enumerate() {
+            let name = &layer.name;
+            // The sole input, owned when this layer is its last reader (so it may be overwritten).
+            let take = |outs: &mut Vec<Option<Array4<f32>>>| -> Array4<f32> {
+                let j = src(layer, 0);
+                if last_use[j] == i && layer.inputs.len() <= 1 {
+                    outs[j].take().expect("producer ran")
+                } else {
+                    outs[j].as_ref().expect("producer ran").clone()
+                }
+            };
+            let y = match &layer.op {
+                Op::Conv {
+                    stride,
+                    padding,
+                    bias,
+                    ..
+                } => {
+                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
+                    let b = if *bias {
+                        Some(p1(&self.params, &format!("{name}.bias"))?)
+                    } else {
+                        None
+                    };
+                    match &bw[i] {
+                        None => {
+                            let wt = p4(&self.params, &format!("{name}.weight"))?;
+                            ops::conv::conv2d(xi, &wt, b.as_ref(), *stride, *padding)?
+                        }
+                        Some(bwi) => {
+                            bin_forward(
+                                xi,
+                                bwi,
+                                b.as_ref(),
+                                *stride,
+                                *padding,
+                                backend,
+                                false,
+                                false,
+                            )?
+                            .0
+                        }
+                    }
+                }
+                Op::Linear { bias, .. } => {
+                    let xi = to_flat4(outs[src(layer, 0)].as_ref().expect("producer ran"));
+                    let b = if *bias {
+                        Some(p1(&self.params, &format!("{name}.bias"))?)
+                    } else {
+                        None
+                    };
+                    match &bw[i] {
+                        None => {
+                            let wt = p4(&self.params, &format!("{name}.weight"))?;
+                            ops::conv::conv2d(&xi, &wt, b.as_ref(), 1, 0)?
+                        }
+                        Some(bwi) => {
+                            bin_forward(&xi, bwi, b.as_ref(), 1, 0, backend, false, false)?.0
+                        }
+                    }
+                }
+                Op::BatchNorm { .. } => {
+                    let g = p1(&self.params, &format!("{name}.weight"))?;
+                    let b = p1(&self.params, &format!("{name}.bias"))?;
+                    let rm = p1(&self.params, &format!("{name}.running_mean"))?;
+                    let rv = p1(&self.params, &format!("{name}.running_var"))?;
+                    let (scale, shift) = ops::batchnorm::fold(&g, &b, &rm, &rv, BN_EPS)?;
+                    let mut y = take(&mut outs);
+                    if scale.len() != y.dim().1 {
+                        return Err(Error::input(
+                            name,
+                            format!("{} BN channels for {} feature maps", scale.len(), y.dim().1),
+                        ));
+                    }
+                    // Same expression as ops::batchnorm::scale_shift, so results are identical.
+                    let act = act_of(i);
+                    fused[(i + 1).min(nl - 1)] = act != 0;
+                    y.axis_iter_mut(Axis(0))
+                        .into_par_iter()
+                        .for_each(|mut img| {
+                            for (c, mut plane) in img.axis_iter_mut(Axis(0)).enumerate() {
+                                let (s, t) = (scale[c], shift[c]);
+                                match act {
+                                    1 => plane.mapv_inplace(|v| (s * v + t).max(0.0)),
+                                    2 => plane.mapv_inplace(|v| (s * v + t).clamp(-1.0, 1.0)),
+                                    _ => plane.mapv_inplace(|v| s * v + t),
+                                }
+                            }
+                        });
+                    y
+                }
+                Op::Relu | Op::Hardtanh if fused[i] => take(&mut outs),
+                Op::Relu => {
+                    let mut y = take(&mut outs);
+                    y.mapv_inplace(|v| v.max(0.0));
+                    y
+                }
+                Op::Hardtanh => {
+                    let mut y = take(&mut outs);
+                    y.mapv_inplace(|v| v.clamp(-1.0, 1.0));
+                    y
+                }
+                Op::Add => {
+                    let first = src(layer, 0);
+                    let mut y = if last_use[first] == i
+                        && layer.inputs.iter().filter(|&&j| j == first).count() == 1
+                    {
+                        outs[first].take().expect("producer ran")
+                    } else {
+                        outs[first].as_ref().expect("producer ran").clone()
+                    };
+                    for s in 1..layer.inputs.len().max(1) {
+                        let other = outs[src(layer, s)].as_ref().expect("producer ran");
+                        if other.dim() != y.dim() {
+                            return Err(Error::input(
+                                name,
+                                format!("cannot add {:?} and {:?}", y.dim(), other.dim()),
+                            ));
+                        }
+                        y += other;
+                    }
+                    y
+                }
+                Op::ShortcutA { out_c, stride } => {
+                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
+                    ops::shortcut::shortcut_a(xi, *out_c, *stride)?
+                }
+                Op::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
+                    ops::pool::max_pool2d(xi, *kernel, *stride, *padding)?.0
+                }
+                Op::AvgPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
+                    ops::pool::avg_pool2d(xi, *kernel, *stride, *padding)?
+                }
+                Op::GlobalAvgPool => {
+                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
+                    let y = ops::pool::global_avg_pool(xi)?;
+                    let (n, c) = y.dim();
+                    y.into_shape_with_order((n, c, 1, 1)).expect("contiguous")
+                }
+            };
+            // Free inputs whose last reader this was (borrowed ones were not taken above).
+            for &j in &layer.inputs {
+                if last_use[j] == i {
+                    outs[j] = None;
+                }
+            }
+            if layer.inputs.is_empty() && last_use[nl] == i {
+                outs[nl] = None;
+            }
+            outs[i] = Some(y);
+        }
+        let last = outs[nl - 1].take().expect("last layer ran");
+        let n = last.dim().0;
+        Ok(last
+            .as_standard_layout()
+            .into_owned()
+            .into_shape_with_order((n, last.len() / n.max(1)))
+            .expect("contiguous"))
     }
 
     /// Backward pass from `dlogits` (`[N, classes]`). Returns input and parameter gradients.
@@ -682,8 +925,15 @@ impl Net {
 }
 
 /// One binarized conv (linear layers as 1x1 convs on `[N, I, 1, 1]`). Returns the output, the
-/// combined activation `A = sum_j beta_j a_j` (for the backward pass) and the accumulators.
-#[allow(clippy::type_complexity)]
+/// combined activation `A = sum_j beta_j a_j` (for the backward pass; empty unless
+/// `want_combined`) and the accumulators (empty unless `keep_accs`).
+///
+/// `y` starts at zero and receives `(alpha_i[o] * beta_j) * s_ij` for each base pair in the
+/// order (i, j), whichever backend produced `s_ij`: this fixed order is what makes the two
+/// engines bit-identical. The bitwise backend packs each activation base once per layer (XNOR
+/// packs `x` itself: the packer's `v < 0` rule is the crate's sign, sign(0) = +1, and it rejects
+/// NaN instead of mapping it to -1).
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn bin_forward(
     x: &Array4<f32>,
     bw: &BinWeights,
@@ -691,42 +941,62 @@ fn bin_forward(
     stride: usize,
     pad: usize,
     backend: ConvBackend,
+    want_combined: bool,
+    keep_accs: bool,
 ) -> Result<(Array4<f32>, Array4<f32>, Vec<(usize, usize, Array4<f32>)>)> {
+    let xnor_direct =
+        backend == ConvBackend::Bitwise && !want_combined && bw.scheme == BinScheme::Xnor;
     let acts: Vec<Array4<f32>> = match bw.scheme {
+        _ if xnor_direct => Vec::new(),
         BinScheme::Xnor => vec![ops::activation::sign(x)],
         BinScheme::Abc { .. } => ops::abc::abc_activation(x, &bw.act)?.bases,
     };
-    let mut combined = Array4::<f32>::zeros(x.raw_dim());
-    for (a, &beta) in acts.iter().zip(&bw.act.betas) {
-        combined.scaled_add(beta, a);
-    }
+    let combined = if want_combined {
+        let mut c = Array4::<f32>::zeros(x.raw_dim());
+        for (a, &beta) in acts.iter().zip(&bw.act.betas) {
+            c.scaled_add(beta, a);
+        }
+        c
+    } else {
+        Array4::zeros((0, 0, 0, 0))
+    };
+    let packed = match backend {
+        ConvBackend::Float => Vec::new(),
+        ConvBackend::Bitwise if xnor_direct => vec![bin::pack_activations(x)?],
+        ConvBackend::Bitwise => acts
+            .iter()
+            .map(bin::pack_activations)
+            .collect::<Result<Vec<_>>>()?,
+    };
+    let n_act = bw.act.betas.len();
     let mut y: Option<Array4<f32>> = None;
     let mut accs = Vec::new();
     for (i, base) in bw.bases.iter().enumerate() {
-        for (j, a) in acts.iter().enumerate() {
-            let s = match backend {
-                ConvBackend::Float => ops::conv::conv2d(a, base, None, stride, pad)?,
+        for j in 0..n_act {
+            let k: Vec<f32> = bw.alphas[i].iter().map(|a| a * bw.act.betas[j]).collect();
+            match backend {
+                ConvBackend::Float => {
+                    let s = ops::conv::conv2d(&acts[j], base, None, stride, pad)?;
+                    let acc = y.get_or_insert_with(|| Array4::zeros(s.raw_dim()));
+                    accumulate(acc, &s, &k, |t| t);
+                    if keep_accs {
+                        accs.push((i, j, s));
+                    }
+                }
                 ConvBackend::Bitwise => {
                     let plan =
                         &bw.plans.as_ref().ok_or_else(|| {
                             Error::input("binary engine", "weights were not packed")
                         })?[i];
-                    let packed = bin::pack_activations(a)?;
-                    plan.forward(&packed, stride, pad)?.mapv(|v| v as f32)
+                    let s = plan.forward(&packed[j], stride, pad)?;
+                    let acc = y.get_or_insert_with(|| Array4::zeros(s.raw_dim()));
+                    // |s| <= C*k*k < 2^24, so the conversion is exact.
+                    accumulate(acc, &s, &k, |t| t as f32);
+                    if keep_accs {
+                        accs.push((i, j, s.mapv(|v| v as f32)));
+                    }
                 }
-            };
-            let beta = bw.act.betas[j];
-            let alpha = &bw.alphas[i];
-            let acc = y.get_or_insert_with(|| Array4::zeros(s.raw_dim()));
-            for (o, (mut yo, so)) in acc
-                .axis_iter_mut(Axis(1))
-                .zip(s.axis_iter(Axis(1)))
-                .enumerate()
-            {
-                let k = alpha[o] * beta;
-                yo.zip_mut_with(&so, |v, &t| *v += k * t);
             }
-            accs.push((i, j, s));
         }
     }
     let mut y = y.expect("at least one base");
@@ -736,4 +1006,21 @@ fn bin_forward(
         }
     }
     Ok((y, combined, accs))
+}
+
+/// `y[n, o] += k[o] * s[n, o]`, parallel over the batch.
+fn accumulate<T: Copy + Send + Sync>(
+    y: &mut Array4<f32>,
+    s: &Array4<T>,
+    k: &[f32],
+    to_f32: impl Fn(T) -> f32 + Sync,
+) {
+    y.axis_iter_mut(Axis(0))
+        .into_par_iter()
+        .zip(s.axis_iter(Axis(0)).into_par_iter())
+        .for_each(|(mut yn, sn)| {
+            for ((mut yo, so), &ko) in yn.axis_iter_mut(Axis(0)).zip(sn.axis_iter(Axis(0))).zip(k) {
+                yo.zip_mut_with(&so, |v, &t| *v += ko * to_f32(t));
+            }
+        });
 }

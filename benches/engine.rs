@@ -1,0 +1,49 @@
+//! Whole-network ResNet20 inference, float reference vs XNOR on the bit-exact binary engine, at
+//! batch 1 and 128; throughput in images/s (criterion's "elem/s").
+//!
+//! Both run the executor in eval mode exactly as `bbed infer` does (`try_logits`), so the numbers
+//! include normalisation, BN, activations, packing and the tape. The float ResNet20 is the
+//! vanilla variant; the XNOR one keeps its first conv and last linear layer full precision (the
+//! paper's setup). Run with a short measurement time on the shared machine:
+//! `cargo bench --bench engine -- --warm-up-time 1 --measurement-time 3`; single thread:
+//! `RAYON_NUM_THREADS=1` in front. benches/onnx/resnet20_ort.py times onnxruntime on the same
+//! weights for comparison.
+
+use breakingbed::engine::classifier::{BinaryEngine, FloatEngine};
+use breakingbed::engine::exec::Net;
+use breakingbed::engine::params;
+use breakingbed::model;
+use breakingbed::variant::{self, VariantKind, VariantSpec};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ndarray::Array4;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+fn net(kind: VariantKind) -> Net {
+    let m = model::builtin("resnet20", None, None).unwrap();
+    let cn = variant::apply(&m, &VariantSpec::new(kind)).unwrap();
+    let p = params::init(&cn, 1);
+    Net::new(cn, p).unwrap()
+}
+
+fn bench(c: &mut Criterion) {
+    let float = FloatEngine::new(net(VariantKind::Vanilla)).unwrap();
+    let xnor = BinaryEngine::new(net(VariantKind::Xnor)).unwrap();
+    let mut g = c.benchmark_group("resnet20");
+    g.sample_size(10);
+    for batch in [1usize, 128] {
+        let mut rng = ChaCha8Rng::seed_from_u64(batch as u64);
+        let x = Array4::from_shape_simple_fn((batch, 3, 32, 32), || rng.gen::<f32>());
+        g.throughput(Throughput::Elements(batch as u64));
+        g.bench_with_input(BenchmarkId::new("float", batch), &x, |b, x| {
+            b.iter(|| float.try_logits(x).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("xnor_bitwise", batch), &x, |b, x| {
+            b.iter(|| xnor.try_logits(x).unwrap())
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,203 @@
+//! `bbed verify`: run the float reference and the bit-exact binarized engine on the same inputs
+//! and report how far they agree: integer accumulators of every binarized layer (must be
+//! identical), predictions (fraction agreeing) and the largest absolute logit difference.
+//!
+//! Tolerance is 0 on purpose: the executor computes each binary layer's +/-1 sums either by float
+//! GEMM (exact, every partial sum is an integer below 2^24) or by XNOR + popcount, and then scales
+//! and adds them in the same order with the same code, so the logits must be bit-identical.
+//! Any non-zero difference is a bug, not rounding.
+
+use clap::Args;
+use ndarray::Array4;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::format::{render, Format, Tabular};
+use super::infer::{argmax, has_binary_layers, NetArgs};
+use crate::engine::classifier::{BinaryEngine, FloatEngine};
+use crate::engine::exec::Net;
+use crate::{Error, Result};
+
+/// Why [`VerifyReport::tolerance`] is 0.
+pub const TOLERANCE_REASON: &str = "both engines compute each binary layer's +/-1 sums exactly \
+(float GEMM on +/-1 values is exact below 2^24; XNOR+popcount is integer) and scale and add them \
+in the same order with the same code, so logits must be bit-identical";
+
+const AFTER: &str = "\
+Without --data the inputs are uniform random unit-scale images drawn with --seed; with --data,
+--images test images sampled with --seed. The tolerance on logits is 0 (see the JSON field
+tolerance_reason): any difference is a bug.
+
+Examples:
+  bbed verify --model resnet20 --variant xnor --images 16 --format json
+  bbed verify --model resnet8 --variant abc --m 3 --n 3 --weights w.safetensors";
+
+#[derive(Debug, Args)]
+#[command(after_help = AFTER)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub net: NetArgs,
+    /// Number of images to compare
+    #[arg(long, default_value_t = 16)]
+    pub images: usize,
+    /// Dataset to draw images from (test split); default: random images
+    #[arg(long)]
+    pub data: Option<std::path::PathBuf>,
+    /// Images per forward pass
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub model: String,
+    pub variant: String,
+    /// Where the inputs came from (`random(seed=S)` or the dataset source).
+    pub inputs: String,
+    pub images: usize,
+    pub binarized_layers: usize,
+    /// Accumulator values compared (all layers, bases and positions).
+    pub accumulators_compared: usize,
+    pub accumulators_mismatched: usize,
+    pub accumulators_identical: bool,
+    pub prediction_agreement: f64,
+    pub max_abs_logit_diff: f32,
+    pub tolerance: f32,
+    pub tolerance_reason: String,
+    /// Accumulators identical and logit difference within the tolerance.
+    pub passed: bool,
+}
+
+fn inputs(args: &VerifyArgs, shape: [usize; 3]) -> Result<(Array4<f32>, String)> {
+    let [c, h, w] = shape;
+    match &args.data {
+        None => {
+            let mut rng = ChaCha8Rng::seed_from_u64(args.net.seed);
+            let x = Array4::from_shape_simple_fn((args.images, c, h, w), || rng.gen::<f32>());
+            Ok((x, format!("random(seed={})", args.net.seed)))
+        }
+        Some(path) => {
+            let (_, test) = crate::io::load_dataset(path)?;
+            if test.image_shape() != shape {
+                return Err(Error::input(
+                    "--data",
+                    format!(
+                        "{}: images are {:?} (C,H,W) but the network expects {shape:?}",
+                        test.source,
+                        test.image_shape()
+                    ),
+                ));
+            }
+            let idx = test.sample_indices(args.images, args.net.seed)?;
+            let sub = test.subset(&idx)?;
+            Ok((sub.to_unit(0..sub.len())?, sub.source))
+        }
+    }
+}
+
+pub fn verify(args: &VerifyArgs) -> Result<VerifyReport> {
+    if args.images == 0 {
+        return Err(Error::input("--images", "must be at least 1"));
+    }
+    if args.batch == 0 {
+        return Err(Error::input("--batch", "must be at least 1"));
+    }
+    let net = args.net.net()?;
+    if !has_binary_layers(&net.cn) {
+        return Err(Error::input(
+            "--variant",
+            format!(
+                "{} has no binarized layer, so there is nothing to verify; use xnor or abc",
+                net.cn.spec.kind.name()
+            ),
+        ));
+    }
+    let model = net.cn.network.name.clone();
+    let variant = net.cn.spec.label();
+    let binarized_layers = net.schemes().iter().filter(|s| s.is_some()).count();
+    let (x, source) = inputs(args, net.cn.network.input)?;
+    let fe = FloatEngine::new(Net::new(net.cn.clone(), net.params.clone())?)?;
+    let be = BinaryEngine::new(net)?;
+    let (mut compared, mut mismatched, mut agree, mut max_diff) = (0usize, 0usize, 0usize, 0f32);
+    let n = x.dim().0;
+    let mut start = 0;
+    while start < n {
+        let end = (start + args.batch).min(n);
+        let xb = x.slice(ndarray::s![start..end, .., .., ..]).to_owned();
+        let (lf, tf) = fe.run(&xb, true)?;
+        let (lb, tb) = be.run(&xb, true)?;
+        if tf.accumulators.len() != tb.accumulators.len() {
+            mismatched += 1;
+        }
+        for ((_, _, _, sf), (_, _, _, sb)) in tf.accumulators.iter().zip(&tb.accumulators) {
+            compared += sf.len();
+            mismatched += if sf.dim() == sb.dim() {
+                sf.iter().zip(sb).filter(|(a, b)| a != b).count()
+            } else {
+                sf.len()
+            };
+        }
+        for (k, (rf, rb)) in lf.outer_iter().zip(lb.outer_iter()).enumerate() {
+            let (rf, rb) = (rf.to_vec(), rb.to_vec());
+            agree += usize::from(argmax(&rf, start + k)? == argmax(&rb, start + k)?);
+            for (a, b) in rf.iter().zip(&rb) {
+                max_diff = max_diff.max((a - b).abs());
+            }
+        }
+        start = end;
+    }
+    let identical = mismatched == 0;
+    Ok(VerifyReport {
+        model,
+        variant,
+        inputs: source,
+        images: n,
+        binarized_layers,
+        accumulators_compared: compared,
+        accumulators_mismatched: mismatched,
+        accumulators_identical: identical,
+        prediction_agreement: agree as f64 / n as f64,
+        max_abs_logit_diff: max_diff,
+        tolerance: 0.0,
+        tolerance_reason: TOLERANCE_REASON.into(),
+        passed: identical && max_diff <= 0.0,
+    })
+}
+
+pub fn run(args: VerifyArgs) -> Result<String> {
+    let r = verify(&args)?;
+    let mut t = Tabular::new(&["quantity", "value"]);
+    for (k, v) in [
+        ("model", r.model.clone()),
+        ("variant", r.variant.clone()),
+        ("inputs", r.inputs.clone()),
+        ("images", r.images.to_string()),
+        ("binarized_layers", r.binarized_layers.to_string()),
+        ("accumulators_compared", r.accumulators_compared.to_string()),
+        (
+            "accumulators_mismatched",
+            r.accumulators_mismatched.to_string(),
+        ),
+        (
+            "accumulators_identical",
+            r.accumulators_identical.to_string(),
+        ),
+        (
+            "prediction_agreement",
+            format!("{}", r.prediction_agreement),
+        ),
+        ("max_abs_logit_diff", format!("{:e}", r.max_abs_logit_diff)),
+        ("tolerance", format!("{}", r.tolerance)),
+        ("passed", r.passed.to_string()),
+    ] {
+        t.push(vec![k.into(), v]);
+    }
+    let mut out = render(args.format, &t, &r);
+    if args.format == Format::Table {
+        out.push_str(&format!("\ntolerance 0: {TOLERANCE_REASON}\n"));
+    }
+    Ok(out)
+}
