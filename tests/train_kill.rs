@@ -32,7 +32,7 @@ fn config() -> TrainConfig {
 }
 
 fn run(dir: Option<&Path>, resume: bool) -> (SoftmaxRegression, breakingbed::train::TrainReport) {
-    let (tr, te) = (blobs(1000, 6, 16, 1), blobs(200, 6, 16, 2));
+    let (tr, te) = (blobs(4000, 6, 16, 1), blobs(200, 6, 16, 2));
     let mut m = SoftmaxRegression::new(256, 6, 3).centered();
     let opts = RunOptions {
         checkpoint: dir.map(|d| d.join("run.ckpt")),
@@ -75,7 +75,8 @@ fn sigkill_at_any_moment_then_resume_is_bitwise_identical() {
         assert!(child.try_wait().unwrap().is_none(), "child exited early");
         std::thread::sleep(Duration::from_millis(1));
     }
-    std::thread::sleep(Duration::from_millis(150));
+    // Kill as soon as the first checkpoint exists: an unloaded machine finishes the whole run in
+    // well under a second, so waiting longer risks the child finishing first.
     let killed_mid_run = child.try_wait().unwrap().is_none();
     child.kill().unwrap();
     child.wait().unwrap();
