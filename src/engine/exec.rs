@@ -273,14 +273,19 @@ impl Net {
             };
             let name = &layer.name;
             let (y, cache) = match &layer.op {
-                Op::Conv {
-                    stride,
-                    padding,
-                    bias,
-                    ..
-                } => {
-                    let xi = input(0);
-                    let b = if *bias {
+                op @ (Op::Conv { .. } | Op::Linear { .. }) => {
+                    // Linear layers run as 1x1 convolutions on the flattened `[N, C*H*W, 1, 1]`.
+                    let (xi, stride, pad, bias) = match op {
+                        Op::Conv {
+                            stride,
+                            padding,
+                            bias,
+                            ..
+                        } => (input(0).clone(), *stride, *padding, *bias),
+                        Op::Linear { bias, .. } => (to_flat4(input(0)), 1, 0, *bias),
+                        _ => unreachable!("matched conv or linear"),
+                    };
+                    let b = if bias {
                         Some(p1(&self.params, &format!("{name}.bias"))?)
                     } else {
                         None
@@ -288,39 +293,7 @@ impl Net {
                     match &bw[i] {
                         None => {
                             let wt = p4(&self.params, &format!("{name}.weight"))?;
-                            let y = ops::conv::conv2d(xi, &wt, b.as_ref(), *stride, *padding)?;
-                            (y, Cache::Conv { x: xi.clone() })
-                        }
-                        Some(bwi) => {
-                            let (y, a, accs) = bin_forward(
-                                xi,
-                                bwi,
-                                b.as_ref(),
-                                *stride,
-                                *padding,
-                                backend,
-                                true,
-                                keep_accumulators,
-                            )?;
-                            if keep_accumulators {
-                                tape.accumulators
-                                    .extend(accs.into_iter().map(|(wi, aj, s)| (i, wi, aj, s)));
-                            }
-                            (y, Cache::BinConv { x: xi.clone(), a })
-                        }
-                    }
-                }
-                Op::Linear { bias, .. } => {
-                    let xi = to_flat4(input(0));
-                    let b = if *bias {
-                        Some(p1(&self.params, &format!("{name}.bias"))?)
-                    } else {
-                        None
-                    };
-                    match &bw[i] {
-                        None => {
-                            let wt = p4(&self.params, &format!("{name}.weight"))?;
-                            let y = ops::conv::conv2d(&xi, &wt, b.as_ref(), 1, 0)?;
+                            let y = ops::conv::conv2d(&xi, &wt, b.as_ref(), stride, pad)?;
                             (y, Cache::Conv { x: xi })
                         }
                         Some(bwi) => {
@@ -328,8 +301,8 @@ impl Net {
                                 &xi,
                                 bwi,
                                 b.as_ref(),
-                                1,
-                                0,
+                                stride,
+                                pad,
                                 backend,
                                 true,
                                 keep_accumulators,
