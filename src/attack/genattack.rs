@@ -52,8 +52,8 @@ use serde::{Deserialize, Serialize};
 
 use super::classifier::{argmax, Model, Oracle};
 use super::local_search::{
-    check_batch, check_class, check_eps, check_image, cross_entropy, ln_p, query_one, scale_units,
-    scaled, LinfBall,
+    check_batch, check_class, check_eps, check_image, cross_entropy, ln_p, non_negative, query_one,
+    scale_units, scaled, LinfBall,
 };
 use super::result::{ImageResult, TracePoint};
 use super::run::image_rng;
@@ -142,18 +142,8 @@ impl GenAttackConfig {
                 format!("is a probability, must be in [0, 1], got {}", self.rho_min),
             ));
         }
-        if !self.alpha_min.is_finite() || self.alpha_min < 0.0 {
-            return Err(Error::input(
-                field("alpha_min"),
-                format!("must be >= 0, got {}", self.alpha_min),
-            ));
-        }
-        if !self.plateau_tol.is_finite() || self.plateau_tol < 0.0 {
-            return Err(Error::input(
-                field("plateau_tol"),
-                format!("must be >= 0, got {}", self.plateau_tol),
-            ));
-        }
+        non_negative(&field("alpha_min"), self.alpha_min)?;
+        non_negative(&field("plateau_tol"), self.plateau_tol)?;
         if self.plateau_window == 0 {
             return Err(Error::input(
                 field("plateau_window"),

@@ -101,6 +101,17 @@ impl Default for LocalSearchConfig {
     }
 }
 
+/// A finite value `>= 0`, or an error naming `field`. Shared by the black-box attack configs.
+pub(crate) fn non_negative(field: &str, v: f32) -> Result<()> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(Error::input(
+            field,
+            format!("must be a finite number >= 0, got {v}"),
+        ));
+    }
+    Ok(())
+}
+
 impl LocalSearchConfig {
     /// Checks every field; errors name the field as `local_search.<field>`.
     pub fn validate(&self) -> Result<()> {
@@ -111,12 +122,7 @@ impl LocalSearchConfig {
                 format!("must be a positive number, got {}", self.p),
             ));
         }
-        if !self.r.is_finite() || self.r < 0.0 {
-            return Err(Error::input(
-                field("r"),
-                format!("must be a non-negative number, got {}", self.r),
-            ));
-        }
+        non_negative(&field("r"), self.r)?;
         if self.t == 0 {
             return Err(Error::input(
                 field("t"),
