@@ -21,6 +21,7 @@
 //!
 //! The slow reference these are tested against is [`super::reference::conv`].
 
+use super::epilogue::Epilogue;
 use super::gemm::{sgemm, GemmBackend, MatRef, DEFAULT_BACKEND};
 use crate::{Error, Result};
 use ndarray::{Array1, Array4};
@@ -124,30 +125,40 @@ impl ConvGeom {
     }
 }
 
-/// Unfolds one image `[C,H,W]` into `col [C*KH*KW, HO*WO]`, zero where the window hangs over
-/// the padding.
-fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
-    im2col_at(g, x, col, g.l(), 0);
+/// Unfolds one image `[C,H,W]` into columns `[off, off + HO*WO)` of `col [C*KH*KW, ld]`, zero
+/// where the window hangs over the padding; several images can sit side by side in one GEMM
+/// operand.
+fn im2col_at(g: &ConvGeom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
+    im2col_rows(g, x, col, ld, off, 0, g.ho);
 }
 
-/// [`im2col`] into columns `[off, off + HO*WO)` of a matrix with row stride `ld`, so several
-/// images can sit side by side in one GEMM operand.
-fn im2col_at(g: &ConvGeom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
-    let l = g.l();
+/// The columns of output rows `[r0, r1)` only (`(r1 - r0) * WO` columns from `off`): the
+/// forward pass unfolds large feature maps a few rows at a time so the column block stays in
+/// cache between the copy and the GEMM.
+fn im2col_rows(
+    g: &ConvGeom,
+    x: &[f32],
+    col: &mut [f32],
+    ld: usize,
+    off: usize,
+    r0: usize,
+    r1: usize,
+) {
+    let len = (r1 - r0) * g.wo;
     for c in 0..g.c {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         if g.is_pointwise() {
-            col[c * ld + off..c * ld + off + l].copy_from_slice(plane);
+            col[c * ld + off..c * ld + off + len].copy_from_slice(&plane[r0 * g.wo..r1 * g.wo]);
             continue;
         }
         for p in 0..g.kh {
             for q in 0..g.kw {
                 let row = (c * g.kh + p) * g.kw + q;
-                let dst = &mut col[row * ld + off..row * ld + off + l];
+                let dst = &mut col[row * ld + off..row * ld + off + len];
                 if g.stride == 1 && g.wo == g.w {
-                    shifted_copy(g, plane, dst, p, q);
+                    shifted_copy(g, plane, dst, p, q, r0, r1);
                 } else {
-                    strided_copy(g, plane, dst, p, q);
+                    strided_copy(g, plane, dst, p, q, r0, r1);
                 }
             }
         }
@@ -169,25 +180,37 @@ fn valid_rows(g: &ConvGeom, p: usize) -> (usize, usize) {
 /// Stride 1 with same-width output: within the valid rows, `dst[k] = plane[k + off]` for one
 /// fixed offset, so a whole plane is a single contiguous copy; the entries that wrapped
 /// around a row edge are then zeroed. This replaces `HO` short copies per kernel tap.
-fn shifted_copy(g: &ConvGeom, plane: &[f32], dst: &mut [f32], p: usize, q: usize) {
+/// `dst` holds output rows `[r0, r1)`.
+fn shifted_copy(
+    g: &ConvGeom,
+    plane: &[f32],
+    dst: &mut [f32],
+    p: usize,
+    q: usize,
+    r0: usize,
+    r1: usize,
+) {
     let w = g.w as isize;
-    let (i0, i1) = valid_rows(g, p);
-    let (j0, j1) = g.valid_cols(q);
-    dst[..i0 * g.wo].fill(0.0);
-    dst[i1 * g.wo..].fill(0.0);
+    let (v0, v1) = valid_rows(g, p);
+    let i0 = v0.clamp(r0, r1);
+    let i1 = v1.clamp(i0, r1);
+    let base = r0 * g.wo;
+    dst[..i0 * g.wo - base].fill(0.0);
+    dst[i1 * g.wo - base..].fill(0.0);
     let off = (p as isize - g.pad as isize) * w + q as isize - g.pad as isize;
     // Clamp so the source index stays inside the plane; clamped-away entries are edge
     // columns, zeroed below.
     let Some((k0, k1)) = shifted_range(g, i0, i1, off, plane.len()) else {
-        dst[i0 * g.wo..i1 * g.wo].fill(0.0);
+        dst[i0 * g.wo - base..i1 * g.wo - base].fill(0.0);
         return;
     };
     let s0 = (k0 as isize + off) as usize;
-    dst[k0..k1].copy_from_slice(&plane[s0..s0 + (k1 - k0)]);
-    dst[i0 * g.wo..k0].fill(0.0);
-    dst[k1..i1 * g.wo].fill(0.0);
+    dst[k0 - base..k1 - base].copy_from_slice(&plane[s0..s0 + (k1 - k0)]);
+    dst[i0 * g.wo - base..k0 - base].fill(0.0);
+    dst[k1 - base..i1 * g.wo - base].fill(0.0);
+    let (j0, j1) = g.valid_cols(q);
     for i in i0..i1 {
-        let r = &mut dst[i * g.wo..(i + 1) * g.wo];
+        let r = &mut dst[i * g.wo - base..(i + 1) * g.wo - base];
         r[..j0].fill(0.0);
         r[j1..].fill(0.0);
     }
@@ -207,11 +230,19 @@ fn shifted_range(
     (k1 > k0).then_some((k0 as usize, k1 as usize))
 }
 
-/// General stride: row by row.
-fn strided_copy(g: &ConvGeom, plane: &[f32], dst: &mut [f32], p: usize, q: usize) {
+/// General stride: row by row (`dst` holds output rows `[r0, r1)`).
+fn strided_copy(
+    g: &ConvGeom,
+    plane: &[f32],
+    dst: &mut [f32],
+    p: usize,
+    q: usize,
+    r0: usize,
+    r1: usize,
+) {
     let (j0, j1) = g.valid_cols(q);
-    for i in 0..g.ho {
-        let out = &mut dst[i * g.wo..(i + 1) * g.wo];
+    for i in r0..r1 {
+        let out = &mut dst[(i - r0) * g.wo..(i - r0 + 1) * g.wo];
         let r = (i * g.stride + p) as isize - g.pad as isize;
         if r < 0 || r >= g.h as isize {
             out.fill(0.0);
@@ -226,7 +257,7 @@ fn strided_copy(g: &ConvGeom, plane: &[f32], dst: &mut [f32], p: usize, q: usize
     }
 }
 
-/// Adjoint of [`im2col`]: adds every column entry back onto the input position it came from.
+/// Adjoint of [`im2col_at`]: adds every column entry back onto the input position it came from.
 /// `dx` is overwritten; `col` is scratch and its padded-position entries are zeroed.
 /// Reads columns `[off, off + HO*WO)` of a matrix with row stride `ld` (see [`im2col_at`]).
 fn col2im_at(g: &ConvGeom, col: &mut [f32], ld: usize, off: usize, dx: &mut [f32]) {
@@ -314,71 +345,150 @@ pub fn conv2d_with(
     stride: usize,
     pad: usize,
 ) -> Result<Array4<f32>> {
+    conv2d_fused_with(backend, x, w, b, stride, pad, Epilogue::IDENTITY, None)
+}
+
+/// `conv2d(x, w) + b` followed by an [`Epilogue`] (batch-norm, residual `[N,O,HO,WO]`,
+/// activation) in the same pass (default backend).
+pub fn conv2d_fused(
+    x: &Array4<f32>,
+    w: &Array4<f32>,
+    b: Option<&Array1<f32>>,
+    stride: usize,
+    pad: usize,
+    ep: Epilogue<'_>,
+    residual: Option<&Array4<f32>>,
+) -> Result<Array4<f32>> {
+    conv2d_fused_with(DEFAULT_BACKEND, x, w, b, stride, pad, ep, residual)
+}
+
+/// The forward pass works on tiles of output columns: whole images side by side when the
+/// feature map is small (fewer than [`GROUP_COLS`] positions), bands of output rows of one
+/// image when it is large (more than [`BAND_COLS`]). Each tile is unfolded into a column block
+/// that stays in cache, multiplied, and written to NCHW through the epilogue.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_fused_with(
+    backend: GemmBackend,
+    x: &Array4<f32>,
+    w: &Array4<f32>,
+    b: Option<&Array1<f32>>,
+    stride: usize,
+    pad: usize,
+    ep: Epilogue<'_>,
+    residual: Option<&Array4<f32>>,
+) -> Result<Array4<f32>> {
     let g = ConvGeom::new(x.dim(), w.dim(), stride, pad)?;
     check_bias(&g, b)?;
+    if let Some(r) = residual {
+        if r.dim() != (g.n, g.o, g.ho, g.wo) {
+            return Err(Error::input(
+                "conv2d residual",
+                format!(
+                    "residual has shape {:?}, output shape is {:?}",
+                    r.dim(),
+                    (g.n, g.o, g.ho, g.wo)
+                ),
+            ));
+        }
+    }
     let x = x.as_standard_layout();
     let w = w.as_standard_layout();
+    let residual = residual.map(|r| r.as_standard_layout());
+    let rs = residual
+        .as_ref()
+        .map(|r| r.as_slice().expect("standard layout"));
     let xs = x.as_slice().expect("standard layout");
     let ws = w.as_slice().expect("standard layout");
     let (ckk, l) = (g.ckk(), g.l());
-    let mut y = vec![0.0f32; g.n * g.o * l];
+    let (img_in, img_out) = (g.c * g.h * g.w, g.o * l);
+    let mut y = vec![0.0f32; g.n * img_out];
     let wmat = MatRef::row_major(ws, g.o, ckk);
     // With fewer images than threads, let the GEMM itself use the pool instead.
     let inner = g.n < rayon::current_num_threads();
     let bias: Option<Vec<f32>> = b.map(|b| b.iter().copied().collect());
-    let per_image = |col: &mut Vec<f32>, (yn, xn): (&mut [f32], &[f32])| {
-        let rhs = if g.is_pointwise() {
-            MatRef::row_major(xn, ckk, l)
-        } else {
-            im2col(&g, xn, col);
-            MatRef::row_major(col, ckk, l)
-        };
-        sgemm(backend, wmat, rhs, yn, false, inner);
-        if let Some(bias) = &bias {
-            for (row, &bo) in yn.chunks_mut(l).zip(bias.iter()) {
-                row.iter_mut().for_each(|v| *v += bo);
-            }
-        }
+    let ep = Epilogue {
+        bias: bias.as_deref(),
+        ..ep
     };
     let group = group_size(&g);
-    if g.n > 0 && group == 1 {
-        let col_len = if g.is_pointwise() { 0 } else { ckk * l };
-        y.par_chunks_mut(g.o * l)
-            .zip(xs.par_chunks(g.c * g.h * g.w))
-            .for_each_init(|| vec![0.0f32; col_len], per_image);
-    } else if g.n > 0 {
-        // Small feature maps: put `group` images side by side so the GEMM is wide enough to
-        // run near peak, then scatter the output rows back to NCHW.
-        let gl = group * l;
-        y.par_chunks_mut(group * g.o * l)
-            .zip(xs.par_chunks(group * g.c * g.h * g.w))
-            .for_each_init(
-                || (vec![0.0f32; ckk * gl], vec![0.0f32; g.o * gl]),
-                |(col, out), (yg, xg)| {
-                    let imgs = xg.len() / (g.c * g.h * g.w);
-                    let cols = imgs * l;
-                    for (i, xn) in xg.chunks(g.c * g.h * g.w).enumerate() {
-                        im2col_at(&g, xn, col, cols, i * l);
-                    }
-                    sgemm(
-                        backend,
-                        wmat,
-                        MatRef::row_major(col, ckk, cols),
-                        out,
-                        false,
-                        inner,
-                    );
-                    for (i, yn) in yg.chunks_mut(g.o * l).enumerate() {
-                        for (oc, row) in yn.chunks_mut(l).enumerate() {
-                            let src = &out[oc * cols + i * l..oc * cols + (i + 1) * l];
-                            let bo = bias.as_ref().map_or(0.0, |b| b[oc]);
-                            row.iter_mut().zip(src).for_each(|(d, v)| *d = v + bo);
+    // Output rows per tile when one image is split into bands.
+    let band = if group == 1 {
+        (BAND_COLS / g.wo.max(1)).clamp(1, g.ho.max(1))
+    } else {
+        g.ho
+    };
+    let tile_cols = group * band * g.wo;
+    if g.n > 0 && l > 0 {
+        y.par_chunks_mut(group * img_out)
+            .zip(xs.par_chunks(group * img_in))
+            .enumerate()
+            .for_each(|(gi, (yg, xg))| {
+                let col_len = if g.is_pointwise() && group == 1 {
+                    0
+                } else {
+                    ckk * tile_cols
+                };
+                with_scratch(col_len, g.o * tile_cols, |col, out| {
+                    let imgs = xg.len() / img_in;
+                    for r0 in (0..g.ho).step_by(band) {
+                        let r1 = (r0 + band).min(g.ho);
+                        let len = (r1 - r0) * g.wo;
+                        let cols = imgs * len;
+                        let rhs = if g.is_pointwise() && imgs == 1 {
+                            // The input plane band is the GEMM operand as it stands.
+                            MatRef {
+                                data: &xg[r0 * g.wo..],
+                                rows: ckk,
+                                cols,
+                                row_stride: l,
+                                col_stride: 1,
+                            }
+                        } else {
+                            for (i, xn) in xg.chunks(img_in).enumerate() {
+                                im2col_rows(&g, xn, col, cols, i * len, r0, r1);
+                            }
+                            MatRef::row_major(col, ckk, cols)
+                        };
+                        sgemm(backend, wmat, rhs, out, false, inner);
+                        for (i, yn) in yg.chunks_mut(img_out).enumerate() {
+                            let img = gi * group + i;
+                            for (oc, row) in yn.chunks_mut(l).enumerate() {
+                                let src = &out[oc * cols + i * len..oc * cols + (i + 1) * len];
+                                let at = img * img_out + oc * l;
+                                let res = rs.map(|r| &r[at + r0 * g.wo..at + r1 * g.wo]);
+                                ep.row(oc, &mut row[r0 * g.wo..r1 * g.wo], src, res);
+                            }
                         }
                     }
-                },
-            );
+                })
+            });
     }
     Ok(Array4::from_shape_vec((g.n, g.o, g.ho, g.wo), y).expect("shape"))
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
+        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with two scratch buffers of the given lengths (contents unspecified), reused per
+/// thread: allocating and zeroing the column block per call showed up as ~10% of inference.
+/// Falls back to fresh buffers when this thread's pair is in use (rayon may run another
+/// convolution on a thread that is waiting inside this one).
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    let run = |pair: &mut (Vec<f32>, Vec<f32>)| {
+        if pair.0.len() < a {
+            pair.0.resize(a, 0.0);
+        }
+        if pair.1.len() < b {
+            pair.1.resize(b, 0.0);
+        }
+        f(&mut pair.0[..a], &mut pair.1[..b])
+    };
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut pair) => run(&mut pair),
+        Err(_) => run(&mut (Vec::new(), Vec::new())),
+    })
 }
 
 /// `dst [cols x rows] = src [rows x cols]^T`, in square tiles so both sides stay in cache.
@@ -399,10 +509,30 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
 /// shows the `gemm` kernels roughly doubling their rate from 64 to 256 columns.
 const GROUP_COLS: usize = 256;
 
+/// Forward tiles of larger maps are bands of output rows of about this many positions, so the
+/// column block (`C*KH*KW x BAND_COLS` floats, 576 KB for 16 channels 3x3) stays in L2. On the
+/// ResNet20 shapes (at most 1024 positions) bands of 256 were slower than whole images.
+const BAND_COLS: usize = 1024;
+
 /// Images per forward GEMM.
 fn group_size(g: &ConvGeom) -> usize {
-    (GROUP_COLS / g.l().max(1)).clamp(1, g.n.max(1))
+    image_group(g.l()).min(g.n.max(1))
 }
+
+/// Images put side by side in one forward GEMM for feature maps of `positions` output
+/// positions: a power of two up to [`MAX_GROUP`], so the groups of any batch are cut at the
+/// same image indices as those of the batch split into chunks of a multiple of `MAX_GROUP`.
+/// That keeps chunked inference bit-identical to one pass over the batch: the `gemm` crate's
+/// rounding of a column depends on the shape of the product it sits in (its k-blocking
+/// changes with the column count), so every GEMM must see the same shape in both.
+pub fn image_group(positions: usize) -> usize {
+    let g = (GROUP_COLS / positions.max(1)).clamp(1, MAX_GROUP);
+    1 << g.ilog2()
+}
+
+/// The largest image group (for tiny maps and linear layers, which are 1x1 convolutions):
+/// chunking a batch at multiples of this never cuts a group differently.
+pub const MAX_GROUP: usize = 8;
 
 /// Number of batch groups for the weight-gradient reduction. Fixed (not the thread count) so
 /// the summation order, and hence the rounding, is the same on any machine.
