@@ -167,7 +167,11 @@ fn prune_agent_flag_writes_rates_that_prune_and_cost_read() {
     assert!(p == params::load(&cn, Path::new(&again)).unwrap());
     for (conv, producer_c) in [("conv2", 4.0), ("conv3", 8.0)] {
         let kept = producer_c - (r[conv] * producer_c).round();
-        assert_eq!(p[&format!("{conv}.weight")].shape()[1], kept as usize, "{conv}");
+        assert_eq!(
+            p[&format!("{conv}.weight")].shape()[1],
+            kept as usize,
+            "{conv}"
+        );
     }
 
     // The cost model reads it too, at or under the budget of the unpruned MACs.
@@ -195,8 +199,18 @@ fn prune_agent_flag_writes_rates_that_prune_and_cost_read() {
     // Without --rates-out the rates go next to --out.
     let only_out = s.root.join("q.safetensors").display().to_string();
     let mut args = vec![
-        "prune", "--agent", "--budget", "0.5", "--model", &s.net, "--weights", &s.weights,
-        "--data", &s.data, "--out", &only_out,
+        "prune",
+        "--agent",
+        "--budget",
+        "0.5",
+        "--model",
+        &s.net,
+        "--weights",
+        &s.weights,
+        "--data",
+        &s.data,
+        "--out",
+        &only_out,
     ];
     args.extend(SEARCH);
     let (code, _, err) = bbed(&args);
@@ -233,7 +247,10 @@ fn prune_agent_flag_errors_exit_2_naming_the_flag() {
     let cases: Vec<(Vec<String>, &str)> = vec![
         // --agent without --budget, and with --rate / --rates: clap usage errors.
         (with(&["--agent"]), "--budget"),
-        (with(&["--agent", "--budget", "0.5", "--rate", "0.3"]), "--rate"),
+        (
+            with(&["--agent", "--budget", "0.5", "--rate", "0.3"]),
+            "--rate",
+        ),
         (
             with(&["--agent", "--budget", "0.5", "--rates", &rates]),
             "--rates",
@@ -255,14 +272,25 @@ fn prune_agent_flag_errors_exit_2_naming_the_flag() {
         let a: Vec<&str> = args.iter().map(String::as_str).collect();
         let (code, _, err) = bbed(&a);
         assert_eq!(code, 2, "{a:?}: {err}");
-        assert!(err.starts_with("error:") && err.contains(needle), "{a:?}: {err}");
+        assert!(
+            err.starts_with("error:") && err.contains(needle),
+            "{a:?}: {err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     }
     assert!(!Path::new(&rates).exists(), "no error case may write rates");
     // Neither --rates-out nor --out: nowhere to write.
     let (code, _, err) = bbed(&[
-        "prune", "--agent", "--budget", "0.5", "--model", &s.net, "--weights", &s.weights,
-        "--data", &s.data,
+        "prune",
+        "--agent",
+        "--budget",
+        "0.5",
+        "--model",
+        &s.net,
+        "--weights",
+        &s.weights,
+        "--data",
+        &s.data,
     ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--rates-out"), "{err}");

@@ -217,17 +217,16 @@ fn run_agent(args: &PruneArgs) -> Result<String> {
         .data
         .as_ref()
         .ok_or_else(|| Error::input("--data", "--agent needs validation data"))?;
-    let rates_out = match (&args.rates_out, &args.out) {
-        (Some(r), _) => r.clone(),
-        (None, Some(o)) => o.with_extension("rates.toml"),
-        (None, None) => {
-            return Err(Error::input(
+    let rates_out =
+        match (&args.rates_out, &args.out) {
+            (Some(r), _) => r.clone(),
+            (None, Some(o)) => o.with_extension("rates.toml"),
+            (None, None) => return Err(Error::input(
                 "--rates-out",
                 "--agent needs --rates-out (where to write the rates TOML) or --out (the pruned \
                  weights; the rates then go to <out stem>.rates.toml)",
-            ))
-        }
-    };
+            )),
+        };
     if args.out.as_ref() == Some(&rates_out) {
         return Err(Error::input(
             "--rates-out",

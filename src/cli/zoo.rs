@@ -149,7 +149,8 @@ pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
         let mut init = None;
         if pruned {
             let p = args.out.join(format!("{stem}-{kind}.pruned.safetensors"));
-            let mut spec = crate::variant::VariantSpec::new(crate::variant::VariantKind::parse(kind)?);
+            let mut spec =
+                crate::variant::VariantSpec::new(crate::variant::VariantKind::parse(kind)?);
             spec.options.rate = args.rate;
             prune_with(&args.model, &vanilla, &spec, &p)?;
             init = Some(p);
