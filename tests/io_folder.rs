@@ -73,7 +73,9 @@ fn classes_follow_sorted_names_and_files_sorted_names() {
     for (class, files) in [
         ("ant", vec!["b.png", "a.PNG", "c.jpeg"]),
         ("Zebra", vec!["x.jpg"]),
-        ("bee", vec!["02.png", "10.png", "01.png"]),
+        // Sub-folders come after the class folder's own files (ImageFolder walks "bee" before
+        // "bee/sub"), although "00" sorts before "01".
+        ("bee", vec!["02.png", "sub/00.png", "10.png", "01.png"]),
     ] {
         for f in files {
             // Colour encodes (class, file) so the order can be read back from the pixels.
@@ -104,6 +106,7 @@ fn classes_follow_sorted_names_and_files_sorted_names() {
         ("bee", "01.png", 2),
         ("bee", "02.png", 2),
         ("bee", "10.png", 2),
+        ("bee", "sub/00.png", 2),
     ];
     assert_eq!(d.labels, order.iter().map(|o| o.2).collect::<Vec<_>>());
     for (n, (class, f, _)) in order.iter().enumerate() {

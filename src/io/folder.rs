@@ -6,9 +6,10 @@
 //! no train split). A `DIR/train/` without `DIR/val/` is an error (there would be no test split).
 //! Class indices follow the sorted class-folder names (`ImageFolder`'s convention: Unicode code
 //! point order, which is Rust's `String` order); within a class, files are taken in sorted name
-//! order, so loading is deterministic. Train and val must have the same class folders. Files
-//! whose extension is not an image extension ([`EXTENSIONS`], any case) are skipped, as
-//! `ImageFolder` does; hidden entries (name starting with `.`) are skipped too (`.DS_Store`,
+//! order (sub-folders of a class folder included, ordered as `ImageFolder` does: by sub-folder
+//! path, then file name), so loading is deterministic. Train and val must have the same class
+//! folders. Files whose extension is not an image extension ([`EXTENSIONS`], any case) are
+//! skipped, as `ImageFolder` does; hidden entries (name starting with `.`) are skipped too (`.DS_Store`,
 //! `.ipynb_checkpoints`), which `ImageFolder` does not do for folders. A class folder with no
 //! image is an error (its index would silently shift every later class otherwise).
 //!
@@ -134,21 +135,66 @@ fn sorted_entries(dir: &Path, dirs: bool) -> Result<Vec<(String, PathBuf)>> {
     Ok(out)
 }
 
-/// Whether `split` has at least one class folder holding an image file (cheap: stops early).
+/// Deepest folder nesting followed inside a class folder (guards against symlink loops).
+const MAX_DEPTH: usize = 32;
+
+/// Whether `dir` or a folder below it holds an image file (stops at the first one).
+fn any_image(dir: &Path, depth: usize) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let mut subdirs = Vec::new();
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_file() && has_image_extension(&p) {
+            return true;
+        }
+        if p.is_dir() && depth < MAX_DEPTH {
+            subdirs.push(p);
+        }
+    }
+    subdirs.iter().any(|d| any_image(d, depth + 1))
+}
+
+/// Whether `split` has at least one class folder holding an image file.
 fn looks_like_split(split: &Path) -> bool {
     let Ok(classes) = std::fs::read_dir(split) else {
         return false;
     };
     classes.flatten().any(|c| {
         let p = c.path();
-        p.is_dir()
-            && std::fs::read_dir(&p).is_ok_and(|mut files| {
-                files
-                    .by_ref()
-                    .flatten()
-                    .any(|f| f.path().is_file() && has_image_extension(&f.path()))
-            })
+        p.is_dir() && any_image(&p, 0)
     })
+}
+
+/// The image files of one class folder, sub-folders included, in `ImageFolder`'s order: by the
+/// folder's path relative to the class folder (as a string), then by file name.
+pub fn class_images(class_dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found: Vec<(String, String, PathBuf)> = Vec::new();
+    let mut stack = vec![(class_dir.to_path_buf(), String::new(), 0usize)];
+    while let Some((dir, rel, depth)) = stack.pop() {
+        if depth > MAX_DEPTH {
+            return Err(Error::input(
+                dir.display().to_string(),
+                format!("folders nested more than {MAX_DEPTH} deep (a symlink loop?)"),
+            ));
+        }
+        for (name, path) in sorted_entries(&dir, false)? {
+            if has_image_extension(&path) {
+                found.push((rel.clone(), name, path));
+            }
+        }
+        for (name, path) in sorted_entries(&dir, true)? {
+            let sub = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            stack.push((path, sub, depth + 1));
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, _, p)| p).collect())
 }
 
 /// The layout at `dir` if it looks like a folder-of-images dataset (some class folder holds an
@@ -200,11 +246,7 @@ pub fn load_split(split: &Path, classes: &[String], opts: &FolderOptions) -> Res
     let mut files: Vec<(PathBuf, u16)> = Vec::new();
     for (label, name) in classes.iter().enumerate() {
         let dir = split.join(name);
-        let mut imgs: Vec<PathBuf> = sorted_entries(&dir, false)?
-            .into_iter()
-            .map(|(_, p)| p)
-            .filter(|p| has_image_extension(p))
-            .collect();
+        let mut imgs = class_images(&dir)?;
         if imgs.is_empty() {
             return Err(Error::input(
                 dir.display().to_string(),
@@ -222,14 +264,16 @@ pub fn load_split(split: &Path, classes: &[String], opts: &FolderOptions) -> Res
     }
     let side = opts.crop as usize;
     let per = 3 * side * side;
-    let decoded: Vec<Vec<u8>> = files
-        .par_iter()
-        .map(|(p, _)| load_image(p, opts))
-        .collect::<Result<_>>()?;
-    let mut pixels = Vec::with_capacity(files.len() * per);
-    for d in decoded {
-        pixels.extend_from_slice(&d);
-    }
+    // Decode straight into the final buffer: peak memory stays one dataset, not two. Every
+    // image is tried and the first failure in file order reported, so the error does not
+    // depend on thread scheduling.
+    let mut pixels = vec![0u8; files.len() * per];
+    let results: Vec<Result<()>> = pixels
+        .par_chunks_mut(per)
+        .zip(files.par_iter())
+        .map(|(dst, (p, _))| load_image_into(p, opts, dst))
+        .collect();
+    results.into_iter().collect::<Result<()>>()?;
     let images = Array4::from_shape_vec((files.len(), 3, side, side), pixels)
         .expect("each image is 3 * crop * crop bytes by construction");
     let labels = files.into_iter().map(|(_, l)| l).collect();
@@ -238,6 +282,14 @@ pub fn load_split(split: &Path, classes: &[String], opts: &FolderOptions) -> Res
 
 /// Decode, resize, centre-crop one image file; returns its `3 x crop x crop` CHW bytes.
 pub fn load_image(path: &Path, opts: &FolderOptions) -> Result<Vec<u8>> {
+    let side = opts.crop as usize;
+    let mut out = vec![0u8; 3 * side * side];
+    load_image_into(path, opts, &mut out)?;
+    Ok(out)
+}
+
+/// As [`load_image`], writing into `out` (`3 * crop * crop` bytes).
+fn load_image_into(path: &Path, opts: &FolderOptions, out: &mut [u8]) -> Result<()> {
     let bad = |msg: String| Error::input(path.display().to_string(), msg);
     let img = image::ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
@@ -259,7 +311,6 @@ pub fn load_image(path: &Path, opts: &FolderOptions) -> Result<Vec<u8>> {
     let side = opts.crop as usize;
     let raw = img.as_raw();
     let row = nw as usize * 3;
-    let mut out = vec![0u8; 3 * side * side];
     for y in 0..side {
         for x in 0..side {
             let src = (top + y) * row + (left + x) * 3;
@@ -268,7 +319,7 @@ pub fn load_image(path: &Path, opts: &FolderOptions) -> Result<Vec<u8>> {
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// (width, height) with the shorter side `short` and the longer side truncated as torchvision.
