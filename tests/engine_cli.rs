@@ -53,7 +53,7 @@ fn assert_user_error(args: &[&str], needles: &[&str]) {
 fn cifar_file(dir: &Path) -> (PathBuf, Dataset) {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let images = Array4::from_shape_simple_fn((6, 3, 32, 32), || rng.gen::<u8>());
-    let labels = (0..6).map(|_| rng.gen_range(0..10u8)).collect();
+    let labels = (0..6).map(|_| rng.gen_range(0..10u16)).collect();
     let ds = Dataset::new(images, labels, 10, "synthetic").unwrap();
     let path = dir.join("test_batch.bin");
     write_cifar_file(&path, &ds).unwrap();

@@ -19,7 +19,7 @@ fn input_message(e: Error) -> String {
 fn random_cifar(n: usize, seed: u64, source: &str) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let px: Vec<u8> = (0..n * 3072).map(|_| rng.gen()).collect();
-    let labels: Vec<u8> = (0..n).map(|_| rng.gen_range(0..10)).collect();
+    let labels: Vec<u16> = (0..n).map(|_| rng.gen_range(0..10)).collect();
     Dataset::new(
         Array4::from_shape_vec((n, 3, 32, 32), px).unwrap(),
         labels,
@@ -164,7 +164,7 @@ fn directory_loads_train_in_batch_order_and_test() {
         train.images.slice(ndarray::s![3, .., .., ..]),
         parts[1].images.slice(ndarray::s![0, .., .., ..])
     );
-    let all_labels: Vec<u8> = parts.iter().flat_map(|p| p.labels.clone()).collect();
+    let all_labels: Vec<u16> = parts.iter().flat_map(|p| p.labels.clone()).collect();
     assert_eq!(train.labels, all_labels);
 
     // The auto-detecting loader agrees.

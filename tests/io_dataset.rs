@@ -19,7 +19,7 @@ fn ramp(n: usize) -> Dataset {
     for (i, mut img) in a.outer_iter_mut().enumerate() {
         img.fill(i as u8);
     }
-    Dataset::new(a, (0..n).map(|i| (i % 3) as u8).collect(), 3, "ramp").unwrap()
+    Dataset::new(a, (0..n).map(|i| (i % 3) as u16).collect(), 3, "ramp").unwrap()
 }
 
 #[test]

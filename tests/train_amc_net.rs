@@ -31,7 +31,7 @@ fn vanilla(net: &Network, seed: u64) -> Net {
 fn noise_set(n: usize, shape: [usize; 3], classes: usize, seed: u64) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let imgs = Array4::from_shape_fn((n, shape[0], shape[1], shape[2]), |_| rng.gen::<u8>());
-    let labels = (0..n).map(|_| rng.gen_range(0..classes) as u8).collect();
+    let labels = (0..n).map(|_| rng.gen_range(0..classes) as u16).collect();
     Dataset::new(imgs, labels, classes, "noise").unwrap()
 }
 

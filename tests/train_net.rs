@@ -148,7 +148,7 @@ fn resnet8_learns_fashion_mnist_and_xnor_engines_agree() {
 
 fn synthetic(n: usize, shape: [usize; 3], classes: usize, seed: u64) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let labels: Vec<u8> = (0..n).map(|i| (i % classes) as u8).collect();
+    let labels: Vec<u16> = (0..n).map(|i| (i % classes) as u16).collect();
     let [c, h, w] = shape;
     // Class k brightens row band k, so the task is learnable but not trivial.
     let images = Array4::from_shape_fn((n, c, h, w), |(i, _, y, _)| {

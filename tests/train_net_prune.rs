@@ -176,7 +176,7 @@ fn sparse_masks_match_cost_model_and_stay_fixed_in_finetuning() {
         // Fine-tune a few steps; pruned weights stay exactly zero, kept ones move.
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let images = Array4::from_shape_fn((40, 3, 12, 12), |_| rng.gen_range(0u8..=255));
-        let labels: Vec<u8> = (0..40).map(|i| (i % 5) as u8).collect();
+        let labels: Vec<u16> = (0..40).map(|i| (i % 5) as u16).collect();
         let data = Dataset::new(images, labels, 5, "synthetic").unwrap();
         let mut m = NetModel::new(cn.clone(), mp.clone()).unwrap();
         let cfg = TrainConfig {

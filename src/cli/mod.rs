@@ -59,7 +59,8 @@ pub enum Command {
     Simulate(Box<simulate::SimulateArgs>),
     /// Golden vectors ($readmemh hex + JSON manifest) of one layer for an RTL testbench.
     Vectors(Box<vectors::VectorsArgs>),
-    /// AMC-style DDPG search for per-layer channel-pruning rates under a FLOPs budget.
+    /// AMC-style DDPG search for per-layer channel-pruning rates under a FLOPs budget (the
+    /// older spelling of `bbed prune --agent`).
     PruneAgent(Box<prune_agent::PruneAgentArgs>),
     /// Run an attack grid against every zoo entry; resumable, shardable JSONL results.
     Sweep(Box<sweep::SweepArgs>),
@@ -69,7 +70,8 @@ pub enum Command {
     Report(Box<report::ReportArgs>),
     /// Train one variant on a data set (SGD/Adam, KD, masks, binarized STE); resumable.
     Train(Box<train::TrainArgs>),
-    /// Prune trained weights (filter/channel: physically smaller; kernel/weight: masks).
+    /// Prune trained weights (filter/channel: physically smaller; kernel/weight: masks);
+    /// --agent --budget B picks per-layer channel rates with the AMC agent.
     Prune(Box<prune::PruneArgs>),
     /// Train the paper's whole variant family into one folder with a manifest; resumable.
     Zoo(Box<zoo::ZooArgs>),

@@ -1,18 +1,20 @@
-//! `bbed prune-agent`: the AMC-style DDPG search ([`crate::train::amc`]) for per-layer channel
-//! pruning rates of a trained full-precision model under a FLOPs budget; writes the rates TOML
-//! that `bbed cost --variant channel --rates FILE` (and channel pruning) read.
+//! The AMC-style DDPG search ([`crate::train::amc`]) for per-layer channel pruning rates of a
+//! trained full-precision model under a FLOPs budget, as `bbed prune --agent` and its older
+//! spelling `bbed prune-agent` (a documented alias: both call [`search_rates`], the one
+//! implementation). Writes the rates TOML that `bbed cost --variant channel --rates FILE` and
+//! `bbed prune --scheme channel --rates FILE` read.
 //!
 //! Validation images are a seeded sample of the data's *train* split (AMC holds out part of the
 //! training set; if the model was trained on every training image, this split is not unseen,
 //! so hold images out when training, or use `--val-split test` knowingly).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
 use super::args::ModelArgs;
 use crate::engine::{exec::Net, params};
-use crate::train::amc::{search, uniform_rate, AmcConfig, NetPruneEnv, PruneEnv};
+use crate::train::amc::{search, uniform_rate, AmcConfig, AmcResult, NetPruneEnv, PruneEnv};
 use crate::variant::{self, VariantKind, VariantSpec};
 use crate::{Error, Result};
 
@@ -21,17 +23,45 @@ Budget = fraction of the unpruned FLOPs (conv + linear MACs) kept. Rates = fract
 layer's input channels removed (keyed by the consuming conv), chosen without fine-tuning.
 Defaults are AMC's (800 episodes, 100 warm-up); fewer episodes give a quicker, rougher search.
 
+`bbed prune-agent ... --out R.toml` is the older spelling of `bbed prune --agent ...
+--rates-out R.toml` (which can also write the pruned weights with --out).
+
 Examples:
-  bbed prune-agent --model resnet20 --weights W.safetensors --data cifar10/ --budget 0.5 \\
-      --out rates.toml
+  bbed prune --agent --model resnet20 --weights W.safetensors --data cifar10/ --budget 0.5 \\
+      --rates-out rates.toml --out pruned.safetensors
   bbed cost --model resnet20 --variant channel --rate 0 --rates rates.toml";
 
+/// Which split of `--data` the validation images come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ValSplit {
     Train,
     Test,
 }
 
+/// The search options shared by `bbed prune --agent` and `bbed prune-agent`.
+#[derive(Debug, Clone, Args)]
+pub struct AgentOptions {
+    /// Number of validation images the reward is measured on
+    #[arg(long, default_value_t = 1000)]
+    pub val: usize,
+    /// Split the validation images are drawn from
+    #[arg(long, value_enum, default_value_t = ValSplit::Train)]
+    pub val_split: ValSplit,
+    /// Agent episodes (AMC: 800)
+    #[arg(long, default_value_t = 800)]
+    pub episodes: usize,
+    /// Warm-up episodes with uniformly random actions (AMC: 100)
+    #[arg(long, default_value_t = 100)]
+    pub warmup: usize,
+    /// Seed of the validation sample and the agent
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the whole search history as JSON
+    #[arg(long)]
+    pub history: Option<PathBuf>,
+}
+
+/// `bbed prune-agent` (alias of `bbed prune --agent`).
 #[derive(Debug, Args)]
 #[command(after_help = AFTER)]
 pub struct PruneAgentArgs {
@@ -40,7 +70,7 @@ pub struct PruneAgentArgs {
     /// Trained full-precision weights (safetensors)
     #[arg(long)]
     pub weights: PathBuf,
-    /// Dataset directory (CIFAR-10 binary or MNIST-family IDX)
+    /// Dataset directory (CIFAR-10 binary, MNIST-family IDX or an image folder)
     #[arg(long)]
     pub data: PathBuf,
     /// Fraction of the unpruned FLOPs to keep, in (0, 1]
@@ -49,57 +79,57 @@ pub struct PruneAgentArgs {
     /// Where to write the per-layer rates TOML
     #[arg(long)]
     pub out: PathBuf,
-    /// Number of validation images the reward is measured on
-    #[arg(long, default_value_t = 1000)]
-    pub val: usize,
-    /// Split the validation images are drawn from
-    #[arg(long, value_enum, default_value_t = ValSplit::Train)]
-    pub val_split: ValSplit,
-    #[arg(long, default_value_t = 800)]
-    pub episodes: usize,
-    #[arg(long, default_value_t = 100)]
-    pub warmup: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// Also write the whole search history as JSON
-    #[arg(long)]
-    pub history: Option<PathBuf>,
+    #[command(flatten)]
+    pub search: AgentOptions,
 }
 
 pub fn run(a: PruneAgentArgs) -> Result<String> {
-    let mut cfg = AmcConfig::amc(a.budget);
-    cfg.episodes = a.episodes;
-    cfg.warmup = a.warmup;
+    search_rates(&a.model, &a.weights, &a.data, a.budget, &a.search, &a.out).map(|(_, text)| text)
+}
+
+/// Runs the agent search and writes the best rates to `rates_out` (and the history, if asked);
+/// returns the result and a printable summary (per-layer rates, accuracies vs a uniform rate).
+pub fn search_rates(
+    model: &ModelArgs,
+    weights: &Path,
+    data: &Path,
+    budget: f64,
+    o: &AgentOptions,
+    rates_out: &Path,
+) -> Result<(AmcResult, String)> {
+    let mut cfg = AmcConfig::amc(budget);
+    cfg.episodes = o.episodes;
+    cfg.warmup = o.warmup;
     cfg.validate()?;
-    if a.val == 0 {
+    if o.val == 0 {
         return Err(Error::input("--val", "needs at least one validation image"));
     }
-    let network = a.model.load()?;
+    let network = model.load()?;
     let cn = variant::apply(&network, &VariantSpec::new(VariantKind::Vanilla))?;
-    let p = params::load(&cn, &a.weights)?;
+    let p = params::load(&cn, weights)?;
     let net = Net::new(cn, p)?;
-    let (train, test) = crate::io::load_dataset(&a.data)?;
-    let pool = match a.val_split {
+    let (train, test) = crate::io::load_dataset(data)?;
+    let pool = match o.val_split {
         ValSplit::Train => train.ok_or_else(|| {
             Error::input(
-                a.data.display().to_string(),
+                data.display().to_string(),
                 "has no train split to draw validation images from (use --val-split test)",
             )
         })?,
         ValSplit::Test => test,
     };
-    let val = pool.sample(a.val.min(pool.len()), a.seed)?;
+    let val = pool.sample(o.val.min(pool.len()), o.seed)?;
     let mut env = NetPruneEnv::new(net, &val)?;
-    let res = search(&mut env, &cfg, a.seed)?;
-    res.write_toml(&a.out)?;
-    if let Some(h) = &a.history {
+    let res = search(&mut env, &cfg, o.seed)?;
+    res.write_toml(rates_out)?;
+    if let Some(h) = &o.history {
         let text = serde_json::to_string_pretty(&res)
             .map_err(|e| Error::input(h.display().to_string(), e.to_string()))?;
         crate::io::atomic::write_bytes_atomic(h, text.as_bytes())?;
     }
     let n = env.layers().len();
     let unpruned = env.evaluate(&vec![0.0; n])?;
-    let u = uniform_rate(&env, a.budget, cfg.rbound)?;
+    let u = uniform_rate(&env, budget, cfg.rbound)?;
     let uni_acc = env.evaluate(&vec![u; n])?;
     let full = env.flops(&vec![0.0; n])?;
     let mut out = String::new();
@@ -115,7 +145,7 @@ pub fn run(a: PruneAgentArgs) -> Result<String> {
         res.accuracy,
         res.flops_ratio,
         env.flops(&vec![u; n])? / full,
-        a.out.display()
+        rates_out.display()
     ));
-    Ok(out)
+    Ok((res, out))
 }

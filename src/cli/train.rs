@@ -285,13 +285,18 @@ pub fn train_with_data(
     let started = Instant::now();
     let net = args.model.load()?;
     let spec = args.variant.spec()?;
+    // A per-layer override of 0 leaves a layer uncut, meaningful for the physical filter/channel
+    // cut (the pruning agent writes it); masks (kernel/weight) need a rate in (0, 1).
+    let physical = matches!(spec.kind, VariantKind::Filter | VariantKind::Channel);
     for (flag, r) in std::iter::once(("--rate", spec.options.rate))
         .chain(spec.options.rates.values().map(|&r| ("--rates", r)))
     {
+        let zero_ok = physical && flag == "--rates" && r == 0.0;
         if matches!(
             spec.kind,
             VariantKind::Filter | VariantKind::Channel | VariantKind::Kernel | VariantKind::Weight
         ) && !(r > 0.0 && r < 1.0)
+            && !zero_ok
         {
             return Err(Error::input(
                 flag,

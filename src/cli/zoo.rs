@@ -14,7 +14,7 @@ use std::time::Instant;
 use clap::Args;
 
 use super::args::{ModelArgs, VariantArgs};
-use super::prune::{prune, PruneArgs};
+use super::prune::prune_with;
 use super::train::{load_data, train_with_data, TrainArgs};
 use crate::cost::{cost, NccParams};
 use crate::zoo::{ZooEntry, ZooManifest};
@@ -149,14 +149,10 @@ pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
         let mut init = None;
         if pruned {
             let p = args.out.join(format!("{stem}-{kind}.pruned.safetensors"));
-            prune(&PruneArgs {
-                model: args.model.clone(),
-                weights: vanilla.clone(),
-                scheme: kind.into(),
-                rate: args.rate,
-                rates: None,
-                out: p.clone(),
-            })?;
+            let mut spec =
+                crate::variant::VariantSpec::new(crate::variant::VariantKind::parse(kind)?);
+            spec.options.rate = args.rate;
+            prune_with(&args.model, &vanilla, &spec, &p)?;
             init = Some(p);
         } else if kind.starts_with("abc") || kind == "xnor" {
             init = Some(vanilla.clone());

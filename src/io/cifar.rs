@@ -56,7 +56,7 @@ pub fn parse_cifar(bytes: &[u8], path: &Path) -> Result<Dataset> {
                 ),
             ));
         }
-        labels.push(rec[0]);
+        labels.push(u16::from(rec[0]));
         pixels.extend_from_slice(&rec[1..]);
     }
     let images = Array4::from_shape_vec((n, CHANNELS, SIDE, SIDE), pixels)
@@ -158,7 +158,7 @@ pub fn write_cifar_file(path: impl AsRef<Path>, data: &Dataset) -> Result<()> {
     }
     let mut bytes = Vec::with_capacity(data.len() * RECORD);
     for (img, &label) in data.images.outer_iter().zip(&data.labels) {
-        bytes.push(label);
+        bytes.push(u8::try_from(label).expect("labels checked to be < 10 above"));
         // Standard layout iteration is C, then H, then W: exactly the file's plane order.
         bytes.extend(img.iter().copied());
     }

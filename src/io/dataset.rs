@@ -13,12 +13,16 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::ops::Range;
 
+/// Most classes a [`Dataset`] can hold (labels are `u16`).
+pub const MAX_CLASSES: usize = 1 << 16;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     /// (N, C, H, W) raw pixels 0-255.
     pub images: Array4<u8>,
-    /// One class index per image, each `< classes`.
-    pub labels: Vec<u8>,
+    /// One class index per image, each `< classes` (`u16`: up to 65,536 classes, enough for
+    /// ImageNet's 1,000).
+    pub labels: Vec<u16>,
     pub classes: usize,
     /// Where the data came from (file or directory and split), for reports and errors.
     pub source: String,
@@ -28,7 +32,7 @@ impl Dataset {
     /// Build a dataset, checking that labels match images one to one and lie in `0..classes`.
     pub fn new(
         images: Array4<u8>,
-        labels: Vec<u8>,
+        labels: Vec<u16>,
         classes: usize,
         source: impl Into<String>,
     ) -> Result<Dataset> {
@@ -43,10 +47,10 @@ impl Dataset {
                 ),
             ));
         }
-        if classes == 0 || classes > 256 {
+        if classes == 0 || classes > MAX_CLASSES {
             return Err(Error::input(
                 &source,
-                format!("class count {classes} must be in 1..=256"),
+                format!("class count {classes} must be in 1..={MAX_CLASSES}"),
             ));
         }
         if let Some((i, l)) = labels
@@ -91,7 +95,7 @@ impl Dataset {
     }
 
     /// Labels of `range`.
-    pub fn labels_of(&self, range: Range<usize>) -> Result<&[u8]> {
+    pub fn labels_of(&self, range: Range<usize>) -> Result<&[u16]> {
         self.check_range(&range)?;
         Ok(&self.labels[range])
     }

@@ -216,7 +216,8 @@ pub fn load_idx_pair(images: &Path, labels: &Path, classes: usize) -> Result<Dat
     }
     let (n, h, w) = (im.dims[0], im.dims[1], im.dims[2]);
     let arr = Array4::from_shape_vec((n, 1, h, w), im.data).expect("size checked by parse_idx");
-    Dataset::new(arr, lb.data, classes, images.display().to_string())
+    let labels = lb.data.into_iter().map(u16::from).collect();
+    Dataset::new(arr, labels, classes, images.display().to_string())
 }
 
 /// `dir/stem` or `dir/stem.gz`, whichever exists (plain preferred).

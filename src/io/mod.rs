@@ -1,5 +1,5 @@
-//! Files in and out: weight files (safetensors), datasets (CIFAR-10 binary, IDX / MNIST family),
-//! the standard CIFAR augmentation, and resumable append-only JSONL result logs.
+//! Files in and out: weight files (safetensors), datasets (CIFAR-10 binary, IDX / MNIST family,
+//! ImageNet-style folders of JPEG/PNG images), the standard CIFAR augmentation, and resumable append-only JSONL result logs.
 //!
 //! Conventions: images are kept as raw `u8` pixels (0-255) in NCHW until a caller asks for unit
 //! scale ([0,1], `/255`); labels are class indices `0..classes`. Every writer that produces a file a
@@ -11,6 +11,7 @@ pub mod atomic;
 pub mod augment;
 pub mod cifar;
 pub mod dataset;
+pub mod folder;
 pub mod idx;
 pub mod jsonl;
 pub mod weights;
@@ -29,6 +30,9 @@ pub enum DatasetFormat {
     Cifar10,
     /// IDX files of the MNIST family (MNIST, Fashion-MNIST), plain or gzipped.
     MnistIdx,
+    /// Class folders of JPEG/PNG images (`val/<class>/`, optional `train/<class>/`, or
+    /// `<class>/` directly), resized and centre-cropped ([`folder`]).
+    ImageFolder,
 }
 
 /// Detect the format at `path` and load it.
@@ -37,6 +41,10 @@ pub enum DatasetFormat {
 ///   train split is `Some` when all of `data_batch_1..5.bin` are present, `None` when none are, and
 ///   an error when only some are (a broken download should not silently shrink the training set).
 /// - A directory holding `t10k-images-idx3-ubyte[.gz]`: MNIST family, same rule for `train-*`.
+/// - A directory of class folders holding JPEG/PNG images, ImageNet style: `val/<class>/*`
+///   (test) with optional `train/<class>/*`, or `<class>/*` directly (test only). Loaded with
+///   [`folder::FolderOptions::default`] (shorter side 256, centre crop 224, every image); call
+///   [`folder::load_image_folder`] for other sizes or a per-class limit.
 /// - A single CIFAR `.bin` file: loaded as the test split, train is `None`.
 pub fn load_dataset(path: impl AsRef<Path>) -> Result<(Option<Dataset>, Dataset)> {
     detect_and_load(path.as_ref()).map(|(_, train, test)| (train, test))
@@ -64,10 +72,15 @@ pub fn detect_and_load(path: &Path) -> Result<(DatasetFormat, Option<Dataset>, D
         let (train, test) = idx::load_mnist_dir(path)?;
         return Ok((DatasetFormat::MnistIdx, train, test));
     }
+    if folder::find_image_folder(path).is_some() {
+        let (train, test) = folder::load_image_folder(path, &folder::FolderOptions::default())?;
+        return Ok((DatasetFormat::ImageFolder, train, test));
+    }
     Err(Error::input(
         path.display().to_string(),
         "no dataset recognised: expected CIFAR-10 binary batches (test_batch.bin, data_batch_1..5.bin, \
          optionally inside cifar-10-batches-bin/) or MNIST-family IDX files \
-         (t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz], train-...)",
+         (t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz], train-...) or an image \
+         folder (val/<class>/*.jpg|png with optional train/<class>/..., or <class>/*.jpg|png)",
     ))
 }

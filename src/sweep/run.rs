@@ -262,7 +262,13 @@ pub fn sample_images(data: &Dataset, n: usize, seed: u64) -> Result<ImageSubset>
     let indices = data.sample_indices(n, seed)?;
     let sub = data.subset(&indices)?;
     let mut bytes: Vec<u8> = sub.images.iter().copied().collect();
-    bytes.extend_from_slice(&sub.labels);
+    // One byte per label while every label fits one (as before labels were widened to u16), so
+    // digests recorded by earlier sweeps of CIFAR / MNIST data stay valid for resuming.
+    if data.classes <= 256 {
+        bytes.extend(sub.labels.iter().map(|&l| l as u8));
+    } else {
+        bytes.extend(sub.labels.iter().flat_map(|l| l.to_le_bytes()));
+    }
     Ok(ImageSubset {
         images: sub.to_unit(0..sub.len())?,
         labels: sub.labels.iter().map(|&l| l as usize).collect(),

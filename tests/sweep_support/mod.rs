@@ -57,7 +57,7 @@ pub fn cells_per_entry(reruns: usize) -> usize {
 pub fn dataset(seed: u64) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let images = Array4::from_shape_fn((N_DATA, 1, SIDE, SIDE), |_| rng.gen::<u8>());
-    let labels = (0..N_DATA).map(|i| (i % 10) as u8).collect();
+    let labels = (0..N_DATA).map(|i| (i % 10) as u16).collect();
     Dataset::new(images, labels, 10, "synthetic").unwrap()
 }
 
@@ -71,7 +71,7 @@ pub fn dataset_labelled_by(zoo: &Path, seed: u64) -> Dataset {
     let labels = z
         .rows()
         .into_iter()
-        .map(|r| breakingbed::attack::classifier::argmax(&r.to_vec()) as u8)
+        .map(|r| breakingbed::attack::classifier::argmax(&r.to_vec()) as u16)
         .collect();
     Dataset::new(d.images, labels, 10, "synthetic, model-labelled").unwrap()
 }
@@ -90,7 +90,7 @@ pub fn write_dataset(dir: &Path, d: &Dataset) -> PathBuf {
     write_idx(
         dir.join("t10k-labels-idx1-ubyte"),
         &[N_DATA],
-        &d.labels,
+        &d.labels.iter().map(|&l| l as u8).collect::<Vec<u8>>(),
         false,
     )
     .unwrap();

@@ -167,7 +167,7 @@ pub fn blobs(n: usize, classes: usize, side: usize, seed: u64) -> Dataset {
     let mut labels = Vec::with_capacity(n);
     for i in 0..n {
         let c = rng.gen_range(0..classes);
-        labels.push(c as u8);
+        labels.push(c as u16);
         let (cy, cx) = ((c * 3) % (side - 2), (c * 5) % (side - 2));
         for y in 0..side {
             for x in 0..side {
