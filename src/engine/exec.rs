@@ -77,6 +77,19 @@ pub struct Net {
     schemes: Vec<Option<BinScheme>>,
 }
 
+/// What [`Net::infer`] prepares once per call: the layer plan and the float parameters in
+/// the form the layers use (float conv/linear weights, biases, folded eval-mode BN).
+struct InferPlan {
+    /// Last reader of each layer's output; the network input is the last slot.
+    last_use: Vec<usize>,
+    fusion: Vec<Option<Fusion>>,
+    absorbed: Vec<bool>,
+    weights: Vec<Option<Array4<f32>>>,
+    biases: Vec<Option<Array1<f32>>>,
+    /// `(scale, shift)` of each BN layer.
+    bn: Vec<Option<(Array1<f32>, Array1<f32>)>>,
+}
+
 /// A conv layer evaluated together with the layers after it (see [`Net::infer`]).
 struct Fusion {
     bn: Option<usize>,
@@ -496,23 +509,6 @@ impl Net {
         (fusion, absorbed)
     }
 
-    /// Eval-mode batch-norm `j` as `(scale, shift)`, checked against `channels`.
-    fn bn_fold(&self, j: usize, channels: usize) -> Result<(Array1<f32>, Array1<f32>)> {
-        let name = &self.cn.network.layers[j].name;
-        let g = p1(&self.params, &format!("{name}.weight"))?;
-        let b = p1(&self.params, &format!("{name}.bias"))?;
-        let rm = p1(&self.params, &format!("{name}.running_mean"))?;
-        let rv = p1(&self.params, &format!("{name}.running_var"))?;
-        let (scale, shift) = ops::batchnorm::fold(&g, &b, &rm, &rv, BN_EPS)?;
-        if scale.len() != channels {
-            return Err(Error::input(
-                name,
-                format!("{} BN channels for {channels} feature maps", scale.len()),
-            ));
-        }
-        Ok((scale, shift))
-    }
-
     /// Output channels of conv layer `i` (from its weight).
     fn out_channels(&self, i: usize) -> Result<usize> {
         let name = &self.cn.network.layers[i].name;
@@ -554,71 +550,47 @@ impl Net {
     /// Inference-only forward pass (eval-mode BN): the same arithmetic as [`Net::forward`] in
     /// [`Mode::Eval`], so the logits are bit-identical, but no tape.
     ///
-    /// The batch runs through the whole network in chunks of [`Net::infer_chunk`] images
-    /// (in parallel over chunks) rather than layer by layer over the whole batch, so a
-    /// chunk's feature maps stay in L2 from one layer to the next (on ResNet20 at batch 128,
-    /// one thread, XNOR went from 2,180 to 2,800-4,100 images/s). Within a chunk
-    /// each layer's output is dropped after its last consumer, BN, activations and adds
-    /// overwrite their input in place when no later layer reads it, and a conv followed by
-    /// its BN, residual add and activation is one fused pass (see [`ops::epilogue`]).
+    /// Everything that does not depend on the images (the fusion plan, weights, folded BN) is
+    /// prepared once per call; then each image runs through the whole network on its own, in
+    /// parallel over images, so its feature maps stay in L2 from one layer to the next and
+    /// every buffer is small enough to be reused by the allocator (layer by layer over a batch
+    /// of 128, the XNOR ResNet20 ran at ~0.7x the speed: page faults and cache misses). Every
+    /// convolution computes one image per GEMM (see [`ops::conv`]), so an image's logits do
+    /// not depend on the batch it came in. Within an image, each layer's output is dropped
+    /// after its last consumer, BN, activations and adds overwrite their input in place when
+    /// no later layer reads it, and a conv followed by its BN, residual add and activation is
+    /// one fused pass (see [`ops::epilogue`]).
     pub fn infer(
         &self,
         x: &Array4<f32>,
         backend: ConvBackend,
         bw: &[Option<BinWeights>],
     ) -> Result<Array2<f32>> {
-        let n = x.dim().0;
-        let chunk = self.infer_chunk();
-        if n <= chunk {
-            return self.infer_batch(x, backend, bw);
+        let plan = self.infer_plan(bw)?;
+        let x0 = self.normalized_input(x)?;
+        let n = x0.dim().0;
+        if n <= 1 {
+            return self.infer_images(&plan, x0, backend, bw);
         }
-        let parts = (0..n.div_ceil(chunk))
+        let rows = (0..n)
             .into_par_iter()
-            .map(|c| {
-                let xs = x.slice(ndarray::s![c * chunk..((c + 1) * chunk).min(n), .., .., ..]);
-                self.infer_batch(&xs.to_owned(), backend, bw)
+            .map(|i| {
+                let xi = x0.slice(ndarray::s![i..i + 1, .., .., ..]).to_owned();
+                self.infer_images(&plan, xi, backend, bw)
             })
             .collect::<Result<Vec<_>>>()?;
-        let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+        let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
         Ok(ndarray::concatenate(Axis(0), &views).expect("same class count"))
     }
 
-    /// Images per inference chunk: as many as keep the largest feature map of a chunk within
-    /// 512 KB (so a layer's input and output stay in L2), between 1 and 32, rounded up to a
-    /// multiple of [`ops::conv::MAX_GROUP`]: 8 for ResNet20.
-    /// Chunk sizes 2 to 32 measured within noise of each other for the float ResNet20 and
-    /// best at 4-8 for XNOR on one thread.
-    pub fn infer_chunk(&self) -> usize {
-        const CACHE_BYTES: usize = 512 << 10;
-        let largest = self
-            .cn
-            .network
-            .layers
-            .iter()
-            .map(|l| l.out_shape.iter().product::<usize>())
-            .chain(std::iter::once(self.cn.network.input.iter().product()))
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        let chunk = (CACHE_BYTES / (4 * largest)).clamp(1, 32);
-        // Aligned with every conv's image groups: see [`ops::conv::image_group`].
-        let group = ops::conv::MAX_GROUP;
-        chunk.div_ceil(group) * group
-    }
-
-    /// [`Net::infer`] on one chunk.
-    fn infer_batch(
-        &self,
-        x: &Array4<f32>,
-        backend: ConvBackend,
-        bw: &[Option<BinWeights>],
-    ) -> Result<Array2<f32>> {
+    /// The image-independent part of [`Net::infer`].
+    fn infer_plan(&self, bw: &[Option<BinWeights>]) -> Result<InferPlan> {
         let net = &self.cn.network;
         let nl = net.layers.len();
         if nl == 0 {
             return Err(Error::input("network", "has no layers"));
         }
-        // Last consumer of each layer's output (`None` for the network input, slot nl).
+        // Last consumer of each layer's output (the network input is slot nl).
         let mut last_use = vec![usize::MAX; nl + 1];
         for (i, l) in net.layers.iter().enumerate() {
             if l.inputs.is_empty() {
@@ -628,6 +600,52 @@ impl Net {
                 last_use[j] = i;
             }
         }
+        let (fusion, absorbed) = self.fusions(&last_use);
+        let mut weights = vec![None; nl];
+        let mut biases = vec![None; nl];
+        let mut bn = vec![None; nl];
+        for (i, l) in net.layers.iter().enumerate() {
+            let name = &l.name;
+            match &l.op {
+                Op::Conv { bias, .. } | Op::Linear { bias, .. } => {
+                    if bw[i].is_none() {
+                        weights[i] = Some(p4(&self.params, &format!("{name}.weight"))?);
+                    }
+                    if *bias {
+                        biases[i] = Some(p1(&self.params, &format!("{name}.bias"))?);
+                    }
+                }
+                Op::BatchNorm { .. } => {
+                    let g = p1(&self.params, &format!("{name}.weight"))?;
+                    let b = p1(&self.params, &format!("{name}.bias"))?;
+                    let rm = p1(&self.params, &format!("{name}.running_mean"))?;
+                    let rv = p1(&self.params, &format!("{name}.running_var"))?;
+                    bn[i] = Some(ops::batchnorm::fold(&g, &b, &rm, &rv, BN_EPS)?);
+                }
+                _ => {}
+            }
+        }
+        Ok(InferPlan {
+            last_use,
+            fusion,
+            absorbed,
+            weights,
+            biases,
+            bn,
+        })
+    }
+
+    /// [`Net::infer`] on normalised images `x0`, with the prepared plan.
+    fn infer_images(
+        &self,
+        plan: &InferPlan,
+        x0: Array4<f32>,
+        backend: ConvBackend,
+        bw: &[Option<BinWeights>],
+    ) -> Result<Array2<f32>> {
+        let net = &self.cn.network;
+        let nl = net.layers.len();
+        let last_use = &plan.last_use;
         // An activation that is the sole reader of a BN output is applied in that
         // layer's pass (same scalar expressions, so results are unchanged) and then passes its
         // input through: one sweep over the feature maps instead of two.
@@ -647,15 +665,15 @@ impl Net {
             }
         };
         let mut fused = vec![false; nl];
-        let (fusion, absorbed) = self.fusions(&last_use);
+        let (fusion, absorbed) = (&plan.fusion, &plan.absorbed);
         let mut outs: Vec<Option<Array4<f32>>> = vec![None; nl + 1];
-        outs[nl] = Some(self.normalized_input(x)?);
+        outs[nl] = Some(x0);
         let src = |l: &crate::model::Layer, slot: usize| l.inputs.get(slot).copied().unwrap_or(nl);
         for (i, layer) in net.layers.iter().enumerate() {
             let name = &layer.name;
             if absorbed[i] {
                 // Computed by the convolution that heads its fusion group.
-                free_inputs(&mut outs, layer, &last_use, i, nl);
+                free_inputs(&mut outs, layer, last_use, i, nl);
                 continue;
             }
             // The sole input, owned when this layer is its last reader (so it may be overwritten).
@@ -670,22 +688,12 @@ impl Net {
             let mut slot = i;
             let y = match &layer.op {
                 Op::Conv {
-                    stride,
-                    padding,
-                    bias,
-                    ..
+                    stride, padding, ..
                 } => {
                     let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
-                    let b = if *bias {
-                        Some(p1(&self.params, &format!("{name}.bias"))?)
-                    } else {
-                        None
-                    };
+                    let b = plan.biases[i].as_ref();
                     let f = fusion[i].as_ref();
-                    let bn = match f.and_then(|f| f.bn) {
-                        Some(j) => Some(self.bn_fold(j, self.out_channels(i)?)?),
-                        None => None,
-                    };
+                    let bn = f.and_then(|f| f.bn).and_then(|j| plan.bn[j].as_ref());
                     let ep = ops::epilogue::Epilogue {
                         bias: None,
                         bn: bn
@@ -699,31 +707,27 @@ impl Net {
                     if let Some(f) = f {
                         slot = f.tail;
                     }
+                    if let Some((s, _)) = bn {
+                        if s.len() != self.out_channels(i)? {
+                            return Err(Error::input(
+                                name,
+                                format!(
+                                    "{} output channels, its BN has {}",
+                                    self.out_channels(i)?,
+                                    s.len()
+                                ),
+                            ));
+                        }
+                    }
                     match &bw[i] {
                         None => {
-                            let wt = p4(&self.params, &format!("{name}.weight"))?;
-                            ops::conv::conv2d_fused(
-                                xi,
-                                &wt,
-                                b.as_ref(),
-                                *stride,
-                                *padding,
-                                ep,
-                                residual,
-                            )?
+                            let wt = plan.weights[i].as_ref().expect("float layer");
+                            ops::conv::conv2d_fused(xi, wt, b, *stride, *padding, ep, residual)?
                         }
                         Some(bwi) => {
-                            let mut y = bin_forward(
-                                xi,
-                                bwi,
-                                b.as_ref(),
-                                *stride,
-                                *padding,
-                                backend,
-                                false,
-                                false,
-                            )?
-                            .0;
+                            let mut y =
+                                bin_forward(xi, bwi, b, *stride, *padding, backend, false, false)?
+                                    .0;
                             if f.is_some() {
                                 epilogue_inplace(&mut y, &ep, residual)?;
                             }
@@ -731,29 +735,19 @@ impl Net {
                         }
                     }
                 }
-                Op::Linear { bias, .. } => {
+                Op::Linear { .. } => {
                     let xi = to_flat4(outs[src(layer, 0)].as_ref().expect("producer ran"));
-                    let b = if *bias {
-                        Some(p1(&self.params, &format!("{name}.bias"))?)
-                    } else {
-                        None
-                    };
+                    let b = plan.biases[i].as_ref();
                     match &bw[i] {
                         None => {
-                            let wt = p4(&self.params, &format!("{name}.weight"))?;
-                            ops::conv::conv2d(&xi, &wt, b.as_ref(), 1, 0)?
+                            let wt = plan.weights[i].as_ref().expect("float layer");
+                            ops::conv::conv2d(&xi, wt, b, 1, 0)?
                         }
-                        Some(bwi) => {
-                            bin_forward(&xi, bwi, b.as_ref(), 1, 0, backend, false, false)?.0
-                        }
+                        Some(bwi) => bin_forward(&xi, bwi, b, 1, 0, backend, false, false)?.0,
                     }
                 }
                 Op::BatchNorm { .. } => {
-                    let g = p1(&self.params, &format!("{name}.weight"))?;
-                    let b = p1(&self.params, &format!("{name}.bias"))?;
-                    let rm = p1(&self.params, &format!("{name}.running_mean"))?;
-                    let rv = p1(&self.params, &format!("{name}.running_var"))?;
-                    let (scale, shift) = ops::batchnorm::fold(&g, &b, &rm, &rv, BN_EPS)?;
+                    let (scale, shift) = plan.bn[i].as_ref().expect("BN folded");
                     let mut y = take(&mut outs);
                     if scale.len() != y.dim().1 {
                         return Err(Error::input(
@@ -837,7 +831,7 @@ impl Net {
                     y.into_shape_with_order((n, c, 1, 1)).expect("contiguous")
                 }
             };
-            free_inputs(&mut outs, layer, &last_use, i, nl);
+            free_inputs(&mut outs, layer, last_use, i, nl);
             outs[slot] = Some(y);
         }
         let last = outs[nl - 1].take().expect("last layer ran");

@@ -22,6 +22,9 @@ use crate::{Error, Result};
 /// Bits per storage word.
 pub const WORD_BITS: usize = 64;
 
+/// Pixels packed together by the fast packer (two AVX-512 registers of `u64`).
+const PACK_BLOCK: usize = 16;
+
 /// Number of `u64` words needed for `bits` bits.
 pub fn words_for(bits: usize) -> usize {
     bits.div_ceil(WORD_BITS)
@@ -96,9 +99,12 @@ impl Packed4 {
         )
     }
 
-    /// Fast packer (activations are re-packed after every binary layer): one pass over each
-    /// contiguous channel plane, OR-ing the sign bit into word `c / 64` of every pixel. Equal to
-    /// [`Self::from_f32_bitvec`] (tested); `v < 0.0` keeps sign(-0.0) = +1.
+    /// Fast packer (activations are re-packed after every binary layer). Pixels go in blocks
+    /// of [`PACK_BLOCK`]: for each word, the block's bits are gathered in a register-sized
+    /// array over up to 64 contiguous channel planes and stored once, so each float is read
+    /// once and each word written once (the plane-by-plane OR it replaced rewrote every word
+    /// once per channel). Equal to [`Self::from_f32_bitvec`] (tested); `v < 0.0` keeps
+    /// sign(-0.0) = +1.
     fn from_f32(context: &str, x: ArrayView4<f32>) -> Result<Self> {
         let (d0, c, d2, d3) = x.dim();
         let Some(xs) = x.as_slice() else {
@@ -124,17 +130,21 @@ impl Packed4 {
         let mut data = vec![0u64; d0 * plane * words];
         for i0 in 0..d0 {
             let img = &mut data[i0 * plane * words..(i0 + 1) * plane * words];
-            for ch in 0..c {
-                let src = &xs[(i0 * c + ch) * plane..(i0 * c + ch + 1) * plane];
-                let (wi, bit) = (ch / WORD_BITS, ch % WORD_BITS);
-                if words == 1 {
-                    // Contiguous destination: this form auto-vectorizes.
-                    for (dst, &v) in img.iter_mut().zip(src) {
-                        *dst |= u64::from(v < 0.0) << bit;
+            let planes = &xs[i0 * c * plane..(i0 + 1) * c * plane];
+            for p0 in (0..plane).step_by(PACK_BLOCK) {
+                let len = PACK_BLOCK.min(plane - p0);
+                for wi in 0..words {
+                    let mut acc = [0u64; PACK_BLOCK];
+                    for ch in wi * WORD_BITS..((wi + 1) * WORD_BITS).min(c) {
+                        let bit = ch % WORD_BITS;
+                        let src = &planes[ch * plane + p0..ch * plane + p0 + len];
+                        // Contiguous source and accumulator: this form auto-vectorizes.
+                        for (a, &v) in acc.iter_mut().zip(src) {
+                            *a |= u64::from(v < 0.0) << bit;
+                        }
                     }
-                } else {
-                    for (dst, &v) in img[wi..].iter_mut().step_by(words).zip(src) {
-                        *dst |= u64::from(v < 0.0) << bit;
+                    for (j, &a) in acc[..len].iter().enumerate() {
+                        img[(p0 + j) * words + wi] = a;
                     }
                 }
             }

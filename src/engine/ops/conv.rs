@@ -12,8 +12,9 @@
 //! `dW = sum_n dy_n col_n^T`. The weight-gradient sum runs over fixed batch groups whose
 //! partial sums are added in order, so the result does not depend on the thread count.
 //!
-//! Small feature maps (fewer than 256 output positions) put several images side by side in
-//! one GEMM, which roughly doubles the GEMM rate on the 8x8 ResNet stage. The weight gradient
+//! The forward pass multiplies one image at a time, so results do not depend on the batch;
+//! the backward pass puts several images of small maps (fewer than 256 output positions) side
+//! by side in one GEMM, which roughly doubles the GEMM rate on the 8x8 ResNet stage. The weight gradient
 //! is accumulated transposed, `dW^T += col dy^T`, because the `gemm` crate is several times
 //! slower on `dy col^T` (long inner dimension, column-major rhs).
 //!
@@ -362,10 +363,14 @@ pub fn conv2d_fused(
     conv2d_fused_with(DEFAULT_BACKEND, x, w, b, stride, pad, ep, residual)
 }
 
-/// The forward pass works on tiles of output columns: whole images side by side when the
-/// feature map is small (fewer than [`GROUP_COLS`] positions), bands of output rows of one
-/// image when it is large (more than [`BAND_COLS`]). Each tile is unfolded into a column block
-/// that stays in cache, multiplied, and written to NCHW through the epilogue.
+/// The forward pass computes one image per GEMM (in bands of output rows when the map has
+/// more than [`BAND_COLS`] positions): each tile is unfolded into a column block that stays in
+/// cache, multiplied, and written to NCHW through the epilogue. One image per GEMM also makes
+/// an image's output independent of the batch it is in: the `gemm` crate's rounding of a
+/// column depends on the shape of the product it sits in (its k-blocking changes with the
+/// column count), so grouping images would tie results to batch composition. Putting 4 images
+/// of an 8x8 map side by side ran the GEMM faster in isolation, but whole-network inference
+/// image by image was as fast (cache reuse across layers wins it back).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_fused_with(
     backend: GemmBackend,
@@ -410,54 +415,38 @@ pub fn conv2d_fused_with(
         bias: bias.as_deref(),
         ..ep
     };
-    let group = group_size(&g);
-    // Output rows per tile when one image is split into bands.
-    let band = if group == 1 {
-        (BAND_COLS / g.wo.max(1)).clamp(1, g.ho.max(1))
-    } else {
-        g.ho
-    };
-    let tile_cols = group * band * g.wo;
+    // Output rows per tile.
+    let band = (BAND_COLS / g.wo.max(1)).clamp(1, g.ho.max(1));
+    let tile_cols = band * g.wo;
     if g.n > 0 && l > 0 {
-        y.par_chunks_mut(group * img_out)
-            .zip(xs.par_chunks(group * img_in))
+        y.par_chunks_mut(img_out)
+            .zip(xs.par_chunks(img_in))
             .enumerate()
-            .for_each(|(gi, (yg, xg))| {
-                let col_len = if g.is_pointwise() && group == 1 {
-                    0
-                } else {
-                    ckk * tile_cols
-                };
+            .for_each(|(img, (yn, xn))| {
+                let col_len = if g.is_pointwise() { 0 } else { ckk * tile_cols };
                 with_scratch(col_len, g.o * tile_cols, |col, out| {
-                    let imgs = xg.len() / img_in;
                     for r0 in (0..g.ho).step_by(band) {
                         let r1 = (r0 + band).min(g.ho);
-                        let len = (r1 - r0) * g.wo;
-                        let cols = imgs * len;
-                        let rhs = if g.is_pointwise() && imgs == 1 {
+                        let cols = (r1 - r0) * g.wo;
+                        let rhs = if g.is_pointwise() {
                             // The input plane band is the GEMM operand as it stands.
                             MatRef {
-                                data: &xg[r0 * g.wo..],
+                                data: &xn[r0 * g.wo..],
                                 rows: ckk,
                                 cols,
                                 row_stride: l,
                                 col_stride: 1,
                             }
                         } else {
-                            for (i, xn) in xg.chunks(img_in).enumerate() {
-                                im2col_rows(&g, xn, col, cols, i * len, r0, r1);
-                            }
+                            im2col_rows(&g, xn, col, cols, 0, r0, r1);
                             MatRef::row_major(col, ckk, cols)
                         };
                         sgemm(backend, wmat, rhs, out, false, inner);
-                        for (i, yn) in yg.chunks_mut(img_out).enumerate() {
-                            let img = gi * group + i;
-                            for (oc, row) in yn.chunks_mut(l).enumerate() {
-                                let src = &out[oc * cols + i * len..oc * cols + (i + 1) * len];
-                                let at = img * img_out + oc * l;
-                                let res = rs.map(|r| &r[at + r0 * g.wo..at + r1 * g.wo]);
-                                ep.row(oc, &mut row[r0 * g.wo..r1 * g.wo], src, res);
-                            }
+                        for (oc, row) in yn.chunks_mut(l).enumerate() {
+                            let src = &out[oc * cols..(oc + 1) * cols];
+                            let at = img * img_out + oc * l;
+                            let res = rs.map(|r| &r[at + r0 * g.wo..at + r1 * g.wo]);
+                            ep.row(oc, &mut row[r0 * g.wo..r1 * g.wo], src, res);
                         }
                     }
                 })
@@ -505,8 +494,9 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     }
 }
 
-/// GEMM width (output positions) below which images are grouped into one GEMM; the bench
-/// shows the `gemm` kernels roughly doubling their rate from 64 to 256 columns.
+/// GEMM width (output positions) below which the backward pass puts images side by side in
+/// one GEMM; the bench shows the `gemm` kernels roughly doubling their rate from 64 to 256
+/// columns.
 const GROUP_COLS: usize = 256;
 
 /// Forward tiles of larger maps are bands of output rows of about this many positions, so the
@@ -514,25 +504,10 @@ const GROUP_COLS: usize = 256;
 /// ResNet20 shapes (at most 1024 positions) bands of 256 were slower than whole images.
 const BAND_COLS: usize = 1024;
 
-/// Images per forward GEMM.
+/// Images per backward GEMM.
 fn group_size(g: &ConvGeom) -> usize {
-    image_group(g.l()).min(g.n.max(1))
+    (GROUP_COLS / g.l().max(1)).clamp(1, g.n.max(1))
 }
-
-/// Images put side by side in one forward GEMM for feature maps of `positions` output
-/// positions: a power of two up to [`MAX_GROUP`], so the groups of any batch are cut at the
-/// same image indices as those of the batch split into chunks of a multiple of `MAX_GROUP`.
-/// That keeps chunked inference bit-identical to one pass over the batch: the `gemm` crate's
-/// rounding of a column depends on the shape of the product it sits in (its k-blocking
-/// changes with the column count), so every GEMM must see the same shape in both.
-pub fn image_group(positions: usize) -> usize {
-    let g = (GROUP_COLS / positions.max(1)).clamp(1, MAX_GROUP);
-    1 << g.ilog2()
-}
-
-/// The largest image group (for tiny maps and linear layers, which are 1x1 convolutions):
-/// chunking a batch at multiples of this never cuts a group differently.
-pub const MAX_GROUP: usize = 8;
 
 /// Number of batch groups for the weight-gradient reduction. Fixed (not the thread count) so
 /// the summation order, and hence the rounding, is the same on any machine.
