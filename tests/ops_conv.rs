@@ -1,7 +1,11 @@
 //! Fast im2col+GEMM convolution against the f64 nested-loop reference, hand-computed answers,
 //! and the reference backward against central finite differences.
 
-use breakingbed::engine::ops::conv::{conv2d, conv2d_backward, conv2d_backward_with, conv2d_with};
+use breakingbed::engine::ops::batchnorm as bn;
+use breakingbed::engine::ops::conv::{
+    conv2d, conv2d_backward, conv2d_backward_with, conv2d_fused, conv2d_with,
+};
+use breakingbed::engine::ops::epilogue::{Activation, Epilogue};
 use breakingbed::engine::ops::gemm::GemmBackend;
 use breakingbed::engine::ops::reference::conv as refc;
 use ndarray::{array, Array, Array1, Array4};
@@ -182,8 +186,8 @@ fn result_does_not_depend_on_thread_count() {
 
 #[test]
 fn large_maps_one_image_per_gemm_equal_reference() {
-    // 17x17 outputs (289 positions) are past the grouping width, so each image gets its own
-    // GEMM; the proptests below use small maps, which take the grouped path.
+    // 17x17 outputs (289 positions) are past the backward grouping width, so each image gets
+    // its own backward GEMM; the proptests below use small maps, which take the grouped path.
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     for &(stride, pad, k) in &[(1, 1, 3), (1, 0, 1), (2, 1, 3)] {
         let h = if stride == 1 { 17 } else { 34 };
@@ -204,6 +208,55 @@ fn large_maps_one_image_per_gemm_equal_reference() {
         let (dx, dw, _) = conv2d_backward(&x, &w, stride, pad, &dy).unwrap();
         assert!(rel_err(&dx, &rdx) < 1e-5 && rel_err(&dw, &rdw) < 1e-5);
     }
+}
+
+#[test]
+fn maps_cut_into_row_bands_equal_reference() {
+    // 40x48 outputs (1,920 positions) exceed the forward band width (1,024), so the forward
+    // pass unfolds and multiplies them in bands of 21 rows (the last one shorter).
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    for &(stride, pad, k) in &[(1, 1, 3), (1, 0, 1), (2, 2, 5)] {
+        let (h, w_) = if stride == 1 { (40, 48) } else { (80, 96) };
+        let x = rand4(&mut rng, (2, 3, h, w_));
+        let w = rand4(&mut rng, (4, 3, k, k));
+        let want = refc::conv2d(&to64(&x), &to64(&w), None, stride, pad);
+        let y = conv2d(&x, &w, None, stride, pad).unwrap();
+        assert_eq!(y.dim(), want.dim());
+        assert!(rel_err(&y, &want) < 1e-5, "stride {stride} pad {pad} k {k}");
+    }
+}
+
+#[test]
+fn fused_epilogue_equals_the_unfused_ops_bit_for_bit() {
+    // conv + bias, then eval BN, residual add and ReLU/hardtanh as separate ops, against the
+    // one-pass fused convolution: same roundings, so equal exactly.
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let x = rand4(&mut rng, (3, 4, 9, 7));
+    let w = rand4(&mut rng, (5, 4, 3, 3));
+    let b: Array1<f32> = (0..5).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    let s: Array1<f32> = (0..5).map(|_| rng.gen_range(0.5f32..2.0)).collect();
+    let t: Array1<f32> = (0..5).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+    let r = rand4(&mut rng, (3, 5, 9, 7));
+    let plain = conv2d(&x, &w, Some(&b), 1, 1).unwrap();
+    let mut want = bn::scale_shift(&plain, &s, &t).unwrap();
+    want += &r;
+    for act in [Activation::Identity, Activation::Relu, Activation::Hardtanh] {
+        let ep = Epilogue {
+            bias: None,
+            bn: Some((s.as_slice().unwrap(), t.as_slice().unwrap())),
+            act,
+        };
+        let got = conv2d_fused(&x, &w, Some(&b), 1, 1, ep, Some(&r)).unwrap();
+        let want = want.mapv(|v| match act {
+            Activation::Identity => v,
+            Activation::Relu => v.max(0.0),
+            Activation::Hardtanh => v.clamp(-1.0, 1.0),
+        });
+        assert!(got == want, "{act:?}");
+    }
+    let bad = rand4(&mut rng, (3, 5, 9, 6));
+    let e = conv2d_fused(&x, &w, None, 1, 1, Epilogue::IDENTITY, Some(&bad)).unwrap_err();
+    assert!(e.to_string().contains("residual"), "{e}");
 }
 
 proptest! {

@@ -9,6 +9,8 @@
 //! taped forward pass agree exactly, and the two engines stay bit-identical. BN is deliberately
 //! not folded into the weights (that changes the rounding of the convolution itself).
 
+use std::mem::MaybeUninit;
+
 /// Elementwise activation applied last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
@@ -41,6 +43,22 @@ impl Epilogue<'_> {
     /// `dst = act(bn(src + bias) + residual)` for one row of output channel `o`, in one sweep
     /// with the steps' roundings in order.
     pub fn row(&self, o: usize, dst: &mut [f32], src: &[f32], residual: Option<&[f32]>) {
+        // SAFETY: `row_uninit` only writes initialised values, so viewing initialised floats as
+        // possibly-uninitialised ones for the write cannot leave anything uninitialised.
+        let dst = unsafe { &mut *(dst as *mut [f32] as *mut [MaybeUninit<f32>]) };
+        self.row_uninit(o, dst, src, residual)
+    }
+
+    /// As [`Epilogue::row`] into memory not yet initialised (the convolution writes its
+    /// output only through here, so it does not zero it first); writes every element of `dst`.
+    pub fn row_uninit(
+        &self,
+        o: usize,
+        dst: &mut [MaybeUninit<f32>],
+        src: &[f32],
+        residual: Option<&[f32]>,
+    ) {
+        assert_eq!(dst.len(), src.len(), "epilogue row lengths");
         let bias = self.bias.map(|b| b[o]);
         let bn = self.bn.map(|(s, t)| (s[o], t[o]));
         // One monomorphised loop per combination: a branch per element cost more than the
@@ -75,12 +93,23 @@ impl Epilogue<'_> {
 
 /// `dst[k] = act(f(src[k], k))`, one loop per activation.
 #[inline(always)]
-fn sweep(dst: &mut [f32], src: &[f32], act: Activation, f: impl Fn(f32, usize) -> f32) {
+fn sweep(
+    dst: &mut [MaybeUninit<f32>],
+    src: &[f32],
+    act: Activation,
+    f: impl Fn(f32, usize) -> f32,
+) {
     let it = dst.iter_mut().zip(src).enumerate();
     match act {
-        Activation::Identity => it.for_each(|(k, (d, &v))| *d = f(v, k)),
-        Activation::Relu => it.for_each(|(k, (d, &v))| *d = f(v, k).max(0.0)),
-        Activation::Hardtanh => it.for_each(|(k, (d, &v))| *d = f(v, k).clamp(-1.0, 1.0)),
+        Activation::Identity => it.for_each(|(k, (d, &v))| {
+            d.write(f(v, k));
+        }),
+        Activation::Relu => it.for_each(|(k, (d, &v))| {
+            d.write(f(v, k).max(0.0));
+        }),
+        Activation::Hardtanh => it.for_each(|(k, (d, &v))| {
+            d.write(f(v, k).clamp(-1.0, 1.0));
+        }),
     }
 }
 
