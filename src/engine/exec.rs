@@ -724,15 +724,9 @@ impl Net {
                             let wt = plan.weights[i].as_ref().expect("float layer");
                             ops::conv::conv2d_fused(xi, wt, b, *stride, *padding, ep, residual)?
                         }
-                        Some(bwi) => {
-                            let mut y =
-                                bin_forward(xi, bwi, b, *stride, *padding, backend, false, false)?
-                                    .0;
-                            if f.is_some() {
-                                epilogue_inplace(&mut y, &ep, residual)?;
-                            }
-                            y
-                        }
+                        Some(bwi) => bin_forward_fused(
+                            xi, bwi, b, *stride, *padding, backend, &ep, residual,
+                        )?,
                     }
                 }
                 Op::Linear { .. } => {
@@ -1159,6 +1153,119 @@ fn bin_forward(
         }
     }
     Ok((y, combined, accs))
+}
+
+/// [`bin_forward`] followed by a fusion epilogue, for the inference path. With one weight base
+/// and one activation base (XNOR, ABC 1x1) each output row is scaled and sent through the
+/// epilogue as it leaves the binary conv (`0 + k*s`, `+ bias`, then the epilogue: the same
+/// operations in the same order as [`bin_forward`] accumulating into a zeroed tensor followed
+/// by the BN/add/activation ops, so the result is bit-identical) instead of three passes over
+/// the feature maps.
+#[allow(clippy::too_many_arguments)]
+fn bin_forward_fused(
+    x: &Array4<f32>,
+    bw: &BinWeights,
+    bias: Option<&Array1<f32>>,
+    stride: usize,
+    pad: usize,
+    backend: ConvBackend,
+    ep: &ops::epilogue::Epilogue<'_>,
+    residual: Option<&Array4<f32>>,
+) -> Result<Array4<f32>> {
+    if bw.bases.len() != 1 || bw.act.betas.len() != 1 {
+        let mut y = bin_forward(x, bw, bias, stride, pad, backend, false, false)?.0;
+        epilogue_inplace(&mut y, ep, residual)?;
+        return Ok(y);
+    }
+    let k: Vec<f32> = bw.alphas[0].iter().map(|a| a * bw.act.betas[0]).collect();
+    let act = |x: &Array4<f32>| -> Result<Array4<f32>> {
+        Ok(match bw.scheme {
+            BinScheme::Xnor => ops::activation::sign(x),
+            BinScheme::Abc { .. } => ops::abc::abc_activation(x, &bw.act)?.bases.remove(0),
+        })
+    };
+    // The integer sums `s` as f32 (float backend) or i32 (bitwise), both standard layout.
+    let (sf, si) = match backend {
+        ConvBackend::Float => (
+            Some(ops::conv::conv2d(
+                &act(x)?,
+                &bw.bases[0],
+                None,
+                stride,
+                pad,
+            )?),
+            None,
+        ),
+        ConvBackend::Bitwise => {
+            let plan = &bw
+                .plans
+                .as_ref()
+                .ok_or_else(|| Error::input("binary engine", "weights were not packed"))?[0];
+            let packed = match bw.scheme {
+                // The packer's `v < 0` rule is the crate's sign (sign(0) = +1).
+                BinScheme::Xnor => bin::pack_activations(x)?,
+                BinScheme::Abc { .. } => bin::pack_activations(&act(x)?)?,
+            };
+            (None, Some(plan.forward(&packed, stride, pad)?))
+        }
+    };
+    let dim = sf
+        .as_ref()
+        .map_or_else(|| si.as_ref().expect("one").dim(), |s| s.dim());
+    if let Some(r) = residual {
+        if r.dim() != dim {
+            return Err(Error::input(
+                "residual add",
+                format!("cannot add {dim:?} and {:?}", r.dim()),
+            ));
+        }
+    }
+    let (c, plane) = (dim.1, dim.2 * dim.3);
+    let r_std = residual.map(|r| r.as_standard_layout());
+    let rs = r_std
+        .as_ref()
+        .map(|r| r.as_slice().expect("standard layout"));
+    let sf_s = sf.as_ref().map(|s| s.as_slice().expect("standard layout"));
+    let si_s = si.as_ref().map(|s| s.as_slice().expect("standard layout"));
+    let mut y = Array4::<f32>::uninit(dim);
+    if c * plane > 0 {
+        const B: usize = 256;
+        y.as_slice_mut()
+            .expect("fresh array")
+            .par_chunks_mut(c * plane)
+            .enumerate()
+            .for_each(|(n, img)| {
+                let mut tmp = [0.0f32; B];
+                for (o, row) in img.chunks_mut(plane).enumerate() {
+                    let at = (n * c + o) * plane;
+                    for (q, dst) in row.chunks_mut(B).enumerate() {
+                        let lo = at + q * B;
+                        let t = &mut tmp[..dst.len()];
+                        // |s| <= C*k*k < 2^24, so the conversion is exact.
+                        match (sf_s, si_s) {
+                            (Some(s), _) => t
+                                .iter_mut()
+                                .zip(&s[lo..])
+                                .for_each(|(t, &v)| *t = 0.0 + k[o] * v),
+                            (_, Some(s)) => t
+                                .iter_mut()
+                                .zip(&s[lo..])
+                                .for_each(|(t, &v)| *t = 0.0 + k[o] * v as f32),
+                            _ => unreachable!("one backend ran"),
+                        }
+                        if let Some(b) = bias {
+                            let bo = b[o];
+                            t.iter_mut().for_each(|v| *v += bo);
+                        }
+                        let res = rs.map(|r| &r[lo..lo + dst.len()]);
+                        ep.row_uninit(o, dst, t, res);
+                    }
+                }
+            });
+    }
+    // SAFETY: every row of every image was written by `row_uninit` above (nothing to write
+    // for an empty tensor).
+    Ok(unsafe { y.assume_init() })
 }
 
 /// Drops the outputs whose last reader is layer `i` (the network input is slot `nl`).

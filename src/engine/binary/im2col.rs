@@ -13,9 +13,9 @@
 //! Padded taps are left as zero bits, i.e. +1 ("same-one" padding); [`super::padding`] removes
 //! their contribution exactly.
 //!
-//! Interior pixels (no padded tap) take a branch-free path: each row word is the OR of a fixed
-//! list of shifted input words at fixed offsets from the pixel's window origin, accumulated in a
-//! register and stored once. Border pixels take the general per-tap path.
+//! The image is first framed by `pad` zero pixels, so every pixel takes one branch-free path:
+//! each row word is the OR of a fixed list of shifted input words at fixed offsets from the
+//! pixel's window origin.
 
 use super::pack::{words_for, PackedWeights};
 
@@ -113,7 +113,8 @@ impl Im2col {
             for m in 0..wpp {
                 let bit = t * g.c + 64 * m;
                 let (j, s) = (bit / 64, (bit % 64) as u32);
-                let off = (dy * g.w + dx) * wpp + m;
+                // Offsets in the zero-framed image `fill` builds (row stride W + 2*pad).
+                let off = (dy * (g.w + 2 * g.pad) + dx) * wpp + m;
                 per_word[j].push(Contrib { off, l: s, r: 0 });
                 // The high part of a shifted word; past the row it holds only zero tail bits.
                 if s > 0 && j + 1 < rw {
@@ -156,68 +157,65 @@ impl Im2col {
         let g = &self.g;
         let (rw, wpp, cols8) = (g.row_words(), self.wpp, self.cols8);
         assert!(out.len() >= self.len() && image.len() >= g.h * g.w * wpp);
-        out[..self.len()].fill(0);
-        // Output columns whose window is entirely inside the image (a contiguous range).
-        let inner: Vec<usize> = (0..g.ow)
-            .filter(|&ox| valid_taps(ox, g.kw, g.stride, g.pad, g.w) == (0, g.kw))
-            .collect();
-        let (x_lo, x_hi) = match (inner.first(), inner.last()) {
-            (Some(&a), Some(&b)) => (a, b + 1),
-            _ => (0, 0),
-        };
-        let step = g.stride * wpp;
-        for oy in 0..g.oh {
-            let interior_row = valid_taps(oy, g.kh, g.stride, g.pad, g.h) == (0, g.kh);
-            if !interior_row || x_lo == x_hi {
-                (0..g.ow).for_each(|ox| self.fill_border(image, out, oy, ox));
-                continue;
+        // The image framed by `pad` zero pixels (zero bits are the +1 taps the padding
+        // correction assumes), so every output pixel takes the same branch-free path; the
+        // per-pixel border path this replaced took 10% of XNOR ResNet20 inference.
+        let pw = g.w + 2 * g.pad;
+        let framed;
+        let src_img: &[u64] = if g.pad == 0 {
+            image
+        } else {
+            let mut v = vec![0u64; (g.h + 2 * g.pad) * pw * wpp];
+            for y in 0..g.h {
+                let d = ((y + g.pad) * pw + g.pad) * wpp;
+                v[d..d + g.w * wpp].copy_from_slice(&image[y * g.w * wpp..(y + 1) * g.w * wpp]);
             }
-            (0..x_lo).for_each(|ox| self.fill_border(image, out, oy, ox));
-            (x_hi..g.ow).for_each(|ox| self.fill_border(image, out, oy, ox));
-            // Interior run: for a fixed contribution the source words of consecutive pixels are
-            // `step` apart (contiguous for stride 1 and C <= 64), so this loop vectorizes.
-            let n = x_hi - x_lo;
-            let origin = ((oy * g.stride - g.pad) * g.w + x_lo * g.stride - g.pad) * wpp;
+            framed = v;
+            &framed
+        };
+        // For a fixed contribution the source words of consecutive pixels are `step` apart
+        // (contiguous for stride 1 and C <= 64), so these loops vectorize.
+        let step = g.stride * wpp;
+        let n = g.ow;
+        for oy in 0..g.oh {
+            let origin = oy * g.stride * pw * wpp;
             for j in 0..rw {
-                let start = j * cols8 + oy * g.ow + x_lo;
+                let start = j * cols8 + oy * g.ow;
                 let dst = &mut out[start..start + n];
-                for c in &self.contrib[self.word_start[j]..self.word_start[j + 1]] {
-                    let src = &image[origin + c.off..origin + c.off + (n - 1) * step + 1];
-                    if step == 1 {
-                        for (d, &v) in dst.iter_mut().zip(src) {
-                            *d |= v.wrapping_shl(c.l).wrapping_shr(c.r);
-                        }
-                    } else {
-                        for (d, &v) in dst.iter_mut().zip(src.iter().step_by(step)) {
-                            *d |= v.wrapping_shl(c.l).wrapping_shr(c.r);
-                        }
+                let cs = &self.contrib[self.word_start[j]..self.word_start[j + 1]];
+                let Some((first, rest)) = cs.split_first() else {
+                    dst.fill(0);
+                    continue;
+                };
+                let src =
+                    |c: &Contrib| &src_img[origin + c.off..origin + c.off + (n - 1) * step + 1];
+                if step == 1 {
+                    let (l, r) = (first.l, first.r);
+                    dst.iter_mut()
+                        .zip(src(first))
+                        .for_each(|(d, &v)| *d = v.wrapping_shl(l).wrapping_shr(r));
+                    for c in rest {
+                        dst.iter_mut()
+                            .zip(src(c))
+                            .for_each(|(d, &v)| *d |= v.wrapping_shl(c.l).wrapping_shr(c.r));
+                    }
+                } else {
+                    let (l, r) = (first.l, first.r);
+                    dst.iter_mut()
+                        .zip(src(first).iter().step_by(step))
+                        .for_each(|(d, &v)| *d = v.wrapping_shl(l).wrapping_shr(r));
+                    for c in rest {
+                        dst.iter_mut()
+                            .zip(src(c).iter().step_by(step))
+                            .for_each(|(d, &v)| *d |= v.wrapping_shl(c.l).wrapping_shr(c.r));
                     }
                 }
             }
         }
-    }
-
-    /// One pixel with padded taps (or any pixel): ORs each real tap's words at its bit offset.
-    fn fill_border(&self, image: &[u64], out: &mut [u64], oy: usize, ox: usize) {
-        let g = &self.g;
-        let (rw, wpp, cols8) = (g.row_words(), self.wpp, self.cols8);
-        let (ylo, yhi) = valid_taps(oy, g.kh, g.stride, g.pad, g.h);
-        let (xlo, xhi) = valid_taps(ox, g.kw, g.stride, g.pad, g.w);
-        let pix = oy * g.ow + ox;
-        for ky in ylo..yhi {
-            let iy = oy * g.stride + ky - g.pad;
-            for kx in xlo..xhi {
-                let ix = ox * g.stride + kx - g.pad;
-                let px = &image[(iy * g.w + ix) * wpp..(iy * g.w + ix + 1) * wpp];
-                for (m, &v) in px.iter().enumerate() {
-                    let bit = (ky * g.kw + kx) * g.c + 64 * m;
-                    let (j, s) = (bit / 64, bit % 64);
-                    out[j * cols8 + pix] |= v << s;
-                    if s > 0 && j + 1 < rw {
-                        out[(j + 1) * cols8 + pix] |= v >> (64 - s);
-                    }
-                }
-            }
+        // The pixels past the last one up to `cols8` (read by the 8-wide kernel, discarded).
+        let p = g.out_pixels();
+        for j in 0..rw {
+            out[j * cols8 + p..(j + 1) * cols8].fill(0);
         }
     }
 }

@@ -22,8 +22,8 @@ use crate::{Error, Result};
 /// Bits per storage word.
 pub const WORD_BITS: usize = 64;
 
-/// Pixels packed together by the fast packer (two AVX-512 registers of `u64`).
-const PACK_BLOCK: usize = 16;
+/// Pixels packed together by the fast packer (one AVX-512 register of `u64`).
+const PACK_BLOCK: usize = 8;
 
 /// Number of `u64` words needed for `bits` bits.
 pub fn words_for(bits: usize) -> usize {
@@ -131,21 +131,31 @@ impl Packed4 {
         for i0 in 0..d0 {
             let img = &mut data[i0 * plane * words..(i0 + 1) * plane * words];
             let planes = &xs[i0 * c * plane..(i0 + 1) * c * plane];
-            for p0 in (0..plane).step_by(PACK_BLOCK) {
-                let len = PACK_BLOCK.min(plane - p0);
-                for wi in 0..words {
+            let full = plane - plane % PACK_BLOCK;
+            for wi in 0..words {
+                let chans = wi * WORD_BITS..((wi + 1) * WORD_BITS).min(c);
+                for p0 in (0..full).step_by(PACK_BLOCK) {
+                    // Fixed-size block: the accumulator lives in registers across channels.
                     let mut acc = [0u64; PACK_BLOCK];
-                    for ch in wi * WORD_BITS..((wi + 1) * WORD_BITS).min(c) {
+                    for ch in chans.clone() {
                         let bit = ch % WORD_BITS;
-                        let src = &planes[ch * plane + p0..ch * plane + p0 + len];
-                        // Contiguous source and accumulator: this form auto-vectorizes.
-                        for (a, &v) in acc.iter_mut().zip(src) {
-                            *a |= u64::from(v < 0.0) << bit;
+                        let src: &[f32; PACK_BLOCK] = planes[ch * plane + p0..][..PACK_BLOCK]
+                            .try_into()
+                            .expect("block");
+                        for j in 0..PACK_BLOCK {
+                            acc[j] |= u64::from(src[j] < 0.0) << bit;
                         }
                     }
-                    for (j, &a) in acc[..len].iter().enumerate() {
+                    for (j, &a) in acc.iter().enumerate() {
                         img[(p0 + j) * words + wi] = a;
                     }
+                }
+                for p in full..plane {
+                    let mut a = 0u64;
+                    for ch in chans.clone() {
+                        a |= u64::from(planes[ch * plane + p] < 0.0) << (ch % WORD_BITS);
+                    }
+                    img[p * words + wi] = a;
                 }
             }
         }
