@@ -278,7 +278,22 @@ impl Ball {
             Norm::Linf => n.linf,
             Norm::L2 => n.l2,
         };
-        size <= self.radius * (1.0 + tol) + 1e-6
+        let slack = match self.norm {
+            Norm::Linf => self.rounding_slack(),
+            Norm::L2 => self.rounding_slack() * (x.len() as f32).sqrt(),
+        };
+        size <= self.radius * (1.0 + tol) + slack
+    }
+
+    /// How far f32 rounding alone can carry a projected point past the radius, per element,
+    /// in the budget's scale: images are f32 in \[0,1\], so `x0 +/- r` lands within half an
+    /// ulp of 1.0 (2^-24, unit scale) of the exact boundary, i.e. `2^-24 / s` for a channel
+    /// whose unit-scale radius per budget unit is `s` (3e-5 for the pixel scale); at least 1e-6.
+    pub fn rounding_slack(&self) -> f32 {
+        self.unit_per_channel
+            .iter()
+            .map(|s| f32::EPSILON / s)
+            .fold(1e-6, f32::max)
     }
 
     /// A uniformly random point of the ball around `x0` (uniform in `z` coordinates), then
