@@ -16,19 +16,10 @@ use breakingbed::variant::{apply, VariantKind, VariantSpec};
 use ndarray::Array4;
 use serde_json::Value;
 
-const N_IMAGES: usize = 8;
+mod common;
+use common::bbed;
 
-fn bbed(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bbed"))
-        .args(args)
-        .output()
-        .expect("run bbed");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+const N_IMAGES: usize = 8;
 
 fn json(args: &[&str]) -> Value {
     let (code, out, err) = bbed(args);

@@ -1,18 +1,7 @@
 //! Bad input to `bbed`: a clear `error: ...` naming the field, exit code 2, never a panic.
 
-use std::process::Command;
-
-fn bbed(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bbed"))
-        .args(args)
-        .output()
-        .expect("run bbed");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+mod common;
+use common::bbed;
 
 /// Exit 2, nothing on stdout, an `error:` line containing every `needle`, no panic.
 fn assert_user_error(args: &[&str], needles: &[&str]) {

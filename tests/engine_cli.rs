@@ -5,7 +5,6 @@
 //! binary engine on a float variant) is `error: ...` with exit 2, never a panic.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use breakingbed::engine::classifier::FloatEngine;
 use breakingbed::engine::exec::Net;
@@ -20,17 +19,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
-fn bbed(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bbed"))
-        .args(args)
-        .output()
-        .expect("run bbed");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+mod common;
+use common::bbed;
 
 fn json(args: &[&str]) -> Value {
     let (code, out, err) = bbed(args);

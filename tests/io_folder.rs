@@ -9,7 +9,9 @@ use breakingbed::Error;
 use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod common;
+use common::bbed;
 
 const SMALL: FolderOptions = FolderOptions {
     resize: 32,
@@ -335,18 +337,6 @@ proptest! {
         let want = ((len - crop) as f64 / 2.0).round_ties_even() as u32;
         prop_assert_eq!(crop_offset(len, crop), want);
     }
-}
-
-fn bbed(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bbed"))
-        .args(args)
-        .output()
-        .expect("run bbed");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 #[test]

@@ -10,19 +10,9 @@ use breakingbed::variant::{self, VariantKind, VariantSpec};
 use image::{Rgb, RgbImage};
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
-fn bbed(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bbed"))
-        .args(args)
-        .output()
-        .expect("run bbed");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+mod common;
+use common::bbed;
 
 // 224 x 224: the folder loader's default centre crop.
 const NET: &str = r#"

@@ -7,19 +7,9 @@ use breakingbed::io::idx::FASHION_MNIST_DIR;
 use breakingbed::model::custom::from_toml_str;
 use breakingbed::variant::{self, VariantKind, VariantSpec};
 use std::path::Path;
-use std::process::Command;
 
-fn bbed(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bbed"))
-        .args(args)
-        .output()
-        .expect("run bbed");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+mod common;
+use common::bbed;
 
 const NET: &str = r#"
 name = "tiny"

@@ -9,19 +9,9 @@ use breakingbed::io::WeightStore;
 use breakingbed::model;
 use breakingbed::variant::{apply, VariantKind, VariantSpec};
 use std::path::Path;
-use std::process::Command;
 
-fn bbed(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bbed"))
-        .args(args)
-        .output()
-        .expect("run bbed");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+mod common;
+use common::bbed;
 
 fn assert_user_error(args: &[&str], needles: &[&str]) {
     let (code, out, err) = bbed(args);

@@ -1212,14 +1212,7 @@ fn bin_forward_fused(
     let dim = sf
         .as_ref()
         .map_or_else(|| si.as_ref().expect("one").dim(), |s| s.dim());
-    if let Some(r) = residual {
-        if r.dim() != dim {
-            return Err(Error::input(
-                "residual add",
-                format!("cannot add {dim:?} and {:?}", r.dim()),
-            ));
-        }
-    }
+    check_residual(dim, residual)?;
     let (c, plane) = (dim.1, dim.2 * dim.3);
     let r_std = residual.map(|r| r.as_standard_layout());
     let rs = r_std
@@ -1286,6 +1279,17 @@ fn free_inputs(
     }
 }
 
+/// A fused residual must have the conv output's shape.
+fn check_residual(dim: (usize, usize, usize, usize), residual: Option<&Array4<f32>>) -> Result<()> {
+    match residual {
+        Some(r) if r.dim() != dim => Err(Error::input(
+            "residual add",
+            format!("cannot add {dim:?} and {:?}", r.dim()),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Applies a fusion epilogue to a binary convolution's output in place (its bias was already
 /// added by [`bin_forward`]), parallel over the batch.
 fn epilogue_inplace(
@@ -1293,14 +1297,7 @@ fn epilogue_inplace(
     ep: &ops::epilogue::Epilogue<'_>,
     residual: Option<&Array4<f32>>,
 ) -> Result<()> {
-    if let Some(r) = residual {
-        if r.dim() != y.dim() {
-            return Err(Error::input(
-                "residual add",
-                format!("cannot add {:?} and {:?}", y.dim(), r.dim()),
-            ));
-        }
-    }
+    check_residual(y.dim(), residual)?;
     if !y.is_standard_layout() {
         *y = y.as_standard_layout().into_owned();
     }
