@@ -1220,43 +1220,37 @@ fn bin_forward_fused(
         .map(|r| r.as_slice().expect("standard layout"));
     let sf_s = sf.as_ref().map(|s| s.as_slice().expect("standard layout"));
     let si_s = si.as_ref().map(|s| s.as_slice().expect("standard layout"));
+    let bias = bias.map(|b| b.to_vec());
+    let ep = ops::epilogue::Epilogue {
+        bias: bias.as_deref(),
+        ..*ep
+    };
     let mut y = Array4::<f32>::uninit(dim);
     if c * plane > 0 {
-        const B: usize = 256;
         y.as_slice_mut()
             .expect("fresh array")
             .par_chunks_mut(c * plane)
             .enumerate()
             .for_each(|(n, img)| {
-                let mut tmp = [0.0f32; B];
                 for (o, row) in img.chunks_mut(plane).enumerate() {
                     let at = (n * c + o) * plane;
-                    for (q, dst) in row.chunks_mut(B).enumerate() {
-                        let lo = at + q * B;
-                        let t = &mut tmp[..dst.len()];
-                        // |s| <= C*k*k < 2^24, so the conversion is exact.
-                        match (sf_s, si_s) {
-                            (Some(s), _) => t
-                                .iter_mut()
-                                .zip(&s[lo..])
-                                .for_each(|(t, &v)| *t = 0.0 + k[o] * v),
-                            (_, Some(s)) => t
-                                .iter_mut()
-                                .zip(&s[lo..])
-                                .for_each(|(t, &v)| *t = 0.0 + k[o] * v as f32),
-                            _ => unreachable!("one backend ran"),
+                    let ko = k[o];
+                    let res = rs.map(|r| &r[at..at + plane]);
+                    // |s| <= C*k*k < 2^24, so the conversion is exact; `0 + k*s` is what
+                    // accumulating into a zeroed tensor computes.
+                    match (sf_s, si_s) {
+                        (Some(s), _) => {
+                            ep.row_map(o, row, &s[at..at + plane], |v| 0.0 + ko * v, res)
                         }
-                        if let Some(b) = bias {
-                            let bo = b[o];
-                            t.iter_mut().for_each(|v| *v += bo);
+                        (_, Some(s)) => {
+                            ep.row_map(o, row, &s[at..at + plane], |v| 0.0 + ko * v as f32, res)
                         }
-                        let res = rs.map(|r| &r[lo..lo + dst.len()]);
-                        ep.row_uninit(o, dst, t, res);
+                        _ => unreachable!("one backend ran"),
                     }
                 }
             });
     }
-    // SAFETY: every row of every image was written by `row_uninit` above (nothing to write
+    // SAFETY: every row of every image was written by `row_map` above (nothing to write
     // for an empty tensor).
     Ok(unsafe { y.assume_init() })
 }

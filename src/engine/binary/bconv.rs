@@ -32,8 +32,11 @@ struct Plan {
     g: ConvGeom,
     wpp: usize,
     im2col: Im2col,
-    bias: PaddingBias,
+    /// Border pixels `(pixel, padding class)`.
     border: Vec<(u32, u32)>,
+    /// Per output channel, then border pixel: the exact padding bias minus the all-real `K` the
+    /// kernel assumed (a flat table, so the fix-up is one add per entry).
+    fix: Vec<i32>,
 }
 
 /// A binary conv layer with its filters prepared (im2col row layout, tap popcounts) and the
@@ -139,12 +142,18 @@ impl BConv2d {
             }
         }
         let bias = PaddingBias::new(&g, self.out_channels, &self.tap_pop);
+        let border = bias.border_pixels();
+        let k = g.kbits() as i32;
+        let fix = (0..self.out_channels)
+            .flat_map(|oc| border.iter().map(move |&(_, class)| (class, oc)))
+            .map(|(class, oc)| bias.bias(class, oc) - k)
+            .collect();
         let plan = Arc::new(Plan {
             g,
             wpp,
             im2col: Im2col::new(g, wpp),
-            border: bias.border_pixels(),
-            bias,
+            border,
+            fix,
         });
         *cache = Some(Arc::clone(&plan));
         plan
@@ -225,9 +234,13 @@ impl BConv2d {
         // The kernel assumed every tap real (bias K); border pixels get their exact bias.
         // Channel-outer: a pixel-outer walk would hop between planes 4*p bytes apart, which for
         // p = 1024 maps every access to one L1 set.
-        for (oc, plane) in dst.chunks_exact_mut(p).enumerate() {
-            for &(pix, class) in &plan.border {
-                plane[pix as usize] += plan.bias.bias(class, oc) - k;
+        let nb = plan.border.len();
+        for (plane, fix) in dst
+            .chunks_exact_mut(p)
+            .zip(plan.fix.chunks_exact(nb.max(1)))
+        {
+            for (&(pix, _), &d) in plan.border.iter().zip(fix) {
+                plane[pix as usize] += d;
             }
         }
     }

@@ -58,22 +58,36 @@ impl Epilogue<'_> {
         src: &[f32],
         residual: Option<&[f32]>,
     ) {
+        self.row_map(o, dst, src, |v| v, residual)
+    }
+
+    /// As [`Epilogue::row_uninit`] with each source value first mapped by `to` (e.g. the
+    /// scaling of a binary conv's integer sums), in the same sweep.
+    pub fn row_map<T: Copy>(
+        &self,
+        o: usize,
+        dst: &mut [MaybeUninit<f32>],
+        src: &[T],
+        to: impl Fn(T) -> f32,
+        residual: Option<&[f32]>,
+    ) {
         assert_eq!(dst.len(), src.len(), "epilogue row lengths");
         let bias = self.bias.map(|b| b[o]);
         let bn = self.bn.map(|(s, t)| (s[o], t[o]));
         // One monomorphised loop per combination: a branch per element cost more than the
         // arithmetic.
+        let a = self.act;
         match (bias, bn, residual) {
-            (None, None, None) => sweep(dst, src, self.act, |v, _| v),
-            (None, Some((s, t)), None) => sweep(dst, src, self.act, |v, _| s * v + t),
-            (None, Some((s, t)), Some(r)) => sweep(dst, src, self.act, |v, k| s * v + t + r[k]),
-            (Some(b), None, None) => sweep(dst, src, self.act, |v, _| v + b),
-            (Some(b), Some((s, t)), None) => sweep(dst, src, self.act, |v, _| s * (v + b) + t),
+            (None, None, None) => sweep(dst, src, a, |v, _| to(v)),
+            (None, Some((s, t)), None) => sweep(dst, src, a, |v, _| s * to(v) + t),
+            (None, Some((s, t)), Some(r)) => sweep(dst, src, a, |v, k| s * to(v) + t + r[k]),
+            (Some(b), None, None) => sweep(dst, src, a, |v, _| to(v) + b),
+            (Some(b), Some((s, t)), None) => sweep(dst, src, a, |v, _| s * (to(v) + b) + t),
             (Some(b), Some((s, t)), Some(r)) => {
-                sweep(dst, src, self.act, |v, k| s * (v + b) + t + r[k])
+                sweep(dst, src, a, |v, k| s * (to(v) + b) + t + r[k])
             }
-            (None, None, Some(r)) => sweep(dst, src, self.act, |v, k| v + r[k]),
-            (Some(b), None, Some(r)) => sweep(dst, src, self.act, |v, k| v + b + r[k]),
+            (None, None, Some(r)) => sweep(dst, src, a, |v, k| to(v) + r[k]),
+            (Some(b), None, Some(r)) => sweep(dst, src, a, |v, k| to(v) + b + r[k]),
         }
     }
 
@@ -93,11 +107,11 @@ impl Epilogue<'_> {
 
 /// `dst[k] = act(f(src[k], k))`, one loop per activation.
 #[inline(always)]
-fn sweep(
+fn sweep<T: Copy>(
     dst: &mut [MaybeUninit<f32>],
-    src: &[f32],
+    src: &[T],
     act: Activation,
-    f: impl Fn(f32, usize) -> f32,
+    f: impl Fn(T, usize) -> f32,
 ) {
     let it = dst.iter_mut().zip(src).enumerate();
     match act {
