@@ -278,9 +278,7 @@ fn losses_hand_examples() {
     assert!(loss::softmax_cross_entropy(&z, &[2]).is_err());
     assert!(loss::softmax_cross_entropy(&z, &[0, 1]).is_err());
     assert!(loss::kd_kl_loss(&z, &z, 0.0).is_err());
-    // NaN logits propagate (documented) rather than producing a plausible number.
-    assert!(loss::softmax_cross_entropy(&array![[f32::NAN, 0.0]], &[0])
-        .unwrap()
-        .0
-        .is_nan());
+    // NaN logits are an input error rather than a plausible-looking number.
+    let e = loss::softmax_cross_entropy(&array![[f32::NAN, 0.0]], &[0]).unwrap_err();
+    assert!(e.to_string().contains("non-finite"), "{e}");
 }

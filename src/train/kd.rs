@@ -1,5 +1,5 @@
-//! Losses on logits and their gradients with respect to the (student) logits: cross-entropy and
-//! knowledge distillation by KL divergence (KD-KL).
+//! The distillation objective of training: KD-KL plus cross-entropy with weight `a`, built on the
+//! two losses of [`crate::engine::ops::loss`] (re-exported here for the training code).
 //!
 //! KD-KL is the paper's Eq. (1), `sum_n sum_k p_k log(p_k / q_k)` with `p = softmax(t/T)` (teacher)
 //! and `q = softmax(s/T)` (student), averaged over the batch instead of summed (PyTorch's
@@ -10,10 +10,12 @@
 //! `L = a * T^2 * KL + (1 - a) * CE(s, labels)`, and `dL/ds = a * T * (q - p) / N + (1 - a) *
 //! (softmax(s) - onehot) / N`.
 //!
-//! Everything is computed in f64 (log-sum-exp with the row maximum subtracted) and the `f32` entry
-//! points round once at the end; the f64 core is public so gradients can be checked by finite
-//! differences at full precision.
+//! Computed in f64 like the losses it combines; [`kd_loss`] rounds once at the end.
 
+pub use crate::engine::ops::loss::{
+    cross_entropy_f64, kd_kl_f64, log_softmax, softmax_cross_entropy as cross_entropy,
+};
+use crate::engine::ops::loss::{narrow, widen};
 use crate::{Error, Result};
 use ndarray::{Array2, Axis};
 use serde::{Deserialize, Serialize};
@@ -43,100 +45,6 @@ impl KdConfig {
     }
 }
 
-/// Row-wise log-softmax of `z / t`.
-pub fn log_softmax(z: &Array2<f64>, t: f64) -> Array2<f64> {
-    let mut out = z.mapv(|v| v / t);
-    for mut row in out.rows_mut() {
-        let m = row.fold(f64::NEG_INFINITY, |a, &b| a.max(b));
-        let lse = m + row.iter().map(|&v| (v - m).exp()).sum::<f64>().ln();
-        row.mapv_inplace(|v| v - lse);
-    }
-    out
-}
-
-fn check_logits(what: &str, z: &Array2<f64>) -> Result<()> {
-    if z.nrows() == 0 || z.ncols() == 0 {
-        return Err(Error::input(what, format!("empty logits {:?}", z.dim())));
-    }
-    if z.iter().any(|v| !v.is_finite()) {
-        return Err(Error::input(
-            what,
-            "logits hold a non-finite value (diverged training? lower the learning rate)",
-        ));
-    }
-    Ok(())
-}
-
-/// Mean cross-entropy of `logits` against `labels` and its gradient (f64).
-pub fn cross_entropy_f64(logits: &Array2<f64>, labels: &[usize]) -> Result<(f64, Array2<f64>)> {
-    check_logits("logits", logits)?;
-    let (n, k) = logits.dim();
-    if labels.len() != n {
-        return Err(Error::input(
-            "labels",
-            format!("{} labels for {n} rows of logits", labels.len()),
-        ));
-    }
-    if let Some(&l) = labels.iter().find(|&&l| l >= k) {
-        return Err(Error::input(
-            "labels",
-            format!("label {l} is outside 0..{}", k - 1),
-        ));
-    }
-    let ls = log_softmax(logits, 1.0);
-    let loss = -labels
-        .iter()
-        .enumerate()
-        .map(|(i, &l)| ls[[i, l]])
-        .sum::<f64>()
-        / n as f64;
-    let mut grad = ls.mapv(f64::exp);
-    for (i, &l) in labels.iter().enumerate() {
-        grad[[i, l]] -= 1.0;
-    }
-    grad /= n as f64;
-    Ok((loss, grad))
-}
-
-/// `T^2 * mean_n KL(softmax(t_n/T) || softmax(s_n/T))` and its gradient w.r.t. `student` (f64).
-pub fn kd_kl_f64(
-    student: &Array2<f64>,
-    teacher: &Array2<f64>,
-    temperature: f64,
-) -> Result<(f64, Array2<f64>)> {
-    check_logits("student logits", student)?;
-    check_logits("teacher logits", teacher)?;
-    if student.dim() != teacher.dim() {
-        return Err(Error::input(
-            "teacher logits",
-            format!(
-                "shape {:?} differs from the student's {:?} (a teacher for another task?)",
-                teacher.dim(),
-                student.dim()
-            ),
-        ));
-    }
-    if !(temperature.is_finite() && temperature > 0.0) {
-        return Err(Error::input(
-            "kd.temperature",
-            format!("{temperature} is not a positive finite number"),
-        ));
-    }
-    let n = student.nrows() as f64;
-    let lq = log_softmax(student, temperature);
-    let lp = log_softmax(teacher, temperature);
-    let p = lp.mapv(f64::exp);
-    // 0 * log 0 = 0: a teacher probability that underflowed contributes nothing.
-    let kl: f64 = p
-        .iter()
-        .zip(lp.iter().zip(lq.iter()))
-        .map(|(&p, (&lp, &lq))| if p > 0.0 { p * (lp - lq) } else { 0.0 })
-        .sum();
-    let t2 = temperature * temperature;
-    let grad = (lq.mapv(f64::exp) - &p) * (temperature / n);
-    Ok((t2 * kl / n, grad))
-}
-
 /// `a * T^2 * KL + (1 - a) * CE` and its gradient w.r.t. `student` (f64); see module docs.
 pub fn kd_loss_f64(
     student: &Array2<f64>,
@@ -149,19 +57,6 @@ pub fn kd_loss_f64(
     let (kd, gkd) = kd_kl_f64(student, teacher, cfg.temperature as f64)?;
     let (ce, gce) = cross_entropy_f64(student, labels)?;
     Ok((a * kd + (1.0 - a) * ce, gkd * a + gce * (1.0 - a)))
-}
-
-fn widen(z: &Array2<f32>) -> Array2<f64> {
-    z.mapv(|v| v as f64)
-}
-
-fn narrow((l, g): (f64, Array2<f64>)) -> (f32, Array2<f32>) {
-    (l as f32, g.mapv(|v| v as f32))
-}
-
-/// Mean cross-entropy and its gradient w.r.t. the logits.
-pub fn cross_entropy(logits: &Array2<f32>, labels: &[usize]) -> Result<(f32, Array2<f32>)> {
-    cross_entropy_f64(&widen(logits), labels).map(narrow)
 }
 
 /// KD-KL plus cross-entropy (module docs) and its gradient w.r.t. the student logits.
