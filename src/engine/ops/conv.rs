@@ -316,6 +316,18 @@ fn col2im_at(g: &ConvGeom, col: &mut [f32], ld: usize, off: usize, dx: &mut [f32
     }
 }
 
+/// A tensor that must have the conv output's shape `[N,O,HO,WO]`.
+fn check_output_shape(g: &ConvGeom, field: &str, what: &str, t: &Array4<f32>) -> Result<()> {
+    let want = (g.n, g.o, g.ho, g.wo);
+    if t.dim() != want {
+        return Err(Error::input(
+            field,
+            format!("{what} has shape {:?}, output shape is {want:?}", t.dim()),
+        ));
+    }
+    Ok(())
+}
+
 fn check_bias(g: &ConvGeom, b: Option<&Array1<f32>>) -> Result<()> {
     if let Some(b) = b {
         if b.len() != g.o {
@@ -391,16 +403,7 @@ pub fn conv2d_fused_with(
     let g = ConvGeom::new(x.dim(), w.dim(), stride, pad)?;
     check_bias(&g, b)?;
     if let Some(r) = residual {
-        if r.dim() != (g.n, g.o, g.ho, g.wo) {
-            return Err(Error::input(
-                "conv2d residual",
-                format!(
-                    "residual has shape {:?}, output shape is {:?}",
-                    r.dim(),
-                    (g.n, g.o, g.ho, g.wo)
-                ),
-            ));
-        }
+        check_output_shape(&g, "conv2d residual", "residual", r)?;
     }
     let x = x.as_standard_layout();
     let w = w.as_standard_layout();
@@ -544,16 +547,7 @@ pub fn conv2d_backward_with(
     dy: &Array4<f32>,
 ) -> Result<(Array4<f32>, Array4<f32>, Array1<f32>)> {
     let g = ConvGeom::new(x.dim(), w.dim(), stride, pad)?;
-    if dy.dim() != (g.n, g.o, g.ho, g.wo) {
-        return Err(Error::input(
-            "conv2d_backward dy",
-            format!(
-                "gradient has shape {:?}, output shape is {:?}",
-                dy.dim(),
-                (g.n, g.o, g.ho, g.wo)
-            ),
-        ));
-    }
+    check_output_shape(&g, "conv2d_backward dy", "gradient", dy)?;
     let x = x.as_standard_layout();
     let w = w.as_standard_layout();
     let dy = dy.as_standard_layout();
