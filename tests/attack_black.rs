@@ -8,6 +8,7 @@ use breakingbed::attack::genattack::{
     accuracy_at_generations, genattack, genattack_batch, GenAttackConfig,
 };
 use breakingbed::attack::local_search::{local_search, local_search_batch, LocalSearchConfig};
+use breakingbed::attack::testing::flatten_normalized;
 use breakingbed::attack::{ImageResult, Model, Normalization, Oracle, Scale};
 use breakingbed::Error;
 use ndarray::{s, Array1, Array2, Array3, Array4, ArrayView3, Axis};
@@ -39,20 +40,6 @@ struct Mlp {
     calls: AtomicU64,
 }
 
-fn flatten(x: &Array4<f32>) -> Array2<f32> {
-    let n = x.len_of(Axis(0));
-    x.to_shape((n, x.len() / n.max(1))).unwrap().to_owned()
-}
-
-/// Normalised, flattened features: the model applies its own `(x - mean) / std` per channel.
-fn features(x: &Array4<f32>, norm: &Normalization) -> Array2<f32> {
-    let mut x = x.clone();
-    for (c, mut plane) in x.axis_iter_mut(Axis(1)).enumerate() {
-        plane.mapv_inplace(|v| (v - norm.mean[c]) / norm.std[c]);
-    }
-    flatten(&x)
-}
-
 /// The trained models see pixels centred on mid-grey, as real models see normalised images.
 fn train_norm() -> Normalization {
     Normalization {
@@ -80,7 +67,7 @@ impl Model for Linear {
     fn logits(&self, x: &Array4<f32>) -> Array2<f32> {
         self.calls
             .fetch_add(x.len_of(Axis(0)) as u64, Ordering::SeqCst);
-        self.forward(&features(x, &self.norm))
+        self.forward(&flatten_normalized(x, &self.norm))
     }
 }
 
@@ -103,7 +90,9 @@ impl Model for Mlp {
     fn logits(&self, x: &Array4<f32>) -> Array2<f32> {
         self.calls
             .fetch_add(x.len_of(Axis(0)) as u64, Ordering::SeqCst);
-        self.hidden(&features(x, &self.norm)).dot(&self.w2.t()) + &self.b2
+        self.hidden(&flatten_normalized(x, &self.norm))
+            .dot(&self.w2.t())
+            + &self.b2
     }
 }
 
@@ -161,7 +150,7 @@ fn ce_grad(z: &Array2<f32>, y: &[usize]) -> Array2<f32> {
 }
 
 fn train_linear(x: &Array4<f32>, y: &[usize]) -> Linear {
-    let f = features(x, &train_norm());
+    let f = flatten_normalized(x, &train_norm());
     let d = f.ncols();
     let mut m = Linear {
         shape: SHAPE,
@@ -180,7 +169,7 @@ fn train_linear(x: &Array4<f32>, y: &[usize]) -> Linear {
 }
 
 fn train_mlp(x: &Array4<f32>, y: &[usize], seed: u64) -> Mlp {
-    let f = features(x, &train_norm());
+    let f = flatten_normalized(x, &train_norm());
     let (d, h) = (f.ncols(), 16);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let n1 = Normal::new(0.0f32, (2.0 / d as f32).sqrt()).unwrap();

@@ -52,11 +52,12 @@ use serde::{Deserialize, Serialize};
 
 use super::classifier::{argmax, Model, Oracle};
 use super::local_search::{
-    check_batch, check_class, check_eps, check_image, cross_entropy, ln_p, non_negative, query_one,
-    scale_units, scaled, LinfBall,
+    check_batch, check_class, check_eps, check_image, cross_entropy, ln_p, query_one, scale_units,
+    scaled, LinfBall,
 };
 use super::result::{ImageResult, TracePoint};
 use super::run::image_rng;
+use super::spec::{check_count, check_nonneg, check_positive};
 use super::threat::{norms, Norms, Scale};
 use crate::{Error, Result};
 
@@ -126,24 +127,17 @@ impl GenAttackConfig {
                 ),
             ));
         }
-        if self.generations == 0 {
-            return Err(Error::input(field("generations"), "must be at least 1"));
-        }
+        check_count(self.generations, "generations", "genattack")?;
         check_eps(self.eps, &field("eps"))?;
-        if !self.tau.is_finite() || self.tau <= 0.0 {
-            return Err(Error::input(
-                field("tau"),
-                format!("must be positive, got {}", self.tau),
-            ));
-        }
+        check_positive(self.tau, "tau", "genattack")?;
         if !(0.0..=1.0).contains(&self.rho_min) {
             return Err(Error::input(
                 field("rho_min"),
                 format!("is a probability, must be in [0, 1], got {}", self.rho_min),
             ));
         }
-        non_negative(&field("alpha_min"), self.alpha_min)?;
-        non_negative(&field("plateau_tol"), self.plateau_tol)?;
+        check_nonneg(self.alpha_min, "alpha_min", "genattack")?;
+        check_nonneg(self.plateau_tol, "plateau_tol", "genattack")?;
         if self.plateau_window == 0 {
             return Err(Error::input(
                 field("plateau_window"),

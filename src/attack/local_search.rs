@@ -50,6 +50,7 @@ use serde::{Deserialize, Serialize};
 use super::classifier::{argmax, Model, Oracle};
 use super::result::{ImageResult, TracePoint};
 use super::run::image_rng;
+use super::spec::{check_count, check_nonneg, check_positive};
 use super::threat::{norms, Norms, Scale};
 use crate::{Error, Result};
 
@@ -101,28 +102,13 @@ impl Default for LocalSearchConfig {
     }
 }
 
-/// A finite value `>= 0`, or an error naming `field`. Shared by the black-box attack configs.
-pub(crate) fn non_negative(field: &str, v: f32) -> Result<()> {
-    if !v.is_finite() || v < 0.0 {
-        return Err(Error::input(
-            field,
-            format!("must be a finite number >= 0, got {v}"),
-        ));
-    }
-    Ok(())
-}
-
 impl LocalSearchConfig {
     /// Checks every field; errors name the field as `local_search.<field>`.
     pub fn validate(&self) -> Result<()> {
         let field = |f: &str| format!("local_search.{f}");
-        if !self.p.is_finite() || self.p <= 0.0 {
-            return Err(Error::input(
-                field("p"),
-                format!("must be a positive number, got {}", self.p),
-            ));
-        }
-        non_negative(&field("r"), self.r)?;
+        let ctx = "local_search";
+        check_positive(self.p, "p", ctx)?;
+        check_nonneg(self.r, "r", ctx)?;
         if self.t == 0 {
             return Err(Error::input(
                 field("t"),
@@ -136,12 +122,8 @@ impl LocalSearchConfig {
                 format!("must be in (0, 1], got {}", self.init_fraction),
             ));
         }
-        if self.max_init == 0 {
-            return Err(Error::input(field("max_init"), "must be at least 1"));
-        }
-        if self.batch == 0 {
-            return Err(Error::input(field("batch"), "must be at least 1"));
-        }
+        check_count(self.max_init, "max_init", ctx)?;
+        check_count(self.batch, "batch", ctx)?;
         if let Some(eps) = self.eps {
             check_eps(eps, &field("eps"))?;
         }

@@ -275,7 +275,8 @@ fn check_target(targeted: bool, target: Option<Target>, context: &str) -> Result
     }
 }
 
-fn check_positive(v: f32, field: &str, context: &str) -> Result<()> {
+/// A finite value `> 0`, or an error naming `context.field`. Shared by every attack config.
+pub(crate) fn check_positive(v: f32, field: &str, context: &str) -> Result<()> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
@@ -286,7 +287,8 @@ fn check_positive(v: f32, field: &str, context: &str) -> Result<()> {
     }
 }
 
-fn check_nonneg(v: f32, field: &str, context: &str) -> Result<()> {
+/// A finite value `>= 0`, or an error naming `context.field`.
+pub(crate) fn check_nonneg(v: f32, field: &str, context: &str) -> Result<()> {
     if v.is_finite() && v >= 0.0 {
         Ok(())
     } else {
@@ -297,7 +299,8 @@ fn check_nonneg(v: f32, field: &str, context: &str) -> Result<()> {
     }
 }
 
-fn check_count(v: usize, field: &str, context: &str) -> Result<()> {
+/// A count of at least 1, or an error naming `context.field`.
+pub(crate) fn check_count(v: usize, field: &str, context: &str) -> Result<()> {
     if v == 0 {
         Err(Error::input(
             format!("{context}.{field}"),

@@ -22,7 +22,8 @@ use rand_distr::{Distribution, Normal};
 use super::classifier::{Model, WhiteBox};
 use crate::model::Normalization;
 
-fn flatten_normalized(x: &Array4<f32>, norm: &Normalization) -> Array2<f32> {
+/// `(x - mean) / std` per channel, flattened to `[N, C*H*W]` (what the reference models see).
+pub fn flatten_normalized(x: &Array4<f32>, norm: &Normalization) -> Array2<f32> {
     let n = x.len_of(Axis(0));
     let mut y = x.clone();
     for (c, (m, s)) in norm.mean.iter().zip(&norm.std).enumerate() {
