@@ -1,11 +1,12 @@
 //! The two engines as classifiers: [`FloatEngine`] (float reference, white-box: logits and input
 //! gradients through the straight-through estimator) and [`BinaryEngine`] (bit-exact XNOR +
 //! popcount for binarized layers; query-only, it implements [`Model`] but not [`WhiteBox`]).
-//! Both wrap the same [`Net`]; weights are binarized and packed once at construction.
+//! Both wrap the same [`Net`]; weights are binarized and packed, and the inference plan built,
+//! once at construction.
 
 use ndarray::{Array2, Array4};
 
-use super::exec::{BinWeights, ConvBackend, Mode, Net, Tape};
+use super::exec::{BinWeights, ConvBackend, InferPlan, Mode, Net, Tape};
 use crate::attack::{Model, WhiteBox};
 use crate::model::Normalization;
 use crate::Result;
@@ -14,18 +15,21 @@ use crate::Result;
 pub struct FloatEngine {
     pub net: Net,
     bw: Vec<Option<BinWeights>>,
+    plan: InferPlan,
 }
 
 /// Bit-exact binarized engine (inference mode).
 pub struct BinaryEngine {
     pub net: Net,
     bw: Vec<Option<BinWeights>>,
+    plan: InferPlan,
 }
 
 impl FloatEngine {
     pub fn new(net: Net) -> Result<Self> {
         let bw = net.binarize(false)?;
-        Ok(FloatEngine { net, bw })
+        let plan = net.infer_plan(&bw)?;
+        Ok(FloatEngine { net, bw, plan })
     }
 
     /// Logits and the tape (accumulators of binarized layers kept when asked).
@@ -41,7 +45,8 @@ impl FloatEngine {
 
     /// Logits through the tape-free inference path (bit-identical to [`FloatEngine::run`]).
     pub fn try_logits(&self, x: &Array4<f32>) -> Result<Array2<f32>> {
-        self.net.infer(x, ConvBackend::Float, &self.bw)
+        self.net
+            .infer_with(&self.plan, x, ConvBackend::Float, &self.bw)
     }
 
     /// Gradient w.r.t. the unit-scale input of `sum dlogits * logits`.
@@ -54,7 +59,8 @@ impl FloatEngine {
 impl BinaryEngine {
     pub fn new(net: Net) -> Result<Self> {
         let bw = net.binarize(true)?;
-        Ok(BinaryEngine { net, bw })
+        let plan = net.infer_plan(&bw)?;
+        Ok(BinaryEngine { net, bw, plan })
     }
 
     pub fn run(&self, x: &Array4<f32>, keep_accumulators: bool) -> Result<(Array2<f32>, Tape)> {
@@ -69,7 +75,8 @@ impl BinaryEngine {
 
     /// Logits through the tape-free inference path (bit-identical to [`BinaryEngine::run`]).
     pub fn try_logits(&self, x: &Array4<f32>) -> Result<Array2<f32>> {
-        self.net.infer(x, ConvBackend::Bitwise, &self.bw)
+        self.net
+            .infer_with(&self.plan, x, ConvBackend::Bitwise, &self.bw)
     }
 }
 

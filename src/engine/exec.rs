@@ -79,7 +79,7 @@ pub struct Net {
 
 /// What [`Net::infer`] prepares once per call: the layer plan and the float parameters in
 /// the form the layers use (float conv/linear weights, biases, folded eval-mode BN).
-struct InferPlan {
+pub struct InferPlan {
     /// Last reader of each layer's output; the network input is the last slot.
     last_use: Vec<usize>,
     fusion: Vec<Option<Fusion>>,
@@ -551,7 +551,8 @@ impl Net {
     /// [`Mode::Eval`], so the logits are bit-identical, but no tape.
     ///
     /// Everything that does not depend on the images (the fusion plan, weights, folded BN) is
-    /// prepared once per call; then each image runs through the whole network on its own, in
+    /// prepared once ([`Net::infer_plan`]; the engines keep theirs, so attacks querying one
+    /// image at a time do not rebuild it); then each image runs through the whole network on its own, in
     /// parallel over images, so its feature maps stay in L2 from one layer to the next and
     /// every buffer is small enough to be reused by the allocator (layer by layer over a batch
     /// of 128, the XNOR ResNet20 ran at ~0.7x the speed: page faults and cache misses). Every
@@ -566,25 +567,36 @@ impl Net {
         backend: ConvBackend,
         bw: &[Option<BinWeights>],
     ) -> Result<Array2<f32>> {
-        let plan = self.infer_plan(bw)?;
+        self.infer_with(&self.infer_plan(bw)?, x, backend, bw)
+    }
+
+    /// [`Net::infer`] with a plan from [`Net::infer_plan`] for the same parameters and `bw`.
+    pub fn infer_with(
+        &self,
+        plan: &InferPlan,
+        x: &Array4<f32>,
+        backend: ConvBackend,
+        bw: &[Option<BinWeights>],
+    ) -> Result<Array2<f32>> {
         let x0 = self.normalized_input(x)?;
         let n = x0.dim().0;
         if n <= 1 {
-            return self.infer_images(&plan, x0, backend, bw);
+            return self.infer_images(plan, x0, backend, bw);
         }
         let rows = (0..n)
             .into_par_iter()
             .map(|i| {
                 let xi = x0.slice(ndarray::s![i..i + 1, .., .., ..]).to_owned();
-                self.infer_images(&plan, xi, backend, bw)
+                self.infer_images(plan, xi, backend, bw)
             })
             .collect::<Result<Vec<_>>>()?;
         let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
         Ok(ndarray::concatenate(Axis(0), &views).expect("same class count"))
     }
 
-    /// The image-independent part of [`Net::infer`].
-    fn infer_plan(&self, bw: &[Option<BinWeights>]) -> Result<InferPlan> {
+    /// The image-independent part of [`Net::infer`]: a snapshot of the parameters, so build
+    /// it again after changing them.
+    pub fn infer_plan(&self, bw: &[Option<BinWeights>]) -> Result<InferPlan> {
         let net = &self.cn.network;
         let nl = net.layers.len();
         if nl == 0 {
