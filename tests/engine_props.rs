@@ -230,3 +230,73 @@ proptest! {
         agree(&net, &spec(xnor, m, n), seed, 2)?;
     }
 }
+
+/// Batch-norms that follow no conv head their own fused group (BN, residual add, activation):
+/// still bit-identical to the taped pass, for the float and both binarized variants.
+#[test]
+fn batch_norm_after_a_pool_fuses_with_its_add_and_activation() {
+    let text = r#"
+name = "bnhead"
+input = [2, 8, 8]
+num_classes = 5
+
+[[layers]]
+name = "conv1"
+op = "conv"
+out_c = 6
+kernel = 3
+padding = 1
+
+[[layers]]
+name = "pool"
+op = "max_pool"
+kernel = 2
+stride = 2
+
+[[layers]]
+name = "bn"
+op = "batch_norm"
+
+[[layers]]
+name = "add"
+op = "add"
+inputs = ["bn", "pool"]
+
+[[layers]]
+name = "act"
+op = "hardtanh"
+
+[[layers]]
+name = "conv2"
+op = "conv"
+out_c = 6
+kernel = 3
+padding = 1
+
+[[layers]]
+name = "gap"
+op = "global_avg_pool"
+
+[[layers]]
+name = "fc"
+op = "linear"
+out_f = 5
+"#;
+    let net = model::custom::from_toml_str(text, "bnhead").unwrap();
+    let cn = variant::apply(&net, &VariantSpec::new(VariantKind::Vanilla)).unwrap();
+    let mut p = params::init(&cn, 3);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for (name, t) in p.iter_mut() {
+        if name.ends_with("running_mean") {
+            t.mapv_inplace(|_| rng.gen_range(-0.5..0.5));
+        }
+    }
+    let f = FloatEngine::new(Net::new(cn, p).unwrap()).unwrap();
+    let x = Array4::from_shape_simple_fn((3, 2, 8, 8), || rng.gen::<f32>());
+    let (l, _) = f.run(&x, false).unwrap();
+    assert!(f.try_logits(&x).unwrap() == l);
+    for (xnor, m, n) in [(true, 1, 1), (false, 2, 2)] {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        agree(&net, &spec(xnor, m, n), rng.gen(), 3).unwrap();
+    }
+}

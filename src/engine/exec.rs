@@ -443,7 +443,8 @@ impl Net {
     /// Conv layers whose output flows, each through its sole reader, into a batch-norm, a
     /// two-input residual add (whose other input is already computed when the conv runs) and
     /// an activation: the tape-free pass evaluates such a chain as one convolution with an
-    /// [`ops::epilogue::Epilogue`]. Returns the fusion per head conv and which layers are
+    /// [`ops::epilogue::Epilogue`]. A batch-norm that follows no conv heads the same kind of
+    /// chain (its add and activation). Returns the fusion per head and which layers are
     /// absorbed into a head.
     fn fusions(&self, last_use: &[usize]) -> (Vec<Option<Fusion>>, Vec<bool>) {
         let layers = &self.cn.network.layers;
@@ -461,20 +462,26 @@ impl Net {
         let mut fusion: Vec<Option<Fusion>> = (0..nl).map(|_| None).collect();
         let mut absorbed = vec![false; nl];
         for (i, l) in layers.iter().enumerate() {
-            if !matches!(l.op, Op::Conv { .. }) {
-                continue;
-            }
             let mut f = Fusion {
                 bn: None,
                 residual: None,
                 act: ops::epilogue::Activation::Identity,
                 tail: i,
             };
-            if let Some(j) = sole(f.tail) {
-                if matches!(layers[j].op, Op::BatchNorm { .. }) && layers[j].inputs == [f.tail] {
-                    f.bn = Some(j);
-                    f.tail = j;
+            match l.op {
+                Op::Conv { .. } => {
+                    if let Some(j) = sole(f.tail) {
+                        if matches!(layers[j].op, Op::BatchNorm { .. })
+                            && layers[j].inputs == [f.tail]
+                        {
+                            f.bn = Some(j);
+                            f.tail = j;
+                        }
+                    }
                 }
+                // A batch-norm no conv absorbed heads its own group.
+                Op::BatchNorm { .. } if !absorbed[i] => f.bn = Some(i),
+                _ => continue,
             }
             if let Some(k) = sole(f.tail) {
                 if let (Op::Add, [a, b]) = (&layers[k].op, layers[k].inputs.as_slice()) {
@@ -658,25 +665,6 @@ impl Net {
         let net = &self.cn.network;
         let nl = net.layers.len();
         let last_use = &plan.last_use;
-        // An activation that is the sole reader of a BN output is applied in that
-        // layer's pass (same scalar expressions, so results are unchanged) and then passes its
-        // input through: one sweep over the feature maps instead of two.
-        // 0: none, 1: ReLU, 2: hardtanh (dispatched outside the element loop so each case
-        // inlines; a function pointer per element cost ~20% of float inference).
-        let act_of = |i: usize| -> u8 {
-            let Some(next) = net.layers.get(i + 1) else {
-                return 0;
-            };
-            if next.inputs != [i] || last_use[i] != i + 1 {
-                return 0;
-            }
-            match (&net.layers[i].op, &next.op) {
-                (Op::BatchNorm { .. }, Op::Relu) => 1,
-                (Op::BatchNorm { .. }, Op::Hardtanh) => 2,
-                _ => 0,
-            }
-        };
-        let mut fused = vec![false; nl];
         let (fusion, absorbed) = (&plan.fusion, &plan.absorbed);
         let mut outs: Vec<Option<Array4<f32>>> = vec![None; nl + 1];
         outs[nl] = Some(x0);
@@ -684,7 +672,7 @@ impl Net {
         for (i, layer) in net.layers.iter().enumerate() {
             let name = &layer.name;
             if absorbed[i] {
-                // Computed by the convolution that heads its fusion group.
+                // Computed by the conv or batch-norm that heads its fusion group.
                 free_inputs(&mut outs, layer, last_use, i, nl);
                 continue;
             }
@@ -761,24 +749,24 @@ impl Net {
                             format!("{} BN channels for {} feature maps", scale.len(), y.dim().1),
                         ));
                     }
-                    // Same expression as ops::batchnorm::scale_shift, so results are identical.
-                    let act = act_of(i);
-                    fused[(i + 1).min(nl - 1)] = act != 0;
-                    y.axis_iter_mut(Axis(0))
-                        .into_par_iter()
-                        .for_each(|mut img| {
-                            for (c, mut plane) in img.axis_iter_mut(Axis(0)).enumerate() {
-                                let (s, t) = (scale[c], shift[c]);
-                                match act {
-                                    1 => plane.mapv_inplace(|v| (s * v + t).max(0.0)),
-                                    2 => plane.mapv_inplace(|v| (s * v + t).clamp(-1.0, 1.0)),
-                                    _ => plane.mapv_inplace(|v| s * v + t),
-                                }
-                            }
-                        });
+                    let f = fusion[i].as_ref();
+                    let ep = ops::epilogue::Epilogue {
+                        bias: None,
+                        bn: Some((
+                            scale.as_slice().expect("1-D"),
+                            shift.as_slice().expect("1-D"),
+                        )),
+                        act: f.map_or(ops::epilogue::Activation::Identity, |f| f.act),
+                    };
+                    let residual = f
+                        .and_then(|f| f.residual)
+                        .map(|r| outs[r].as_ref().expect("producer ran"));
+                    epilogue_inplace(&mut y, &ep, residual)?;
+                    if let Some(f) = f {
+                        slot = f.tail;
+                    }
                     y
                 }
-                Op::Relu | Op::Hardtanh if fused[i] => take(&mut outs),
                 Op::Relu => {
                     let mut y = take(&mut outs);
                     y.mapv_inplace(|v| v.max(0.0));
@@ -1296,8 +1284,8 @@ fn check_residual(dim: (usize, usize, usize, usize), residual: Option<&Array4<f3
     }
 }
 
-/// Applies a fusion epilogue to a binary convolution's output in place (its bias was already
-/// added by [`bin_forward`]), parallel over the batch.
+/// Applies a fusion epilogue in place, parallel over the batch: to a multi-base binary conv's
+/// output (its bias already added by [`bin_forward`]) or to a batch-norm's input.
 fn epilogue_inplace(
     y: &mut Array4<f32>,
     ep: &ops::epilogue::Epilogue<'_>,
