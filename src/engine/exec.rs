@@ -1071,15 +1071,85 @@ impl Net {
     }
 }
 
+/// The activation side of a binarized layer, prepared once for all its weight bases: the
+/// +/-1 activation bases (float backend, or when the combined activation is wanted) and their
+/// packed words (bitwise backend). XNOR on the bitwise backend packs `x` itself: the packer's
+/// `v < 0` rule is the crate's sign, sign(0) = +1, and it rejects NaN instead of mapping it to
+/// -1.
+struct BinInputs {
+    acts: Vec<Array4<f32>>,
+    packed: Vec<bin::PackedActivations>,
+    backend: ConvBackend,
+}
+
+/// The integer sums `s_ij` of one (weight base, activation base) pair, as the backend made them.
+enum Sums {
+    Float(Array4<f32>),
+    Int(Array4<i32>),
+}
+
+impl BinInputs {
+    fn new(
+        x: &Array4<f32>,
+        bw: &BinWeights,
+        backend: ConvBackend,
+        want_acts: bool,
+    ) -> Result<Self> {
+        let xnor_direct =
+            backend == ConvBackend::Bitwise && !want_acts && bw.scheme == BinScheme::Xnor;
+        let acts: Vec<Array4<f32>> = match bw.scheme {
+            _ if xnor_direct => Vec::new(),
+            BinScheme::Xnor => vec![ops::activation::sign(x)],
+            BinScheme::Abc { .. } => ops::abc::abc_activation(x, &bw.act)?.bases,
+        };
+        let packed = match backend {
+            ConvBackend::Float => Vec::new(),
+            ConvBackend::Bitwise if xnor_direct => vec![bin::pack_activations(x)?],
+            ConvBackend::Bitwise => acts
+                .iter()
+                .map(bin::pack_activations)
+                .collect::<Result<Vec<_>>>()?,
+        };
+        Ok(BinInputs {
+            acts,
+            packed,
+            backend,
+        })
+    }
+
+    /// `s_ij = conv(a_j, B_i)`.
+    fn sums(&self, bw: &BinWeights, i: usize, j: usize, stride: usize, pad: usize) -> Result<Sums> {
+        Ok(match self.backend {
+            ConvBackend::Float => Sums::Float(ops::conv::conv2d(
+                &self.acts[j],
+                &bw.bases[i],
+                None,
+                stride,
+                pad,
+            )?),
+            ConvBackend::Bitwise => {
+                let plans = bw
+                    .plans
+                    .as_ref()
+                    .ok_or_else(|| Error::input("binary engine", "weights were not packed"))?;
+                Sums::Int(plans[i].forward(&self.packed[j], stride, pad)?)
+            }
+        })
+    }
+}
+
+/// `k[o] = alpha_i[o] * beta_j`, the scale of pair (i, j).
+fn pair_scale(bw: &BinWeights, i: usize, j: usize) -> Vec<f32> {
+    bw.alphas[i].iter().map(|a| a * bw.act.betas[j]).collect()
+}
+
 /// One binarized conv (linear layers as 1x1 convs on `[N, I, 1, 1]`). Returns the output, the
 /// combined activation `A = sum_j beta_j a_j` (for the backward pass; empty unless
 /// `want_combined`) and the accumulators (empty unless `keep_accs`).
 ///
 /// `y` starts at zero and receives `(alpha_i[o] * beta_j) * s_ij` for each base pair in the
 /// order (i, j), whichever backend produced `s_ij`: this fixed order is what makes the two
-/// engines bit-identical. The bitwise backend packs each activation base once per layer (XNOR
-/// packs `x` itself: the packer's `v < 0` rule is the crate's sign, sign(0) = +1, and it rejects
-/// NaN instead of mapping it to -1).
+/// engines bit-identical. The activation bases are prepared once per layer ([`BinInputs`]).
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn bin_forward(
     x: &Array4<f32>,
@@ -1091,51 +1161,30 @@ fn bin_forward(
     want_combined: bool,
     keep_accs: bool,
 ) -> Result<(Array4<f32>, Array4<f32>, Vec<(usize, usize, Array4<f32>)>)> {
-    let xnor_direct =
-        backend == ConvBackend::Bitwise && !want_combined && bw.scheme == BinScheme::Xnor;
-    let acts: Vec<Array4<f32>> = match bw.scheme {
-        _ if xnor_direct => Vec::new(),
-        BinScheme::Xnor => vec![ops::activation::sign(x)],
-        BinScheme::Abc { .. } => ops::abc::abc_activation(x, &bw.act)?.bases,
-    };
+    let inputs = BinInputs::new(x, bw, backend, want_combined)?;
     let combined = if want_combined {
         let mut c = Array4::<f32>::zeros(x.raw_dim());
-        for (a, &beta) in acts.iter().zip(&bw.act.betas) {
+        for (a, &beta) in inputs.acts.iter().zip(&bw.act.betas) {
             c.scaled_add(beta, a);
         }
         c
     } else {
         Array4::zeros((0, 0, 0, 0))
     };
-    let packed = match backend {
-        ConvBackend::Float => Vec::new(),
-        ConvBackend::Bitwise if xnor_direct => vec![bin::pack_activations(x)?],
-        ConvBackend::Bitwise => acts
-            .iter()
-            .map(bin::pack_activations)
-            .collect::<Result<Vec<_>>>()?,
-    };
-    let n_act = bw.act.betas.len();
     let mut y: Option<Array4<f32>> = None;
     let mut accs = Vec::new();
-    for (i, base) in bw.bases.iter().enumerate() {
-        for j in 0..n_act {
-            let k: Vec<f32> = bw.alphas[i].iter().map(|a| a * bw.act.betas[j]).collect();
-            match backend {
-                ConvBackend::Float => {
-                    let s = ops::conv::conv2d(&acts[j], base, None, stride, pad)?;
+    for i in 0..bw.bases.len() {
+        for j in 0..bw.act.betas.len() {
+            let k = pair_scale(bw, i, j);
+            match inputs.sums(bw, i, j, stride, pad)? {
+                Sums::Float(s) => {
                     let acc = y.get_or_insert_with(|| Array4::zeros(s.raw_dim()));
                     accumulate(acc, &s, &k, |t| t);
                     if keep_accs {
                         accs.push((i, j, s));
                     }
                 }
-                ConvBackend::Bitwise => {
-                    let plan =
-                        &bw.plans.as_ref().ok_or_else(|| {
-                            Error::input("binary engine", "weights were not packed")
-                        })?[i];
-                    let s = plan.forward(&packed[j], stride, pad)?;
+                Sums::Int(s) => {
                     let acc = y.get_or_insert_with(|| Array4::zeros(s.raw_dim()));
                     // |s| <= C*k*k < 2^24, so the conversion is exact.
                     accumulate(acc, &s, &k, |t| t as f32);
@@ -1177,37 +1226,11 @@ fn bin_forward_fused(
         epilogue_inplace(&mut y, ep, residual)?;
         return Ok(y);
     }
-    let k: Vec<f32> = bw.alphas[0].iter().map(|a| a * bw.act.betas[0]).collect();
-    let act = |x: &Array4<f32>| -> Result<Array4<f32>> {
-        Ok(match bw.scheme {
-            BinScheme::Xnor => ops::activation::sign(x),
-            BinScheme::Abc { .. } => ops::abc::abc_activation(x, &bw.act)?.bases.remove(0),
-        })
-    };
+    let k = pair_scale(bw, 0, 0);
     // The integer sums `s` as f32 (float backend) or i32 (bitwise), both standard layout.
-    let (sf, si) = match backend {
-        ConvBackend::Float => (
-            Some(ops::conv::conv2d(
-                &act(x)?,
-                &bw.bases[0],
-                None,
-                stride,
-                pad,
-            )?),
-            None,
-        ),
-        ConvBackend::Bitwise => {
-            let plan = &bw
-                .plans
-                .as_ref()
-                .ok_or_else(|| Error::input("binary engine", "weights were not packed"))?[0];
-            let packed = match bw.scheme {
-                // The packer's `v < 0` rule is the crate's sign (sign(0) = +1).
-                BinScheme::Xnor => bin::pack_activations(x)?,
-                BinScheme::Abc { .. } => bin::pack_activations(&act(x)?)?,
-            };
-            (None, Some(plan.forward(&packed, stride, pad)?))
-        }
+    let (sf, si) = match BinInputs::new(x, bw, backend, false)?.sums(bw, 0, 0, stride, pad)? {
+        Sums::Float(s) => (Some(s), None),
+        Sums::Int(s) => (None, Some(s)),
     };
     let dim = sf
         .as_ref()
