@@ -114,6 +114,100 @@ proptest! {
     }
 }
 
+/// The channel-last inference kernel (`forward_nhwc`: byte-packed framed image, windows read in
+/// place, pixel-major sums) on one image, as NCHW.
+fn nhwc_conv(
+    path: PopcountPath,
+    layer: &BConv2d,
+    x: &Array4<f32>,
+    img: usize,
+    stride: usize,
+    pad: usize,
+) -> Array4<i32> {
+    let (_, c, h, w) = x.dim();
+    let (o, ..) = layer.dim();
+    let (oh, ow) = layer.output_size(h, w, stride, pad).unwrap();
+    let xi = x.slice(ndarray::s![img, .., .., ..]);
+    let nhwc: Vec<f32> = xi.permuted_axes([1, 2, 0]).iter().copied().collect();
+    assert_eq!(nhwc.len(), h * w * c);
+    let mut out = Array4::<i32>::from_elem((1, o, oh, ow), i32::MIN);
+    let mut seen = vec![false; oh];
+    layer
+        .forward_nhwc(path, &nhwc, (h, w), stride, pad, img, |oy, sums| {
+            seen[oy] = true;
+            for (ox, px) in sums.chunks_exact(o).enumerate() {
+                for (oc, &v) in px.iter().enumerate() {
+                    out[[0, oc, oy, ox]] = v;
+                }
+            }
+        })
+        .unwrap();
+    assert!(seen.iter().all(|&s| s), "every output row emitted");
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// The channel-last kernel of the inference path against the i8 reference, for widths
+    /// around its word and run boundaries (a kernel row of `k * C` bits read as masked words).
+    #[test]
+    fn nhwc_bconv_equals_reference(
+        cs in case(),
+        c in prop::sample::select(vec![8usize, 16, 24, 32, 40, 64, 72, 128]),
+    ) {
+        let mut rng = ChaCha8Rng::seed_from_u64(cs.seed);
+        let x = random_f32(&mut rng, (cs.n, c, cs.h, cs.w));
+        let w = random_f32(&mut rng, (cs.o, c, cs.k, cs.k));
+        let (px, pw) = (pack_activations(&x).unwrap(), pack_weights(&w).unwrap());
+        let truth = reference::conv2d_i8(&px.to_i8(), &pw.to_i8(), cs.stride, cs.pad).unwrap();
+        let layer = BConv2d::new(&pw);
+        prop_assert!(layer.supports_nhwc());
+        for path in PopcountPath::available() {
+            for img in 0..cs.n {
+                let got = nhwc_conv(path, &layer, &x, img, cs.stride, cs.pad);
+                let want = truth.slice(ndarray::s![img..img + 1, .., .., ..]);
+                prop_assert_eq!(got.view(), want, "{:?} c {} {:?}", path, c, cs);
+            }
+        }
+    }
+}
+
+#[test]
+fn nhwc_bconv_refuses_other_widths_and_nan() {
+    let w = Array4::from_elem((4, 5, 3, 3), 1.0f32);
+    let layer = BConv2d::new(&pack_weights(&w).unwrap());
+    assert!(!layer.supports_nhwc());
+    let e = layer
+        .forward_nhwc(
+            PopcountPath::Portable,
+            &[0.5; 5 * 4 * 4],
+            (4, 4),
+            1,
+            1,
+            0,
+            |_, _| {},
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("multiple of 8 channels"), "{e}");
+    let w = Array4::from_elem((4, 8, 3, 3), 1.0f32);
+    let layer = BConv2d::new(&pack_weights(&w).unwrap());
+    let mut x = vec![0.5f32; 8 * 4 * 4];
+    x[(4 + 2) * 8 + 3] = f32::NAN; // y 1, x 2, channel 3
+    let mut emitted = false;
+    let e = layer
+        .forward_nhwc(PopcountPath::Portable, &x, (4, 4), 1, 1, 2, |_, _| {
+            emitted = true
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("NaN at [2, 3, 1, 2]"), "{e}");
+    assert!(!emitted, "nothing emitted before the error");
+    let e = layer
+        .forward_nhwc(PopcountPath::Portable, &x[1..], (4, 4), 1, 1, 0, |_, _| {})
+        .unwrap_err();
+    assert!(e.to_string().contains("values for a 4x4x8 image"), "{e}");
+}
+
 #[test]
 fn hand_computed_3x3_with_exact_zero_padding() {
     // All-ones 3x3 filter, pad 1: each output is the sum of x over the in-bounds neighbourhood.

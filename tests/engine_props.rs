@@ -134,10 +134,29 @@ fn spec(xnor: bool, m: usize, n: usize) -> VariantSpec {
 fn agree(net: &Network, spec: &VariantSpec, seed: u64, batch: usize) -> Result<(), TestCaseError> {
     let cn = variant::apply(net, spec).unwrap();
     let mut p = params::init(&cn, seed);
-    // Random BN statistics so sign inputs are not all centred the same way.
+    // Random BN statistics and affine parameters (negative scales too) so sign inputs are
+    // not all centred the same way, and a binary layer's sign interval (the inference path
+    // turns a binary conv's sums straight into the next conv's sign bits) lies anywhere and
+    // points either way.
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let bns: Vec<String> = cn
+        .network
+        .layers
+        .iter()
+        .filter(|l| matches!(l.op, model::Op::BatchNorm { .. }))
+        .map(|l| format!("{}.", l.name))
+        .collect();
     for (name, t) in p.iter_mut() {
+        if !bns.iter().any(|b| name.starts_with(b.as_str())) {
+            continue;
+        }
         if name.ends_with("running_mean") {
+            t.mapv_inplace(|_| rng.gen_range(-0.5..0.5));
+        } else if name.ends_with("running_var") {
+            t.mapv_inplace(|_| rng.gen_range(0.2..2.0));
+        } else if name.ends_with(".weight") {
+            t.mapv_inplace(|_| rng.gen_range(-1.5..1.5));
+        } else if name.ends_with(".bias") {
             t.mapv_inplace(|_| rng.gen_range(-0.5..0.5));
         }
     }
@@ -298,5 +317,24 @@ out_f = 5
     for (xnor, m, n) in [(true, 1, 1), (false, 2, 2)] {
         let mut rng = ChaCha8Rng::seed_from_u64(4);
         agree(&net, &spec(xnor, m, n), rng.gen(), 3).unwrap();
+    }
+}
+
+/// The inference plan turns every ResNet20-XNOR block's first binary conv into a producer of
+/// sign bits for the second (its output reaches only that conv, through BN and hardtanh),
+/// and nothing else: the second convs feed residual adds, the vanilla net has no binary
+/// layers.
+#[test]
+fn resnet20_xnor_plans_sign_bits_for_each_block() {
+    let net = model::builtin("resnet20", None, None).unwrap();
+    for (kind, want) in [(VariantKind::Xnor, 9), (VariantKind::Vanilla, 0)] {
+        let cn = variant::apply(&net, &VariantSpec::new(kind)).unwrap();
+        let n = Net::new(cn.clone(), params::init(&cn, 1)).unwrap();
+        let bw = n.binarize(true).unwrap();
+        assert_eq!(
+            n.infer_plan(&bw).unwrap().sign_bit_layers(),
+            want,
+            "{kind:?}"
+        );
     }
 }

@@ -22,11 +22,21 @@
 //!
 //! Inputs are unit-scale images ([0,1]); the executor applies the network's normalisation first
 //! and its backward pass returns gradients w.r.t. the unit-scale input.
+//!
+//! The tape-free inference path ([`Net::infer`]) runs bitwise XNOR convs channel-last
+//! ([`BConv2d::forward_nhwc`]; feature maps between them stay NHWC, see
+//! [`super::fmap`]), and a binary conv whose output reaches only the next binary conv (through
+//! BN and hardtanh) hands it sign bits straight from its integer sums ([`Net::infer_plan`]
+//! tabulates, per channel, which sums the float epilogue maps below zero). Every value it does
+//! compute is computed by the same scalar expression as the taped pass, so both stay
+//! bit-identical (property-tested).
 
 use ndarray::{Array1, Array2, Array4, ArrayD, Axis, Ix4};
 use rayon::prelude::*;
 
-use super::binary::{self as bin, BConv2d};
+use super::binary::{self as bin, BConv2d, PopcountPath};
+use super::binary::{framed_len, write_interval_bits};
+use super::fmap::{FeatureMap, FramedBits};
 use super::ops;
 use super::params::{schemes, BinScheme, Params};
 use crate::model::Op;
@@ -88,6 +98,25 @@ pub struct InferPlan {
     biases: Vec<Option<Array1<f32>>>,
     /// `(scale, shift)` of each BN layer.
     bn: Vec<Option<(Array1<f32>, Array1<f32>)>>,
+    /// Binary convs that hand the next binary conv sign bits instead of floats (bitwise
+    /// backend only; see [`Net::sign_intervals`]).
+    bits_out: Vec<Option<BitsOut>>,
+}
+
+impl InferPlan {
+    /// Layers that hand the next binary conv sign bits instead of floats (used by the
+    /// bitwise backend).
+    pub fn sign_bit_layers(&self) -> usize {
+        self.bits_out.iter().flatten().count()
+    }
+}
+
+/// How a binary conv writes its output as sign bits: into frames with the reading conv's
+/// padding, bit 1 iff the integer sum of channel `o` lies in `lo[o]..=hi[o]`.
+struct BitsOut {
+    pad: usize,
+    lo: Vec<i32>,
+    hi: Vec<i32>,
 }
 
 /// A conv layer evaluated together with the layers after it (see [`Net::infer`]).
@@ -644,17 +673,110 @@ impl Net {
                 _ => {}
             }
         }
-        Ok(InferPlan {
+        let mut plan = InferPlan {
             last_use,
             fusion,
             absorbed,
             weights,
             biases,
             bn,
+            bits_out: Vec::new(),
+        };
+        plan.bits_out = (0..nl).map(|i| self.sign_intervals(&plan, bw, i)).collect();
+        Ok(plan)
+    }
+
+    /// Whether binary conv `i` can hand its output to the next binary conv as sign bits, and
+    /// with which intervals. It can when both run channel-last (bitwise XNOR), its fusion
+    /// group has no residual add (so its epilogue depends on its own sum alone) and the
+    /// group's output has exactly one reader, that conv. The reader only takes `sign(v)` of
+    /// each value `v = act(bn(0 + k*s + b))`, so each channel's bit is a function of the
+    /// integer sum `s` in `-K..=K` (`K` = bits per window). That function is tabulated here
+    /// with the very epilogue the float path runs ([`ops::epilogue::Epilogue::row_map`] over
+    /// every `s`), so it is exact by construction; each step is monotone in `s`, so the
+    /// negative values form one interval (checked: otherwise, or on NaN, the layer keeps its
+    /// float output and the reader's own packing, errors included).
+    fn sign_intervals(
+        &self,
+        plan: &InferPlan,
+        bw: &[Option<BinWeights>],
+        i: usize,
+    ) -> Option<BitsOut> {
+        let layers = &self.cn.network.layers;
+        let eligible = |j: usize| {
+            bw.get(j)
+                .and_then(|b| b.as_ref())
+                .is_some_and(|b| nhwc_conv(b, ConvBackend::Bitwise))
+        };
+        if !matches!(layers[i].op, Op::Conv { .. }) || !eligible(i) || plan.absorbed[i] {
+            return None;
+        }
+        let f = plan.fusion[i].as_ref();
+        if f.is_some_and(|f| f.residual.is_some()) {
+            return None;
+        }
+        let tail = f.map_or(i, |f| f.tail);
+        let readers: Vec<usize> = (0..layers.len())
+            .filter(|&j| layers[j].inputs.contains(&tail))
+            .collect();
+        let &[j] = readers.as_slice() else {
+            return None;
+        };
+        let Op::Conv { padding, .. } = layers[j].op else {
+            return None;
+        };
+        if plan.last_use[tail] != j || layers[j].inputs != [tail] || !eligible(j) {
+            return None;
+        }
+        let bwi = bw[i].as_ref()?;
+        let (o, c, kh, kw) = bwi.bases[0].dim();
+        let kmax = (c * kh * kw) as i32;
+        let k = pair_scale(bwi, 0, 0);
+        let bn = f.and_then(|f| f.bn).and_then(|b| plan.bn[b].as_ref());
+        if bn.is_some_and(|(s, _)| s.len() != o) || k.len() != o {
+            return None;
+        }
+        let bias = plan.biases[i].as_ref().map(|b| b.to_vec());
+        if bias.as_ref().is_some_and(|b| b.len() != o) {
+            return None;
+        }
+        let ep = ops::epilogue::Epilogue {
+            bias: bias.as_deref(),
+            bn: bn.map(|(s, t)| (s.as_slice().expect("1-D"), t.as_slice().expect("1-D"))),
+            act: f.map_or(ops::epilogue::Activation::Identity, |f| f.act),
+        };
+        let sums: Vec<i32> = (-kmax..=kmax).collect();
+        let mut v = vec![std::mem::MaybeUninit::<f32>::uninit(); sums.len()];
+        let (mut lo, mut hi) = (Vec::with_capacity(o), Vec::with_capacity(o));
+        for (ch, &kc) in k.iter().enumerate() {
+            ep.row_map(ch, &mut v, &sums, |s| 0.0 + kc * s as f32, None);
+            // SAFETY: `row_map` writes every element.
+            let v: Vec<f32> = v.iter().map(|x| unsafe { x.assume_init() }).collect();
+            if v.iter().any(|x| x.is_nan()) {
+                return None;
+            }
+            let neg: Vec<i32> = (0..sums.len())
+                .filter(|&t| v[t] < 0.0)
+                .map(|t| sums[t])
+                .collect();
+            let (l, h) = match (neg.first(), neg.last()) {
+                (Some(&l), Some(&h)) if (h - l + 1) as usize == neg.len() => (l, h),
+                (None, None) => (1, 0),
+                _ => return None,
+            };
+            lo.push(l);
+            hi.push(h);
+        }
+        Some(BitsOut {
+            pad: padding,
+            lo,
+            hi,
         })
     }
 
-    /// [`Net::infer`] on normalised images `x0`, with the prepared plan.
+    /// [`Net::infer`] on normalised images `x0`, with the prepared plan. Maps are kept in the
+    /// layout their producer wrote (see [`FeatureMap`]): bitwise XNOR convs read and write
+    /// NHWC, everything else reads NCHW.
     fn infer_images(
         &self,
         plan: &InferPlan,
@@ -666,8 +788,8 @@ impl Net {
         let nl = net.layers.len();
         let last_use = &plan.last_use;
         let (fusion, absorbed) = (&plan.fusion, &plan.absorbed);
-        let mut outs: Vec<Option<Array4<f32>>> = vec![None; nl + 1];
-        outs[nl] = Some(x0);
+        let mut outs: Vec<Option<FeatureMap>> = vec![None; nl + 1];
+        outs[nl] = Some(FeatureMap::Nchw(x0));
         let src = |l: &crate::model::Layer, slot: usize| l.inputs.get(slot).copied().unwrap_or(nl);
         for (i, layer) in net.layers.iter().enumerate() {
             let name = &layer.name;
@@ -677,7 +799,7 @@ impl Net {
                 continue;
             }
             // The sole input, owned when this layer is its last reader (so it may be overwritten).
-            let take = |outs: &mut Vec<Option<Array4<f32>>>| -> Array4<f32> {
+            let take = |outs: &mut Vec<Option<FeatureMap>>| -> FeatureMap {
                 let j = src(layer, 0);
                 if last_use[j] == i && layer.inputs.len() <= 1 {
                     outs[j].take().expect("producer ran")
@@ -685,12 +807,14 @@ impl Net {
                     outs[j].as_ref().expect("producer ran").clone()
                 }
             };
+            let input = |outs: &[Option<FeatureMap>], slot: usize| -> FeatureMap {
+                outs[src(layer, slot)].clone().expect("producer ran")
+            };
             let mut slot = i;
             let y = match &layer.op {
                 Op::Conv {
                     stride, padding, ..
                 } => {
-                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
                     let b = plan.biases[i].as_ref();
                     let f = fusion[i].as_ref();
                     let bn = f.and_then(|f| f.bn).and_then(|j| plan.bn[j].as_ref());
@@ -701,9 +825,7 @@ impl Net {
                             .map(|(s, t)| (s.as_slice().expect("1-D"), t.as_slice().expect("1-D"))),
                         act: f.map_or(ops::epilogue::Activation::Identity, |f| f.act),
                     };
-                    let residual = f
-                        .and_then(|f| f.residual)
-                        .map(|r| outs[r].as_ref().expect("producer ran"));
+                    let res_slot = f.and_then(|f| f.residual);
                     if let Some(f) = f {
                         slot = f.tail;
                     }
@@ -720,29 +842,51 @@ impl Net {
                         }
                     }
                     match &bw[i] {
-                        None => {
-                            let wt = plan.weights[i].as_ref().expect("float layer");
-                            ops::conv::conv2d_fused(xi, wt, b, *stride, *padding, ep, residual)?
+                        Some(bwi) if nhwc_conv(bwi, backend) => {
+                            // Store the inputs NHWC from now on: the next reader is most
+                            // likely another binary conv or its residual add.
+                            for j in [Some(src(layer, 0)), res_slot].into_iter().flatten() {
+                                outs[j].as_mut().expect("producer ran").make_nhwc();
+                            }
+                            let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
+                            let residual =
+                                res_slot.map(|r| outs[r].as_ref().expect("producer ran"));
+                            let bits = plan.bits_out[i].as_ref();
+                            bin_forward_nhwc(xi, bwi, b, *stride, *padding, &ep, residual, bits)?
                         }
-                        Some(bwi) => bin_forward_fused(
-                            xi, bwi, b, *stride, *padding, backend, &ep, residual,
-                        )?,
+                        _ => {
+                            let xi = outs[src(layer, 0)].as_ref().expect("producer ran").nchw();
+                            let r =
+                                res_slot.map(|r| outs[r].as_ref().expect("producer ran").nchw());
+                            let residual = r.as_deref();
+                            FeatureMap::Nchw(match &bw[i] {
+                                None => {
+                                    let wt = plan.weights[i].as_ref().expect("float layer");
+                                    ops::conv::conv2d_fused(
+                                        &xi, wt, b, *stride, *padding, ep, residual,
+                                    )?
+                                }
+                                Some(bwi) => bin_forward_fused(
+                                    &xi, bwi, b, *stride, *padding, backend, &ep, residual,
+                                )?,
+                            })
+                        }
                     }
                 }
                 Op::Linear { .. } => {
-                    let xi = to_flat4(outs[src(layer, 0)].as_ref().expect("producer ran"));
+                    let xi = to_flat4(&outs[src(layer, 0)].as_ref().expect("producer ran").nchw());
                     let b = plan.biases[i].as_ref();
-                    match &bw[i] {
+                    FeatureMap::Nchw(match &bw[i] {
                         None => {
                             let wt = plan.weights[i].as_ref().expect("float layer");
                             ops::conv::conv2d(&xi, wt, b, 1, 0)?
                         }
                         Some(bwi) => bin_forward(&xi, bwi, b, 1, 0, backend, false, false)?.0,
-                    }
+                    })
                 }
                 Op::BatchNorm { .. } => {
                     let (scale, shift) = plan.bn[i].as_ref().expect("BN folded");
-                    let mut y = take(&mut outs);
+                    let mut y = take(&mut outs).into_nchw();
                     if scale.len() != y.dim().1 {
                         return Err(Error::input(
                             name,
@@ -758,23 +902,23 @@ impl Net {
                         )),
                         act: f.map_or(ops::epilogue::Activation::Identity, |f| f.act),
                     };
-                    let residual = f
+                    let r = f
                         .and_then(|f| f.residual)
-                        .map(|r| outs[r].as_ref().expect("producer ran"));
-                    epilogue_inplace(&mut y, &ep, residual)?;
+                        .map(|r| outs[r].as_ref().expect("producer ran").nchw());
+                    epilogue_inplace(&mut y, &ep, r.as_deref())?;
                     if let Some(f) = f {
                         slot = f.tail;
                     }
-                    y
+                    FeatureMap::Nchw(y)
                 }
                 Op::Relu => {
                     let mut y = take(&mut outs);
-                    y.mapv_inplace(|v| v.max(0.0));
+                    y.map_inplace(|v| v.max(0.0));
                     y
                 }
                 Op::Hardtanh => {
                     let mut y = take(&mut outs);
-                    y.mapv_inplace(|v| v.clamp(-1.0, 1.0));
+                    y.map_inplace(|v| v.clamp(-1.0, 1.0));
                     y
                 }
                 Op::Add => {
@@ -784,51 +928,45 @@ impl Net {
                     {
                         outs[first].take().expect("producer ran")
                     } else {
-                        outs[first].as_ref().expect("producer ran").clone()
+                        input(&outs, 0)
                     };
                     for s in 1..layer.inputs.len().max(1) {
                         let other = outs[src(layer, s)].as_ref().expect("producer ran");
-                        if other.dim() != y.dim() {
-                            return Err(Error::input(
-                                name,
-                                format!("cannot add {:?} and {:?}", y.dim(), other.dim()),
-                            ));
-                        }
-                        y += other;
+                        y.add_assign(other, name)?;
                     }
                     y
                 }
-                Op::ShortcutA { out_c, stride } => {
-                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
-                    ops::shortcut::shortcut_a(xi, *out_c, *stride)?
-                }
+                Op::ShortcutA { out_c, stride } => outs[src(layer, 0)]
+                    .as_ref()
+                    .expect("producer ran")
+                    .shortcut_a(*out_c, *stride)?,
                 Op::MaxPool {
                     kernel,
                     stride,
                     padding,
                 } => {
-                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
-                    ops::pool::max_pool2d(xi, *kernel, *stride, *padding)?.0
+                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran").nchw();
+                    FeatureMap::Nchw(ops::pool::max_pool2d(&xi, *kernel, *stride, *padding)?.0)
                 }
                 Op::AvgPool {
                     kernel,
                     stride,
                     padding,
                 } => {
-                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
-                    ops::pool::avg_pool2d(xi, *kernel, *stride, *padding)?
+                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran").nchw();
+                    FeatureMap::Nchw(ops::pool::avg_pool2d(&xi, *kernel, *stride, *padding)?)
                 }
                 Op::GlobalAvgPool => {
-                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
-                    let y = ops::pool::global_avg_pool(xi)?;
+                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran").nchw();
+                    let y = ops::pool::global_avg_pool(&xi)?;
                     let (n, c) = y.dim();
-                    y.into_shape_with_order((n, c, 1, 1)).expect("contiguous")
+                    FeatureMap::Nchw(y.into_shape_with_order((n, c, 1, 1)).expect("contiguous"))
                 }
             };
             free_inputs(&mut outs, layer, last_use, i, nl);
             outs[slot] = Some(y);
         }
-        let last = outs[nl - 1].take().expect("last layer ran");
+        let last = outs[nl - 1].take().expect("last layer ran").into_nchw();
         let n = last.dim().0;
         Ok(last
             .as_standard_layout()
@@ -1278,9 +1416,141 @@ fn bin_forward_fused(
     Ok(unsafe { y.assume_init() })
 }
 
+/// Whether the inference path runs this binary conv channel-last ([`bin_forward_nhwc`]):
+/// bitwise XNOR (one weight and one activation base, the activation base `sign(x)`) on a
+/// multiple of 8 input channels.
+fn nhwc_conv(bw: &BinWeights, backend: ConvBackend) -> bool {
+    backend == ConvBackend::Bitwise
+        && bw.scheme == BinScheme::Xnor
+        && bw.bases.len() == 1
+        && bw.act.betas.len() == 1
+        && bw
+            .plans
+            .as_ref()
+            .is_some_and(|p| p.len() == 1 && p[0].supports_nhwc())
+}
+
+/// [`bin_forward_fused`] channel-last: the binary conv's pixel-major sums go through the
+/// epilogue row by row as [`BConv2d::forward_framed`] produces them, with the same scalar
+/// expression per element (`0 + k*s`, `+ bias`, then the epilogue), so the values are
+/// bit-identical to the NCHW path's. Returns an NHWC map, or with `bits` only the signs,
+/// framed for the next conv. Reads `x` as floats or as bits framed for this conv.
+#[allow(clippy::too_many_arguments)]
+fn bin_forward_nhwc(
+    x: &FeatureMap,
+    bw: &BinWeights,
+    bias: Option<&Array1<f32>>,
+    stride: usize,
+    pad: usize,
+    ep: &ops::epilogue::Epilogue<'_>,
+    residual: Option<&FeatureMap>,
+    bits: Option<&BitsOut>,
+) -> Result<FeatureMap> {
+    let conv = &bw.plans.as_ref().expect("checked by nhwc_conv")[0];
+    let (n, c, h, w) = x.dim();
+    let (o, ci, _, _) = conv.dim();
+    if c != ci {
+        return Err(Error::input(
+            "bconv2d input",
+            format!("{c} channels, weights expect {ci}"),
+        ));
+    }
+    let (oh, ow) = conv.output_size(h, w, stride, pad)?;
+    if let Some(r) = residual {
+        if r.dim() != (n, o, oh, ow) {
+            return Err(Error::input(
+                "residual add",
+                format!("cannot add {:?} and {:?}", (n, o, oh, ow), r.dim()),
+            ));
+        }
+    }
+    let path = PopcountPath::detect();
+    // One image's conv, rows handed to `emit`, from floats or from this conv's frames.
+    let floats = match x {
+        FeatureMap::Bits(_) => None,
+        _ => Some(x.nhwc()),
+    };
+    let xs = floats
+        .as_ref()
+        .map(|f| f.as_slice().expect("standard layout"));
+    let in_frame = framed_len(h, w, c, pad);
+    if let FeatureMap::Bits(fb) = x {
+        // The plan framed them for this conv.
+        assert!(
+            fb.pad == pad && fb.data.len() == n * in_frame,
+            "bits framed for this conv"
+        );
+    }
+    let conv_image = |img: usize, emit: &mut dyn FnMut(usize, &[i32])| -> Result<()> {
+        match (xs, x) {
+            (Some(xs), _) => {
+                let x_img = &xs[img * h * w * c..(img + 1) * h * w * c];
+                conv.forward_nhwc(path, x_img, (h, w), stride, pad, img, emit)
+            }
+            (None, FeatureMap::Bits(fb)) => {
+                let f = &fb.data[img * in_frame..(img + 1) * in_frame];
+                conv.forward_framed(path, f, (h, w), stride, pad, emit)
+            }
+            _ => unreachable!("floats or bits"),
+        }
+    };
+    if let Some(bits) = bits {
+        // Only the signs, straight into the next conv's frames (zero frame = +1 padding bits).
+        let (p2, bpp) = (bits.pad, o / 8);
+        let out_frame = framed_len(oh, ow, o, p2);
+        let mut data = vec![0u8; n * out_frame];
+        if out_frame > 0 {
+            data.par_chunks_mut(out_frame)
+                .enumerate()
+                .try_for_each(|(img, fr)| {
+                    conv_image(img, &mut |oy, sums| {
+                        let at = ((oy + p2) * (ow + 2 * p2) + p2) * bpp;
+                        write_interval_bits(sums, &bits.lo, &bits.hi, &mut fr[at..at + ow * bpp]);
+                    })
+                })?;
+        }
+        return Ok(FeatureMap::Bits(FramedBits {
+            data,
+            n,
+            h: oh,
+            w: ow,
+            c: o,
+            pad: p2,
+        }));
+    }
+    let k = pair_scale(bw, 0, 0);
+    let bias = bias.map(|b| b.to_vec());
+    let ep = ops::epilogue::Epilogue {
+        bias: bias.as_deref(),
+        ..*ep
+    };
+    let r = residual.map(|r| r.nhwc());
+    let rs = r.as_ref().map(|r| r.as_slice().expect("standard layout"));
+    let (img_out, row) = (oh * ow * o, ow * o);
+    let rows_ep = ep.pixel_rows(o, ow, &k);
+    let mut y = Array4::<f32>::uninit((n, oh, ow, o));
+    if img_out > 0 {
+        y.as_slice_mut()
+            .expect("fresh array")
+            .par_chunks_mut(img_out)
+            .enumerate()
+            .try_for_each(|(img, dst)| {
+                conv_image(img, &mut |oy, sums| {
+                    let at = img * img_out + oy * row;
+                    let d = &mut dst[oy * row..(oy + 1) * row];
+                    rows_ep.apply(d, sums, rs.map(|r| &r[at..at + row]));
+                })
+            })?;
+    }
+    // SAFETY: the conv emitted every output row of every image (it returns an error before
+    // emitting anything otherwise, and the error is propagated above), and each row's
+    // epilogue wrote all of it (nothing to write for an empty tensor).
+    Ok(FeatureMap::Nhwc(unsafe { y.assume_init() }))
+}
+
 /// Drops the outputs whose last reader is layer `i` (the network input is slot `nl`).
-fn free_inputs(
-    outs: &mut [Option<Array4<f32>>],
+fn free_inputs<T>(
+    outs: &mut [Option<T>],
     layer: &crate::model::Layer,
     last_use: &[usize],
     i: usize,

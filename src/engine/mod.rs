@@ -4,5 +4,6 @@
 pub mod binary;
 pub mod classifier;
 pub mod exec;
+mod fmap;
 pub mod ops;
 pub mod params;

@@ -12,6 +12,10 @@
 //! - [`gemm_cols`] (convs): input word-major `[row_words][cols8]` (see [`super::im2col`]), plain
 //!   filter rows `[O][row_words]`, and it writes `K - 2*count` as `i32` straight into `[O][cols]`
 //!   (one NCHW image): the kernel broadcasts one filter word against the same word of 8 pixels.
+//! - [`dots_windows`] (the channel-last convs of the inference path): panels as [`gemm`], the
+//!   input words read in place from a byte-packed frame ([`WindowRows`], no im2col copy), and
+//!   `K - 2*count` written as `i32` pixel-major (`[windows][ld]`). The AVX-512 kernel works on
+//!   tiles of up to 8 windows x 8 panels with the accumulators in registers.
 
 use super::popcount::PopcountPath;
 
@@ -167,6 +171,200 @@ pub(crate) fn gemm(path: PopcountPath, a: &[u64], panels: &Panels, counts: &mut 
         PopcountPath::Avx512 => unsafe { gemm_avx512(a, panels, counts) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => gemm_body(a, panels, counts),
+    }
+}
+
+/// The input side of [`dots_windows`]: `rows` windows of a byte-packed frame, window `r`'s
+/// row word `kk` being the little-endian `u64` at byte `base + r * step + off[kk]`, masked
+/// by `mask[kk]` (see [`super::im2col::Windows`]).
+pub(crate) struct WindowRows<'a> {
+    pub frame: &'a [u8],
+    pub base: usize,
+    pub step: usize,
+    pub off: &'a [usize],
+    pub mask: &'a [u64],
+    pub rows: usize,
+}
+
+impl WindowRows<'_> {
+    /// Panics unless every word the kernels read lies inside the frame.
+    fn check(&self, row_words: usize) {
+        assert!(self.off.len() == row_words && self.mask.len() == row_words);
+        if self.rows > 0 {
+            let last = self.base + (self.rows - 1) * self.step;
+            let max_off = self.off.iter().copied().max().unwrap_or(0);
+            assert!(
+                last + max_off + 8 <= self.frame.len(),
+                "window reads past the frame"
+            );
+        }
+    }
+
+    /// Row word `kk` of window `r`.
+    ///
+    /// # Safety
+    /// `r < rows`, `kk < row_words`, and [`WindowRows::check`] passed.
+    #[inline(always)]
+    unsafe fn word(&self, r: usize, kk: usize) -> u64 {
+        let at = self.base + r * self.step + *self.off.get_unchecked(kk);
+        let v = std::ptr::read_unaligned(self.frame.as_ptr().add(at) as *const u64);
+        u64::from_le(v) & *self.mask.get_unchecked(kk)
+    }
+}
+
+#[inline(always)]
+fn dots_windows_body(x: &WindowRows, panels: &Panels, k: i32, out: &mut [i32], ld: usize) {
+    let rw = panels.row_words;
+    let o = panels.outputs;
+    let mut words = vec![0u64; rw];
+    for (r, dst) in out.chunks_mut(ld).take(x.rows).enumerate() {
+        for (kk, v) in words.iter_mut().enumerate() {
+            // SAFETY: r < rows, kk < row_words, `check` ran in `dots_windows`.
+            *v = unsafe { x.word(r, kk) };
+        }
+        for (p, w) in panels.data.chunks_exact(rw * PANEL).enumerate() {
+            let mut acc = [0u32; PANEL];
+            for (&xv, wk) in words.iter().zip(w.chunks_exact(PANEL)) {
+                for l in 0..PANEL {
+                    acc[l] += (xv ^ wk[l]).count_ones();
+                }
+            }
+            let n = (o - p * PANEL).min(PANEL);
+            for (d, &c) in dst[p * PANEL..p * PANEL + n].iter_mut().zip(&acc) {
+                *d = k - 2 * c as i32;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn dots_windows_popcnt(x: &WindowRows, panels: &Panels, k: i32, out: &mut [i32], ld: usize) {
+    dots_windows_body(x, panels, k, out, ld)
+}
+
+/// `R` windows from `r0` times `B` consecutive panels from `p0`: `R * B` accumulators stay
+/// in registers, each weight vector is loaded once per `R` windows and each input word
+/// broadcast once per `B` panels.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+#[inline]
+unsafe fn dots_tile<const R: usize, const B: usize>(
+    x: &WindowRows,
+    r0: usize,
+    panels: &Panels,
+    p0: usize,
+    k: i32,
+    dst: *mut i32,
+    ld: usize,
+) {
+    use std::arch::x86_64::*;
+    let rw = panels.row_words;
+    let w = panels.data.as_ptr().add(p0 * rw * PANEL);
+    let mut acc = [[_mm512_setzero_si512(); B]; R];
+    for kk in 0..rw {
+        let mut wv = [_mm512_setzero_si512(); B];
+        for (j, v) in wv.iter_mut().enumerate() {
+            *v = _mm512_loadu_si512(w.add((j * rw + kk) * PANEL) as *const __m512i);
+        }
+        for (r, row) in acc.iter_mut().enumerate() {
+            let xv = _mm512_set1_epi64(x.word(r0 + r, kk) as i64);
+            for (a, &v) in row.iter_mut().zip(&wv) {
+                *a = _mm512_add_epi64(*a, _mm512_popcnt_epi64(_mm512_xor_si512(xv, v)));
+            }
+        }
+    }
+    let kv = _mm512_set1_epi64(k as i64);
+    for (r, row) in acc.iter().enumerate() {
+        for (j, a) in row.iter().enumerate() {
+            // K - 2*count, narrowed to i32 (|K| < 2^31 by construction of the layer).
+            let d = _mm512_cvtepi64_epi32(_mm512_sub_epi64(kv, _mm512_slli_epi64(*a, 1)));
+            let at = dst.add((r0 + r) * ld + (p0 + j) * PANEL);
+            let n = (panels.outputs - (p0 + j) * PANEL).min(PANEL);
+            if n == PANEL {
+                _mm256_storeu_si256(at as *mut __m256i, d);
+            } else {
+                let mut tmp = [0i32; PANEL];
+                _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, d);
+                std::ptr::copy_nonoverlapping(tmp.as_ptr(), at, n);
+            }
+        }
+    }
+}
+
+/// All windows for the `B` panels from `p0`, `R` at a time, then one at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+#[inline]
+unsafe fn dots_panels<const R: usize, const B: usize>(
+    x: &WindowRows,
+    panels: &Panels,
+    p0: usize,
+    k: i32,
+    out: &mut [i32],
+    ld: usize,
+) {
+    let mut r = 0;
+    while r + R <= x.rows {
+        dots_tile::<R, B>(x, r, panels, p0, k, out.as_mut_ptr(), ld);
+        r += R;
+    }
+    while r < x.rows {
+        dots_tile::<1, B>(x, r, panels, p0, k, out.as_mut_ptr(), ld);
+        r += 1;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vpopcntdq")]
+unsafe fn dots_windows_avx512(x: &WindowRows, panels: &Panels, k: i32, out: &mut [i32], ld: usize) {
+    let np = panels.npanels;
+    // Panel blocks of up to 8 (64 outputs); windows per tile so that about 16
+    // accumulators are live.
+    let mut p = 0;
+    while p + 8 <= np {
+        dots_panels::<2, 8>(x, panels, p, k, out, ld);
+        p += 8;
+    }
+    match np - p {
+        0 => {}
+        1 => dots_panels::<8, 1>(x, panels, p, k, out, ld),
+        2 => dots_panels::<8, 2>(x, panels, p, k, out, ld),
+        3 => dots_panels::<5, 3>(x, panels, p, k, out, ld),
+        4 => dots_panels::<4, 4>(x, panels, p, k, out, ld),
+        5 => dots_panels::<3, 5>(x, panels, p, k, out, ld),
+        6 => dots_panels::<2, 6>(x, panels, p, k, out, ld),
+        _ => dots_panels::<2, 7>(x, panels, p, k, out, ld),
+    }
+}
+
+/// `out[r * ld + o] = k - 2 * popcount(x[r] XOR w[o])` for every window `r` of `x` and output
+/// `o < outputs` (`ld >= outputs`; entries past `outputs` are not written). `path` must be
+/// available.
+pub(crate) fn dots_windows(
+    path: PopcountPath,
+    x: &WindowRows,
+    panels: &Panels,
+    k: i32,
+    out: &mut [i32],
+    ld: usize,
+) {
+    debug_assert!(path.is_available());
+    x.check(panels.row_words);
+    assert!(ld >= panels.outputs);
+    assert!(x.rows == 0 || out.len() >= (x.rows - 1) * ld + panels.outputs);
+    match path {
+        PopcountPath::Portable => dots_windows_body(x, panels, k, out, ld),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path was checked available (CPU has popcnt); reads checked above.
+        PopcountPath::Popcnt => unsafe { dots_windows_popcnt(x, panels, k, out, ld) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path was checked available (avx512f + vpopcntdq); frame reads checked
+        // by `check`, `out` holds every window's outputs (asserted), panel reads stay within
+        // the panel data (`npanels * row_words * PANEL` words).
+        PopcountPath::Avx512 => unsafe { dots_windows_avx512(x, panels, k, out, ld) },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => dots_windows_body(x, panels, k, out, ld),
     }
 }
 
@@ -348,6 +546,52 @@ mod tests {
                             .map(|k| (a[r * rw + k] ^ w[o * rw + k]).count_ones())
                             .sum();
                         assert_eq!(counts[r * ld + o], naive, "{path:?} r{r} o{o}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every path against the definition (masked little-endian loads at the given offsets),
+    /// around the 8-panel blocks, partial panels and row tiles.
+    #[test]
+    fn dots_windows_equals_naive() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        for &(rows, outputs, rw) in &[(3, 1, 1), (9, 16, 3), (5, 33, 2), (1, 64, 9), (11, 70, 5)] {
+            let frame: Vec<u8> = (0..rows * 7 + rw * 5 + 64).map(|_| rng.gen()).collect();
+            let off: Vec<usize> = (0..rw).map(|j| j * 5 + (j % 2)).collect();
+            let mask: Vec<u64> = (0..rw)
+                .map(|j| if j % 2 == 0 { !0 } else { (1 << 37) - 1 })
+                .collect();
+            let x = WindowRows {
+                frame: &frame,
+                base: 3,
+                step: 7,
+                off: &off,
+                mask: &mask,
+                rows,
+            };
+            let word = |r: usize, j: usize| {
+                let at = 3 + r * 7 + off[j];
+                u64::from_le_bytes(frame[at..at + 8].try_into().unwrap()) & mask[j]
+            };
+            let w: Vec<u64> = (0..outputs * rw).map(|_| rng.gen()).collect();
+            let panels = Panels::from_rows(&w, outputs, rw);
+            let (k, ld) = ((rw * 64) as i32 - 3, outputs + 2);
+            for path in PopcountPath::available() {
+                let mut out = vec![i32::MIN; rows * ld];
+                dots_windows(path, &x, &panels, k, &mut out, ld);
+                for r in 0..rows {
+                    for o in 0..ld {
+                        let want = if o < outputs {
+                            let c: u32 = (0..rw)
+                                .map(|j| (word(r, j) ^ w[o * rw + j]).count_ones())
+                                .sum();
+                            k - 2 * c as i32
+                        } else {
+                            i32::MIN
+                        };
+                        assert_eq!(out[r * ld + o], want, "{path:?} r{r} o{o}");
                     }
                 }
             }

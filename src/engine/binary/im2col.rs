@@ -220,6 +220,73 @@ impl Im2col {
     }
 }
 
+/// Words per kernel row ("run": `kw` neighbouring pixels, `kw * C` bits) in the run-padded
+/// layout of the channel-last path.
+pub(crate) fn run_words(kw: usize, c: usize) -> usize {
+    words_for(kw * c)
+}
+
+/// Implicit im2col over a byte-packed framed image ([`super::frame`], `C % 8 == 0`) for the
+/// channel-last path. A window's kernel row `ky` is `kw * C` contiguous bits of the frame, so
+/// it is read in place as [`run_words`] little-endian `u64` loads, the last one masked to the
+/// run's bits; nothing is copied. Filter rows use the matching *run-padded* layout
+/// ([`run_weight_rows`]): run `ky` in words `ky * run_words ..`, bit `kx * C + c` within it.
+/// Per pixel that is `kh * run_words` words (C = 16: 3, as many as a dense row; C = 32: 6
+/// instead of 5; C = 64: 9, the same).
+#[derive(Clone, Debug)]
+pub(crate) struct Windows {
+    /// Byte offset of each row word from the window's origin, `[kh * run_words]`.
+    pub off: Vec<usize>,
+    /// Mask of each row word.
+    pub mask: Vec<u64>,
+    /// Bytes between the origins of horizontally neighbouring windows.
+    pub step: usize,
+    /// Bytes between the origins of vertically neighbouring windows.
+    pub row_step: usize,
+}
+
+impl Windows {
+    pub(crate) fn new(g: &ConvGeom) -> Self {
+        assert!(
+            super::frame::supports(g.c),
+            "framed windows need C % 8 == 0"
+        );
+        let (bpp, fw) = (g.c / 8, g.w + 2 * g.pad);
+        let (rwr, bits) = (run_words(g.kw, g.c), g.kw * g.c);
+        let mut off = Vec::with_capacity(g.kh * rwr);
+        let mut mask = Vec::with_capacity(g.kh * rwr);
+        for ky in 0..g.kh {
+            for j in 0..rwr {
+                off.push(ky * fw * bpp + 8 * j);
+                let left = bits - 64 * j;
+                mask.push(if left >= 64 { !0 } else { (1u64 << left) - 1 });
+            }
+        }
+        Windows {
+            off,
+            mask,
+            step: g.stride * bpp,
+            row_step: g.stride * fw * bpp,
+        }
+    }
+}
+
+/// Filter rows `[O][kh * run_words]` in the run-padded layout of [`Windows`].
+pub(crate) fn run_weight_rows(w: &PackedWeights) -> Vec<u64> {
+    let (o, c, kh, kw) = w.dim();
+    let rwr = run_words(kw, c);
+    let mut out = vec![0u64; o * kh * rwr];
+    for (oc, row) in out.chunks_exact_mut((kh * rwr).max(1)).enumerate() {
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let run = &mut row[ky * rwr..(ky + 1) * rwr];
+                or_bits_at(run, kx * c, w.tap(oc, ky, kx));
+            }
+        }
+    }
+    out
+}
+
 /// Filter rows (`[O][row_words]`) in the im2col layout.
 pub(crate) fn weight_rows(w: &PackedWeights) -> Vec<u64> {
     let (o, c, kh, kw) = w.dim();

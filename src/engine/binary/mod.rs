@@ -11,7 +11,8 @@
 //! - Every kernel has a `_with(PopcountPath, ..)` form so tests can force the portable, `popcnt`
 //!   or AVX-512 VPOPCNTDQ path; the plain form picks the fastest available at run time.
 //!
-//! One concern per file: [`pack`] (layout), [`popcount`] (paths), [`dot`], [`im2col`] (bit rows),
+//! One concern per file: [`pack`] (layout), [`popcount`] (paths), [`dot`], [`frame`] (the
+//! channel-last byte-packed image of the inference path), [`im2col`] (bit rows),
 //! [`bgemm`] (the hot loop), [`padding`] (exact zero padding), [`bconv`], [`linear`],
 //! [`transform`] (i32 -> scaled f32), [`multibase`] (XNOR / ABC layers), and [`reference`]
 //! (slow i8 truth the fast kernels are tested against).
@@ -29,6 +30,7 @@
 pub mod bconv;
 mod bgemm;
 pub mod dot;
+mod frame;
 mod im2col;
 pub mod linear;
 pub mod multibase;
@@ -40,6 +42,7 @@ pub mod transform;
 
 pub use bconv::{bconv2d, bconv2d_with, BConv2d};
 pub use dot::{bdot, bdot_matches, bdot_mismatches_with, bdot_with};
+pub(crate) use frame::{framed_len, write_interval_bits};
 pub use linear::{blinear, blinear_with, BLinear};
 pub use multibase::{abc_bconv2d, abc_blinear, xnor_bconv2d};
 pub use pack::{

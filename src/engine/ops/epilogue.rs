@@ -74,20 +74,22 @@ impl Epilogue<'_> {
         assert_eq!(dst.len(), src.len(), "epilogue row lengths");
         let bias = self.bias.map(|b| b[o]);
         let bn = self.bn.map(|(s, t)| (s[o], t[o]));
-        // One monomorphised loop per combination: a branch per element cost more than the
-        // arithmetic.
-        let a = self.act;
-        match (bias, bn, residual) {
-            (None, None, None) => sweep(dst, src, a, |v, _| to(v)),
-            (None, Some((s, t)), None) => sweep(dst, src, a, |v, _| s * to(v) + t),
-            (None, Some((s, t)), Some(r)) => sweep(dst, src, a, |v, k| s * to(v) + t + r[k]),
-            (Some(b), None, None) => sweep(dst, src, a, |v, _| to(v) + b),
-            (Some(b), Some((s, t)), None) => sweep(dst, src, a, |v, _| s * (to(v) + b) + t),
-            (Some(b), Some((s, t)), Some(r)) => {
-                sweep(dst, src, a, |v, k| s * (to(v) + b) + t + r[k])
-            }
-            (None, None, Some(r)) => sweep(dst, src, a, |v, k| to(v) + r[k]),
-            (Some(b), None, Some(r)) => sweep(dst, src, a, |v, k| to(v) + b + r[k]),
+        run(dst, src, |v, _| to(v), bias, bn, residual, self.act);
+    }
+
+    /// This epilogue for pixel-major (channel-last) rows of `pixels` pixels of a binary conv
+    /// with per-channel scale `k`: see [`PixelRows`].
+    pub fn pixel_rows(&self, channels: usize, pixels: usize, k: &[f32]) -> PixelRows {
+        let tile = |v: &[f32]| -> Vec<f32> {
+            assert!(v.len() >= channels, "per-channel epilogue parameter");
+            v[..channels].repeat(pixels)
+        };
+        PixelRows {
+            len: channels * pixels,
+            scale: tile(k),
+            bias: self.bias.map(tile),
+            bn: self.bn.map(|(s, t)| (tile(s), tile(t))),
+            act: self.act,
         }
     }
 
@@ -105,25 +107,139 @@ impl Epilogue<'_> {
     }
 }
 
-/// `dst[k] = act(f(src[k], k))`, one loop per activation.
+/// An [`Epilogue`] for pixel-major rows of a binary conv's integer sums: element `j` of a row
+/// belongs to channel `j % C`, and each per-channel parameter is stored repeated for every
+/// pixel of the row, so a row is one elementwise sweep like [`Epilogue::row_map`] (a loop
+/// per pixel over its channels compiled to gathers across pixels, 10x slower). Per element
+/// the source value is `0 + k[o] * sum` (the binary layer's scaling, as the NCHW path maps
+/// it) and then the same expression as `row_map`, so the layout does not change a bit.
+#[derive(Clone, Debug)]
+pub struct PixelRows {
+    len: usize,
+    scale: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    bn: Option<(Vec<f32>, Vec<f32>)>,
+    act: Activation,
+}
+
+impl PixelRows {
+    /// `dst = act(bn(0 + k*sums + bias) + residual)` for one row (`sums.len()` is the row
+    /// length the tiles were made for).
+    pub fn apply(&self, dst: &mut [MaybeUninit<f32>], sums: &[i32], residual: Option<&[f32]>) {
+        assert_eq!(sums.len(), self.len, "pixel row length");
+        let k = &self.scale[..self.len];
+        // |s| <= C*k*k < 2^24, so the conversion is exact; `0 + k*s` is what accumulating
+        // into a zeroed tensor computes.
+        let to = |s: i32, j: usize| 0.0 + k[j] * s as f32;
+        let bias = self.bias.as_deref();
+        let bn = self.bn.as_ref().map(|(s, t)| (s.as_slice(), t.as_slice()));
+        run(dst, sums, to, bias, bn, residual, self.act);
+    }
+}
+
+/// A per-element epilogue parameter: one value for a whole row (a channel's row, NCHW) or
+/// one per element (pixel-major rows, [`PixelRows`]).
+trait Lane: Copy {
+    fn at(self, k: usize) -> f32;
+    /// Whether `at` is defined for `k < n`.
+    fn covers(self, n: usize) -> bool;
+}
+
+impl Lane for f32 {
+    #[inline(always)]
+    fn at(self, _: usize) -> f32 {
+        self
+    }
+    fn covers(self, _: usize) -> bool {
+        true
+    }
+}
+
+impl Lane for &[f32] {
+    #[inline(always)]
+    fn at(self, k: usize) -> f32 {
+        self[k]
+    }
+    fn covers(self, n: usize) -> bool {
+        self.len() >= n
+    }
+}
+
+/// `dst[k] = act(bn(to(src[k], k) + bias) + residual[k])` for the steps present. One
+/// monomorphised loop per combination: a branch per element cost more than the arithmetic.
+#[inline(always)]
+fn run<T: Copy, L: Lane>(
+    dst: &mut [MaybeUninit<f32>],
+    src: &[T],
+    to: impl Fn(T, usize) -> f32,
+    bias: Option<L>,
+    bn: Option<(L, L)>,
+    residual: Option<&[f32]>,
+    a: Activation,
+) {
+    // Known lengths let the compiler drop the per-element bounds checks and vectorize.
+    let n = dst.len();
+    assert!(src.len() == n && residual.is_none_or(|r| r.len() == n));
+    assert!(bias.is_none_or(|b| b.covers(n)));
+    assert!(bn.is_none_or(|(s, t)| s.covers(n) && t.covers(n)));
+    match (bias, bn, residual) {
+        (None, None, None) => sweep(dst, src, None, a, |v, k, _| to(v, k)),
+        (None, Some((s, t)), None) => {
+            sweep(dst, src, None, a, |v, k, _| s.at(k) * to(v, k) + t.at(k))
+        }
+        (None, Some((s, t)), Some(r)) => sweep(dst, src, Some(r), a, |v, k, r| {
+            s.at(k) * to(v, k) + t.at(k) + r
+        }),
+        (Some(b), None, None) => sweep(dst, src, None, a, |v, k, _| to(v, k) + b.at(k)),
+        (Some(b), Some((s, t)), None) => sweep(dst, src, None, a, |v, k, _| {
+            s.at(k) * (to(v, k) + b.at(k)) + t.at(k)
+        }),
+        (Some(b), Some((s, t)), Some(r)) => sweep(dst, src, Some(r), a, |v, k, r| {
+            s.at(k) * (to(v, k) + b.at(k)) + t.at(k) + r
+        }),
+        (None, None, Some(r)) => sweep(dst, src, Some(r), a, |v, k, r| to(v, k) + r),
+        (Some(b), None, Some(r)) => sweep(dst, src, Some(r), a, |v, k, r| to(v, k) + b.at(k) + r),
+    }
+}
+
+/// `dst[k] = act(f(src[k], k, residual[k]))` (without a residual `f` gets 0 and ignores it),
+/// one loop per activation.
 #[inline(always)]
 fn sweep<T: Copy>(
     dst: &mut [MaybeUninit<f32>],
     src: &[T],
+    residual: Option<&[f32]>,
     act: Activation,
-    f: impl Fn(T, usize) -> f32,
+    f: impl Fn(T, usize, f32) -> f32,
 ) {
-    let it = dst.iter_mut().zip(src).enumerate();
     match act {
-        Activation::Identity => it.for_each(|(k, (d, &v))| {
-            d.write(f(v, k));
-        }),
-        Activation::Relu => it.for_each(|(k, (d, &v))| {
-            d.write(f(v, k).max(0.0));
-        }),
-        Activation::Hardtanh => it.for_each(|(k, (d, &v))| {
-            d.write(f(v, k).clamp(-1.0, 1.0));
-        }),
+        Activation::Identity => each(dst, src, residual, f),
+        Activation::Relu => each(dst, src, residual, |v, k, r| f(v, k, r).max(0.0)),
+        Activation::Hardtanh => each(dst, src, residual, |v, k, r| f(v, k, r).clamp(-1.0, 1.0)),
+    }
+}
+
+#[inline(always)]
+fn each<T: Copy>(
+    dst: &mut [MaybeUninit<f32>],
+    src: &[T],
+    residual: Option<&[f32]>,
+    f: impl Fn(T, usize, f32) -> f32,
+) {
+    let n = dst.len().min(src.len());
+    let (dst, src) = (&mut dst[..n], &src[..n]);
+    match residual {
+        Some(r) => {
+            let r = &r[..n];
+            for k in 0..n {
+                dst[k].write(f(src[k], k, r[k]));
+            }
+        }
+        None => {
+            for k in 0..n {
+                dst[k].write(f(src[k], k, 0.0));
+            }
+        }
     }
 }
 
@@ -161,6 +277,52 @@ mod tests {
             let mut inplace = src.clone();
             ep.row_inplace(1, &mut inplace, Some(&res));
             assert_eq!(inplace, want, "{act:?} in place");
+        }
+    }
+
+    /// Pixel-major rows equal `row_map` per channel on the transposed values, bit for bit.
+    #[test]
+    fn pixel_rows_equal_channel_rows() {
+        let (c, px) = (3usize, 5usize);
+        let sums: Vec<i32> = (0..c * px).map(|i| (i as i32 * 7) % 23 - 11).collect();
+        let res: Vec<f32> = (0..c * px).map(|i| (i as f32 * 0.3).sin()).collect();
+        let (k, b, s, t) = (
+            [0.25f32, -0.5, 1.5],
+            [0.1f32, 0.0, -0.3],
+            [1.7f32, -0.4, 0.9],
+            [-0.2f32, 0.9, 0.05],
+        );
+        for act in [Activation::Identity, Activation::Relu, Activation::Hardtanh] {
+            for (bias, bn, with_res) in [
+                (None, None, false),
+                (Some(&b[..]), Some((&s[..], &t[..])), true),
+                (Some(&b[..]), None, true),
+                (None, Some((&s[..], &t[..])), false),
+            ] {
+                let ep = Epilogue { bias, bn, act };
+                let mut got = vec![MaybeUninit::uninit(); c * px];
+                let r = with_res.then_some(&res[..]);
+                ep.pixel_rows(c, px, &k).apply(&mut got, &sums, r);
+                for o in 0..c {
+                    let col: Vec<i32> = (0..px).map(|p| sums[p * c + o]).collect();
+                    let rcol: Vec<f32> = (0..px).map(|p| res[p * c + o]).collect();
+                    let mut want = vec![MaybeUninit::uninit(); px];
+                    let ko = k[o];
+                    ep.row_map(
+                        o,
+                        &mut want,
+                        &col,
+                        |v| 0.0 + ko * v as f32,
+                        with_res.then_some(&rcol[..]),
+                    );
+                    for p in 0..px {
+                        // SAFETY: both writers fill every element.
+                        let (g, w) =
+                            unsafe { (got[p * c + o].assume_init(), want[p].assume_init()) };
+                        assert_eq!(g.to_bits(), w.to_bits(), "{act:?} o{o} p{p}");
+                    }
+                }
+            }
         }
     }
 }

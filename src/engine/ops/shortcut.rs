@@ -12,7 +12,8 @@
 use crate::{Error, Result};
 use ndarray::{s, Array4, Zip};
 
-fn check(in_c: usize, out_c: usize, stride: usize) -> Result<usize> {
+/// Checks an option-A shortcut's arguments; returns the zero channels padded on each side.
+pub(crate) fn pad_channels(in_c: usize, out_c: usize, stride: usize) -> Result<usize> {
     if stride == 0 || stride > 2 {
         return Err(Error::input(
             "shortcut_a stride",
@@ -31,7 +32,7 @@ fn check(in_c: usize, out_c: usize, stride: usize) -> Result<usize> {
 /// Option-A shortcut forward: `[N, in_c, H, W] -> [N, out_c, ceil(H/s), ceil(W/s)]`.
 pub fn shortcut_a(x: &Array4<f32>, out_c: usize, stride: usize) -> Result<Array4<f32>> {
     let (n, c, h, w) = x.dim();
-    let p = check(c, out_c, stride)?;
+    let p = pad_channels(c, out_c, stride)?;
     let sub = x.slice(s![.., .., ..;stride, ..;stride]);
     let (ho, wo) = (h.div_ceil(stride), w.div_ceil(stride));
     let mut y = Array4::<f32>::zeros((n, out_c, ho, wo));
@@ -48,7 +49,7 @@ pub fn shortcut_a_backward(
 ) -> Result<Array4<f32>> {
     let (n, c, h, w) = x_dim;
     let out_c = dy.dim().1;
-    let p = check(c, out_c, stride)?;
+    let p = pad_channels(c, out_c, stride)?;
     let want = (n, out_c, h.div_ceil(stride), w.div_ceil(stride));
     if dy.dim() != want {
         return Err(Error::input(

@@ -1,0 +1,254 @@
+//! Channel-last bit images for the inference path: one NHWC `f32` image packed into a
+//! zero-framed, byte-packed bit image whose windows [`super::im2col::Windows`] reads in place.
+//!
+//! Layout: the image framed by `pad` zero pixels on every side (`(H + 2p) x (W + 2p)` pixels,
+//! row-major), each pixel `C / 8` bytes, channel `c` at bit `c % 8` of byte `c / 8` (so read
+//! as little-endian `u64` words this is the crate's LSB-first bit order, and a run of pixels is
+//! one contiguous bit string: `kw` neighbouring pixels are exactly the `kw * C` bits of one
+//! im2col tap row). Frame pixels are zero bits, i.e. +1, as in the word-major im2col;
+//! [`super::padding`] removes their contribution. Eight spare zero bytes at the end let
+//! readers load whole `u64`s past the last pixel.
+//!
+//! Only `C % 8 == 0` is handled (every ResNet width is); other widths take the word-packed
+//! path ([`super::pack`]). Sign rule as the packer: bit 1 iff `v < 0` (sign(0) = sign(-0) = +1);
+//! NaN is an input error, never a silent +1.
+
+use crate::{Error, Result};
+
+/// Spare bytes after the last pixel (one `u64` of over-read).
+pub(crate) const SLACK: usize = 8;
+
+/// Whether the byte-packed path can take `channels` on this target.
+pub(crate) fn supports(channels: usize) -> bool {
+    channels > 0 && channels.is_multiple_of(8) && cfg!(target_endian = "little")
+}
+
+/// Bytes of a framed `h x w` image with `c` channels and padding `pad`, slack included.
+pub(crate) fn framed_len(h: usize, w: usize, c: usize, pad: usize) -> usize {
+    (h + 2 * pad) * (w + 2 * pad) * (c / 8) + SLACK
+}
+
+/// Packs one NHWC image `x` (`h * w * c` floats) into `out` ([`framed_len`] bytes, every byte
+/// written). `image` is the image's index in its batch, for the NaN error.
+pub(crate) fn pack_framed(
+    x: &[f32],
+    dims: (usize, usize, usize),
+    pad: usize,
+    image: usize,
+    out: &mut [u8],
+) -> Result<()> {
+    pack_framed_with(avx512(), x, dims, pad, image, out)
+}
+
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// [`pack_framed`] with the AVX-512 row packer (`fast`, must be available) or the portable one.
+fn pack_framed_with(
+    fast: bool,
+    x: &[f32],
+    (h, w, c): (usize, usize, usize),
+    pad: usize,
+    image: usize,
+    out: &mut [u8],
+) -> Result<()> {
+    assert!(supports(c) && x.len() == h * w * c && out.len() == framed_len(h, w, c, pad));
+    let bpp = c / 8;
+    let fw = w + 2 * pad;
+    out.fill(0);
+    let mut nan = false;
+    for y in 0..h {
+        let row = &mut out[((y + pad) * fw + pad) * bpp..((y + pad) * fw + pad + w) * bpp];
+        let src = &x[y * w * c..(y + 1) * w * c];
+        nan |= match fast {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: callers pass `fast` only when AVX-512F is available.
+            true => unsafe { pack_row_avx512(src, row) },
+            _ => pack_row(src, row),
+        };
+    }
+    if nan {
+        let at = x.iter().position(|v| v.is_nan()).expect("a NaN was seen");
+        let (px, ch) = (at / c, at % c);
+        return Err(Error::input(
+            "binary conv input",
+            format!(
+                "NaN at [{image}, {ch}, {}, {}] cannot be binarized",
+                px / w,
+                px % w
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Eight floats per byte (`src.len() == 8 * dst.len()`); returns whether any was NaN.
+fn pack_row(src: &[f32], dst: &mut [u8]) -> bool {
+    let mut nan = false;
+    for (d, ch) in dst.iter_mut().zip(src.chunks_exact(8)) {
+        let mut bits = 0u8;
+        for (i, &v) in ch.iter().enumerate() {
+            bits |= u8::from(v < 0.0) << i;
+            nan |= v.is_nan();
+        }
+        *d = bits;
+    }
+    nan
+}
+
+/// [`pack_row`] sixteen floats per compare-to-mask.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn pack_row_avx512(src: &[f32], dst: &mut [u8]) -> bool {
+    use std::arch::x86_64::*;
+    assert_eq!(src.len(), 8 * dst.len());
+    let n16 = dst.len() / 2;
+    let zero = _mm512_setzero_ps();
+    let mut nan: __mmask16 = 0;
+    for i in 0..n16 {
+        let v = _mm512_loadu_ps(src.as_ptr().add(16 * i));
+        // Ordered less-than: false for NaN (reported below) and for -0.0 (sign(-0) = +1).
+        let m = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero);
+        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        dst[2 * i..2 * i + 2].copy_from_slice(&m.to_le_bytes());
+    }
+    let tail = pack_row(&src[16 * n16..], &mut dst[2 * n16..]);
+    nan != 0 || tail
+}
+
+/// Writes one output row of a binary layer straight into the next layer's frame: pixel `p`,
+/// channel `o` gets bit 1 iff `lo[o] <= sums[p * C + o] <= hi[o]`. A layer whose output
+/// reaches the next binary conv only through a monotone epilogue (scale, bias, BN,
+/// activation) uses this with the interval of sums its epilogue maps below zero, so the
+/// float values are never formed. `dst` is the row's pixels in the frame (`ow * C / 8`
+/// bytes); `sums` is pixel-major `[ow][C]`.
+pub(crate) fn write_interval_bits(sums: &[i32], lo: &[i32], hi: &[i32], dst: &mut [u8]) {
+    let c = lo.len();
+    assert!(supports(c) && hi.len() == c && sums.len() == dst.len() * 8);
+    match avx512() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F was detected.
+        true if c.is_multiple_of(16) => unsafe { interval_bits_avx512(sums, lo, hi, dst) },
+        _ => interval_bits(sums, lo, hi, dst),
+    }
+}
+
+fn interval_bits(sums: &[i32], lo: &[i32], hi: &[i32], dst: &mut [u8]) {
+    let c = lo.len();
+    for (px, d) in sums.chunks_exact(c).zip(dst.chunks_exact_mut(c / 8)) {
+        for (g, byte) in d.iter_mut().enumerate() {
+            let mut bits = 0u8;
+            for i in 0..8 {
+                let (s, o) = (px[8 * g + i], 8 * g + i);
+                bits |= u8::from(lo[o] <= s && s <= hi[o]) << i;
+            }
+            *byte = bits;
+        }
+    }
+}
+
+/// [`interval_bits`] sixteen channels per pair of compares (`C % 16 == 0`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn interval_bits_avx512(sums: &[i32], lo: &[i32], hi: &[i32], dst: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let c = lo.len();
+    for (px, d) in sums.chunks_exact(c).zip(dst.chunks_exact_mut(c / 8)) {
+        for g in 0..c / 16 {
+            let s = _mm512_loadu_si512(px.as_ptr().add(16 * g) as *const __m512i);
+            let l = _mm512_loadu_si512(lo.as_ptr().add(16 * g) as *const __m512i);
+            let h = _mm512_loadu_si512(hi.as_ptr().add(16 * g) as *const __m512i);
+            let m = _mm512_cmpge_epi32_mask(s, l) & _mm512_cmple_epi32_mask(s, h);
+            d[2 * g..2 * g + 2].copy_from_slice(&m.to_le_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_land_where_the_layout_says() {
+        // 1x2 image, 16 channels, pad 1: framed 3x4 pixels of 2 bytes.
+        let (h, w, c) = (1, 2, 16);
+        let mut x = vec![0.5f32; h * w * c];
+        x[3] = -1.0; // pixel 0, channel 3
+        x[c + 9] = -0.0; // pixel 1, channel 9: sign(-0) = +1, bit stays 0
+        x[c + 12] = -2.0; // pixel 1, channel 12
+        let mut out = vec![0xAAu8; framed_len(h, w, c, 1)];
+        pack_framed(&x, (h, w, c), 1, 0, &mut out).unwrap();
+        let mut want = vec![0u8; out.len()];
+        let px = |y: usize, xx: usize| (y * 4 + xx) * 2;
+        want[px(1, 1)] = 1 << 3;
+        want[px(1, 2) + 1] = 1 << (12 - 8);
+        assert_eq!(out, want);
+    }
+
+    /// The AVX-512 row packer equals the portable one (signed zeros, infinities, odd tails).
+    #[test]
+    fn packers_agree() {
+        if !avx512() {
+            return;
+        }
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for (h, w, c, pad) in [(3, 5, 8, 1), (4, 4, 16, 0), (2, 7, 24, 2), (5, 3, 64, 1)] {
+            let x: Vec<f32> = (0..h * w * c)
+                .map(|_| match rng.gen_range(0..6) {
+                    0 => 0.0,
+                    1 => -0.0,
+                    2 => f32::NEG_INFINITY,
+                    _ => rng.gen_range(-1.0..1.0),
+                })
+                .collect();
+            let mut a = vec![1u8; framed_len(h, w, c, pad)];
+            let mut b = vec![2u8; framed_len(h, w, c, pad)];
+            pack_framed_with(false, &x, (h, w, c), pad, 0, &mut a).unwrap();
+            pack_framed_with(true, &x, (h, w, c), pad, 0, &mut b).unwrap();
+            assert_eq!(a, b, "{h}x{w}x{c} pad {pad}");
+            let mut bad = x.clone();
+            bad[h * w * c - 1] = f32::NAN;
+            let e = pack_framed_with(true, &bad, (h, w, c), pad, 3, &mut b).unwrap_err();
+            assert!(e.to_string().contains("NaN at [3, "), "{e}");
+        }
+    }
+
+    /// Interval bits: the AVX-512 writer equals the portable one and the definition.
+    #[test]
+    fn interval_bits_by_definition() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+        for c in [8usize, 16, 32, 48, 64] {
+            let px = 5;
+            let sums: Vec<i32> = (0..px * c).map(|_| rng.gen_range(-20..20)).collect();
+            let lo: Vec<i32> = (0..c).map(|_| rng.gen_range(-25..10)).collect();
+            let hi: Vec<i32> = lo.iter().map(|&l| l + rng.gen_range(-3..30)).collect();
+            let mut a = vec![0xAAu8; px * c / 8];
+            write_interval_bits(&sums, &lo, &hi, &mut a);
+            let mut b = vec![0x55u8; px * c / 8];
+            interval_bits(&sums, &lo, &hi, &mut b);
+            assert_eq!(a, b, "c {c}");
+            for p in 0..px {
+                for o in 0..c {
+                    let s = sums[p * c + o];
+                    let bit = a[p * c / 8 + o / 8] >> (o % 8) & 1;
+                    assert_eq!(bit == 1, lo[o] <= s && s <= hi[o], "c {c} p {p} o {o}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nan_is_an_error_naming_the_position() {
+        let mut x = vec![1.0f32; 2 * 3 * 8];
+        x[(3 + 2) * 8 + 5] = f32::NAN; // y 1, x 2, channel 5
+        let mut out = vec![0u8; framed_len(2, 3, 8, 0)];
+        let e = pack_framed(&x, (2, 3, 8), 0, 7, &mut out).unwrap_err();
+        assert!(e.to_string().contains("NaN at [7, 5, 1, 2]"), "{e}");
+    }
+}

@@ -1,0 +1,222 @@
+//! A feature map on the tape-free inference path, in one of two memory layouts.
+//!
+//! Every op and the taped forward pass use NCHW. The bitwise binary conv of the inference path
+//! ([`super::binary::BConv2d::forward_nhwc`]) reads and writes channel-last (NHWC) maps: its
+//! packed input is then one compare per channel vector, and its pixel-major sums feed the
+//! epilogue without a transpose. Between such convs a map stays NHWC through the
+//! layout-free ops (activations, residual adds, the option-A shortcut); any other op takes
+//! the NCHW view, converted when needed. Elementwise ops compute the same expression per
+//! element in either layout and the converting ops only move values, so the layout never
+//! changes a number.
+
+use std::borrow::Cow;
+
+use ndarray::Array4;
+
+use super::ops;
+use crate::{Error, Result};
+
+/// NCHW `[N, C, H, W]` or NHWC `[N, H, W, C]` values, or only their signs.
+#[derive(Clone, Debug)]
+pub(crate) enum FeatureMap {
+    Nchw(Array4<f32>),
+    Nhwc(Array4<f32>),
+    /// Signs only, already in the frame of the one binary conv that reads them (see
+    /// [`FramedBits`]); the inference plan never routes such a map to any other reader.
+    Bits(FramedBits),
+}
+
+/// The sign bits of a map, one [`crate::engine::binary`] frame per image (`framed_len(h, w,
+/// c, pad)` bytes each, back to back), as a binary layer writes them for the binary conv
+/// after it when nothing else reads its output.
+#[derive(Clone, Debug)]
+pub(crate) struct FramedBits {
+    pub data: Vec<u8>,
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub pad: usize,
+}
+
+const BITS_ONLY: &str = "sign bits go only to the binary conv the inference plan made them for";
+
+/// `[N, A, B]` -> `[N, B, A]` on contiguous data: the pixels-by-channels transpose behind
+/// both conversions, written for sequential writes (ndarray's generic `as_standard_layout` of
+/// a permuted view took 5% of XNOR ResNet20 inference).
+fn transpose_images(src: &[f32], n: usize, a: usize, b: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; n * a * b];
+    if a * b == 0 {
+        return out;
+    }
+    // 8 x 8 tiles: eight source rows are read a short contiguous run at a time and eight
+    // destination rows written the same way, so neither side strides through memory.
+    const T: usize = 8;
+    for (img, dst) in src.chunks_exact(a * b).zip(out.chunks_exact_mut(a * b)) {
+        for i0 in (0..a).step_by(T) {
+            let ti = T.min(a - i0);
+            for j0 in (0..b).step_by(T) {
+                let tj = T.min(b - j0);
+                for j in j0..j0 + tj {
+                    let d = &mut dst[j * a + i0..j * a + i0 + ti];
+                    for (ii, v) in d.iter_mut().enumerate() {
+                        *v = img[(i0 + ii) * b + j];
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn to_nhwc(x: &Array4<f32>) -> Array4<f32> {
+    let (n, c, h, w) = x.dim();
+    let x = x.as_standard_layout();
+    let v = transpose_images(x.as_slice().expect("standard layout"), n, c, h * w);
+    Array4::from_shape_vec((n, h, w, c), v).expect("sizes match")
+}
+
+fn to_nchw(x: &Array4<f32>) -> Array4<f32> {
+    let (n, h, w, c) = x.dim();
+    let x = x.as_standard_layout();
+    let v = transpose_images(x.as_slice().expect("standard layout"), n, h * w, c);
+    Array4::from_shape_vec((n, c, h, w), v).expect("sizes match")
+}
+
+impl FeatureMap {
+    /// `(N, C, H, W)` whatever the layout.
+    pub(crate) fn dim(&self) -> (usize, usize, usize, usize) {
+        match self {
+            FeatureMap::Nchw(x) => x.dim(),
+            FeatureMap::Nhwc(x) => {
+                let (n, h, w, c) = x.dim();
+                (n, c, h, w)
+            }
+            FeatureMap::Bits(b) => (b.n, b.c, b.h, b.w),
+        }
+    }
+
+    /// The values as NCHW (standard layout), converted if stored NHWC.
+    pub(crate) fn nchw(&self) -> Cow<'_, Array4<f32>> {
+        match self {
+            FeatureMap::Nchw(x) => Cow::Borrowed(x),
+            FeatureMap::Nhwc(x) => Cow::Owned(to_nchw(x)),
+            FeatureMap::Bits(_) => unreachable!("{BITS_ONLY}"),
+        }
+    }
+
+    /// The values as NHWC (standard layout), converted if stored NCHW.
+    pub(crate) fn nhwc(&self) -> Cow<'_, Array4<f32>> {
+        match self {
+            FeatureMap::Nhwc(x) if x.is_standard_layout() => Cow::Borrowed(x),
+            FeatureMap::Nhwc(x) => Cow::Owned(x.as_standard_layout().into_owned()),
+            FeatureMap::Nchw(x) => Cow::Owned(to_nhwc(x)),
+            FeatureMap::Bits(_) => unreachable!("{BITS_ONLY}"),
+        }
+    }
+
+    pub(crate) fn into_nchw(self) -> Array4<f32> {
+        match self {
+            FeatureMap::Nchw(x) => x,
+            FeatureMap::Nhwc(x) => to_nchw(&x),
+            FeatureMap::Bits(_) => unreachable!("{BITS_ONLY}"),
+        }
+    }
+
+    /// Stores the map NHWC from now on (later readers of either layout see the same values).
+    pub(crate) fn make_nhwc(&mut self) {
+        if let FeatureMap::Nchw(x) = self {
+            *self = FeatureMap::Nhwc(to_nhwc(x));
+        }
+    }
+
+    /// The same map in `other`'s layout.
+    pub(crate) fn like<'a>(&'a self, other: &FeatureMap) -> Cow<'a, Array4<f32>> {
+        match other {
+            FeatureMap::Nchw(_) => self.nchw(),
+            FeatureMap::Nhwc(_) => self.nhwc(),
+            FeatureMap::Bits(_) => unreachable!("{BITS_ONLY}"),
+        }
+    }
+
+    /// Applies `f` to every value, in place, in whichever layout it is stored.
+    pub(crate) fn map_inplace(&mut self, f: impl Fn(f32) -> f32) {
+        match self {
+            FeatureMap::Nchw(x) | FeatureMap::Nhwc(x) => x.mapv_inplace(f),
+            FeatureMap::Bits(_) => unreachable!("{BITS_ONLY}"),
+        }
+    }
+
+    /// `self += other` (the residual `Add` op's `v + r` per element).
+    pub(crate) fn add_assign(&mut self, other: &FeatureMap, context: &str) -> Result<()> {
+        if other.dim() != self.dim() {
+            return Err(Error::input(
+                context,
+                format!("cannot add {:?} and {:?}", self.dim(), other.dim()),
+            ));
+        }
+        let o = other.like(self);
+        match self {
+            FeatureMap::Nchw(x) | FeatureMap::Nhwc(x) => *x += &*o,
+            FeatureMap::Bits(_) => unreachable!("{BITS_ONLY}"),
+        }
+        Ok(())
+    }
+
+    /// The option-A shortcut ([`ops::shortcut::shortcut_a`]) in the map's own layout.
+    pub(crate) fn shortcut_a(&self, out_c: usize, stride: usize) -> Result<FeatureMap> {
+        match self {
+            FeatureMap::Nchw(x) => Ok(FeatureMap::Nchw(ops::shortcut::shortcut_a(
+                x, out_c, stride,
+            )?)),
+            FeatureMap::Nhwc(x) => {
+                let (n, h, w, c) = x.dim();
+                let p = ops::shortcut::pad_channels(c, out_c, stride)?;
+                let (ho, wo) = (h.div_ceil(stride), w.div_ceil(stride));
+                let mut y = Array4::<f32>::zeros((n, ho, wo, out_c));
+                y.slice_mut(ndarray::s![.., .., .., p..p + c])
+                    .assign(&x.slice(ndarray::s![.., ..;stride, ..;stride, ..]));
+                Ok(FeatureMap::Nhwc(y))
+            }
+            FeatureMap::Bits(_) => unreachable!("{BITS_ONLY}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random(dim: (usize, usize, usize, usize), seed: u64) -> Array4<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        Array4::from_shape_simple_fn(dim, || rng.gen_range(-2.0..2.0))
+    }
+
+    /// The NHWC ops equal the NCHW ones (the reference ops) after converting back.
+    #[test]
+    fn nhwc_ops_equal_the_nchw_ops() {
+        let x = random((2, 4, 5, 7), 1);
+        let r = random((2, 4, 5, 7), 2);
+        let nhwc = FeatureMap::Nhwc(to_nhwc(&x));
+        assert_eq!(nhwc.dim(), x.dim());
+        assert_eq!(nhwc.nchw().into_owned(), x);
+        for (out_c, stride) in [(4, 1), (8, 2), (6, 2)] {
+            let want = ops::shortcut::shortcut_a(&x, out_c, stride).unwrap();
+            let got = nhwc.shortcut_a(out_c, stride).unwrap();
+            assert!(matches!(got, FeatureMap::Nhwc(_)));
+            assert_eq!(got.into_nchw(), want, "out_c {out_c}, stride {stride}");
+        }
+        let mut sum = nhwc.clone();
+        sum.add_assign(&FeatureMap::Nchw(r.clone()), "add").unwrap();
+        assert_eq!(sum.into_nchw(), &x + &r);
+        let mut clamped = nhwc;
+        clamped.map_inplace(|v| v.clamp(-1.0, 1.0));
+        assert_eq!(clamped.into_nchw(), x.mapv(|v| v.clamp(-1.0, 1.0)));
+        let e = FeatureMap::Nchw(x)
+            .add_assign(&FeatureMap::Nchw(random((2, 4, 5, 6), 3)), "add")
+            .unwrap_err();
+        assert!(e.to_string().contains("cannot add"), "{e}");
+    }
+}
