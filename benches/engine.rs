@@ -9,9 +9,9 @@
 //! `RAYON_NUM_THREADS=1` in front. benches/onnx/resnet20_ort.py times onnxruntime on the same
 //! weights for comparison.
 //!
-//! Measured 2026-11-26 (load ~1.4, one session), images/s, 1 thread: float b1 1,894, b128 1,888;
-//! XNOR b1 7,593, b128 7,664 (4.1x); onnxruntime b128 2,399. 2 threads, b128: float 3,727, XNOR
-//! 14,352, onnxruntime 4,730.
+//! Measured 2026-11-26 after the channel-last XNOR path (load ~1.2, one session), images/s,
+//! 1 thread: float b1 1,789, b128 1,781; XNOR b1 10,568 (5.9x), b128 9,874 (5.5x);
+//! onnxruntime b128 2,105. 2 threads, b128: float 3,465, XNOR 19,686 (5.7x), onnxruntime 4,370.
 
 use breakingbed::engine::classifier::{BinaryEngine, FloatEngine};
 use breakingbed::engine::exec::Net;
