@@ -1456,14 +1456,7 @@ fn bin_forward_nhwc(
         ));
     }
     let (oh, ow) = conv.output_size(h, w, stride, pad)?;
-    if let Some(r) = residual {
-        if r.dim() != (n, o, oh, ow) {
-            return Err(Error::input(
-                "residual add",
-                format!("cannot add {:?} and {:?}", (n, o, oh, ow), r.dim()),
-            ));
-        }
-    }
+    check_residual_dim((n, o, oh, ow), residual.map(|r| r.dim()))?;
     let path = PopcountPath::detect();
     // One image's conv, rows handed to `emit`, from floats or from this conv's frames.
     let floats = match x {
@@ -1568,10 +1561,18 @@ fn free_inputs<T>(
 
 /// A fused residual must have the conv output's shape.
 fn check_residual(dim: (usize, usize, usize, usize), residual: Option<&Array4<f32>>) -> Result<()> {
+    check_residual_dim(dim, residual.map(|r| r.dim()))
+}
+
+/// [`check_residual`] on the residual's `(N, C, H, W)`.
+fn check_residual_dim(
+    dim: (usize, usize, usize, usize),
+    residual: Option<(usize, usize, usize, usize)>,
+) -> Result<()> {
     match residual {
-        Some(r) if r.dim() != dim => Err(Error::input(
+        Some(r) if r != dim => Err(Error::input(
             "residual add",
-            format!("cannot add {dim:?} and {:?}", r.dim()),
+            format!("cannot add {dim:?} and {r:?}"),
         )),
         _ => Ok(()),
     }

@@ -13,7 +13,8 @@
 //! path ([`super::pack`]). Sign rule as the packer: bit 1 iff `v < 0` (sign(0) = sign(-0) = +1);
 //! NaN is an input error, never a silent +1.
 
-use crate::{Error, Result};
+use super::pack::nan_error;
+use crate::Result;
 
 /// Spare bytes after the last pixel (one `u64` of over-read).
 pub(crate) const SLACK: usize = 8;
@@ -74,14 +75,7 @@ fn pack_framed_with(
     if nan {
         let at = x.iter().position(|v| v.is_nan()).expect("a NaN was seen");
         let (px, ch) = (at / c, at % c);
-        return Err(Error::input(
-            "binary conv input",
-            format!(
-                "NaN at [{image}, {ch}, {}, {}] cannot be binarized",
-                px / w,
-                px % w
-            ),
-        ));
+        return Err(nan_error("binary conv input", [image, ch, px / w, px % w]));
     }
     Ok(())
 }

@@ -218,7 +218,8 @@ impl Packed4 {
     }
 }
 
-fn nan_error(context: &str, [a, b, c, d]: [usize; 4]) -> Error {
+/// The input error for a NaN at NCHW index `[a, b, c, d]` (sign is undefined there).
+pub(crate) fn nan_error(context: &str, [a, b, c, d]: [usize; 4]) -> Error {
     Error::input(
         context,
         format!("NaN at [{a}, {b}, {c}, {d}] cannot be binarized"),
