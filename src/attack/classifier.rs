@@ -32,6 +32,20 @@ pub struct Oracle<'a> {
     queries: AtomicU64,
 }
 
+/// Runs `f(oracle, k)` for every image `k < n` in parallel, each with its own [`Oracle`] over
+/// `model` (so each image's query count is its own), and returns the results in image order.
+pub fn per_image_oracle<T: Send>(
+    model: &dyn Model,
+    n: usize,
+    f: impl Fn(&Oracle, usize) -> crate::Result<T> + Sync,
+) -> crate::Result<Vec<T>> {
+    use rayon::prelude::*;
+    (0..n)
+        .into_par_iter()
+        .map(|k| f(&Oracle::new(model), k))
+        .collect()
+}
+
 impl<'a> Oracle<'a> {
     pub fn new(model: &'a dyn Model) -> Self {
         Oracle {

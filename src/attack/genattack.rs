@@ -47,10 +47,9 @@
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis, Zip};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::classifier::{argmax, Model, Oracle};
+use super::classifier::{argmax, per_image_oracle, Model, Oracle};
 use super::local_search::{
     check_batch, check_class, check_eps, check_image, cross_entropy, ln_p, query_one, scale_units,
     scaled, LinfBall,
@@ -372,21 +371,11 @@ pub fn genattack_batch(
     if let Some(t) = targets {
         check_batch(images, t.len(), "genattack.targets")?;
     }
-    (0..labels.len())
-        .into_par_iter()
-        .map(|k| {
-            let oracle = Oracle::new(model);
-            genattack(
-                &oracle,
-                images.index_axis(Axis(0), k),
-                labels[k],
-                targets.map(|t| t[k]),
-                first_index + k,
-                cfg,
-                seed,
-            )
-        })
-        .collect()
+    per_image_oracle(model, labels.len(), |oracle, k| {
+        let x = images.index_axis(Axis(0), k);
+        let target = targets.map(|t| t[k]);
+        genattack(oracle, x, labels[k], target, first_index + k, cfg, seed)
+    })
 }
 
 /// One row of the paper's Table 6: at generation `generation`, the fraction of images whose elite

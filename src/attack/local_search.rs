@@ -44,10 +44,9 @@
 
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
 use rand::seq::index::sample;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::classifier::{argmax, Model, Oracle};
+use super::classifier::{argmax, per_image_oracle, Model, Oracle};
 use super::result::{ImageResult, TracePoint};
 use super::run::image_rng;
 use super::spec::{check_count, check_nonneg, check_positive};
@@ -244,20 +243,10 @@ pub fn local_search_batch(
 ) -> Result<Vec<LocalSearchOutput>> {
     cfg.validate()?;
     check_batch(images, labels.len(), "local_search.labels")?;
-    (0..labels.len())
-        .into_par_iter()
-        .map(|k| {
-            let oracle = Oracle::new(model);
-            local_search(
-                &oracle,
-                images.index_axis(Axis(0), k),
-                labels[k],
-                first_index + k,
-                cfg,
-                seed,
-            )
-        })
-        .collect()
+    per_image_oracle(model, labels.len(), |oracle, k| {
+        let x = images.index_axis(Axis(0), k);
+        local_search(oracle, x, labels[k], first_index + k, cfg, seed)
+    })
 }
 
 /// The round-trip perturbation: `r * c`, wrapped into `[LB, UB]` by whole periods `UB - LB`

@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::genattack::GenAttackConfig;
+use super::local_search::LocalSearchConfig;
 use super::threat::{Budget, Norm, Scale};
 use crate::{Error, Result};
 
@@ -511,5 +513,38 @@ impl Grid {
             }
         }
         Ok(out)
+    }
+}
+
+impl LocalSearchSpec {
+    /// The [`LocalSearchConfig`] this spec stands for; fields the spec does not carry keep the
+    /// config's defaults (Foolbox 2's), so defaults live in one place.
+    pub fn config(&self) -> LocalSearchConfig {
+        LocalSearchConfig {
+            p: self.p,
+            r: self.r,
+            d: self.d,
+            t: self.t,
+            rounds: self.rounds,
+            eps: Some(self.eps.value),
+            scale: self.eps.scale,
+            ..LocalSearchConfig::default()
+        }
+    }
+}
+
+impl GenAttackSpec {
+    /// The [`GenAttackConfig`] this spec stands for (plateau settings keep their defaults).
+    pub fn config(&self) -> GenAttackConfig {
+        GenAttackConfig {
+            population: self.population,
+            generations: self.generations,
+            eps: self.eps.value,
+            scale: self.eps.scale,
+            tau: self.temperature,
+            rho_min: self.rho_min,
+            alpha_min: self.alpha_min,
+            ..GenAttackConfig::default()
+        }
     }
 }

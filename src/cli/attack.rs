@@ -24,9 +24,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::args::{ModelArgs, VariantArgs};
-use super::attack_run::{
-    attack_image, genattack_config, local_search_config, report_scale, AttackEngine,
-};
+use super::attack_run::{attack_image, report_scale, AttackEngine};
 use super::format::{render, Format, Tabular};
 use crate::attack::{summarize, AttackSpec, ImageResult, Scale};
 use crate::engine::{exec::Net, params};
@@ -382,8 +380,8 @@ fn load_spec(a: &AttackArgs) -> Result<AttackSpec> {
     // The black-box configs check more than the spec does (e.g. population >= 2); check them
     // before any image is loaded, naming the flag or the spec file's field.
     let checked = match &spec {
-        AttackSpec::LocalSearch(s) => local_search_config(s).validate(),
-        AttackSpec::GenAttack(s) => genattack_config(s).validate(),
+        AttackSpec::LocalSearch(s) => s.config().validate(),
+        AttackSpec::GenAttack(s) => s.config().validate(),
         _ => Ok(()),
     };
     checked.map_err(|e| match e {

@@ -1,5 +1,5 @@
-//! The engine side of `bbed attack`: which engine an attack runs on, the black-box configs an
-//! [`AttackSpec`] stands for, and one image attacked by its data-set index.
+//! The engine side of `bbed attack`: which engine an attack runs on and one image attacked by its
+//! data-set index.
 //!
 //! Engine choice (issue 5): white-box attacks need gradients, so they always run on the
 //! [`FloatEngine`] (for binarized variants the gradient flows through the straight-through
@@ -16,10 +16,9 @@
 use ndarray::ArrayView3;
 
 use crate::attack::classifier::argmax;
-use crate::attack::genattack::{genattack, GenAttackConfig};
-use crate::attack::local_search::{local_search, LocalSearchConfig};
+use crate::attack::genattack::genattack;
+use crate::attack::local_search::local_search;
 use crate::attack::run::{attack_image as white_image, image_rng, resolve_target};
-use crate::attack::spec::{GenAttackSpec, LocalSearchSpec};
 use crate::attack::threat::Scale;
 use crate::attack::{AttackSpec, ImageResult, Model, Oracle};
 use crate::engine::classifier::{BinaryEngine, FloatEngine};
@@ -66,35 +65,6 @@ impl AttackEngine {
             AttackEngine::Float(e) => e,
             AttackEngine::Binary(e) => e,
         }
-    }
-}
-
-/// The [`LocalSearchConfig`] a spec stands for; fields the spec does not carry keep the config's
-/// defaults (Foolbox 2's), so defaults live in one place.
-pub fn local_search_config(s: &LocalSearchSpec) -> LocalSearchConfig {
-    LocalSearchConfig {
-        p: s.p,
-        r: s.r,
-        d: s.d,
-        t: s.t,
-        rounds: s.rounds,
-        eps: Some(s.eps.value),
-        scale: s.eps.scale,
-        ..LocalSearchConfig::default()
-    }
-}
-
-/// The [`GenAttackConfig`] a spec stands for (plateau settings keep their defaults).
-pub fn genattack_config(s: &GenAttackSpec) -> GenAttackConfig {
-    GenAttackConfig {
-        population: s.population,
-        generations: s.generations,
-        eps: s.eps.value,
-        scale: s.eps.scale,
-        tau: s.temperature,
-        rho_min: s.rho_min,
-        alpha_min: s.alpha_min,
-        ..GenAttackConfig::default()
     }
 }
 
@@ -169,7 +139,7 @@ pub fn attack_image(
     let oracle = Oracle::new(model);
     match spec {
         AttackSpec::LocalSearch(s) => {
-            Ok(local_search(&oracle, x, label, index, &local_search_config(s), seed)?.result)
+            Ok(local_search(&oracle, x, label, index, &s.config(), seed)?.result)
         }
         AttackSpec::GenAttack(s) => {
             let mut rng = image_rng(seed ^ TARGET_SALT, index);
@@ -177,7 +147,7 @@ pub fn attack_image(
             if let Some(t) = target.filter(|t| *t == label) {
                 return Ok(not_attacked(&oracle, x, label, t, index, s.eps.scale));
             }
-            let cfg = genattack_config(s);
+            let cfg = s.config();
             Ok(genattack(&oracle, x, label, target, index, &cfg, seed)?.result)
         }
         _ => unreachable!("white-box attacks handled above"),

@@ -30,6 +30,32 @@ macro_rules! pe {
     };
 }
 
+/// The legend glyph of a line series: a 20-pixel stroke in its style.
+fn line_glyph(style: ShapeStyle) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style)
+}
+
+/// Draws the legend of `chart`'s labelled series at `pos` (white, framed).
+fn legend_box<'a, DB, CT>(
+    title: &str,
+    chart: &mut ChartContext<'a, DB, CT>,
+    pos: SeriesLabelPosition,
+) -> Result<()>
+where
+    DB: DrawingBackend + 'a,
+    CT: CoordTranslate,
+{
+    pe!(
+        title,
+        chart
+            .configure_series_labels()
+            .position(pos)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+    )
+}
+
 /// Series name -> palette slot; names not in the map get slots after the known ones.
 #[derive(Clone, Debug, Default)]
 pub struct Colours {
@@ -124,7 +150,7 @@ pub fn pgd_svg(
                 chart.draw_series(LineSeries::new(acc, col.stroke_width(2)))
             )?
             .label(c.variant.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+            .legend(line_glyph(col.stroke_width(2)));
             let loss: Vec<(f32, f32)> = c
                 .iterations
                 .iter()
@@ -153,16 +179,8 @@ pub fn pgd_svg(
             ))
         )?
         .label(format!("BL ({bl:.0}%)"))
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
-        pe!(
-            title,
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()
-        )?;
+        .legend(line_glyph(BLACK.stroke_width(2)));
+        legend_box(title, &mut chart, SeriesLabelPosition::UpperRight)?;
         pe!(title, root.present())?;
     }
     Ok(buf)
@@ -219,21 +237,13 @@ pub fn stress_strain_svg(
                 chart.draw_series(LineSeries::new(pts.clone(), col.stroke_width(2)))
             )?
             .label(c.variant.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(2)));
+            .legend(line_glyph(col.stroke_width(2)));
             pe!(
                 title,
                 chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 3, col.filled())))
             )?;
         }
-        pe!(
-            title,
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()
-        )?;
+        legend_box(title, &mut chart, SeriesLabelPosition::LowerRight)?;
         pe!(title, root.present())?;
     }
     Ok(buf)

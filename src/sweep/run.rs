@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use super::header::{SweepHeader, FORMAT, RESULTS_FILE};
 use super::plan::{all_cells, cell_seed, digest, plan_attacks, shard_cells, PlannedAttack, Shard};
-use crate::attack::genattack::{genattack, GenAttackConfig};
-use crate::attack::local_search::{local_search, LocalSearchConfig};
+use crate::attack::genattack::genattack;
+use crate::attack::local_search::local_search;
 use crate::attack::run::{attack_image, image_rng, resolve_target};
 use crate::attack::spec::{AttackSpec, Grid};
 use crate::attack::threat::check_normalization;
@@ -201,30 +201,12 @@ pub fn attack_one(
     let classes = loaded.float.num_classes();
     match &attack.spec {
         AttackSpec::LocalSearch(s) => {
-            let cfg = LocalSearchConfig {
-                p: s.p,
-                r: s.r,
-                d: s.d,
-                t: s.t,
-                rounds: s.rounds,
-                eps: Some(s.eps.value),
-                scale: s.eps.scale,
-                ..LocalSearchConfig::default()
-            };
+            let cfg = s.config();
             let oracle = Oracle::new(loaded.oracle_model());
             Ok(local_search(&oracle, x, label, index, &cfg, seed)?.result)
         }
         AttackSpec::GenAttack(s) => {
-            let cfg = GenAttackConfig {
-                population: s.population,
-                generations: s.generations,
-                eps: s.eps.value,
-                scale: s.eps.scale,
-                tau: s.temperature,
-                rho_min: s.rho_min,
-                alpha_min: s.alpha_min,
-                ..GenAttackConfig::default()
-            };
+            let cfg = s.config();
             // The target draw gets its own stream family so it does not shift the attack's.
             let mut trng = image_rng(seed ^ 0x7461_7267_6574_0000, index);
             let target = resolve_target(s.target, label, classes, &mut trng);
