@@ -807,9 +807,6 @@ impl Net {
                     outs[j].as_ref().expect("producer ran").clone()
                 }
             };
-            let input = |outs: &[Option<FeatureMap>], slot: usize| -> FeatureMap {
-                outs[src(layer, slot)].clone().expect("producer ran")
-            };
             let mut slot = i;
             let y = match &layer.op {
                 Op::Conv {
@@ -928,7 +925,7 @@ impl Net {
                     {
                         outs[first].take().expect("producer ran")
                     } else {
-                        input(&outs, 0)
+                        outs[first].clone().expect("producer ran")
                     };
                     for s in 1..layer.inputs.len().max(1) {
                         let other = outs[src(layer, s)].as_ref().expect("producer ran");
