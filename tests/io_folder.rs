@@ -383,4 +383,47 @@ fn infer_classifies_an_image_folder() {
     let (code, _, err) = bbed(&["infer", "--model", "resnet8", "--data", &data]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("[3, 224, 224]"), "{err}");
+
+    // The folder flags: 2 of the 3 images per class, resized to 40 and cropped to 32 (so the
+    // 3x32x32 built-in takes them without --input).
+    let (code, out, err) = bbed(&[
+        "infer",
+        "--model",
+        "resnet8",
+        "--input",
+        "3,32,32",
+        "--data",
+        &data,
+        "--limit-per-class",
+        "2",
+        "--resize",
+        "40",
+        "--crop",
+        "32",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let labels: Vec<u64> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|im| im["label"].as_u64().unwrap())
+        .collect();
+    assert_eq!(labels, vec![0, 0, 1, 1]);
+    // Bad values are errors naming the option; so are folder flags on other data formats.
+    let (code, _, err) = bbed(&[
+        "infer", "--model", "resnet8", "--data", &data, "--crop", "300",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("crop"), "{err}");
+    let bin = dir.path().join("test_batch.bin");
+    std::fs::write(&bin, vec![0u8; 3073]).unwrap();
+    let bin = bin.display().to_string();
+    let (code, _, err) = bbed(&[
+        "infer", "--model", "resnet8", "--data", &bin, "--resize", "40",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("image folders only"), "{err}");
 }

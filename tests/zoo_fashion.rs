@@ -6,7 +6,7 @@
 //! - a second run is a no-op (resumable: finished entries are skipped, files untouched).
 
 use breakingbed::attack::Model;
-use breakingbed::cli::args::ModelArgs;
+use breakingbed::cli::args::{FolderArgs, ModelArgs};
 use breakingbed::cli::train::load_data;
 use breakingbed::cli::zoo::{build, ZooArgs};
 use breakingbed::cost::{cost, NccParams};
@@ -37,6 +37,7 @@ fn zoo_fast_mode_builds_and_resumes() {
             classes: None,
         },
         data: PathBuf::from(FASHION_MNIST_DIR),
+        folder: FolderArgs::default(),
         out: dir.path().to_path_buf(),
         epochs: 1,
         finetune_epochs: None,
@@ -53,7 +54,14 @@ fn zoo_fast_mode_builds_and_resumes() {
     };
     let m = build(&args, false).unwrap();
     assert_eq!(m.entries.len(), 6);
-    let (_, test) = load_data(&args.data, args.subset, args.test_subset, args.seed).unwrap();
+    let (_, test) = load_data(
+        &args.data,
+        &args.folder,
+        args.subset,
+        args.test_subset,
+        args.seed,
+    )
+    .unwrap();
     let again = ZooManifest::load(dir.path()).unwrap();
     assert_eq!(again, m);
     for e in &m.entries {

@@ -43,6 +43,37 @@ fn parse_shape(s: &str) -> std::result::Result<[usize; 3], String> {
     }
 }
 
+/// How a `--data` image folder (ImageNet layout, see [`crate::io::folder`]) is read; for other
+/// data formats these flags are an input error.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FolderArgs {
+    /// Image folders only: length of the shorter side after resizing, in pixels (default 256)
+    #[arg(long, value_name = "PIXELS")]
+    pub resize: Option<u32>,
+    /// Image folders only: side of the square centre crop, in pixels (default 224; at most
+    /// --resize)
+    #[arg(long, value_name = "PIXELS")]
+    pub crop: Option<u32>,
+    /// Image folders only: read at most N images per class folder (the first in file-name order)
+    #[arg(long, value_name = "N")]
+    pub limit_per_class: Option<usize>,
+}
+
+impl FolderArgs {
+    /// Loads `--data` ([`crate::io::load_dataset_with`]): the folder options when any flag is
+    /// set (unset ones keep [`crate::io::folder::FolderOptions::default`]'s values).
+    pub fn load(&self, data: &Path) -> Result<(Option<crate::io::Dataset>, crate::io::Dataset)> {
+        let set = self.resize.is_some() || self.crop.is_some() || self.limit_per_class.is_some();
+        let d = crate::io::folder::FolderOptions::default();
+        let opts = crate::io::folder::FolderOptions {
+            resize: self.resize.unwrap_or(d.resize),
+            crop: self.crop.unwrap_or(d.crop),
+            limit_per_class: self.limit_per_class.or(d.limit_per_class),
+        };
+        crate::io::load_dataset_with(data, set.then_some(&opts))
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct VariantArgs {
     /// Variant: vanilla, kd, filter, channel, kernel, weight, xnor, abc

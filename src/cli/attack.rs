@@ -23,7 +23,7 @@ use ndarray::Axis;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::args::{ModelArgs, VariantArgs};
+use super::args::{FolderArgs, ModelArgs, VariantArgs};
 use super::attack_run::{attack_image, report_scale, AttackEngine};
 use super::format::{render, Format, Tabular};
 use crate::attack::{summarize, AttackSpec, ImageResult, Scale};
@@ -77,9 +77,11 @@ pub struct AttackArgs {
     /// Seed of the random initialisation used when no --weights are given
     #[arg(long, default_value_t = 0)]
     pub init_seed: u64,
-    /// Data set: CIFAR-10 binary file/dir or MNIST-family IDX dir (its test split is attacked)
+    /// Data set: CIFAR-10 binary dir/file, MNIST-family IDX dir or an image folder (its test split is attacked)
     #[arg(long)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub folder: FolderArgs,
     /// Attack only the first N test images
     #[arg(long)]
     pub limit: Option<usize>,
@@ -599,7 +601,7 @@ pub fn run(a: AttackArgs) -> Result<String> {
         Some(p) => params::load(&cn, p)?,
         None => params::init(&cn, a.init_seed),
     };
-    let (_, test) = crate::io::load_dataset(&a.data)?;
+    let (_, test) = a.folder.load(&a.data)?;
     let shape = network.input;
     if test.image_shape() != shape {
         return Err(Error::input(

@@ -15,7 +15,7 @@ use clap::{Args, ValueEnum};
 use ndarray::Array2;
 use serde::Serialize;
 
-use super::args::{ModelArgs, VariantArgs};
+use super::args::{FolderArgs, ModelArgs, VariantArgs};
 use super::format::{render, Format, Tabular};
 use crate::engine::classifier::{BinaryEngine, FloatEngine};
 use crate::engine::exec::Net;
@@ -86,9 +86,11 @@ pub fn has_binary_layers(cn: &CompressedNetwork) -> bool {
 pub struct InferArgs {
     #[command(flatten)]
     pub net: NetArgs,
-    /// Dataset: CIFAR-10 binary dir or .bin file, or an MNIST-family IDX dir (test split used)
+    /// Dataset: CIFAR-10 binary dir/file, MNIST-family IDX dir or an image folder (test split used)
     #[arg(long)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub folder: FolderArgs,
     /// Classify only the first N test images
     #[arg(long)]
     pub limit: Option<usize>,
@@ -163,7 +165,7 @@ pub fn infer(args: &InferArgs) -> Result<InferReport> {
         return Err(Error::input("--batch", "must be at least 1"));
     }
     let net = args.net.net()?;
-    let (_, test) = crate::io::load_dataset(&args.data)?;
+    let (_, test) = args.folder.load(&args.data)?;
     let network = &net.cn.network;
     if test.image_shape() != network.input {
         return Err(Error::input(

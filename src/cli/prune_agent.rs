@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
 
-use super::args::ModelArgs;
+use super::args::{FolderArgs, ModelArgs};
 use crate::engine::{exec::Net, params};
 use crate::train::amc::{search, uniform_rate, AmcConfig, AmcResult, NetPruneEnv, PruneEnv};
 use crate::variant::{self, VariantKind, VariantSpec};
@@ -41,6 +41,9 @@ pub enum ValSplit {
 /// The search options shared by `bbed prune --agent` and `bbed prune-agent`.
 #[derive(Debug, Clone, Args)]
 pub struct AgentOptions {
+    /// How an image-folder --data is read
+    #[command(flatten)]
+    pub folder: FolderArgs,
     /// Number of validation images the reward is measured on
     #[arg(long, default_value_t = 1000)]
     pub val: usize,
@@ -108,7 +111,7 @@ pub fn search_rates(
     let cn = variant::apply(&network, &VariantSpec::new(VariantKind::Vanilla))?;
     let p = params::load(&cn, weights)?;
     let net = Net::new(cn, p)?;
-    let (train, test) = crate::io::load_dataset(data)?;
+    let (train, test) = o.folder.load(data)?;
     let pool = match o.val_split {
         ValSplit::Train => train.ok_or_else(|| {
             Error::input(

@@ -1,6 +1,7 @@
 //! `bbed report`: figures, tables and index.html from sweep results (see [`crate::report`]),
 //! with CAM panels computed from the zoo's real models when `--zoo` and `--data` are given.
 
+use super::args::FolderArgs;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -31,6 +32,8 @@ pub struct ReportArgs {
     /// Data set, for CAM panels (needs --zoo)
     #[arg(long)]
     pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub folder: FolderArgs,
     /// Test-set index of the CAM image
     #[arg(long)]
     pub cam_image: Option<usize>,
@@ -58,7 +61,7 @@ pub fn run(a: ReportArgs) -> Result<String> {
     let mut classes = a.classes.or(header.as_ref().map(|h| h.classes));
     match (&a.zoo, &a.data) {
         (Some(zoo), Some(data)) => {
-            let (_, test) = crate::io::load_dataset(data)?;
+            let (_, test) = a.folder.load(data)?;
             classes = classes.or(Some(test.classes));
             let index = a
                 .cam_image

@@ -1,5 +1,6 @@
 //! `bbed sweep`: run an attack grid against every zoo entry (see [`crate::sweep::run`]).
 
+use super::args::FolderArgs;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -26,9 +27,11 @@ pub struct SweepArgs {
     /// Attack grid TOML (e.g. configs/table2.toml)
     #[arg(long)]
     pub config: PathBuf,
-    /// Data set: CIFAR-10 binary dir/file or MNIST/Fashion-MNIST IDX dir; its test split is used
+    /// Data set: CIFAR-10 binary dir/file, MNIST-family IDX dir or an image folder; its test split is used
     #[arg(long)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub folder: FolderArgs,
     /// Output folder
     #[arg(long)]
     pub out: PathBuf,
@@ -63,7 +66,7 @@ fn parse_shard(s: &str) -> std::result::Result<Shard, String> {
 }
 
 pub fn run(a: SweepArgs) -> Result<String> {
-    let (_, test) = crate::io::load_dataset(&a.data)?;
+    let (_, test) = a.folder.load(&a.data)?;
     let opts = SweepOptions {
         zoo: a.zoo,
         config: a.config,

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::args::{ModelArgs, VariantArgs};
+use super::args::{FolderArgs, ModelArgs, VariantArgs};
 use crate::engine::params;
 use crate::io::Dataset;
 use crate::model::Network;
@@ -40,9 +40,11 @@ pub struct TrainArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub variant: VariantArgs,
-    /// Data directory (CIFAR-10 binary batches or MNIST-family IDX files)
+    /// Data directory (CIFAR-10 binary batches, MNIST-family IDX files or an image folder)
     #[arg(long)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub folder: FolderArgs,
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
     /// Where the trained weights go (safetensors)
@@ -113,11 +115,12 @@ pub struct TrainOutcome {
 /// The data split a run uses (subsets applied), checked against the network input.
 pub fn load_data(
     dir: &Path,
+    folder: &FolderArgs,
     subset: Option<usize>,
     test_subset: Option<usize>,
     seed: u64,
 ) -> Result<(Dataset, Dataset)> {
-    let (train, test) = crate::io::load_dataset(dir).map_err(|e| match e {
+    let (train, test) = folder.load(dir).map_err(|e| match e {
         Error::Io { source, .. } => Error::input(
             format!("--data {}", dir.display()),
             format!(
@@ -373,7 +376,13 @@ pub fn train_with_data(
 }
 
 pub fn run(args: TrainArgs) -> Result<String> {
-    let (train_set, test_set) = load_data(&args.data, args.subset, args.test_subset, args.seed)?;
+    let (train_set, test_set) = load_data(
+        &args.data,
+        &args.folder,
+        args.subset,
+        args.test_subset,
+        args.seed,
+    )?;
     let o = train_with_data(&args, &train_set, &test_set, true)?;
     let mut s = String::new();
     for e in &o.report.epochs {

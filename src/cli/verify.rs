@@ -7,6 +7,7 @@
 //! and adds them in the same order with the same code, so the logits must be bit-identical.
 //! Any non-zero difference is a bug, not rounding.
 
+use super::args::FolderArgs;
 use clap::Args;
 use ndarray::Array4;
 use rand::{Rng, SeedableRng};
@@ -44,6 +45,8 @@ pub struct VerifyArgs {
     /// Dataset to draw images from (test split); default: random images
     #[arg(long)]
     pub data: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub folder: FolderArgs,
     /// Images per forward pass
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
@@ -80,7 +83,7 @@ fn inputs(args: &VerifyArgs, shape: [usize; 3]) -> Result<(Array4<f32>, String)>
             Ok((x, format!("random(seed={})", args.net.seed)))
         }
         Some(path) => {
-            let (_, test) = crate::io::load_dataset(path)?;
+            let (_, test) = args.folder.load(path)?;
             if test.image_shape() != shape {
                 return Err(Error::input(
                     "--data",

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use clap::Args;
 
-use super::args::{ModelArgs, VariantArgs};
+use super::args::{FolderArgs, ModelArgs, VariantArgs};
 use super::prune::prune_with;
 use super::train::{load_data, train_with_data, TrainArgs};
 use crate::cost::{cost, NccParams};
@@ -24,8 +24,11 @@ use crate::{Error, Result};
 pub struct ZooArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    /// Data directory (CIFAR-10 binary batches, MNIST-family IDX files or an image folder)
     #[arg(long)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub folder: FolderArgs,
     /// Output folder
     #[arg(long)]
     pub out: PathBuf,
@@ -107,7 +110,13 @@ pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
         None => ENTRIES.iter().map(|s| s.to_string()).collect(),
     };
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
-    let (train_set, test_set) = load_data(&args.data, args.subset, args.test_subset, args.seed)?;
+    let (train_set, test_set) = load_data(
+        &args.data,
+        &args.folder,
+        args.subset,
+        args.test_subset,
+        args.seed,
+    )?;
     let mut manifest = if args.out.join(crate::zoo::MANIFEST).exists() {
         ZooManifest::load(&args.out)?
     } else {
@@ -165,6 +174,7 @@ pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
             model: args.model.clone(),
             variant: va,
             data: args.data.clone(),
+            folder: args.folder.clone(),
             epochs: if pruned {
                 args.finetune_epochs.unwrap_or(args.epochs)
             } else {

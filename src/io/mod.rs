@@ -47,15 +47,46 @@ pub enum DatasetFormat {
 ///   [`folder::load_image_folder`] for other sizes or a per-class limit.
 /// - A single CIFAR `.bin` file: loaded as the test split, train is `None`.
 pub fn load_dataset(path: impl AsRef<Path>) -> Result<(Option<Dataset>, Dataset)> {
-    detect_and_load(path.as_ref()).map(|(_, train, test)| (train, test))
+    load_dataset_with(path, None)
+}
+
+/// As [`load_dataset`], reading an image folder with `folder` (resize, crop, per-class limit)
+/// instead of the defaults. Options given for data that is not an image folder are an input
+/// error (they would silently do nothing).
+pub fn load_dataset_with(
+    path: impl AsRef<Path>,
+    folder: Option<&folder::FolderOptions>,
+) -> Result<(Option<Dataset>, Dataset)> {
+    detect_and_load_with(path.as_ref(), folder).map(|(_, train, test)| (train, test))
 }
 
 /// As [`load_dataset`], also saying which format was found.
 pub fn detect_and_load(path: &Path) -> Result<(DatasetFormat, Option<Dataset>, Dataset)> {
+    detect_and_load_with(path, None)
+}
+
+fn detect_and_load_with(
+    path: &Path,
+    folder_options: Option<&folder::FolderOptions>,
+) -> Result<(DatasetFormat, Option<Dataset>, Dataset)> {
+    // Checked before loading: the options would silently do nothing.
+    let not_a_folder = |format: DatasetFormat| -> Result<()> {
+        match folder_options {
+            Some(_) => Err(Error::input(
+                path.display().to_string(),
+                format!(
+                    "--resize, --crop and --limit-per-class apply to image folders only; this is \
+                     {format:?} data"
+                ),
+            )),
+            None => Ok(()),
+        }
+    };
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_file() {
         let is_bin = path.extension().is_some_and(|e| e == "bin");
         if is_bin {
+            not_a_folder(DatasetFormat::Cifar10)?;
             return Ok((DatasetFormat::Cifar10, None, cifar::read_cifar_file(path)?));
         }
         return Err(Error::input(
@@ -65,15 +96,18 @@ pub fn detect_and_load(path: &Path) -> Result<(DatasetFormat, Option<Dataset>, D
         ));
     }
     if let Some(dir) = cifar::find_cifar_dir(path) {
+        not_a_folder(DatasetFormat::Cifar10)?;
         let (train, test) = cifar::load_cifar_dir(&dir)?;
         return Ok((DatasetFormat::Cifar10, train, test));
     }
     if idx::find_idx_file(path, "t10k-images-idx3-ubyte").is_some() {
+        not_a_folder(DatasetFormat::MnistIdx)?;
         let (train, test) = idx::load_mnist_dir(path)?;
         return Ok((DatasetFormat::MnistIdx, train, test));
     }
     if folder::find_image_folder(path).is_some() {
-        let (train, test) = folder::load_image_folder(path, &folder::FolderOptions::default())?;
+        let default = folder::FolderOptions::default();
+        let (train, test) = folder::load_image_folder(path, folder_options.unwrap_or(&default))?;
         return Ok((DatasetFormat::ImageFolder, train, test));
     }
     Err(Error::input(
