@@ -31,6 +31,8 @@
 //! compute is computed by the same scalar expression as the taped pass, so both stay
 //! bit-identical (property-tested).
 
+use std::sync::OnceLock;
+
 use ndarray::{Array1, Array2, Array4, ArrayD, Axis, Ix4};
 use rayon::prelude::*;
 
@@ -101,6 +103,8 @@ pub struct InferPlan {
     /// Binary convs that hand the next binary conv sign bits instead of floats (bitwise
     /// backend only; see [`Net::sign_intervals`]).
     bits_out: Vec<Option<BitsOut>>,
+    /// The pixel-major epilogue of each channel-last binary conv, built on first use.
+    pixel_rows: Vec<OnceLock<ops::epilogue::PixelRows>>,
 }
 
 impl InferPlan {
@@ -681,6 +685,7 @@ impl Net {
             biases,
             bn,
             bits_out: Vec::new(),
+            pixel_rows: (0..nl).map(|_| OnceLock::new()).collect(),
         };
         plan.bits_out = (0..nl).map(|i| self.sign_intervals(&plan, bw, i)).collect();
         Ok(plan)
@@ -849,7 +854,10 @@ impl Net {
                             let residual =
                                 res_slot.map(|r| outs[r].as_ref().expect("producer ran"));
                             let bits = plan.bits_out[i].as_ref();
-                            bin_forward_nhwc(xi, bwi, b, *stride, *padding, &ep, residual, bits)?
+                            let rows = &plan.pixel_rows[i];
+                            bin_forward_nhwc(
+                                xi, bwi, b, *stride, *padding, &ep, residual, bits, rows,
+                            )?
                         }
                         _ => {
                             let xi = outs[src(layer, 0)].as_ref().expect("producer ran").nchw();
@@ -1442,6 +1450,7 @@ fn bin_forward_nhwc(
     ep: &ops::epilogue::Epilogue<'_>,
     residual: Option<&FeatureMap>,
     bits: Option<&BitsOut>,
+    rows_cache: &OnceLock<ops::epilogue::PixelRows>,
 ) -> Result<FeatureMap> {
     let conv = &bw.plans.as_ref().expect("checked by nhwc_conv")[0];
     let (n, c, h, w) = x.dim();
@@ -1508,16 +1517,27 @@ fn bin_forward_nhwc(
             pad: p2,
         }));
     }
-    let k = pair_scale(bw, 0, 0);
-    let bias = bias.map(|b| b.to_vec());
-    let ep = ops::epilogue::Epilogue {
-        bias: bias.as_deref(),
-        ..*ep
+    let (img_out, row) = (oh * ow * o, ow * o);
+    // The tiled epilogue depends only on the layer and its output width, which the network's
+    // fixed input shape fixes: built once per plan, not once per image.
+    let make_rows = || {
+        let bias = bias.map(|b| b.to_vec());
+        let ep = ops::epilogue::Epilogue {
+            bias: bias.as_deref(),
+            ..*ep
+        };
+        ep.pixel_rows(o, ow, &pair_scale(bw, 0, 0))
+    };
+    let fresh;
+    let rows_ep = match rows_cache.get_or_init(make_rows) {
+        cached if cached.row_len() == row => cached,
+        _ => {
+            fresh = make_rows();
+            &fresh
+        }
     };
     let r = residual.map(|r| r.nhwc());
     let rs = r.as_ref().map(|r| r.as_slice().expect("standard layout"));
-    let (img_out, row) = (oh * ow * o, ow * o);
-    let rows_ep = ep.pixel_rows(o, ow, &k);
     let mut y = Array4::<f32>::uninit((n, oh, ow, o));
     if img_out > 0 {
         y.as_slice_mut()

@@ -123,6 +123,11 @@ pub struct PixelRows {
 }
 
 impl PixelRows {
+    /// The row length (pixels x channels) the tiles were made for.
+    pub fn row_len(&self) -> usize {
+        self.len
+    }
+
     /// `dst = act(bn(0 + k*sums + bias) + residual)` for one row (`sums.len()` is the row
     /// length the tiles were made for).
     pub fn apply(&self, dst: &mut [MaybeUninit<f32>], sums: &[i32], residual: Option<&[f32]>) {
