@@ -12,47 +12,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 mod common;
-use common::bbed;
+use common::{bbed, tiny_cnn};
 
-// 224 x 224: the folder loader's default centre crop.
-const NET: &str = r#"
-name = "tiny3"
-input = [3, 224, 224]
-num_classes = 3
-[[layers]]
-name = "conv1"
-op = "conv"
-out_c = 4
-kernel = 3
-stride = 4
-padding = 1
-[[layers]]
-name = "relu1"
-op = "relu"
-[[layers]]
-name = "conv2"
-op = "conv"
-out_c = 8
-kernel = 3
-stride = 2
-padding = 1
-[[layers]]
-name = "relu2"
-op = "relu"
-[[layers]]
-name = "conv3"
-op = "conv"
-out_c = 8
-kernel = 3
-padding = 1
-[[layers]]
-name = "pool"
-op = "global_avg_pool"
-[[layers]]
-name = "fc"
-op = "linear"
-out_f = 3
-"#;
+/// The network description (see `common::tiny_cnn`); 224 x 224 is the folder loader's default
+/// centre crop.
+fn net_toml() -> String {
+    tiny_cnn("tiny3", [3, 224, 224], 4, 3)
+}
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -66,8 +32,8 @@ fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
     let net_path = root.join("tiny3.toml");
-    std::fs::write(&net_path, NET).unwrap();
-    let net = from_toml_str(NET, "tiny3").unwrap();
+    std::fs::write(&net_path, net_toml()).unwrap();
+    let net = from_toml_str(&net_toml(), "tiny3").unwrap();
     let cn = variant::apply(&net, &VariantSpec::new(VariantKind::Vanilla)).unwrap();
     let w = root.join("w.safetensors");
     params::save(&cn, &params::init(&cn, 1), &w).unwrap();
@@ -95,27 +61,32 @@ fn setup() -> Setup {
 
 const SEARCH: [&str; 6] = ["--val", "12", "--episodes", "3", "--warmup", "2"];
 
+impl Setup {
+    /// `bbed prune --agent --budget 0.5` on this setup's net, weights and data, then `extra`.
+    fn agent_args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![
+            "prune",
+            "--agent",
+            "--budget",
+            "0.5",
+            "--model",
+            &self.net,
+            "--weights",
+            &self.weights,
+            "--data",
+            &self.data,
+        ];
+        args.extend(extra);
+        args
+    }
+}
+
 #[test]
 fn prune_agent_flag_writes_rates_that_prune_and_cost_read() {
     let s = setup();
     let rates = s.root.join("r.toml").display().to_string();
     let pruned = s.root.join("p.safetensors").display().to_string();
-    let mut args = vec![
-        "prune",
-        "--agent",
-        "--budget",
-        "0.5",
-        "--model",
-        &s.net,
-        "--weights",
-        &s.weights,
-        "--data",
-        &s.data,
-        "--rates-out",
-        &rates,
-        "--out",
-        &pruned,
-    ];
+    let mut args = s.agent_args(&["--rates-out", &rates, "--out", &pruned]);
     args.extend(SEARCH);
     let (code, out, err) = bbed(&args);
     assert_eq!(code, 0, "{err}");
@@ -147,7 +118,7 @@ fn prune_agent_flag_writes_rates_that_prune_and_cost_read() {
 
     // The pruned weights load into the channel variant the file describes, whose channel
     // counts follow round(rate * channels) removed (variant module doc) from conv1/conv2.
-    let net = from_toml_str(NET, "tiny3").unwrap();
+    let net = from_toml_str(&net_toml(), "tiny3").unwrap();
     let mut spec = VariantSpec::new(VariantKind::Channel);
     spec.options.rate = 0.0;
     spec.options.rates = r.clone();
@@ -188,20 +159,7 @@ fn prune_agent_flag_writes_rates_that_prune_and_cost_read() {
 
     // Without --rates-out the rates go next to --out.
     let only_out = s.root.join("q.safetensors").display().to_string();
-    let mut args = vec![
-        "prune",
-        "--agent",
-        "--budget",
-        "0.5",
-        "--model",
-        &s.net,
-        "--weights",
-        &s.weights,
-        "--data",
-        &s.data,
-        "--out",
-        &only_out,
-    ];
+    let mut args = s.agent_args(&["--out", &only_out]);
     args.extend(SEARCH);
     let (code, _, err) = bbed(&args);
     assert_eq!(code, 0, "{err}");
@@ -270,18 +228,7 @@ fn prune_agent_flag_errors_exit_2_naming_the_flag() {
     }
     assert!(!Path::new(&rates).exists(), "no error case may write rates");
     // Neither --rates-out nor --out: nowhere to write.
-    let (code, _, err) = bbed(&[
-        "prune",
-        "--agent",
-        "--budget",
-        "0.5",
-        "--model",
-        &s.net,
-        "--weights",
-        &s.weights,
-        "--data",
-        &s.data,
-    ]);
+    let (code, _, err) = bbed(&s.agent_args(&[]));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--rates-out"), "{err}");
 }

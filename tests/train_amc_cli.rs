@@ -9,51 +9,17 @@ use breakingbed::variant::{self, VariantKind, VariantSpec};
 use std::path::Path;
 
 mod common;
-use common::bbed;
+use common::{bbed, tiny_cnn};
 
-const NET: &str = r#"
-name = "tiny"
-input = [1, 28, 28]
-num_classes = 10
-[[layers]]
-name = "conv1"
-op = "conv"
-out_c = 4
-kernel = 3
-stride = 2
-padding = 1
-[[layers]]
-name = "relu1"
-op = "relu"
-[[layers]]
-name = "conv2"
-op = "conv"
-out_c = 8
-kernel = 3
-stride = 2
-padding = 1
-[[layers]]
-name = "relu2"
-op = "relu"
-[[layers]]
-name = "conv3"
-op = "conv"
-out_c = 8
-kernel = 3
-padding = 1
-[[layers]]
-name = "pool"
-op = "global_avg_pool"
-[[layers]]
-name = "fc"
-op = "linear"
-out_f = 10
-"#;
+/// The network description (see `common::tiny_cnn`).
+fn net_toml() -> String {
+    tiny_cnn("tiny", [1, 28, 28], 2, 10)
+}
 
 fn setup(dir: &tempfile::TempDir) -> (String, String) {
     let net_path = dir.path().join("tiny.toml");
-    std::fs::write(&net_path, NET).unwrap();
-    let net = from_toml_str(NET, "tiny").unwrap();
+    std::fs::write(&net_path, net_toml()).unwrap();
+    let net = from_toml_str(&net_toml(), "tiny").unwrap();
     let cn = variant::apply(&net, &VariantSpec::new(VariantKind::Vanilla)).unwrap();
     let w = dir.path().join("w.safetensors");
     params::save(&cn, &params::init(&cn, 1), &w).unwrap();
