@@ -9,9 +9,9 @@
 //! `RAYON_NUM_THREADS=1` in front. benches/onnx/resnet20_ort.py times onnxruntime on the same
 //! weights for comparison.
 //!
-//! Measured 2026-11-26 after the channel-last XNOR path (load ~1.4, one session), images/s,
-//! 1 thread: float b1 1,846, b128 1,812; XNOR b1 10,948 (5.9x), b128 10,603 (5.9x);
-//! onnxruntime b128 2,201. 2 threads, b128: float 3,689, XNOR 21,616 (5.9x), onnxruntime 4,510.
+//! Measured 2026-11-26 after the channel-last XNOR path (load ~1.3, one session), images/s,
+//! 1 thread: float b1 1,906, b128 1,890; XNOR b1 11,983 (6.3x), b128 11,243 (5.9x);
+//! onnxruntime b128 2,526. 2 threads, b128: float 3,746, XNOR 21,794 (5.8x), onnxruntime 4,829.
 
 use breakingbed::engine::classifier::{BinaryEngine, FloatEngine};
 use breakingbed::engine::exec::Net;
