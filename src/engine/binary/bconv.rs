@@ -32,6 +32,7 @@ use super::im2col::{run_weight_rows, weight_rows, ConvGeom, Im2col, Windows};
 use super::pack::{PackedActivations, PackedWeights};
 use super::padding::PaddingBias;
 use super::popcount::PopcountPath;
+use super::taps::{dots_taps, TapPanels, TapRows};
 use crate::{Error, Result};
 
 /// Everything that depends on the input geometry, cached across calls with the same shape.
@@ -69,6 +70,9 @@ pub struct BConv2d {
     /// The filter rows in the run-padded layout of [`Windows`], in panels, for the pixel-major
     /// kernel of [`BConv2d::forward_nhwc`] (only when the input width allows that path).
     panels: Option<Panels>,
+    /// The filters per tap for [`super::taps`] (16 or 32 input channels, outputs a multiple
+    /// of 16), used by the channel-last path where that kernel runs.
+    taps: Option<TapPanels>,
     /// popcount of each filter tap, `[O][kh*kw]`, for the padding bias.
     tap_pop: Vec<u32>,
     plan: Mutex<Option<Arc<Plan>>>,
@@ -84,6 +88,7 @@ impl Clone for BConv2d {
             row_words: self.row_words,
             filters: self.filters.clone(),
             panels: self.panels.clone(),
+            taps: self.taps.clone(),
             tap_pop: self.tap_pop.clone(),
             plan: Mutex::new(None),
         }
@@ -110,6 +115,7 @@ impl BConv2d {
                 let rw = runs.len() / o;
                 Panels::from_rows(&runs, o, rw)
             }),
+            taps: TapPanels::new(weights),
             filters,
             tap_pop,
             plan: Mutex::new(None),
@@ -311,17 +317,36 @@ impl BConv2d {
         let panels = self.panels.as_ref().expect("checked by check_nhwc");
         let k = g.kbits() as i32;
         let win = plan.windows.as_ref().expect("width checked");
+        let taps = self
+            .taps
+            .as_ref()
+            .filter(|t| path == PopcountPath::Avx512 && t.usable(stride));
         let mut sums = vec![0i32; g.ow * o];
         for oy in 0..g.oh {
-            let rows = WindowRows {
-                frame: framed,
-                base: oy * win.row_step,
-                step: win.step,
-                off: &win.off,
-                mask: &win.mask,
-                rows: g.ow,
-            };
-            dots_windows(path, &rows, panels, k, &mut sums, o);
+            let base = oy * win.row_step;
+            match taps {
+                Some(t) => {
+                    let rows = TapRows {
+                        frame: framed,
+                        base,
+                        step: win.step,
+                        tap_off: &win.tap_off,
+                        rows: g.ow,
+                    };
+                    dots_taps(&rows, t, k, &mut sums, o);
+                }
+                None => {
+                    let rows = WindowRows {
+                        frame: framed,
+                        base,
+                        step: win.step,
+                        off: &win.off,
+                        mask: &win.mask,
+                        rows: g.ow,
+                    };
+                    dots_windows(path, &rows, panels, k, &mut sums, o);
+                }
+            }
             // The kernel assumed every tap real (bias K); border pixels get their exact bias.
             for b in plan.border_row[oy]..plan.border_row[oy + 1] {
                 let ox = plan.border[b].0 as usize - oy * g.ow;

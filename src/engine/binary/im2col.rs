@@ -243,6 +243,9 @@ pub(crate) struct Windows {
     pub step: usize,
     /// Bytes between the origins of vertically neighbouring windows.
     pub row_step: usize,
+    /// Byte offset of each tap's pixel from the window's origin, `[kh * kw]` in tap order
+    /// (for [`super::taps`]).
+    pub tap_off: Vec<usize>,
 }
 
 impl Windows {
@@ -262,11 +265,15 @@ impl Windows {
                 mask.push(if left >= 64 { !0 } else { (1u64 << left) - 1 });
             }
         }
+        let tap_off = (0..g.kh * g.kw)
+            .map(|t| ((t / g.kw) * fw + t % g.kw) * bpp)
+            .collect();
         Windows {
             off,
             mask,
             step: g.stride * bpp,
             row_step: g.stride * fw * bpp,
+            tap_off,
         }
     }
 }

@@ -13,7 +13,7 @@
 //!
 //! One concern per file: [`pack`] (layout), [`popcount`] (paths), [`dot`], [`frame`] (the
 //! channel-last byte-packed image of the inference path), [`im2col`] (bit rows),
-//! [`bgemm`] (the hot loop), [`padding`] (exact zero padding), [`bconv`], [`linear`],
+//! [`bgemm`] (the hot loop; [`taps`] its tap-per-lane form for 16 and 32 channels), [`padding`] (exact zero padding), [`bconv`], [`linear`],
 //! [`transform`] (i32 -> scaled f32), [`multibase`] (XNOR / ABC layers), and [`reference`]
 //! (slow i8 truth the fast kernels are tested against).
 //!
@@ -38,6 +38,7 @@ pub mod pack;
 mod padding;
 pub mod popcount;
 pub mod reference;
+mod taps;
 pub mod transform;
 
 pub use bconv::{bconv2d, bconv2d_with, BConv2d};

@@ -1,0 +1,397 @@
+//! The channel-last window kernel for 16- and 32-channel inputs: one SIMD lane per output
+//! channel and *tap*, so no lane bit is padding.
+//!
+//! [`super::bgemm::dots_windows`] reads each kernel row of a window as whole `u64`s. A 3-tap
+//! row is 48 bits at C = 16 (one word) and 96 bits at C = 32 (two words), so a quarter of every
+//! XOR-popcount there counts masked-off zeros. Here a window is its `kh * kw` taps, each one
+//! C-bit *unit* of the frame ([`super::frame`]), and the filters are stored per tap as 16 `u32`
+//! lanes per block of 16 outputs ([`TapPanels`]); the input unit is broadcast:
+//! - C = 32: one window per vector, `u32` lanes (`vpopcntd`).
+//! - C = 16: two horizontally neighbouring windows per vector, `u16` lanes (`vpopcntw`, AVX-512
+//!   BITALG). At stride 1 the 32 bits at a tap of window `p` are that tap of `p` (low half) and
+//!   the same tap of `p + 1` (high half), because the frame stores neighbouring pixels'
+//!   units back to back; each filter unit is stored twice (`w | w << 16`), so `u16` lane
+//!   `2o + q` counts window `p + q`. At other strides the halves are not neighbours, so that
+//!   case stays with `dots_windows`.
+//!
+//! The counts are the integers `dots_windows` computes (every tap, frame zeros included), so
+//! the caller's zero-padding fix-up is the same. AVX-512 only, chosen per layer by
+//! [`TapPanels::usable`]; every other case runs `dots_windows`, and the tests check this
+//! kernel against the definition.
+
+use super::pack::PackedWeights;
+
+/// Outputs per block: one 512-bit vector of `u32` lanes.
+const BLOCK: usize = 16;
+
+/// Filters per tap for [`dots_taps`]: `data[(block * taps + t) * 16 + l]` is output
+/// `16 * block + l`'s unit at tap `t` (im2col tap order `ky * kw + kx`), doubled into both
+/// halves of the lane when the unit is 16 bits.
+#[derive(Clone, Debug)]
+pub(crate) struct TapPanels {
+    /// Bits per unit: the input channel count, 16 or 32.
+    pub unit: usize,
+    pub outputs: usize,
+    pub taps: usize,
+    data: Vec<u32>,
+}
+
+impl TapPanels {
+    /// `None` unless the layer has 16 or 32 input channels and a multiple of 16 outputs.
+    pub(crate) fn new(w: &PackedWeights) -> Option<Self> {
+        let (o, c, kh, kw) = w.dim();
+        if !(c == 16 || c == 32) || o == 0 || !o.is_multiple_of(BLOCK) {
+            return None;
+        }
+        let taps = kh * kw;
+        let mut data = vec![0u32; o * taps];
+        for oc in 0..o {
+            for t in 0..taps {
+                // C <= 32, so the tap is the low C bits of its first word.
+                let u = w.tap(oc, t / kw, t % kw)[0] as u32;
+                let lane = if c == 16 { u | (u << 16) } else { u };
+                data[((oc / BLOCK) * taps + t) * BLOCK + oc % BLOCK] = lane;
+            }
+        }
+        Some(TapPanels {
+            unit: c,
+            outputs: o,
+            taps,
+            data,
+        })
+    }
+
+    /// Whether [`dots_taps`] can run this layer at `stride` on this CPU.
+    pub(crate) fn usable(&self, stride: usize) -> bool {
+        (self.unit == 32 || stride == 1) && available(self.unit)
+    }
+}
+
+fn available(unit: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        has!("avx512f")
+            && has!("avx512vpopcntdq")
+            && (unit == 32 || (has!("avx512bitalg") && has!("avx512bw")))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = unit;
+        false
+    }
+}
+
+/// The input side of [`dots_taps`]: `rows` windows of a byte-packed frame, window `r`'s tap
+/// `t` being the little-endian unit at byte `base + r * step + tap_off[t]`.
+pub(crate) struct TapRows<'a> {
+    pub frame: &'a [u8],
+    pub base: usize,
+    pub step: usize,
+    pub tap_off: &'a [usize],
+    pub rows: usize,
+}
+
+impl TapRows<'_> {
+    /// Panics unless every 32-bit load of the kernels lies inside the frame.
+    fn check(&self, taps: usize) {
+        assert_eq!(self.tap_off.len(), taps);
+        if self.rows > 0 {
+            let last = self.base + (self.rows - 1) * self.step;
+            let max_off = self.tap_off.iter().copied().max().unwrap_or(0);
+            assert!(
+                last + max_off + 4 <= self.frame.len(),
+                "window reads past the frame"
+            );
+        }
+    }
+
+    /// The 32 bits at tap `t` of window `r`.
+    ///
+    /// # Safety
+    /// `r < rows`, `t < taps`, and [`TapRows::check`] passed.
+    #[inline(always)]
+    unsafe fn unit32(&self, r: usize, t: usize) -> u32 {
+        let at = self.base + r * self.step + *self.tap_off.get_unchecked(t);
+        u32::from_le(std::ptr::read_unaligned(
+            self.frame.as_ptr().add(at) as *const u32
+        ))
+    }
+}
+
+/// `out[r * ld + o] = k - 2 * sum_t popcount(unit(r, t) XOR w[o][t])` for every window `r`
+/// and output `o`, with `unit` the low `p.unit` bits (entries past `outputs` are not written).
+/// Needs [`TapPanels::usable`] for the windows' stride (`step` is `stride * C / 8` bytes).
+pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, k: i32, out: &mut [i32], ld: usize) {
+    assert!(available(p.unit), "dots_taps needs AVX-512 (BITALG for 16-bit units)");
+    assert!(p.unit == 32 || x.step == 2, "16-bit units need stride 1");
+    x.check(p.taps);
+    assert!(ld >= p.outputs);
+    assert!(x.rows == 0 || out.len() >= (x.rows - 1) * ld + p.outputs);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the features were checked above; frame reads are checked by `check`, `out`
+    // holds every window's outputs (asserted), filter reads stay within `data`.
+    unsafe {
+        if p.unit == 32 {
+            avx512::run32(x, p, k, out, ld)
+        } else {
+            avx512::run16(x, p, k, out, ld)
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{TapPanels, TapRows, BLOCK};
+    use std::arch::x86_64::*;
+
+    /// `R` windows from `r0` times `B` blocks from `b0`, 32-bit units.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    #[inline]
+    unsafe fn tile32<const R: usize, const B: usize>(
+        x: &TapRows,
+        r0: usize,
+        p: &TapPanels,
+        b0: usize,
+        k: i32,
+        dst: *mut i32,
+        ld: usize,
+    ) {
+        let w = p.data.as_ptr();
+        let mut acc = [[_mm512_setzero_si512(); B]; R];
+        for t in 0..p.taps {
+            let mut wv = [_mm512_setzero_si512(); B];
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(w.add(((b0 + j) * p.taps + t) * BLOCK) as *const __m512i);
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let xv = _mm512_set1_epi32(x.unit32(r0 + r, t) as i32);
+                for (a, &v) in row.iter_mut().zip(&wv) {
+                    *a = _mm512_add_epi32(*a, _mm512_popcnt_epi32(_mm512_xor_si512(xv, v)));
+                }
+            }
+        }
+        let kv = _mm512_set1_epi32(k);
+        for (r, row) in acc.iter().enumerate() {
+            for (j, a) in row.iter().enumerate() {
+                let d = _mm512_sub_epi32(kv, _mm512_slli_epi32(*a, 1));
+                let at = dst.add((r0 + r) * ld + (b0 + j) * BLOCK);
+                _mm512_storeu_si512(at as *mut __m512i, d);
+            }
+        }
+    }
+
+    /// `R` window pairs from `r0` (windows `r0 + 2i` and `r0 + 2i + 1`; a second window at or
+    /// past `x.rows` is computed from frame bytes and not stored) times `B` blocks from `b0`,
+    /// 16-bit units.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
+    #[inline]
+    unsafe fn tile16<const R: usize, const B: usize>(
+        x: &TapRows,
+        r0: usize,
+        p: &TapPanels,
+        b0: usize,
+        k: i32,
+        dst: *mut i32,
+        ld: usize,
+    ) {
+        let w = p.data.as_ptr();
+        let mut acc = [[_mm512_setzero_si512(); B]; R];
+        for t in 0..p.taps {
+            let mut wv = [_mm512_setzero_si512(); B];
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(w.add(((b0 + j) * p.taps + t) * BLOCK) as *const __m512i);
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let xv = _mm512_set1_epi32(x.unit32(r0 + 2 * r, t) as i32);
+                for (a, &v) in row.iter_mut().zip(&wv) {
+                    *a = _mm512_add_epi16(*a, _mm512_popcnt_epi16(_mm512_xor_si512(xv, v)));
+                }
+            }
+        }
+        let kv = _mm512_set1_epi32(k);
+        let low = _mm512_set1_epi32(0xffff);
+        for (r, row) in acc.iter().enumerate() {
+            let win = r0 + 2 * r;
+            for (j, a) in row.iter().enumerate() {
+                // u32 lane o holds window `win`'s count in its low half, `win + 1`'s in its high.
+                let c0 = _mm512_and_si512(*a, low);
+                let at = dst.add(win * ld + (b0 + j) * BLOCK);
+                _mm512_storeu_si512(at as *mut __m512i, _mm512_sub_epi32(kv, _mm512_slli_epi32(c0, 1)));
+                if win + 1 < x.rows {
+                    let c1 = _mm512_srli_epi32(*a, 16);
+                    let d1 = _mm512_sub_epi32(kv, _mm512_slli_epi32(c1, 1));
+                    _mm512_storeu_si512(at.add(ld) as *mut __m512i, d1);
+                }
+            }
+        }
+    }
+
+    /// All windows for the `B` blocks from `b0`: `R` at a time, then one at a time.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    #[inline]
+    unsafe fn blocks32<const R: usize, const B: usize>(
+        x: &TapRows,
+        p: &TapPanels,
+        b0: usize,
+        k: i32,
+        out: &mut [i32],
+        ld: usize,
+    ) {
+        let mut r = 0;
+        while r + R <= x.rows {
+            tile32::<R, B>(x, r, p, b0, k, out.as_mut_ptr(), ld);
+            r += R;
+        }
+        while r < x.rows {
+            tile32::<1, B>(x, r, p, b0, k, out.as_mut_ptr(), ld);
+            r += 1;
+        }
+    }
+
+    /// All windows for the `B` blocks from `b0`: `R` pairs at a time, then one pair at a time.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
+    #[inline]
+    unsafe fn blocks16<const R: usize, const B: usize>(
+        x: &TapRows,
+        p: &TapPanels,
+        b0: usize,
+        k: i32,
+        out: &mut [i32],
+        ld: usize,
+    ) {
+        let mut r = 0;
+        while r + 2 * R <= x.rows {
+            tile16::<R, B>(x, r, p, b0, k, out.as_mut_ptr(), ld);
+            r += 2 * R;
+        }
+        while r < x.rows {
+            tile16::<1, B>(x, r, p, b0, k, out.as_mut_ptr(), ld);
+            r += 2;
+        }
+    }
+
+    /// Blocks of up to 4 (64 outputs), with about 16 accumulators live per tile.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    pub(super) unsafe fn run32(x: &TapRows, p: &TapPanels, k: i32, out: &mut [i32], ld: usize) {
+        let nb = p.outputs / BLOCK;
+        let mut b = 0;
+        while b + 4 <= nb {
+            blocks32::<4, 4>(x, p, b, k, out, ld);
+            b += 4;
+        }
+        match nb - b {
+            0 => {}
+            1 => blocks32::<12, 1>(x, p, b, k, out, ld),
+            2 => blocks32::<8, 2>(x, p, b, k, out, ld),
+            _ => blocks32::<5, 3>(x, p, b, k, out, ld),
+        }
+    }
+
+    /// As [`run32`], in window pairs.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
+    pub(super) unsafe fn run16(x: &TapRows, p: &TapPanels, k: i32, out: &mut [i32], ld: usize) {
+        let nb = p.outputs / BLOCK;
+        let mut b = 0;
+        while b + 4 <= nb {
+            blocks16::<4, 4>(x, p, b, k, out, ld);
+            b += 4;
+        }
+        match nb - b {
+            0 => {}
+            1 => blocks16::<8, 1>(x, p, b, k, out, ld),
+            2 => blocks16::<6, 2>(x, p, b, k, out, ld),
+            _ => blocks16::<4, 3>(x, p, b, k, out, ld),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::binary::pack::pack_weights_i8;
+    use ndarray::Array4;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// Against the definition: each tap's unit read byte by byte from the frame, XORed with the
+    /// filter's bits taken from the i8 weights (bit c = -1), for both unit widths, several block
+    /// counts, an odd number of windows (the 16-bit kernel's unpaired last window), random
+    /// frame bytes and offsets.
+    #[test]
+    fn dots_taps_equals_definition() {
+        let mut rng = ChaCha8Rng::seed_from_u64(17);
+        for &(c, o, taps, rows) in &[
+            (16, 16, 9, 33),
+            (16, 32, 9, 8),
+            (16, 48, 4, 5),
+            (16, 80, 1, 17),
+            (32, 16, 9, 13),
+            (32, 32, 9, 32),
+            (32, 64, 9, 7),
+            (32, 112, 25, 3),
+        ] {
+            let (kh, kw) = if taps == 25 {
+                (5, 5)
+            } else if taps == 4 {
+                (2, 2)
+            } else if taps == 9 {
+                (3, 3)
+            } else {
+                (1, 1)
+            };
+            let w = Array4::from_shape_fn((o, c, kh, kw), |_| if rng.gen() { 1i8 } else { -1 });
+            let p = TapPanels::new(&pack_weights_i8(&w).unwrap()).unwrap();
+            if !available(c) {
+                eprintln!("skipping unit {c}: CPU lacks the AVX-512 features");
+                continue;
+            }
+            let bpp = c / 8;
+            let step = if c == 16 { 2 } else { bpp * (1 + rows % 2) };
+            let frame: Vec<u8> = (0..rows * step + taps * 4 * bpp + 64).map(|_| rng.gen()).collect();
+            let tap_off: Vec<usize> = (0..taps).map(|t| t * 3 * bpp + (t % 2) * bpp).collect();
+            let x = TapRows {
+                frame: &frame,
+                base: 5,
+                step,
+                tap_off: &tap_off,
+                rows,
+            };
+            let unit = |r: usize, t: usize| -> u32 {
+                let at = 5 + r * step + tap_off[t];
+                (0..bpp).map(|b| (frame[at + b] as u32) << (8 * b)).sum()
+            };
+            let filt = |oc: usize, t: usize| -> u32 {
+                (0..c)
+                    .filter(|&ch| w[[oc, ch, t / kw, t % kw]] < 0)
+                    .map(|ch| 1u32 << ch)
+                    .sum()
+            };
+            let k = (taps * c) as i32;
+            let ld = o + 3;
+            let mut out = vec![i32::MIN; rows * ld];
+            dots_taps(&x, &p, k, &mut out, ld);
+            for r in 0..rows {
+                for oc in 0..ld {
+                    let want = if oc < o {
+                        let cnt: u32 = (0..taps).map(|t| (unit(r, t) ^ filt(oc, t)).count_ones()).sum();
+                        k - 2 * cnt as i32
+                    } else {
+                        i32::MIN
+                    };
+                    assert_eq!(out[r * ld + oc], want, "C{c} O{o} r{r} o{oc}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_widths_and_output_counts_are_not_taken() {
+        let mk = |o: usize, c: usize| pack_weights_i8(&Array4::from_elem((o, c, 3, 3), 1i8)).unwrap();
+        assert!(TapPanels::new(&mk(16, 8)).is_none());
+        assert!(TapPanels::new(&mk(16, 64)).is_none());
+        assert!(TapPanels::new(&mk(24, 16)).is_none());
+        let p = TapPanels::new(&mk(32, 16)).unwrap();
+        assert!(!p.usable(2), "16-bit units pair neighbours only at stride 1");
+    }
+}
