@@ -173,6 +173,33 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+
+    /// The same for the widths and output counts that take the tap-per-lane kernel on AVX-512
+    /// (16 or 32 channels, a multiple of 16 outputs; 16 channels only at stride 1), which the
+    /// case above reaches only now and then.
+    #[test]
+    fn nhwc_bconv_tap_kernel_equals_reference(
+        cs in case(),
+        c in prop::sample::select(vec![16usize, 32]),
+        blocks in 1usize..=4,
+    ) {
+        let cs = Case { o: 16 * blocks, ..cs };
+        let mut rng = ChaCha8Rng::seed_from_u64(cs.seed);
+        let x = random_f32(&mut rng, (cs.n, c, cs.h, cs.w));
+        let w = random_f32(&mut rng, (cs.o, c, cs.k, cs.k));
+        let (px, pw) = (pack_activations(&x).unwrap(), pack_weights(&w).unwrap());
+        let truth = reference::conv2d_i8(&px.to_i8(), &pw.to_i8(), cs.stride, cs.pad).unwrap();
+        let layer = BConv2d::new(&pw);
+        for img in 0..cs.n {
+            let got = nhwc_conv(PopcountPath::detect(), &layer, &x, img, cs.stride, cs.pad);
+            let want = truth.slice(ndarray::s![img..img + 1, .., .., ..]);
+            prop_assert_eq!(got.view(), want, "c {} {:?}", c, cs);
+        }
+    }
+}
+
 #[test]
 fn nhwc_bconv_refuses_other_widths_and_nan() {
     let w = Array4::from_elem((4, 5, 3, 3), 1.0f32);
