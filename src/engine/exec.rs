@@ -37,7 +37,7 @@ use ndarray::{Array1, Array2, Array4, ArrayD, Axis, Ix4};
 use rayon::prelude::*;
 
 use super::binary::{self as bin, BConv2d, PopcountPath};
-use super::binary::{framed_len, write_interval_bits};
+use super::binary::{framed_len, pack_framed};
 use super::fmap::{FeatureMap, FramedBits};
 use super::ops;
 use super::params::{schemes, BinScheme, Params};
@@ -1480,31 +1480,35 @@ fn bin_forward_nhwc(
             "bits framed for this conv"
         );
     }
-    let conv_image = |img: usize, emit: &mut dyn FnMut(usize, &[i32])| -> Result<()> {
+    // Image `img` framed for this conv (the producer's bits, or packed here), handed to `f`.
+    let with_frame = |img: usize, f: &mut dyn FnMut(&[u8]) -> Result<()>| -> Result<()> {
         match (xs, x) {
             (Some(xs), _) => {
+                let mut buf = vec![0u8; in_frame];
                 let x_img = &xs[img * h * w * c..(img + 1) * h * w * c];
-                conv.forward_nhwc(path, x_img, (h, w), stride, pad, img, emit)
+                pack_framed(x_img, (h, w, c), pad, img, &mut buf)?;
+                f(&buf)
             }
-            (None, FeatureMap::Bits(fb)) => {
-                let f = &fb.data[img * in_frame..(img + 1) * in_frame];
-                conv.forward_framed(path, f, (h, w), stride, pad, emit)
-            }
+            (None, FeatureMap::Bits(fb)) => f(&fb.data[img * in_frame..(img + 1) * in_frame]),
             _ => unreachable!("floats or bits"),
         }
     };
+    let conv_image = |img: usize, emit: &mut dyn FnMut(usize, &[i32])| -> Result<()> {
+        with_frame(img, &mut |f| {
+            conv.forward_framed(path, f, (h, w), stride, pad, &mut *emit)
+        })
+    };
     if let Some(bits) = bits {
         // Only the signs, straight into the next conv's frames (zero frame = +1 padding bits).
-        let (p2, bpp) = (bits.pad, o / 8);
-        let out_frame = framed_len(oh, ow, o, p2);
+        let out_frame = framed_len(oh, ow, o, bits.pad);
         let mut data = vec![0u8; n * out_frame];
         if out_frame > 0 {
             data.par_chunks_mut(out_frame)
                 .enumerate()
                 .try_for_each(|(img, fr)| {
-                    conv_image(img, &mut |oy, sums| {
-                        let at = ((oy + p2) * (ow + 2 * p2) + p2) * bpp;
-                        write_interval_bits(sums, &bits.lo, &bits.hi, &mut fr[at..at + ow * bpp]);
+                    let bounds = (bits.lo.as_slice(), bits.hi.as_slice());
+                    with_frame(img, &mut |f| {
+                        conv.forward_framed_bits(path, f, (h, w), stride, pad, bounds, fr, bits.pad)
                     })
                 })?;
         }
@@ -1514,7 +1518,7 @@ fn bin_forward_nhwc(
             h: oh,
             w: ow,
             c: o,
-            pad: p2,
+            pad: bits.pad,
         }));
     }
     let (img_out, row) = (oh * ow * o, ow * o);

@@ -32,7 +32,7 @@ use super::im2col::{run_weight_rows, weight_rows, ConvGeom, Im2col, Windows};
 use super::pack::{PackedActivations, PackedWeights};
 use super::padding::PaddingBias;
 use super::popcount::PopcountPath;
-use super::taps::{dots_taps, TapPanels, TapRows};
+use super::taps::{dots_taps, TapBias, TapOut, TapPanels, TapRows};
 use crate::{Error, Result};
 
 /// Everything that depends on the input geometry, cached across calls with the same shape.
@@ -51,6 +51,10 @@ struct Plan {
     /// (`border` is in pixel order), so interior pixels cost nothing.
     border_row: Vec<usize>,
     fix_pm: Vec<i32>,
+    /// The padding bias table `[class][O]` and each output pixel's class (`[oh][ow]`), for
+    /// the tap kernel, which applies the correction in its store.
+    bias_table: Vec<i32>,
+    pixel_class: Vec<u32>,
     /// Where the channel-last kernel reads a window's words (when the width allows it).
     windows: Option<Windows>,
 }
@@ -194,6 +198,8 @@ impl BConv2d {
             fix,
             border_row,
             fix_pm,
+            bias_table: bias.table().to_vec(),
+            pixel_class: bias.pixel_classes(),
             windows: frame::supports(g.c).then(|| Windows::new(&g)),
         });
         *cache = Some(Arc::clone(&plan));
@@ -288,9 +294,9 @@ impl BConv2d {
 
     /// [`BConv2d::forward_nhwc`] on an image already packed into its frame (as
     /// [`super::frame`] lays it out for this `pad`, e.g. by the previous layer's
-    /// [`super::frame::write_interval_bits`]): per output row, the window kernel reads each
-    /// window's words in place ([`Windows`], `K - 2*count` pixel-major), then border pixels
-    /// get their padding correction.
+    /// [`BConv2d::forward_framed_bits`]): per output row, the window kernel reads each
+    /// window's words in place ([`Windows`], sums pixel-major), and border pixels get their
+    /// padding correction.
     pub fn forward_framed(
         &self,
         path: PopcountPath,
@@ -300,6 +306,74 @@ impl BConv2d {
         pad: usize,
         mut emit: impl FnMut(usize, &[i32]),
     ) -> Result<()> {
+        let (path, plan) = self.framed_plan(path, framed, (h, w), stride, pad)?;
+        let g = plan.g;
+        let mut sums = vec![0i32; g.ow * self.out_channels];
+        for oy in 0..g.oh {
+            self.row_sums(path, &plan, framed, oy, &mut sums);
+            emit(oy, &sums);
+        }
+        Ok(())
+    }
+
+    /// [`BConv2d::forward_framed`] for a layer whose output the next conv reads only as signs:
+    /// pixel `p`, channel `o` of output row `oy` gets bit 1 iff `lo[o] <= sum <= hi[o]`
+    /// (see [`super::frame::write_interval_bits`]), written into `dst`, the next conv's frame
+    /// with padding `dst_pad` (its frame bytes are left as they are: zero for a fresh frame).
+    /// Where the tap kernel runs, the bits come straight from its registers.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward_framed_bits(
+        &self,
+        path: PopcountPath,
+        framed: &[u8],
+        (h, w): (usize, usize),
+        stride: usize,
+        pad: usize,
+        (lo, hi): (&[i32], &[i32]),
+        dst: &mut [u8],
+        dst_pad: usize,
+    ) -> Result<()> {
+        let (path, plan) = self.framed_plan(path, framed, (h, w), stride, pad)?;
+        let (g, o) = (plan.g, self.out_channels);
+        let bpp = o / 8;
+        if !frame::supports(o)
+            || lo.len() != o
+            || hi.len() != o
+            || dst.len() != frame::framed_len(g.oh, g.ow, o, dst_pad)
+        {
+            return Err(Error::input(
+                "bconv2d sign output",
+                format!("{o} outputs: needs a multiple of 8, {o} bounds each and a matching frame"),
+            ));
+        }
+        let taps = self.tap_kernel(path, stride);
+        let mut sums = vec![0i32; if taps.is_some() { 0 } else { g.ow * o }];
+        for oy in 0..g.oh {
+            let at = ((oy + dst_pad) * (g.ow + 2 * dst_pad) + dst_pad) * bpp;
+            let row = &mut dst[at..at + g.ow * bpp];
+            match taps {
+                Some(t) => {
+                    let out = TapOut::Bits { lo, hi, out: row };
+                    self.tap_row(t, &plan, framed, oy, out);
+                }
+                None => {
+                    self.row_sums(path, &plan, framed, oy, &mut sums);
+                    frame::write_interval_bits(&sums, lo, hi, row);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The checked path and the plan of a channel-last conv on a framed image.
+    fn framed_plan(
+        &self,
+        path: PopcountPath,
+        framed: &[u8],
+        (h, w): (usize, usize),
+        stride: usize,
+        pad: usize,
+    ) -> Result<(PopcountPath, Arc<Plan>)> {
         let path = path.checked()?;
         let c = self.check_nhwc()?;
         if framed.len() != frame::framed_len(h, w, c, pad) {
@@ -312,51 +386,64 @@ impl BConv2d {
             ));
         }
         let g = self.geometry(h, w, stride, pad)?;
-        let plan = self.plan(g, super::pack::words_for(c));
-        let o = self.out_channels;
-        let panels = self.panels.as_ref().expect("checked by check_nhwc");
-        let k = g.kbits() as i32;
-        let win = plan.windows.as_ref().expect("width checked");
-        let taps = self
-            .taps
+        Ok((path, self.plan(g, super::pack::words_for(c))))
+    }
+
+    /// The tap kernel's filters, if that kernel runs this layer on `path` at `stride`.
+    fn tap_kernel(&self, path: PopcountPath, stride: usize) -> Option<&TapPanels> {
+        self.taps
             .as_ref()
-            .filter(|t| path == PopcountPath::Avx512 && t.usable(stride));
-        let mut sums = vec![0i32; g.ow * o];
-        for oy in 0..g.oh {
-            let base = oy * win.row_step;
-            match taps {
-                Some(t) => {
-                    let rows = TapRows {
-                        frame: framed,
-                        base,
-                        step: win.step,
-                        tap_off: &win.tap_off,
-                        rows: g.ow,
-                    };
-                    dots_taps(&rows, t, k, &mut sums, o);
-                }
-                None => {
-                    let rows = WindowRows {
-                        frame: framed,
-                        base,
-                        step: win.step,
-                        off: &win.off,
-                        mask: &win.mask,
-                        rows: g.ow,
-                    };
-                    dots_windows(path, &rows, panels, k, &mut sums, o);
-                }
-            }
-            // The kernel assumed every tap real (bias K); border pixels get their exact bias.
-            for b in plan.border_row[oy]..plan.border_row[oy + 1] {
-                let ox = plan.border[b].0 as usize - oy * g.ow;
-                let fix = &plan.fix_pm[b * o..(b + 1) * o];
-                let s = &mut sums[ox * o..(ox + 1) * o];
-                s.iter_mut().zip(fix).for_each(|(d, &f)| *d += f);
-            }
-            emit(oy, &sums);
+            .filter(|t| path == PopcountPath::Avx512 && t.usable(stride))
+    }
+
+    /// Output row `oy` of the tap kernel, padding corrected in its store.
+    fn tap_row(&self, t: &TapPanels, plan: &Plan, framed: &[u8], oy: usize, out: TapOut) {
+        let (g, win) = (&plan.g, plan.windows.as_ref().expect("width checked"));
+        let rows = TapRows {
+            frame: framed,
+            base: oy * win.row_step,
+            step: win.step,
+            tap_off: &win.tap_off,
+            rows: g.ow,
+        };
+        let bias = TapBias {
+            table: &plan.bias_table,
+            cls: &plan.pixel_class[oy * g.ow..(oy + 1) * g.ow],
+        };
+        dots_taps(&rows, t, &bias, out);
+    }
+
+    /// Output row `oy`'s exact sums, pixel-major `[ow][O]`, into `sums`.
+    fn row_sums(
+        &self,
+        path: PopcountPath,
+        plan: &Plan,
+        framed: &[u8],
+        oy: usize,
+        sums: &mut [i32],
+    ) {
+        let (g, o) = (&plan.g, self.out_channels);
+        if let Some(t) = self.tap_kernel(path, g.stride) {
+            return self.tap_row(t, plan, framed, oy, TapOut::Sums { out: sums, ld: o });
         }
-        Ok(())
+        let win = plan.windows.as_ref().expect("width checked");
+        let rows = WindowRows {
+            frame: framed,
+            base: oy * win.row_step,
+            step: win.step,
+            off: &win.off,
+            mask: &win.mask,
+            rows: g.ow,
+        };
+        let panels = self.panels.as_ref().expect("checked by check_nhwc");
+        dots_windows(path, &rows, panels, g.kbits() as i32, sums, o);
+        // The kernel assumed every tap real (bias K); border pixels get their exact bias.
+        for b in plan.border_row[oy]..plan.border_row[oy + 1] {
+            let ox = plan.border[b].0 as usize - oy * g.ow;
+            let fix = &plan.fix_pm[b * o..(b + 1) * o];
+            let s = &mut sums[ox * o..(ox + 1) * o];
+            s.iter_mut().zip(fix).for_each(|(d, &f)| *d += f);
+        }
     }
 
     /// The input width, or an input error if the channel-last path cannot take it.
@@ -429,4 +516,73 @@ pub fn bconv2d_with(
     pad: usize,
 ) -> Result<Array4<i32>> {
     BConv2d::new(weights).forward_with(path, input, stride, pad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::binary::pack::pack_weights_i8;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// The sign-bit output against the interval rule applied to [`BConv2d::forward_framed`]'s
+    /// sums (themselves tested against the i8 reference), on every path, for shapes that take
+    /// the tap kernel and shapes that do not; the output frame's border stays untouched.
+    #[test]
+    fn framed_bits_follow_the_interval_rule_on_the_sums() {
+        let mut rng = ChaCha8Rng::seed_from_u64(23);
+        for &(c, o, k, stride, pad, h, w, p2) in &[
+            (16, 16, 3, 1, 1, 7, 9, 1),
+            (16, 32, 3, 2, 1, 8, 8, 1),
+            (32, 32, 3, 1, 1, 5, 6, 0),
+            (32, 64, 3, 2, 1, 9, 7, 2),
+            (64, 16, 3, 1, 1, 4, 4, 1),
+            (8, 24, 1, 1, 0, 3, 5, 1),
+            (16, 48, 5, 1, 2, 6, 5, 1),
+        ] {
+            let wt = Array4::from_shape_fn((o, c, k, k), |_| if rng.gen() { 1i8 } else { -1 });
+            let layer = BConv2d::new(&pack_weights_i8(&wt).unwrap());
+            let x: Vec<f32> = (0..h * w * c).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let mut framed = vec![0u8; frame::framed_len(h, w, c, pad)];
+            frame::pack_framed(&x, (h, w, c), pad, 0, &mut framed).unwrap();
+            let (oh, ow) = layer.output_size(h, w, stride, pad).unwrap();
+            let kk = (k * k * c) as i32;
+            let lo: Vec<i32> = (0..o).map(|_| rng.gen_range(-kk..kk / 2)).collect();
+            let hi: Vec<i32> = lo.iter().map(|&l| l + rng.gen_range(-3..kk)).collect();
+            for path in PopcountPath::available() {
+                let mut want = vec![0u8; frame::framed_len(oh, ow, o, p2)];
+                layer
+                    .forward_framed(path, &framed, (h, w), stride, pad, |oy, sums| {
+                        for (ox, px) in sums.chunks_exact(o).enumerate() {
+                            let at = ((oy + p2) * (ow + 2 * p2) + p2 + ox) * (o / 8);
+                            for (ch, &s) in px.iter().enumerate() {
+                                let bit = u8::from(lo[ch] <= s && s <= hi[ch]);
+                                want[at + ch / 8] |= bit << (ch % 8);
+                            }
+                        }
+                    })
+                    .unwrap();
+                let mut got = vec![0u8; want.len()];
+                let bounds = (lo.as_slice(), hi.as_slice());
+                layer
+                    .forward_framed_bits(path, &framed, (h, w), stride, pad, bounds, &mut got, p2)
+                    .unwrap();
+                assert_eq!(got, want, "{path:?} C{c} O{o} k{k} s{stride} p{pad}");
+            }
+            let mut short = vec![0u8; frame::framed_len(oh, ow, o, p2) - 1];
+            let bounds = (lo.as_slice(), hi.as_slice());
+            let path = PopcountPath::detect();
+            let err = layer.forward_framed_bits(
+                path,
+                &framed,
+                (h, w),
+                stride,
+                pad,
+                bounds,
+                &mut short,
+                p2,
+            );
+            assert!(err.is_err(), "a frame of the wrong size is an input error");
+        }
+    }
 }

@@ -43,7 +43,7 @@ pub mod transform;
 
 pub use bconv::{bconv2d, bconv2d_with, BConv2d};
 pub use dot::{bdot, bdot_matches, bdot_mismatches_with, bdot_with};
-pub(crate) use frame::{framed_len, write_interval_bits};
+pub(crate) use frame::{framed_len, pack_framed};
 pub use linear::{blinear, blinear_with, BLinear};
 pub use multibase::{abc_bconv2d, abc_blinear, xnor_bconv2d};
 pub use pack::{

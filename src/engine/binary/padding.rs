@@ -105,6 +105,20 @@ impl PaddingBias {
         out
     }
 
+    /// The bias table, `[class][outputs]`.
+    pub(crate) fn table(&self) -> &[i32] {
+        &self.bias
+    }
+
+    /// The class of every output pixel, row-major `[oh][ow]`.
+    pub(crate) fn pixel_classes(&self) -> Vec<u32> {
+        let n = self.ncols as u32;
+        self.row_class
+            .iter()
+            .flat_map(|&r| self.col_class.iter().map(move |&c| r * n + c))
+            .collect()
+    }
+
     /// Bias of output channel `o` for pixel class `class`.
     #[inline]
     pub(crate) fn bias(&self, class: u32, o: usize) -> i32 {

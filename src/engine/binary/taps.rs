@@ -14,8 +14,12 @@
 //!   `2o + q` counts window `p + q`. At other strides the halves are not neighbours, so that
 //!   case stays with `dots_windows`.
 //!
-//! The counts are the integers `dots_windows` computes (every tap, frame zeros included), so
-//! the caller's zero-padding fix-up is the same. AVX-512 only, chosen per layer by
+//! The counts are the integers `dots_windows` computes (every tap, frame zeros included). The
+//! exact zero-padding correction is applied in the kernel's store: each window takes its row of
+//! a per-pixel-class bias table ([`super::padding`]), `sum = bias[class][o] - 2 * count`, so
+//! border pixels need no second pass. The store writes either those sums ([`TapOut::Sums`]) or
+//! straight away the sign bits the next conv reads ([`TapOut::Bits`], the interval test of
+//! [`super::frame::write_interval_bits`]). AVX-512 only, chosen per layer by
 //! [`TapPanels::usable`]; every other case runs `dots_windows`, and the tests check this
 //! kernel against the definition.
 
@@ -119,31 +123,97 @@ impl TapRows<'_> {
     }
 }
 
-/// `out[r * ld + o] = k - 2 * sum_t popcount(unit(r, t) XOR w[o][t])` for every window `r`
-/// and output `o`, with `unit` the low `p.unit` bits (entries past `outputs` are not written).
-/// Needs [`TapPanels::usable`] for the windows' stride (`step` is `stride * C / 8` bytes).
-pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, k: i32, out: &mut [i32], ld: usize) {
-    assert!(available(p.unit), "dots_taps needs AVX-512 (BITALG for 16-bit units)");
+/// Per-window bias of [`dots_taps`]: window `r`'s sums are `table[cls[r] * O + o] - 2 * count`.
+pub(crate) struct TapBias<'a> {
+    pub table: &'a [i32],
+    pub cls: &'a [u32],
+}
+
+/// What [`dots_taps`] stores per window `r` and output `o`, given its sum `s`.
+pub(crate) enum TapOut<'a> {
+    /// `out[r * ld + o] = s` (entries past the outputs are not written).
+    Sums { out: &'a mut [i32], ld: usize },
+    /// Bit `o % 8` of byte `r * O / 8 + o / 8` of `out` is `lo[o] <= s <= hi[o]`: one output
+    /// row of pixels in a frame ([`super::frame`]).
+    Bits {
+        lo: &'a [i32],
+        hi: &'a [i32],
+        out: &'a mut [u8],
+    },
+}
+
+/// Raw form of [`TapOut`] for the kernels (lengths checked by [`dots_taps`]).
+#[derive(Clone, Copy)]
+enum Store {
+    Sums(*mut i32, usize),
+    Bits(*const i32, *const i32, *mut u8),
+}
+
+/// `s = bias - 2 * sum_t popcount(unit(r, t) XOR w[o][t])` for every window `r` and output `o`,
+/// with `unit` the low `p.unit` bits, stored as `out` says. Needs [`TapPanels::usable`] for the
+/// windows' stride (`step` is `stride * C / 8` bytes).
+pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, bias: &TapBias, out: TapOut) {
+    assert!(
+        available(p.unit),
+        "dots_taps needs AVX-512 (BITALG for 16-bit units)"
+    );
     assert!(p.unit == 32 || x.step == 2, "16-bit units need stride 1");
     x.check(p.taps);
-    assert!(ld >= p.outputs);
-    assert!(x.rows == 0 || out.len() >= (x.rows - 1) * ld + p.outputs);
+    let o = p.outputs;
+    assert!(bias.cls.len() >= x.rows);
+    let classes = bias.table.len() / o;
+    assert!(bias.cls[..x.rows].iter().all(|&c| (c as usize) < classes));
+    let store = match out {
+        TapOut::Sums { out, ld } => {
+            assert!(ld >= o);
+            assert!(x.rows == 0 || out.len() >= (x.rows - 1) * ld + o);
+            Store::Sums(out.as_mut_ptr(), ld)
+        }
+        TapOut::Bits { lo, hi, out } => {
+            assert!(lo.len() == o && hi.len() == o && out.len() >= x.rows * o / 8);
+            Store::Bits(lo.as_ptr(), hi.as_ptr(), out.as_mut_ptr())
+        }
+    };
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: the features were checked above; frame reads are checked by `check`, `out`
-    // holds every window's outputs (asserted), filter reads stay within `data`.
+    // SAFETY: the features were checked above; frame reads are checked by `check`, bias rows
+    // by the class check, the stores stay within `out` (asserted), filter reads within `data`.
     unsafe {
         if p.unit == 32 {
-            avx512::run32(x, p, k, out, ld)
+            avx512::run32(x, p, bias, store)
         } else {
-            avx512::run16(x, p, k, out, ld)
+            avx512::run16(x, p, bias, store)
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{TapPanels, TapRows, BLOCK};
+    use super::{Store, TapBias, TapPanels, TapRows, BLOCK};
     use std::arch::x86_64::*;
+
+    /// Stores block `blk`'s sums `bias[cls] - 2 * count` of window `r` as `st` says.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn store(st: Store, bias: &TapBias, o: usize, r: usize, blk: usize, count: __m512i) {
+        let row = bias
+            .table
+            .as_ptr()
+            .add(*bias.cls.get_unchecked(r) as usize * o);
+        let b = _mm512_loadu_si512(row.add(blk * BLOCK) as *const __m512i);
+        let s = _mm512_sub_epi32(b, _mm512_slli_epi32(count, 1));
+        match st {
+            Store::Sums(out, ld) => {
+                _mm512_storeu_si512(out.add(r * ld + blk * BLOCK) as *mut __m512i, s)
+            }
+            Store::Bits(lo, hi, out) => {
+                let l = _mm512_loadu_si512(lo.add(blk * BLOCK) as *const __m512i);
+                let h = _mm512_loadu_si512(hi.add(blk * BLOCK) as *const __m512i);
+                let m = _mm512_cmpge_epi32_mask(s, l) & _mm512_cmple_epi32_mask(s, h);
+                let at = out.add(r * (o / 8) + blk * 2);
+                std::ptr::write_unaligned(at as *mut u16, m.to_le());
+            }
+        }
+    }
 
     /// `R` windows from `r0` times `B` blocks from `b0`, 32-bit units.
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
@@ -153,9 +223,8 @@ mod avx512 {
         r0: usize,
         p: &TapPanels,
         b0: usize,
-        k: i32,
-        dst: *mut i32,
-        ld: usize,
+        bias: &TapBias,
+        st: Store,
     ) {
         let w = p.data.as_ptr();
         let mut acc = [[_mm512_setzero_si512(); B]; R];
@@ -171,12 +240,9 @@ mod avx512 {
                 }
             }
         }
-        let kv = _mm512_set1_epi32(k);
         for (r, row) in acc.iter().enumerate() {
             for (j, a) in row.iter().enumerate() {
-                let d = _mm512_sub_epi32(kv, _mm512_slli_epi32(*a, 1));
-                let at = dst.add((r0 + r) * ld + (b0 + j) * BLOCK);
-                _mm512_storeu_si512(at as *mut __m512i, d);
+                store(st, bias, p.outputs, r0 + r, b0 + j, *a);
             }
         }
     }
@@ -191,9 +257,8 @@ mod avx512 {
         r0: usize,
         p: &TapPanels,
         b0: usize,
-        k: i32,
-        dst: *mut i32,
-        ld: usize,
+        bias: &TapBias,
+        st: Store,
     ) {
         let w = p.data.as_ptr();
         let mut acc = [[_mm512_setzero_si512(); B]; R];
@@ -209,19 +274,21 @@ mod avx512 {
                 }
             }
         }
-        let kv = _mm512_set1_epi32(k);
         let low = _mm512_set1_epi32(0xffff);
         for (r, row) in acc.iter().enumerate() {
             let win = r0 + 2 * r;
             for (j, a) in row.iter().enumerate() {
                 // u32 lane o holds window `win`'s count in its low half, `win + 1`'s in its high.
-                let c0 = _mm512_and_si512(*a, low);
-                let at = dst.add(win * ld + (b0 + j) * BLOCK);
-                _mm512_storeu_si512(at as *mut __m512i, _mm512_sub_epi32(kv, _mm512_slli_epi32(c0, 1)));
+                store(st, bias, p.outputs, win, b0 + j, _mm512_and_si512(*a, low));
                 if win + 1 < x.rows {
-                    let c1 = _mm512_srli_epi32(*a, 16);
-                    let d1 = _mm512_sub_epi32(kv, _mm512_slli_epi32(c1, 1));
-                    _mm512_storeu_si512(at.add(ld) as *mut __m512i, d1);
+                    store(
+                        st,
+                        bias,
+                        p.outputs,
+                        win + 1,
+                        b0 + j,
+                        _mm512_srli_epi32(*a, 16),
+                    );
                 }
             }
         }
@@ -234,17 +301,16 @@ mod avx512 {
         x: &TapRows,
         p: &TapPanels,
         b0: usize,
-        k: i32,
-        out: &mut [i32],
-        ld: usize,
+        bias: &TapBias,
+        st: Store,
     ) {
         let mut r = 0;
         while r + R <= x.rows {
-            tile32::<R, B>(x, r, p, b0, k, out.as_mut_ptr(), ld);
+            tile32::<R, B>(x, r, p, b0, bias, st);
             r += R;
         }
         while r < x.rows {
-            tile32::<1, B>(x, r, p, b0, k, out.as_mut_ptr(), ld);
+            tile32::<1, B>(x, r, p, b0, bias, st);
             r += 1;
         }
     }
@@ -256,52 +322,51 @@ mod avx512 {
         x: &TapRows,
         p: &TapPanels,
         b0: usize,
-        k: i32,
-        out: &mut [i32],
-        ld: usize,
+        bias: &TapBias,
+        st: Store,
     ) {
         let mut r = 0;
         while r + 2 * R <= x.rows {
-            tile16::<R, B>(x, r, p, b0, k, out.as_mut_ptr(), ld);
+            tile16::<R, B>(x, r, p, b0, bias, st);
             r += 2 * R;
         }
         while r < x.rows {
-            tile16::<1, B>(x, r, p, b0, k, out.as_mut_ptr(), ld);
+            tile16::<1, B>(x, r, p, b0, bias, st);
             r += 2;
         }
     }
 
     /// Blocks of up to 4 (64 outputs), with about 16 accumulators live per tile.
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    pub(super) unsafe fn run32(x: &TapRows, p: &TapPanels, k: i32, out: &mut [i32], ld: usize) {
+    pub(super) unsafe fn run32(x: &TapRows, p: &TapPanels, bias: &TapBias, st: Store) {
         let nb = p.outputs / BLOCK;
         let mut b = 0;
         while b + 4 <= nb {
-            blocks32::<4, 4>(x, p, b, k, out, ld);
+            blocks32::<4, 4>(x, p, b, bias, st);
             b += 4;
         }
         match nb - b {
             0 => {}
-            1 => blocks32::<12, 1>(x, p, b, k, out, ld),
-            2 => blocks32::<8, 2>(x, p, b, k, out, ld),
-            _ => blocks32::<5, 3>(x, p, b, k, out, ld),
+            1 => blocks32::<12, 1>(x, p, b, bias, st),
+            2 => blocks32::<8, 2>(x, p, b, bias, st),
+            _ => blocks32::<5, 3>(x, p, b, bias, st),
         }
     }
 
     /// As [`run32`], in window pairs.
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
-    pub(super) unsafe fn run16(x: &TapRows, p: &TapPanels, k: i32, out: &mut [i32], ld: usize) {
+    pub(super) unsafe fn run16(x: &TapRows, p: &TapPanels, bias: &TapBias, st: Store) {
         let nb = p.outputs / BLOCK;
         let mut b = 0;
         while b + 4 <= nb {
-            blocks16::<4, 4>(x, p, b, k, out, ld);
+            blocks16::<4, 4>(x, p, b, bias, st);
             b += 4;
         }
         match nb - b {
             0 => {}
-            1 => blocks16::<8, 1>(x, p, b, k, out, ld),
-            2 => blocks16::<6, 2>(x, p, b, k, out, ld),
-            _ => blocks16::<4, 3>(x, p, b, k, out, ld),
+            1 => blocks16::<8, 1>(x, p, b, bias, st),
+            2 => blocks16::<6, 2>(x, p, b, bias, st),
+            _ => blocks16::<4, 3>(x, p, b, bias, st),
         }
     }
 }
@@ -348,7 +413,9 @@ mod tests {
             }
             let bpp = c / 8;
             let step = if c == 16 { 2 } else { bpp * (1 + rows % 2) };
-            let frame: Vec<u8> = (0..rows * step + taps * 4 * bpp + 64).map(|_| rng.gen()).collect();
+            let frame: Vec<u8> = (0..rows * step + taps * 4 * bpp + 64)
+                .map(|_| rng.gen())
+                .collect();
             let tap_off: Vec<usize> = (0..taps).map(|t| t * 3 * bpp + (t % 2) * bpp).collect();
             let x = TapRows {
                 frame: &frame,
@@ -367,31 +434,78 @@ mod tests {
                     .map(|ch| 1u32 << ch)
                     .sum()
             };
+            // Three bias classes picked per window at random, as the padding classes would be.
             let k = (taps * c) as i32;
+            let table: Vec<i32> = (0..3 * o).map(|_| k + rng.gen_range(-40..40)).collect();
+            let cls: Vec<u32> = (0..rows).map(|_| rng.gen_range(0..3)).collect();
+            let bias = TapBias {
+                table: &table,
+                cls: &cls,
+            };
+            let want = |r: usize, oc: usize| -> i32 {
+                let cnt: u32 = (0..taps)
+                    .map(|t| (unit(r, t) ^ filt(oc, t)).count_ones())
+                    .sum();
+                table[cls[r] as usize * o + oc] - 2 * cnt as i32
+            };
             let ld = o + 3;
             let mut out = vec![i32::MIN; rows * ld];
-            dots_taps(&x, &p, k, &mut out, ld);
+            dots_taps(&x, &p, &bias, TapOut::Sums { out: &mut out, ld });
             for r in 0..rows {
                 for oc in 0..ld {
-                    let want = if oc < o {
-                        let cnt: u32 = (0..taps).map(|t| (unit(r, t) ^ filt(oc, t)).count_ones()).sum();
-                        k - 2 * cnt as i32
-                    } else {
-                        i32::MIN
-                    };
+                    let want = if oc < o { want(r, oc) } else { i32::MIN };
                     assert_eq!(out[r * ld + oc], want, "C{c} O{o} r{r} o{oc}");
                 }
             }
+            // Sign bits: intervals around the sums' range, some empty, one channel all ones.
+            let lo: Vec<i32> = (0..o).map(|_| rng.gen_range(-k..k / 2)).collect();
+            let hi: Vec<i32> = (0..o)
+                .map(|oc| {
+                    if oc == 3 {
+                        k + 80
+                    } else {
+                        lo[oc] + rng.gen_range(-5..k)
+                    }
+                })
+                .collect();
+            let lo: Vec<i32> = lo
+                .iter()
+                .enumerate()
+                .map(|(oc, &l)| if oc == 3 { -k - 80 } else { l })
+                .collect();
+            let mut bits = vec![0x5Au8; rows * o / 8 + 3];
+            let out = TapOut::Bits {
+                lo: &lo,
+                hi: &hi,
+                out: &mut bits,
+            };
+            dots_taps(&x, &p, &bias, out);
+            for r in 0..rows {
+                for oc in 0..o {
+                    let s = want(r, oc);
+                    let bit = bits[r * o / 8 + oc / 8] >> (oc % 8) & 1 == 1;
+                    assert_eq!(bit, lo[oc] <= s && s <= hi[oc], "bits C{c} O{o} r{r} o{oc}");
+                }
+            }
+            assert_eq!(
+                &bits[rows * o / 8..],
+                &[0x5A; 3],
+                "nothing written past the row"
+            );
         }
     }
 
     #[test]
     fn other_widths_and_output_counts_are_not_taken() {
-        let mk = |o: usize, c: usize| pack_weights_i8(&Array4::from_elem((o, c, 3, 3), 1i8)).unwrap();
+        let mk =
+            |o: usize, c: usize| pack_weights_i8(&Array4::from_elem((o, c, 3, 3), 1i8)).unwrap();
         assert!(TapPanels::new(&mk(16, 8)).is_none());
         assert!(TapPanels::new(&mk(16, 64)).is_none());
         assert!(TapPanels::new(&mk(24, 16)).is_none());
         let p = TapPanels::new(&mk(32, 16)).unwrap();
-        assert!(!p.usable(2), "16-bit units pair neighbours only at stride 1");
+        assert!(
+            !p.usable(2),
+            "16-bit units pair neighbours only at stride 1"
+        );
     }
 }
