@@ -142,11 +142,15 @@ pub(crate) enum TapOut<'a> {
     },
 }
 
-/// Raw form of [`TapOut`] for the kernels (lengths checked by [`dots_taps`]).
+/// Raw form of [`TapOut`] for the kernels (lengths checked by [`dots_taps`]); which fields
+/// are used is the kernels' `BITS` parameter, so the store has no branch.
 #[derive(Clone, Copy)]
-enum Store {
-    Sums(*mut i32, usize),
-    Bits(*const i32, *const i32, *mut u8),
+struct Store {
+    sums: *mut i32,
+    ld: usize,
+    lo: *const i32,
+    hi: *const i32,
+    bits: *mut u8,
 }
 
 /// `s = bias - 2 * sum_t popcount(unit(r, t) XOR w[o][t])` for every window `r` and output `o`,
@@ -163,25 +167,35 @@ pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, bias: &TapBias, out: TapOut)
     assert!(bias.cls.len() >= x.rows);
     let classes = bias.table.len() / o;
     assert!(bias.cls[..x.rows].iter().all(|&c| (c as usize) < classes));
-    let store = match out {
+    let mut st = Store {
+        sums: std::ptr::null_mut(),
+        ld: 0,
+        lo: std::ptr::null(),
+        hi: std::ptr::null(),
+        bits: std::ptr::null_mut(),
+    };
+    let bits = match out {
         TapOut::Sums { out, ld } => {
             assert!(ld >= o);
             assert!(x.rows == 0 || out.len() >= (x.rows - 1) * ld + o);
-            Store::Sums(out.as_mut_ptr(), ld)
+            (st.sums, st.ld) = (out.as_mut_ptr(), ld);
+            false
         }
         TapOut::Bits { lo, hi, out } => {
             assert!(lo.len() == o && hi.len() == o && out.len() >= x.rows * o / 8);
-            Store::Bits(lo.as_ptr(), hi.as_ptr(), out.as_mut_ptr())
+            (st.lo, st.hi, st.bits) = (lo.as_ptr(), hi.as_ptr(), out.as_mut_ptr());
+            true
         }
     };
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the features were checked above; frame reads are checked by `check`, bias rows
     // by the class check, the stores stay within `out` (asserted), filter reads within `data`.
     unsafe {
-        if p.unit == 32 {
-            avx512::run32(x, p, bias, store)
-        } else {
-            avx512::run16(x, p, bias, store)
+        match (p.unit == 32, bits) {
+            (true, false) => avx512::run32::<false>(x, p, bias, st),
+            (true, true) => avx512::run32::<true>(x, p, bias, st),
+            (false, false) => avx512::run16::<false>(x, p, bias, st),
+            (false, true) => avx512::run16::<true>(x, p, bias, st),
         }
     }
 }
@@ -191,34 +205,38 @@ mod avx512 {
     use super::{Store, TapBias, TapPanels, TapRows, BLOCK};
     use std::arch::x86_64::*;
 
-    /// Stores block `blk`'s sums `bias[cls] - 2 * count` of window `r` as `st` says.
+    /// Stores block `blk`'s sums `bias[cls] - 2 * count` of window `r`: as sign bits if `BITS`.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    unsafe fn store(st: Store, bias: &TapBias, o: usize, r: usize, blk: usize, count: __m512i) {
+    unsafe fn store<const BITS: bool>(
+        st: Store,
+        bias: &TapBias,
+        o: usize,
+        r: usize,
+        blk: usize,
+        count: __m512i,
+    ) {
         let row = bias
             .table
             .as_ptr()
             .add(*bias.cls.get_unchecked(r) as usize * o);
         let b = _mm512_loadu_si512(row.add(blk * BLOCK) as *const __m512i);
         let s = _mm512_sub_epi32(b, _mm512_slli_epi32(count, 1));
-        match st {
-            Store::Sums(out, ld) => {
-                _mm512_storeu_si512(out.add(r * ld + blk * BLOCK) as *mut __m512i, s)
-            }
-            Store::Bits(lo, hi, out) => {
-                let l = _mm512_loadu_si512(lo.add(blk * BLOCK) as *const __m512i);
-                let h = _mm512_loadu_si512(hi.add(blk * BLOCK) as *const __m512i);
-                let m = _mm512_cmpge_epi32_mask(s, l) & _mm512_cmple_epi32_mask(s, h);
-                let at = out.add(r * (o / 8) + blk * 2);
-                std::ptr::write_unaligned(at as *mut u16, m.to_le());
-            }
+        if BITS {
+            let l = _mm512_loadu_si512(st.lo.add(blk * BLOCK) as *const __m512i);
+            let h = _mm512_loadu_si512(st.hi.add(blk * BLOCK) as *const __m512i);
+            let m = _mm512_cmpge_epi32_mask(s, l) & _mm512_cmple_epi32_mask(s, h);
+            let at = st.bits.add(r * (o / 8) + blk * 2);
+            std::ptr::write_unaligned(at as *mut u16, m.to_le());
+        } else {
+            _mm512_storeu_si512(st.sums.add(r * st.ld + blk * BLOCK) as *mut __m512i, s)
         }
     }
 
     /// `R` windows from `r0` times `B` blocks from `b0`, 32-bit units.
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     #[inline]
-    unsafe fn tile32<const R: usize, const B: usize>(
+    unsafe fn tile32<const R: usize, const B: usize, const BITS: bool>(
         x: &TapRows,
         r0: usize,
         p: &TapPanels,
@@ -242,7 +260,7 @@ mod avx512 {
         }
         for (r, row) in acc.iter().enumerate() {
             for (j, a) in row.iter().enumerate() {
-                store(st, bias, p.outputs, r0 + r, b0 + j, *a);
+                store::<BITS>(st, bias, p.outputs, r0 + r, b0 + j, *a);
             }
         }
     }
@@ -252,7 +270,7 @@ mod avx512 {
     /// 16-bit units.
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
     #[inline]
-    unsafe fn tile16<const R: usize, const B: usize>(
+    unsafe fn tile16<const R: usize, const B: usize, const BITS: bool>(
         x: &TapRows,
         r0: usize,
         p: &TapPanels,
@@ -279,9 +297,9 @@ mod avx512 {
             let win = r0 + 2 * r;
             for (j, a) in row.iter().enumerate() {
                 // u32 lane o holds window `win`'s count in its low half, `win + 1`'s in its high.
-                store(st, bias, p.outputs, win, b0 + j, _mm512_and_si512(*a, low));
+                store::<BITS>(st, bias, p.outputs, win, b0 + j, _mm512_and_si512(*a, low));
                 if win + 1 < x.rows {
-                    store(
+                    store::<BITS>(
                         st,
                         bias,
                         p.outputs,
@@ -297,7 +315,7 @@ mod avx512 {
     /// All windows for the `B` blocks from `b0`: `R` at a time, then one at a time.
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     #[inline]
-    unsafe fn blocks32<const R: usize, const B: usize>(
+    unsafe fn blocks32<const R: usize, const B: usize, const BITS: bool>(
         x: &TapRows,
         p: &TapPanels,
         b0: usize,
@@ -306,11 +324,11 @@ mod avx512 {
     ) {
         let mut r = 0;
         while r + R <= x.rows {
-            tile32::<R, B>(x, r, p, b0, bias, st);
+            tile32::<R, B, BITS>(x, r, p, b0, bias, st);
             r += R;
         }
         while r < x.rows {
-            tile32::<1, B>(x, r, p, b0, bias, st);
+            tile32::<1, B, BITS>(x, r, p, b0, bias, st);
             r += 1;
         }
     }
@@ -318,7 +336,7 @@ mod avx512 {
     /// All windows for the `B` blocks from `b0`: `R` pairs at a time, then one pair at a time.
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
     #[inline]
-    unsafe fn blocks16<const R: usize, const B: usize>(
+    unsafe fn blocks16<const R: usize, const B: usize, const BITS: bool>(
         x: &TapRows,
         p: &TapPanels,
         b0: usize,
@@ -327,46 +345,56 @@ mod avx512 {
     ) {
         let mut r = 0;
         while r + 2 * R <= x.rows {
-            tile16::<R, B>(x, r, p, b0, bias, st);
+            tile16::<R, B, BITS>(x, r, p, b0, bias, st);
             r += 2 * R;
         }
         while r < x.rows {
-            tile16::<1, B>(x, r, p, b0, bias, st);
+            tile16::<1, B, BITS>(x, r, p, b0, bias, st);
             r += 2;
         }
     }
 
     /// Blocks of up to 4 (64 outputs), with about 16 accumulators live per tile.
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    pub(super) unsafe fn run32(x: &TapRows, p: &TapPanels, bias: &TapBias, st: Store) {
+    pub(super) unsafe fn run32<const BITS: bool>(
+        x: &TapRows,
+        p: &TapPanels,
+        bias: &TapBias,
+        st: Store,
+    ) {
         let nb = p.outputs / BLOCK;
         let mut b = 0;
         while b + 4 <= nb {
-            blocks32::<4, 4>(x, p, b, bias, st);
+            blocks32::<4, 4, BITS>(x, p, b, bias, st);
             b += 4;
         }
         match nb - b {
             0 => {}
-            1 => blocks32::<12, 1>(x, p, b, bias, st),
-            2 => blocks32::<8, 2>(x, p, b, bias, st),
-            _ => blocks32::<5, 3>(x, p, b, bias, st),
+            1 => blocks32::<12, 1, BITS>(x, p, b, bias, st),
+            2 => blocks32::<8, 2, BITS>(x, p, b, bias, st),
+            _ => blocks32::<5, 3, BITS>(x, p, b, bias, st),
         }
     }
 
     /// As [`run32`], in window pairs.
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
-    pub(super) unsafe fn run16(x: &TapRows, p: &TapPanels, bias: &TapBias, st: Store) {
+    pub(super) unsafe fn run16<const BITS: bool>(
+        x: &TapRows,
+        p: &TapPanels,
+        bias: &TapBias,
+        st: Store,
+    ) {
         let nb = p.outputs / BLOCK;
         let mut b = 0;
         while b + 4 <= nb {
-            blocks16::<4, 4>(x, p, b, bias, st);
+            blocks16::<4, 4, BITS>(x, p, b, bias, st);
             b += 4;
         }
         match nb - b {
             0 => {}
-            1 => blocks16::<8, 1>(x, p, b, bias, st),
-            2 => blocks16::<6, 2>(x, p, b, bias, st),
-            _ => blocks16::<4, 3>(x, p, b, bias, st),
+            1 => blocks16::<8, 1, BITS>(x, p, b, bias, st),
+            2 => blocks16::<6, 2, BITS>(x, p, b, bias, st),
+            _ => blocks16::<4, 3, BITS>(x, p, b, bias, st),
         }
     }
 }

@@ -85,6 +85,7 @@ impl Epilogue<'_> {
             v[..channels].repeat(pixels)
         };
         PixelRows {
+            channels,
             len: channels * pixels,
             scale: tile(k),
             bias: self.bias.map(tile),
@@ -113,8 +114,16 @@ impl Epilogue<'_> {
 /// per pixel over its channels compiled to gathers across pixels, 10x slower). Per element
 /// the source value is `0 + k[o] * sum` (the binary layer's scaling, as the NCHW path maps
 /// it) and then the same expression as `row_map`, so the layout does not change a bit.
+///
+/// With AVX-512 and a multiple of 16 channels (and no ReLU, whose `f32::max` leaves the sign of
+/// a zero result to the compiler) rows go through explicit 16-channel vectors instead: the
+/// per-channel parameters stay in registers and only the sums and the residual are read, with
+/// the same operations in the same order (`vmaxps`/`vminps` with the operand order that keeps
+/// a NaN, as `clamp` does). That path can also emit the values' sign bits for the next binary
+/// conv's frame ([`PixelRows::apply_signs`]), so that conv need not pack the map again.
 #[derive(Clone, Debug)]
 pub struct PixelRows {
+    channels: usize,
     len: usize,
     scale: Vec<f32>,
     bias: Option<Vec<f32>>,
@@ -132,6 +141,19 @@ impl PixelRows {
     /// length the tiles were made for).
     pub fn apply(&self, dst: &mut [MaybeUninit<f32>], sums: &[i32], residual: Option<&[f32]>) {
         assert_eq!(sums.len(), self.len, "pixel row length");
+        if self.simd() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `simd` checked AVX-512F; lengths are checked inside.
+            unsafe {
+                self.rows_avx512(dst, sums, residual, None);
+            }
+            return;
+        }
+        self.apply_scalar(dst, sums, residual);
+    }
+
+    /// The portable sweep over the tiled parameters.
+    fn apply_scalar(&self, dst: &mut [MaybeUninit<f32>], sums: &[i32], residual: Option<&[f32]>) {
         let k = &self.scale[..self.len];
         // |s| <= C*k*k < 2^24, so the conversion is exact; `0 + k*s` is what accumulating
         // into a zeroed tensor computes.
@@ -139,6 +161,96 @@ impl PixelRows {
         let bias = self.bias.as_deref();
         let bn = self.bn.as_ref().map(|(s, t)| (s.as_slice(), t.as_slice()));
         run(dst, sums, to, bias, bn, residual, self.act);
+    }
+
+    /// Whether rows run the explicit AVX-512 sweep, which [`PixelRows::apply_signs`] needs.
+    pub fn simd(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            self.channels.is_multiple_of(16)
+                && self.act != Activation::Relu
+                && std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        false
+    }
+
+    /// [`PixelRows::apply`], also writing each value's sign bit (1 iff `v < 0`, so sign(0) =
+    /// sign(-0) = +1) into `signs`, `C / 8` bytes per pixel, channel `c` at bit `c % 8` of
+    /// byte `c / 8` (one row of pixels of a binary conv frame). Returns `false` if a value is
+    /// NaN (its bit is then meaningless; the caller must not use the bits). Needs
+    /// [`PixelRows::simd`].
+    pub fn apply_signs(
+        &self,
+        dst: &mut [MaybeUninit<f32>],
+        sums: &[i32],
+        residual: Option<&[f32]>,
+        signs: &mut [u8],
+    ) -> bool {
+        assert!(self.simd(), "sign output needs the AVX-512 sweep");
+        assert_eq!(sums.len(), self.len, "pixel row length");
+        assert_eq!(signs.len() * 8, self.len, "one sign bit per value");
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `simd` checked AVX-512F; lengths are checked inside.
+        return unsafe { self.rows_avx512(dst, sums, residual, Some(signs)) };
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("simd() is false")
+    }
+
+    /// The AVX-512 sweep: per block of 16 channels, the parameters in registers, then every
+    /// pixel. Returns `false` if any value is NaN.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn rows_avx512(
+        &self,
+        dst: &mut [MaybeUninit<f32>],
+        sums: &[i32],
+        residual: Option<&[f32]>,
+        mut signs: Option<&mut [u8]>,
+    ) -> bool {
+        use std::arch::x86_64::*;
+        let (n, c) = (self.len, self.channels);
+        assert!(dst.len() == n && sums.len() == n && residual.is_none_or(|r| r.len() == n));
+        assert!(signs.as_ref().is_none_or(|b| b.len() * 8 == n) && c.is_multiple_of(16));
+        let ld = |v: &[f32], at: usize| _mm512_loadu_ps(v.as_ptr().add(at));
+        let (zero, one, minus_one) = (
+            _mm512_setzero_ps(),
+            _mm512_set1_ps(1.0),
+            _mm512_set1_ps(-1.0),
+        );
+        let mut nan: __mmask16 = 0;
+        for b in (0..c).step_by(16) {
+            // The tiles repeat the per-channel values, so their first C entries are them.
+            let k = ld(&self.scale, b);
+            let bias = self.bias.as_ref().map(|v| ld(v, b));
+            let bn = self.bn.as_ref().map(|(s, t)| (ld(s, b), ld(t, b)));
+            for at in (b..n).step_by(c) {
+                let s = _mm512_loadu_si512(sums.as_ptr().add(at) as *const __m512i);
+                // Step by step as `apply_scalar`: 0 + k*s, + bias, s*v + t, + r, act.
+                let mut v = _mm512_add_ps(zero, _mm512_mul_ps(k, _mm512_cvtepi32_ps(s)));
+                if let Some(bv) = bias {
+                    v = _mm512_add_ps(v, bv);
+                }
+                if let Some((sv, tv)) = bn {
+                    v = _mm512_add_ps(_mm512_mul_ps(sv, v), tv);
+                }
+                if let Some(r) = residual {
+                    v = _mm512_add_ps(v, ld(r, at));
+                }
+                if self.act == Activation::Hardtanh {
+                    // vmaxps/vminps return the second operand when one is NaN: NaN stays NaN.
+                    v = _mm512_min_ps(one, _mm512_max_ps(minus_one, v));
+                }
+                _mm512_storeu_ps(dst.as_mut_ptr().add(at) as *mut f32, v);
+                if let Some(bits) = signs.as_deref_mut() {
+                    let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero);
+                    nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                    let p = bits.as_mut_ptr().add(at / 8) as *mut u16;
+                    std::ptr::write_unaligned(p, neg.to_le());
+                }
+            }
+        }
+        nan == 0
     }
 }
 
@@ -325,6 +437,69 @@ mod tests {
                         let (g, w) =
                             unsafe { (got[p * c + o].assume_init(), want[p].assume_init()) };
                         assert_eq!(g.to_bits(), w.to_bits(), "{act:?} o{o} p{p}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The AVX-512 sweep equals the portable one bit for bit (NaN for NaN) over every
+    /// combination of steps, with signed zeros, infinities and NaN among the residuals, and
+    /// its sign bits are `v < 0`, with NaN reported.
+    #[test]
+    fn simd_pixel_rows_equal_the_portable_sweep() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(31);
+        for (c, px) in [(16usize, 7usize), (32, 3), (48, 5)] {
+            let n = c * px;
+            let mut param = |scale: f32| -> Vec<f32> {
+                (0..c).map(|_| rng.gen_range(-scale..scale)).collect()
+            };
+            let (k, b, s, t) = (param(0.5), param(1.0), param(2.0), param(1.0));
+            let sums: Vec<i32> = (0..n).map(|_| rng.gen_range(-200..200)).collect();
+            let res: Vec<f32> = (0..n)
+                .map(|i| match i % 11 {
+                    0 => -0.0,
+                    1 => f32::INFINITY,
+                    2 => 0.0,
+                    _ => rng.gen_range(-3.0..3.0),
+                })
+                .collect();
+            let mut with_nan = res.clone();
+            with_nan[n / 2] = f32::NAN;
+            for act in [Activation::Identity, Activation::Hardtanh] {
+                for (bias, bn, r) in [
+                    (None, None, None),
+                    (Some(&b[..]), None, Some(&res[..])),
+                    (None, Some((&s[..], &t[..])), Some(&res[..])),
+                    (Some(&b[..]), Some((&s[..], &t[..])), None),
+                    (None, Some((&s[..], &t[..])), Some(&with_nan[..])),
+                ] {
+                    let rows = Epilogue { bias, bn, act }.pixel_rows(c, px, &k);
+                    if !rows.simd() {
+                        eprintln!("no AVX-512: nothing to compare");
+                        return;
+                    }
+                    let mut want = vec![MaybeUninit::uninit(); n];
+                    rows.apply_scalar(&mut want, &sums, r);
+                    let mut got = vec![MaybeUninit::uninit(); n];
+                    let mut signs = vec![0xA5u8; n / 8];
+                    let clean = rows.apply_signs(&mut got, &sums, r, &mut signs);
+                    // SAFETY: both sweeps write every element.
+                    let (want, got): (Vec<f32>, Vec<f32>) = unsafe {
+                        (
+                            want.iter().map(|v| v.assume_init()).collect(),
+                            got.iter().map(|v| v.assume_init()).collect(),
+                        )
+                    };
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        let same = g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan());
+                        assert!(same, "C{c} {act:?} i{i}: {g} vs {w}");
+                    }
+                    assert_eq!(clean, !want.iter().any(|v| v.is_nan()), "NaN reported");
+                    for (i, v) in want.iter().enumerate().filter(|(_, v)| !v.is_nan()) {
+                        let bit = signs[i / 8] >> (i % 8) & 1 == 1;
+                        assert_eq!(bit, *v < 0.0, "sign of {v} at {i}");
                     }
                 }
             }
