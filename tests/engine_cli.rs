@@ -372,6 +372,26 @@ fn bad_data_and_options_are_clear_errors() {
     );
 }
 
+/// A NaN that first appears inside the network, in a block's output (from a BN shift that is
+/// NaN for one channel), reaches the next binary conv of the bit-exact engine as an error
+/// naming it, not as a +1 sign bit: the inference plan's sign-bit frames drop a map with a
+/// NaN in it. The float engine propagates it (sign(NaN) is NaN there) to NaN logits.
+#[test]
+fn nan_inside_the_network_is_an_error_not_a_sign() {
+    use breakingbed::engine::classifier::BinaryEngine;
+    // ResNet20: layer1.0's output goes to layer1.1.conv1, a reader the plan frames signs for.
+    let net = model::builtin("resnet20", None, None).unwrap();
+    let cn = variant::apply(&net, &VariantSpec::new(VariantKind::Xnor)).unwrap();
+    let mut p = params::init(&cn, 0);
+    p.get_mut("layer1.0.bn2.bias").expect("block BN")[3] = f32::NAN;
+    let f = FloatEngine::new(Net::new(cn.clone(), p.clone()).unwrap()).unwrap();
+    let b = BinaryEngine::new(Net::new(cn, p).unwrap()).unwrap();
+    let x = Array4::<f32>::from_elem((2, 3, 32, 32), 0.5);
+    let e = b.try_logits(&x).unwrap_err().to_string();
+    assert!(e.contains("NaN at [0, 3, 0, 0]"), "{e}");
+    assert!(f.try_logits(&x).unwrap().iter().all(|v| v.is_nan()));
+}
+
 #[test]
 fn nan_input_is_an_error_in_both_engines() {
     use breakingbed::engine::classifier::BinaryEngine;

@@ -103,6 +103,9 @@ pub struct InferPlan {
     /// Binary convs that hand the next binary conv sign bits instead of floats (bitwise
     /// backend only; see [`Net::sign_intervals`]).
     bits_out: Vec<Option<BitsOut>>,
+    /// Channel-last binary convs with float output that a binary conv reads: the padding of
+    /// that conv's frame, which they also write (see [`Net::frame_target`]).
+    frame_out: Vec<Option<usize>>,
     /// The pixel-major epilogue of each channel-last binary conv, built on first use.
     pixel_rows: Vec<OnceLock<ops::epilogue::PixelRows>>,
 }
@@ -112,6 +115,11 @@ impl InferPlan {
     /// bitwise backend).
     pub fn sign_bit_layers(&self) -> usize {
         self.bits_out.iter().flatten().count()
+    }
+
+    /// Layers that write the sign bits of their float output for the binary conv reading it.
+    pub fn framed_float_layers(&self) -> usize {
+        self.frame_out.iter().flatten().count()
     }
 }
 
@@ -685,10 +693,38 @@ impl Net {
             biases,
             bn,
             bits_out: Vec::new(),
+            frame_out: Vec::new(),
             pixel_rows: (0..nl).map(|_| OnceLock::new()).collect(),
         };
         plan.bits_out = (0..nl).map(|i| self.sign_intervals(&plan, bw, i)).collect();
+        plan.frame_out = (0..nl).map(|i| self.frame_target(&plan, bw, i)).collect();
         Ok(plan)
+    }
+
+    /// Whether channel-last binary conv `i`, whose output stays float (it has other readers,
+    /// e.g. a residual add), should also write that output's sign bits framed for a binary
+    /// conv that reads it, and with which padding: the reader then skips packing the map.
+    /// The bits come from the same float values (sign(0) = +1), so this changes no result;
+    /// a NaN among them drops the frame and the reader packs, reporting the NaN as before.
+    fn frame_target(&self, plan: &InferPlan, bw: &[Option<BinWeights>], i: usize) -> Option<usize> {
+        let layers = &self.cn.network.layers;
+        let eligible = |j: usize| {
+            bw.get(j)
+                .and_then(|b| b.as_ref())
+                .is_some_and(|b| nhwc_conv(b, ConvBackend::Bitwise))
+        };
+        if !matches!(layers[i].op, Op::Conv { .. })
+            || !eligible(i)
+            || plan.absorbed[i]
+            || plan.bits_out[i].is_some()
+        {
+            return None;
+        }
+        let tail = plan.fusion[i].as_ref().map_or(i, |f| f.tail);
+        layers.iter().enumerate().find_map(|(j, l)| match l.op {
+            Op::Conv { padding, .. } if l.inputs == [tail] && eligible(j) => Some(padding),
+            _ => None,
+        })
     }
 
     /// Whether binary conv `i` can hand its output to the next binary conv as sign bits, and
@@ -795,12 +831,15 @@ impl Net {
         let (fusion, absorbed) = (&plan.fusion, &plan.absorbed);
         let mut outs: Vec<Option<FeatureMap>> = vec![None; nl + 1];
         outs[nl] = Some(FeatureMap::Nchw(x0));
+        // Sign bits some channel-last convs write beside their float output (`frame_out`).
+        let mut frames: Vec<Option<FramedBits>> = vec![None; nl + 1];
         let src = |l: &crate::model::Layer, slot: usize| l.inputs.get(slot).copied().unwrap_or(nl);
         for (i, layer) in net.layers.iter().enumerate() {
             let name = &layer.name;
             if absorbed[i] {
                 // Computed by the conv or batch-norm that heads its fusion group.
                 free_inputs(&mut outs, layer, last_use, i, nl);
+                free_inputs(&mut frames, layer, last_use, i, nl);
                 continue;
             }
             // The sole input, owned when this layer is its last reader (so it may be overwritten).
@@ -813,6 +852,7 @@ impl Net {
                 }
             };
             let mut slot = i;
+            let mut frame = None;
             let y = match &layer.op {
                 Op::Conv {
                     stride, padding, ..
@@ -853,11 +893,12 @@ impl Net {
                             let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
                             let residual =
                                 res_slot.map(|r| outs[r].as_ref().expect("producer ran"));
-                            let bits = plan.bits_out[i].as_ref();
-                            let rows = &plan.pixel_rows[i];
-                            bin_forward_nhwc(
-                                xi, bwi, b, *stride, *padding, &ep, residual, bits, rows,
-                            )?
+                            let fin = frames[src(layer, 0)].as_ref().filter(|f| f.pad == *padding);
+                            let (y, fr) = bin_forward_nhwc(
+                                xi, fin, bwi, b, *stride, *padding, &ep, residual, plan, i,
+                            )?;
+                            frame = fr;
+                            y
                         }
                         _ => {
                             let xi = outs[src(layer, 0)].as_ref().expect("producer ran").nchw();
@@ -969,7 +1010,9 @@ impl Net {
                 }
             };
             free_inputs(&mut outs, layer, last_use, i, nl);
+            free_inputs(&mut frames, layer, last_use, i, nl);
             outs[slot] = Some(y);
+            frames[slot] = frame;
         }
         let last = outs[nl - 1].take().expect("last layer ran").into_nchw();
         let n = last.dim().0;
@@ -1438,20 +1481,24 @@ fn nhwc_conv(bw: &BinWeights, backend: ConvBackend) -> bool {
 /// [`bin_forward_fused`] channel-last: the binary conv's pixel-major sums go through the
 /// epilogue row by row as [`BConv2d::forward_framed`] produces them, with the same scalar
 /// expression per element (`0 + k*s`, `+ bias`, then the epilogue), so the values are
-/// bit-identical to the NCHW path's. Returns an NHWC map, or with `bits` only the signs,
-/// framed for the next conv. Reads `x` as floats or as bits framed for this conv.
+/// bit-identical to the NCHW path's. Returns an NHWC map, or with the plan's `bits_out` only
+/// the signs, framed for the next conv; with its `frame_out` (and a clean sweep) also the
+/// signs of the NHWC map, framed for the conv that reads it. Reads `x` as floats, as bits
+/// framed for this conv, or from `frame_in` (the same map's signs framed for this conv).
 #[allow(clippy::too_many_arguments)]
 fn bin_forward_nhwc(
     x: &FeatureMap,
+    frame_in: Option<&FramedBits>,
     bw: &BinWeights,
     bias: Option<&Array1<f32>>,
     stride: usize,
     pad: usize,
     ep: &ops::epilogue::Epilogue<'_>,
     residual: Option<&FeatureMap>,
-    bits: Option<&BitsOut>,
-    rows_cache: &OnceLock<ops::epilogue::PixelRows>,
-) -> Result<FeatureMap> {
+    plan: &InferPlan,
+    i: usize,
+) -> Result<(FeatureMap, Option<FramedBits>)> {
+    let (bits, rows_cache) = (plan.bits_out[i].as_ref(), &plan.pixel_rows[i]);
     let conv = &bw.plans.as_ref().expect("checked by nhwc_conv")[0];
     let (n, c, h, w) = x.dim();
     let (o, ci, _, _) = conv.dim();
@@ -1465,15 +1512,19 @@ fn bin_forward_nhwc(
     check_residual_dim((n, o, oh, ow), residual.map(|r| r.dim()))?;
     let path = PopcountPath::detect();
     // One image's conv, rows handed to `emit`, from floats or from this conv's frames.
-    let floats = match x {
-        FeatureMap::Bits(_) => None,
-        _ => Some(x.nhwc()),
+    let frame_in = match x {
+        FeatureMap::Bits(fb) => Some(fb),
+        _ => frame_in,
+    };
+    let floats = match frame_in {
+        Some(_) => None,
+        None => Some(x.nhwc()),
     };
     let xs = floats
         .as_ref()
         .map(|f| f.as_slice().expect("standard layout"));
     let in_frame = framed_len(h, w, c, pad);
-    if let FeatureMap::Bits(fb) = x {
+    if let Some(fb) = frame_in {
         // The plan framed them for this conv.
         assert!(
             fb.pad == pad && fb.data.len() == n * in_frame,
@@ -1482,14 +1533,14 @@ fn bin_forward_nhwc(
     }
     // Image `img` framed for this conv (the producer's bits, or packed here), handed to `f`.
     let with_frame = |img: usize, f: &mut dyn FnMut(&[u8]) -> Result<()>| -> Result<()> {
-        match (xs, x) {
+        match (xs, frame_in) {
             (Some(xs), _) => {
                 let mut buf = vec![0u8; in_frame];
                 let x_img = &xs[img * h * w * c..(img + 1) * h * w * c];
                 pack_framed(x_img, (h, w, c), pad, img, &mut buf)?;
                 f(&buf)
             }
-            (None, FeatureMap::Bits(fb)) => f(&fb.data[img * in_frame..(img + 1) * in_frame]),
+            (None, Some(fb)) => f(&fb.data[img * in_frame..(img + 1) * in_frame]),
             _ => unreachable!("floats or bits"),
         }
     };
@@ -1512,14 +1563,15 @@ fn bin_forward_nhwc(
                     })
                 })?;
         }
-        return Ok(FeatureMap::Bits(FramedBits {
+        let fb = FramedBits {
             data,
             n,
             h: oh,
             w: ow,
             c: o,
             pad: bits.pad,
-        }));
+        };
+        return Ok((FeatureMap::Bits(fb), None));
     }
     let (img_out, row) = (oh * ow * o, ow * o);
     // The tiled epilogue depends only on the layer and its output width, which the network's
@@ -1543,23 +1595,53 @@ fn bin_forward_nhwc(
     let r = residual.map(|r| r.nhwc());
     let rs = r.as_ref().map(|r| r.as_slice().expect("standard layout"));
     let mut y = Array4::<f32>::uninit((n, oh, ow, o));
+    // The signs of the output for the conv that reads it, from the same sweep.
+    let p2 = plan.frame_out[i].filter(|_| rows_ep.simd() && o.is_multiple_of(8));
+    let out_frame = p2.map_or(0, |p2| framed_len(oh, ow, o, p2));
+    let mut fdata = vec![0u8; n * out_frame];
+    let clean = std::sync::atomic::AtomicBool::new(true);
     if img_out > 0 {
+        let mut fimgs: Vec<Option<&mut [u8]>> = match out_frame {
+            0 => (0..n).map(|_| None).collect(),
+            len => fdata.chunks_mut(len).map(Some).collect(),
+        };
         y.as_slice_mut()
             .expect("fresh array")
             .par_chunks_mut(img_out)
+            .zip(fimgs.par_iter_mut())
             .enumerate()
-            .try_for_each(|(img, dst)| {
+            .try_for_each(|(img, (dst, fr))| {
                 conv_image(img, &mut |oy, sums| {
                     let at = img * img_out + oy * row;
                     let d = &mut dst[oy * row..(oy + 1) * row];
-                    rows_ep.apply(d, sums, rs.map(|r| &r[at..at + row]));
+                    let res = rs.map(|r| &r[at..at + row]);
+                    match (fr.as_deref_mut(), p2) {
+                        (Some(fr), Some(p2)) => {
+                            let fa = ((oy + p2) * (ow + 2 * p2) + p2) * (o / 8);
+                            let signs = &mut fr[fa..fa + ow * o / 8];
+                            if !rows_ep.apply_signs(d, sums, res, signs) {
+                                clean.store(false, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                        _ => rows_ep.apply(d, sums, res),
+                    }
                 })
             })?;
     }
+    let frame = p2
+        .filter(|_| clean.into_inner() && out_frame > 0)
+        .map(|pad| FramedBits {
+            data: fdata,
+            n,
+            h: oh,
+            w: ow,
+            c: o,
+            pad,
+        });
     // SAFETY: the conv emitted every output row of every image (it returns an error before
     // emitting anything otherwise, and the error is propagated above), and each row's
     // epilogue wrote all of it (nothing to write for an empty tensor).
-    Ok(FeatureMap::Nhwc(unsafe { y.assume_init() }))
+    Ok((FeatureMap::Nhwc(unsafe { y.assume_init() }), frame))
 }
 
 /// Drops the outputs whose last reader is layer `i` (the network input is slot `nl`).
