@@ -685,6 +685,22 @@ impl Net {
                 _ => {}
             }
         }
+        // A conv's fused BN must match its output channels (checked once here, not per image).
+        for (i, f) in fusion.iter().enumerate() {
+            let Some((s, _)) = f.as_ref().and_then(|f| f.bn).and_then(|j| bn[j].as_ref()) else {
+                continue;
+            };
+            if matches!(net.layers[i].op, Op::Conv { .. }) && s.len() != self.out_channels(i)? {
+                return Err(Error::input(
+                    &net.layers[i].name,
+                    format!(
+                        "{} output channels, its BN has {}",
+                        self.out_channels(i)?,
+                        s.len()
+                    ),
+                ));
+            }
+        }
         let mut plan = InferPlan {
             last_use,
             fusion,
@@ -870,18 +886,6 @@ impl Net {
                     let res_slot = f.and_then(|f| f.residual);
                     if let Some(f) = f {
                         slot = f.tail;
-                    }
-                    if let Some((s, _)) = bn {
-                        if s.len() != self.out_channels(i)? {
-                            return Err(Error::input(
-                                name,
-                                format!(
-                                    "{} output channels, its BN has {}",
-                                    self.out_channels(i)?,
-                                    s.len()
-                                ),
-                            ));
-                        }
                     }
                     match &bw[i] {
                         Some(bwi) if nhwc_conv(bwi, backend) => {
