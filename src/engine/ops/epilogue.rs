@@ -452,9 +452,8 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(31);
         for (c, px) in [(16usize, 7usize), (32, 3), (48, 5)] {
             let n = c * px;
-            let mut param = |scale: f32| -> Vec<f32> {
-                (0..c).map(|_| rng.gen_range(-scale..scale)).collect()
-            };
+            let mut param =
+                |scale: f32| -> Vec<f32> { (0..c).map(|_| rng.gen_range(-scale..scale)).collect() };
             let (k, b, s, t) = (param(0.5), param(1.0), param(2.0), param(1.0));
             let sums: Vec<i32> = (0..n).map(|_| rng.gen_range(-200..200)).collect();
             let res: Vec<f32> = (0..n)
