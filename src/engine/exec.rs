@@ -1007,8 +1007,8 @@ impl Net {
                     FeatureMap::Nchw(ops::pool::avg_pool2d(&xi, *kernel, *stride, *padding)?)
                 }
                 Op::GlobalAvgPool => {
-                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran").nchw();
-                    let y = ops::pool::global_avg_pool(&xi)?;
+                    let xi = outs[src(layer, 0)].as_ref().expect("producer ran");
+                    let y = xi.global_avg_pool()?;
                     let (n, c) = y.dim();
                     FeatureMap::Nchw(y.into_shape_with_order((n, c, 1, 1)).expect("contiguous"))
                 }

@@ -200,6 +200,15 @@ impl FeatureMap {
         }
     }
 
+    /// Global average pool `[N, C]` in the map's own layout (the NHWC form is bit-identical).
+    pub(crate) fn global_avg_pool(&self) -> Result<ndarray::Array2<f32>> {
+        match self {
+            FeatureMap::Nchw(x) => ops::pool::global_avg_pool(x),
+            FeatureMap::Nhwc(x) => ops::pool::global_avg_pool_nhwc(x),
+            FeatureMap::Bits(_) => unreachable!("{BITS_ONLY}"),
+        }
+    }
+
     /// Stores the map NHWC from now on (later readers of either layout see the same values).
     pub(crate) fn make_nhwc(&mut self) {
         if let FeatureMap::Nchw(x) = self {
@@ -315,6 +324,13 @@ mod tests {
         let mut sum = nhwc.clone();
         sum.add_assign(&FeatureMap::Nchw(r.clone()), "add").unwrap();
         assert_eq!(sum.into_nchw(), &x + &r);
+        // Bit for bit, including a plane of negative zeros (whose f64 sum keeps its sign).
+        let mut zeros = x.clone();
+        zeros.slice_mut(ndarray::s![1, 2, .., ..]).fill(-0.0);
+        let want = ops::pool::global_avg_pool(&zeros).unwrap();
+        let got = FeatureMap::Nhwc(to_nhwc(&zeros)).global_avg_pool().unwrap();
+        let bits = |a: &ndarray::Array2<f32>| a.mapv(f32::to_bits);
+        assert_eq!(bits(&got), bits(&want));
         let mut clamped = nhwc;
         clamped.map_inplace(|v| v.clamp(-1.0, 1.0));
         assert_eq!(clamped.into_nchw(), x.mapv(|v| v.clamp(-1.0, 1.0)));

@@ -208,6 +208,37 @@ pub fn global_avg_pool(x: &Array4<f32>) -> Result<Array2<f32>> {
     Ok(y)
 }
 
+/// [`global_avg_pool`] of an NHWC map `[N, H, W, C]`, bit-identical to it: each channel's
+/// `f64` sum takes the same additions in the same pixel order from the same start (the
+/// neutral element `Iterator::sum` starts from), only all channels advance together, so the
+/// adds are independent across channels instead of one dependent chain per plane.
+pub fn global_avg_pool_nhwc(x: &Array4<f32>) -> Result<Array2<f32>> {
+    let (n, h, w, c) = x.dim();
+    if h * w == 0 {
+        return Err(Error::input(
+            "global_avg_pool input",
+            format!("empty spatial size in {:?}", (n, c, h, w)),
+        ));
+    }
+    let x = x.as_standard_layout();
+    let xs = x.as_slice().expect("standard layout");
+    let start = std::iter::empty::<f64>().sum::<f64>();
+    let mut y = Array2::<f32>::zeros((n, c));
+    let mut acc = vec![start; c];
+    for (img, mut row) in xs.chunks_exact(h * w * c).zip(y.rows_mut()) {
+        acc.fill(start);
+        for px in img.chunks_exact(c) {
+            for (a, &v) in acc.iter_mut().zip(px) {
+                *a += v as f64;
+            }
+        }
+        for (d, &a) in row.iter_mut().zip(&acc) {
+            *d = (a / (h * w) as f64) as f32;
+        }
+    }
+    Ok(y)
+}
+
 /// Global average pool backward: spreads `dy[n,c] / (H*W)` over the plane.
 pub fn global_avg_pool_backward(
     x_dim: (usize, usize, usize, usize),
