@@ -177,13 +177,13 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(60))]
 
     /// The same for the widths and output counts that take the tap-per-lane kernel on AVX-512
-    /// (16 or 32 channels, a multiple of 16 outputs; 16 channels only at stride 1), which the
+    /// (16, 32 or 64 channels, a multiple of 16 outputs; 16 channels only at stride 1), which the
     /// case above reaches only now and then.
     #[test]
     fn nhwc_bconv_tap_kernel_equals_reference(
         cs in case(),
-        c in prop::sample::select(vec![16usize, 32]),
-        blocks in 1usize..=4,
+        c in prop::sample::select(vec![16usize, 32, 64]),
+        blocks in 1usize..=5,
     ) {
         let cs = Case { o: 16 * blocks, ..cs };
         let mut rng = ChaCha8Rng::seed_from_u64(cs.seed);

@@ -1,11 +1,14 @@
-//! The channel-last window kernel for 16- and 32-channel inputs: one SIMD lane per output
+//! The channel-last window kernel for 16-, 32- and 64-channel inputs: one SIMD lane per output
 //! channel and *tap*, so no lane bit is padding.
 //!
 //! [`super::bgemm::dots_windows`] reads each kernel row of a window as whole `u64`s. A 3-tap
 //! row is 48 bits at C = 16 (one word) and 96 bits at C = 32 (two words), so a quarter of every
 //! XOR-popcount there counts masked-off zeros. Here a window is its `kh * kw` taps, each one
-//! C-bit *unit* of the frame ([`super::frame`]), and the filters are stored per tap as 16 `u32`
-//! lanes per block of 16 outputs ([`TapPanels`]); the input unit is broadcast:
+//! C-bit *unit* of the frame ([`super::frame`]), and the filters are stored per tap in blocks of
+//! 16 outputs ([`TapPanels`]); the input unit is broadcast straight from the frame:
+//! - C = 64: one window per pair of vectors, `u64` lanes (`vpopcntq`). The windows' rows are
+//!   whole words here too, but `dots_windows` reads them as masked scalar loads, and its sums
+//!   still need the padding and sign passes this kernel's store makes unnecessary.
 //! - C = 32: one window per vector, `u32` lanes (`vpopcntd`).
 //! - C = 16: two horizontally neighbouring windows per vector, `u16` lanes (`vpopcntw`, AVX-512
 //!   BITALG). At stride 1 the 32 bits at a tap of window `p` are that tap of `p` (low half) and
@@ -28,12 +31,13 @@ use super::pack::PackedWeights;
 /// Outputs per block: one 512-bit vector of `u32` lanes.
 const BLOCK: usize = 16;
 
-/// Filters per tap for [`dots_taps`]: `data[(block * taps + t) * 16 + l]` is output
-/// `16 * block + l`'s unit at tap `t` (im2col tap order `ky * kw + kx`), doubled into both
-/// halves of the lane when the unit is 16 bits.
+/// Filters per tap for [`dots_taps`]: `data[(block * taps + t) * LW ..]` holds the 16 units of
+/// outputs `16 * block ..` at tap `t` (im2col tap order `ky * kw + kx`), `LW` = [`lane_words`]
+/// `u32`s: one `u32` lane each, doubled into both halves when the unit is 16 bits, or two
+/// (one little-endian `u64`) when it is 64 bits.
 #[derive(Clone, Debug)]
 pub(crate) struct TapPanels {
-    /// Bits per unit: the input channel count, 16 or 32.
+    /// Bits per unit: the input channel count, 16, 32 or 64.
     pub unit: usize,
     pub outputs: usize,
     pub taps: usize,
@@ -41,20 +45,24 @@ pub(crate) struct TapPanels {
 }
 
 impl TapPanels {
-    /// `None` unless the layer has 16 or 32 input channels and a multiple of 16 outputs.
+    /// `None` unless the layer has 16, 32 or 64 input channels and a multiple of 16 outputs.
     pub(crate) fn new(w: &PackedWeights) -> Option<Self> {
         let (o, c, kh, kw) = w.dim();
-        if !(c == 16 || c == 32) || o == 0 || !o.is_multiple_of(BLOCK) {
+        if !(c == 16 || c == 32 || c == 64) || o == 0 || !o.is_multiple_of(BLOCK) {
             return None;
         }
-        let taps = kh * kw;
-        let mut data = vec![0u32; o * taps];
+        let (taps, lw) = (kh * kw, lane_words(c));
+        let mut data = vec![0u32; o / BLOCK * taps * lw];
         for oc in 0..o {
             for t in 0..taps {
-                // C <= 32, so the tap is the low C bits of its first word.
-                let u = w.tap(oc, t / kw, t % kw)[0] as u32;
-                let lane = if c == 16 { u | (u << 16) } else { u };
-                data[((oc / BLOCK) * taps + t) * BLOCK + oc % BLOCK] = lane;
+                // C <= 64, so the tap is (the low C bits of) its first word.
+                let u = w.tap(oc, t / kw, t % kw)[0];
+                let at = ((oc / BLOCK) * taps + t) * lw + (oc % BLOCK) * (lw / BLOCK);
+                match c {
+                    16 => data[at] = (u as u32) | ((u as u32) << 16),
+                    32 => data[at] = u as u32,
+                    _ => (data[at], data[at + 1]) = (u as u32, (u >> 32) as u32),
+                }
             }
         }
         Some(TapPanels {
@@ -67,8 +75,13 @@ impl TapPanels {
 
     /// Whether [`dots_taps`] can run this layer at `stride` on this CPU.
     pub(crate) fn usable(&self, stride: usize) -> bool {
-        (self.unit == 32 || stride == 1) && available(self.unit)
+        (self.unit != 16 || stride == 1) && available(self.unit)
     }
+}
+
+/// `u32`s per block of 16 outputs and one tap.
+fn lane_words(unit: usize) -> usize {
+    BLOCK * unit.max(32) / 32
 }
 
 fn available(unit: usize) -> bool {
@@ -77,7 +90,7 @@ fn available(unit: usize) -> bool {
         use std::arch::is_x86_feature_detected as has;
         has!("avx512f")
             && has!("avx512vpopcntdq")
-            && (unit == 32 || (has!("avx512bitalg") && has!("avx512bw")))
+            && (unit != 16 || (has!("avx512bitalg") && has!("avx512bw")))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -97,23 +110,35 @@ pub(crate) struct TapRows<'a> {
 }
 
 impl TapRows<'_> {
-    /// Panics unless every 32-bit load of the kernels lies inside the frame.
-    fn check(&self, taps: usize) {
+    /// Panics unless every load of the kernels (`bytes` wide) lies inside the frame.
+    fn check(&self, taps: usize, bytes: usize) {
         assert_eq!(self.tap_off.len(), taps);
         if self.rows > 0 {
             let last = self.base + (self.rows - 1) * self.step;
             let max_off = self.tap_off.iter().copied().max().unwrap_or(0);
             assert!(
-                last + max_off + 4 <= self.frame.len(),
+                last + max_off + bytes <= self.frame.len(),
                 "window reads past the frame"
             );
         }
     }
 
+    /// The 64 bits at tap `t` of window `r`.
+    ///
+    /// # Safety
+    /// `r < rows`, `t < taps`, and [`TapRows::check`] passed for 8 bytes.
+    #[inline(always)]
+    unsafe fn unit64(&self, r: usize, t: usize) -> u64 {
+        let at = self.base + r * self.step + *self.tap_off.get_unchecked(t);
+        u64::from_le(std::ptr::read_unaligned(
+            self.frame.as_ptr().add(at) as *const u64
+        ))
+    }
+
     /// The 32 bits at tap `t` of window `r`.
     ///
     /// # Safety
-    /// `r < rows`, `t < taps`, and [`TapRows::check`] passed.
+    /// `r < rows`, `t < taps`, and [`TapRows::check`] passed for 4 bytes.
     #[inline(always)]
     unsafe fn unit32(&self, r: usize, t: usize) -> u32 {
         let at = self.base + r * self.step + *self.tap_off.get_unchecked(t);
@@ -161,8 +186,8 @@ pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, bias: &TapBias, out: TapOut)
         available(p.unit),
         "dots_taps needs AVX-512 (BITALG for 16-bit units)"
     );
-    assert!(p.unit == 32 || x.step == 2, "16-bit units need stride 1");
-    x.check(p.taps);
+    assert!(p.unit != 16 || x.step == 2, "16-bit units need stride 1");
+    x.check(p.taps, p.unit.max(32) / 8);
     let o = p.outputs;
     assert!(bias.cls.len() >= x.rows);
     let classes = bias.table.len() / o;
@@ -194,11 +219,13 @@ pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, bias: &TapBias, out: TapOut)
     // SAFETY: the features were checked above; frame reads are checked by `check`, bias rows
     // by the class check, the stores stay within `out` (asserted), filter reads within `data`.
     unsafe {
-        match (p.unit == 32, bits) {
-            (true, false) => avx512::run32::<false>(x, p, bias, st),
-            (true, true) => avx512::run32::<true>(x, p, bias, st),
-            (false, false) => avx512::run16::<false>(x, p, bias, st),
-            (false, true) => avx512::run16::<true>(x, p, bias, st),
+        match (p.unit, bits) {
+            (64, false) => avx512::run64::<false>(x, p, bias, st),
+            (64, true) => avx512::run64::<true>(x, p, bias, st),
+            (32, false) => avx512::run32::<false>(x, p, bias, st),
+            (32, true) => avx512::run32::<true>(x, p, bias, st),
+            (_, false) => avx512::run16::<false>(x, p, bias, st),
+            (_, true) => avx512::run16::<true>(x, p, bias, st),
         }
     }
 }
@@ -264,6 +291,47 @@ mod avx512 {
         for (r, row) in acc.iter().enumerate() {
             for (j, a) in row.iter().enumerate() {
                 store::<BITS>(st, bias, p.outputs, r0 + r, b0 + j, *a);
+            }
+        }
+    }
+
+    /// `R` windows from `r0` times `B` blocks from `b0`, 64-bit units: each block is two
+    /// vectors of 8 `u64` counts, narrowed to 16 `i32` for the store.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    #[inline]
+    unsafe fn tile64<const R: usize, const B: usize, const BITS: bool>(
+        x: &TapRows,
+        r0: usize,
+        p: &TapPanels,
+        b0: usize,
+        bias: &TapBias,
+        st: Store,
+    ) {
+        let w = p.data.as_ptr();
+        let lw = 2 * BLOCK;
+        let mut acc = [[[_mm512_setzero_si512(); 2]; B]; R];
+        for t in 0..p.taps {
+            let mut wv = [[_mm512_setzero_si512(); 2]; B];
+            for (j, v) in wv.iter_mut().enumerate() {
+                let at = w.add(((b0 + j) * p.taps + t) * lw);
+                v[0] = _mm512_loadu_si512(at as *const __m512i);
+                v[1] = _mm512_loadu_si512(at.add(BLOCK) as *const __m512i);
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let xv = _mm512_set1_epi64(x.unit64(r0 + r, t) as i64);
+                for (a, v) in row.iter_mut().zip(&wv) {
+                    for h in 0..2 {
+                        let c = _mm512_popcnt_epi64(_mm512_xor_si512(xv, v[h]));
+                        a[h] = _mm512_add_epi64(a[h], c);
+                    }
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (j, a) in row.iter().enumerate() {
+                let lo = _mm512_castsi256_si512(_mm512_cvtepi64_epi32(a[0]));
+                let count = _mm512_inserti64x4::<1>(lo, _mm512_cvtepi64_epi32(a[1]));
+                store::<BITS>(st, bias, p.outputs, r0 + r, b0 + j, count);
             }
         }
     }
@@ -336,6 +404,27 @@ mod avx512 {
         }
     }
 
+    /// All windows for the `B` blocks from `b0`: `R` at a time, then one at a time.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    #[inline]
+    unsafe fn blocks64<const R: usize, const B: usize, const BITS: bool>(
+        x: &TapRows,
+        p: &TapPanels,
+        b0: usize,
+        bias: &TapBias,
+        st: Store,
+    ) {
+        let mut r = 0;
+        while r + R <= x.rows {
+            tile64::<R, B, BITS>(x, r, p, b0, bias, st);
+            r += R;
+        }
+        while r < x.rows {
+            tile64::<1, B, BITS>(x, r, p, b0, bias, st);
+            r += 1;
+        }
+    }
+
     /// All windows for the `B` blocks from `b0`: `R` pairs at a time, then one pair at a time.
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
     #[inline]
@@ -379,6 +468,28 @@ mod avx512 {
         }
     }
 
+    /// Blocks of up to 4 (64 outputs, 8 accumulators per window), 2 windows per tile.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+    pub(super) unsafe fn run64<const BITS: bool>(
+        x: &TapRows,
+        p: &TapPanels,
+        bias: &TapBias,
+        st: Store,
+    ) {
+        let nb = p.outputs / BLOCK;
+        let mut b = 0;
+        while b + 4 <= nb {
+            blocks64::<2, 4, BITS>(x, p, b, bias, st);
+            b += 4;
+        }
+        match nb - b {
+            0 => {}
+            1 => blocks64::<6, 1, BITS>(x, p, b, bias, st),
+            2 => blocks64::<4, 2, BITS>(x, p, b, bias, st),
+            _ => blocks64::<2, 3, BITS>(x, p, b, bias, st),
+        }
+    }
+
     /// As [`run32`], in window pairs.
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
     pub(super) unsafe fn run16<const BITS: bool>(
@@ -411,7 +522,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     /// Against the definition: each tap's unit read byte by byte from the frame, XORed with the
-    /// filter's bits taken from the i8 weights (bit c = -1), for both unit widths, several block
+    /// filter's bits taken from the i8 weights (bit c = -1), for every unit width, several block
     /// counts, an odd number of windows (the 16-bit kernel's unpaired last window), random
     /// frame bytes and offsets.
     #[test]
@@ -426,6 +537,11 @@ mod tests {
             (32, 32, 9, 32),
             (32, 64, 9, 7),
             (32, 112, 25, 3),
+            (64, 16, 9, 7),
+            (64, 64, 9, 9),
+            (64, 48, 1, 5),
+            (64, 32, 4, 3),
+            (64, 80, 9, 4),
         ] {
             let (kh, kw) = if taps == 25 {
                 (5, 5)
@@ -455,14 +571,14 @@ mod tests {
                 tap_off: &tap_off,
                 rows,
             };
-            let unit = |r: usize, t: usize| -> u32 {
+            let unit = |r: usize, t: usize| -> u64 {
                 let at = 5 + r * step + tap_off[t];
-                (0..bpp).map(|b| (frame[at + b] as u32) << (8 * b)).sum()
+                (0..bpp).map(|b| (frame[at + b] as u64) << (8 * b)).sum()
             };
-            let filt = |oc: usize, t: usize| -> u32 {
+            let filt = |oc: usize, t: usize| -> u64 {
                 (0..c)
                     .filter(|&ch| w[[oc, ch, t / kw, t % kw]] < 0)
-                    .map(|ch| 1u32 << ch)
+                    .map(|ch| 1u64 << ch)
                     .sum()
             };
             // Three bias classes picked per window at random, as the padding classes would be.
@@ -531,7 +647,7 @@ mod tests {
         let mk =
             |o: usize, c: usize| pack_weights_i8(&Array4::from_elem((o, c, 3, 3), 1i8)).unwrap();
         assert!(TapPanels::new(&mk(16, 8)).is_none());
-        assert!(TapPanels::new(&mk(16, 64)).is_none());
+        assert!(TapPanels::new(&mk(16, 128)).is_none());
         assert!(TapPanels::new(&mk(24, 16)).is_none());
         let p = TapPanels::new(&mk(32, 16)).unwrap();
         assert!(
