@@ -32,7 +32,7 @@ use super::im2col::{run_weight_rows, weight_rows, ConvGeom, Im2col, Windows};
 use super::pack::{PackedActivations, PackedWeights};
 use super::padding::PaddingBias;
 use super::popcount::PopcountPath;
-use super::taps::{dots_taps, TapBias, TapOut, TapPanels, TapRows};
+use super::taps::{dots_taps, ClassBias, TapOut, TapPanels, TapRows};
 use crate::{Error, Result};
 
 /// Everything that depends on the input geometry, cached across calls with the same shape.
@@ -53,8 +53,7 @@ struct Plan {
     fix_pm: Vec<i32>,
     /// The padding bias table `[class][O]` and each output pixel's class (`[oh][ow]`), for
     /// the tap kernel, which applies the correction in its store.
-    bias_table: Vec<i32>,
-    pixel_class: Vec<u32>,
+    class_bias: ClassBias,
     /// Where the channel-last kernel reads a window's words (when the width allows it).
     windows: Option<Windows>,
 }
@@ -198,8 +197,7 @@ impl BConv2d {
             fix,
             border_row,
             fix_pm,
-            bias_table: bias.table().to_vec(),
-            pixel_class: bias.pixel_classes(),
+            class_bias: ClassBias::new(bias.table().to_vec(), bias.pixel_classes(), g.ow, o),
             windows: frame::supports(g.c).then(|| Windows::new(&g)),
         });
         *cache = Some(Arc::clone(&plan));
@@ -406,11 +404,7 @@ impl BConv2d {
             tap_off: &win.tap_off,
             rows: g.ow,
         };
-        let bias = TapBias {
-            table: &plan.bias_table,
-            cls: &plan.pixel_class[oy * g.ow..(oy + 1) * g.ow],
-        };
-        dots_taps(&rows, t, &bias, out);
+        dots_taps(&rows, t, &plan.class_bias.row(oy), out);
     }
 
     /// Output row `oy`'s exact sums, pixel-major `[ow][O]`, into `sums`.

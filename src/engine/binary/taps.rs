@@ -148,10 +148,39 @@ impl TapRows<'_> {
     }
 }
 
-/// Per-window bias of [`dots_taps`]: window `r`'s sums are `table[cls[r] * O + o] - 2 * count`.
+/// The padding bias of a whole output map for [`dots_taps`]: a table `[class][O]` and each
+/// output pixel's class, `[rows][width]`, checked once here so the kernel's per-row view
+/// ([`ClassBias::row`]) needs no check.
+#[derive(Clone, Debug)]
+pub(crate) struct ClassBias {
+    table: Vec<i32>,
+    cls: Vec<u32>,
+    width: usize,
+}
+
+impl ClassBias {
+    /// Panics unless every class has a row of `outputs` entries in `table`.
+    pub(crate) fn new(table: Vec<i32>, cls: Vec<u32>, width: usize, outputs: usize) -> Self {
+        let classes = table.len() / outputs.max(1);
+        assert!(table.len() == classes * outputs && cls.iter().all(|&c| (c as usize) < classes));
+        assert!(width > 0 && cls.len().is_multiple_of(width));
+        ClassBias { table, cls, width }
+    }
+
+    /// Output row `oy`: window `r`'s sums are `table[cls[r] * O + o] - 2 * count`.
+    pub(crate) fn row(&self, oy: usize) -> TapBias<'_> {
+        TapBias {
+            table: &self.table,
+            cls: &self.cls[oy * self.width..(oy + 1) * self.width],
+        }
+    }
+}
+
+/// One output row's view of a [`ClassBias`] (only made by [`ClassBias::row`], so every class
+/// indexes a whole table row).
 pub(crate) struct TapBias<'a> {
-    pub table: &'a [i32],
-    pub cls: &'a [u32],
+    table: &'a [i32],
+    cls: &'a [u32],
 }
 
 /// What [`dots_taps`] stores per window `r` and output `o`, given its sum `s`.
@@ -189,12 +218,8 @@ pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, bias: &TapBias, out: TapOut)
     assert!(p.unit != 16 || x.step == 2, "16-bit units need stride 1");
     x.check(p.taps, p.unit.max(32) / 8);
     let o = p.outputs;
-    assert!(bias.cls.len() >= x.rows);
-    let classes = bias.table.len() / o;
-    // A max (not `all`) so the check vectorizes: it runs once per output row.
-    assert!(
-        x.rows == 0 || (bias.cls[..x.rows].iter().copied().max().unwrap_or(0) as usize) < classes
-    );
+    // Classes were checked against the table by `ClassBias::new`; its rows are `O` wide.
+    assert!(bias.cls.len() >= x.rows && bias.table.len().is_multiple_of(o));
     let mut st = Store {
         sums: std::ptr::null_mut(),
         ld: 0,
@@ -585,10 +610,8 @@ mod tests {
             let k = (taps * c) as i32;
             let table: Vec<i32> = (0..3 * o).map(|_| k + rng.gen_range(-40..40)).collect();
             let cls: Vec<u32> = (0..rows).map(|_| rng.gen_range(0..3)).collect();
-            let bias = TapBias {
-                table: &table,
-                cls: &cls,
-            };
+            let classes = ClassBias::new(table.clone(), cls.clone(), rows, o);
+            let bias = classes.row(0);
             let want = |r: usize, oc: usize| -> i32 {
                 let cnt: u32 = (0..taps)
                     .map(|t| (unit(r, t) ^ filt(oc, t)).count_ones())
