@@ -569,8 +569,13 @@ impl Net {
 
     /// Checks shape and finiteness of unit-scale images and applies the normalisation.
     fn normalized_input(&self, x: &Array4<f32>) -> Result<Array4<f32>> {
-        let net = &self.cn.network;
-        let [c, h, w] = net.input;
+        self.check_input(x)?;
+        Ok(self.normalize(x.view()))
+    }
+
+    /// Shape and finiteness of a batch of input images.
+    fn check_input(&self, x: &Array4<f32>) -> Result<()> {
+        let [c, h, w] = self.cn.network.input;
         if x.dim().1 != c || x.dim().2 != h || x.dim().3 != w {
             return Err(Error::input(
                 "input",
@@ -589,13 +594,18 @@ impl Net {
                 "images contain NaN or infinite values",
             ));
         }
-        let norm = &net.normalization;
+        Ok(())
+    }
+
+    /// `(x - mean[c]) / std[c]` per channel, on checked images.
+    fn normalize(&self, x: ndarray::ArrayView4<f32>) -> Array4<f32> {
+        let norm = &self.cn.network.normalization;
         let mut x0 = x.to_owned();
         for (ch, mut plane) in x0.axis_iter_mut(Axis(1)).enumerate() {
             let (m, s) = (norm.mean[ch], norm.std[ch]);
             plane.mapv_inplace(|v| (v - m) / s);
         }
-        Ok(x0)
+        x0
     }
 
     /// Inference-only forward pass (eval-mode BN): the same arithmetic as [`Net::forward`] in
@@ -629,15 +639,16 @@ impl Net {
         backend: ConvBackend,
         bw: &[Option<BinWeights>],
     ) -> Result<Array2<f32>> {
-        let x0 = self.normalized_input(x)?;
-        let n = x0.dim().0;
+        self.check_input(x)?;
+        let n = x.dim().0;
         if n <= 1 {
-            return self.infer_images(plan, x0, backend, bw);
+            return self.infer_images(plan, self.normalize(x.view()), backend, bw);
         }
+        // Each image normalised where it is run, while it is in cache.
         let rows = (0..n)
             .into_par_iter()
             .map(|i| {
-                let xi = x0.slice(ndarray::s![i..i + 1, .., .., ..]).to_owned();
+                let xi = self.normalize(x.slice(ndarray::s![i..i + 1, .., .., ..]));
                 self.infer_images(plan, xi, backend, bw)
             })
             .collect::<Result<Vec<_>>>()?;
