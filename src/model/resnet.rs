@@ -106,11 +106,8 @@ pub fn cifar_resnet(depth: usize, input: [usize; 3], num_classes: usize) -> Resu
             let p = format!("layer{stage}.{blk}");
             let stride = if stage > 1 && blk == 0 { 2 } else { 1 };
             let block_in = x;
-            let y = b.conv(format!("{p}.conv1"), block_in, planes, 3, stride, 1);
-            let y = b.bn(format!("{p}.bn1"), y);
-            let y = b.relu(format!("{p}.relu1"), y);
-            let y = b.conv(format!("{p}.conv2"), y, planes, 3, 1, 1);
-            let y = b.bn(format!("{p}.bn2"), y);
+            // The shortcut is listed first (it reads only the block input) so that it exists
+            // when conv2 runs, and the inference plan can fuse conv2, BN, add and activation.
             let short = if stride != 1 || in_planes != planes {
                 b.push(
                     format!("{p}.shortcut"),
@@ -123,6 +120,11 @@ pub fn cifar_resnet(depth: usize, input: [usize; 3], num_classes: usize) -> Resu
             } else {
                 block_in
             };
+            let y = b.conv(format!("{p}.conv1"), block_in, planes, 3, stride, 1);
+            let y = b.bn(format!("{p}.bn1"), y);
+            let y = b.relu(format!("{p}.relu1"), y);
+            let y = b.conv(format!("{p}.conv2"), y, planes, 3, 1, 1);
+            let y = b.bn(format!("{p}.bn2"), y);
             let s = b.push(format!("{p}.add"), Op::Add, vec![y, short]);
             x = b.relu(format!("{p}.relu2"), s);
             in_planes = planes;
