@@ -206,51 +206,134 @@ impl PixelRows {
         dst: &mut [MaybeUninit<f32>],
         sums: &[i32],
         residual: Option<&[f32]>,
-        mut signs: Option<&mut [u8]>,
+        signs: Option<&mut [u8]>,
     ) -> bool {
-        use std::arch::x86_64::*;
         let (n, c) = (self.len, self.channels);
         assert!(dst.len() == n && sums.len() == n && residual.is_none_or(|r| r.len() == n));
         assert!(signs.as_ref().is_none_or(|b| b.len() * 8 == n) && c.is_multiple_of(16));
-        let ld = |v: &[f32], at: usize| _mm512_loadu_ps(v.as_ptr().add(at));
+        let null = std::ptr::null::<f32>();
+        let p = simd::Sweep {
+            n,
+            c,
+            dst: dst.as_mut_ptr() as *mut f32,
+            sums: sums.as_ptr(),
+            res: residual.map_or(null, |r| r.as_ptr()),
+            signs: signs.map_or(std::ptr::null_mut(), |b| b.as_mut_ptr()),
+            k: self.scale.as_ptr(),
+            bias: self.bias.as_ref().map_or(null, |b| b.as_ptr()),
+            s: self.bn.as_ref().map_or(null, |(s, _)| s.as_ptr()),
+            t: self.bn.as_ref().map_or(null, |(_, t)| t.as_ptr()),
+        };
+        // Which steps run is fixed per call, so each combination is its own branch-free loop.
+        let hardtanh = self.act == Activation::Hardtanh;
+        simd::dispatch(&p, hardtanh) == 0
+    }
+}
+
+/// The AVX-512 pixel-row sweep of [`PixelRows`], one monomorphised loop per set of steps.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::*;
+
+    /// Raw operands of one sweep (lengths checked by the caller): `n` values of `c`
+    /// channels; null pointers for the steps that do not run.
+    pub(super) struct Sweep {
+        pub n: usize,
+        pub c: usize,
+        pub dst: *mut f32,
+        pub sums: *const i32,
+        pub res: *const f32,
+        pub signs: *mut u8,
+        pub k: *const f32,
+        pub bias: *const f32,
+        pub s: *const f32,
+        pub t: *const f32,
+    }
+
+    /// Picks the loop for the steps present; returns the NaN mask (sign output only).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn dispatch(p: &Sweep, hardtanh: bool) -> u16 {
+        let (bias, bn, res, signs) = (
+            !p.bias.is_null(),
+            !p.s.is_null(),
+            !p.res.is_null(),
+            !p.signs.is_null(),
+        );
+        macro_rules! pick {
+            ($($b:literal $n:literal $r:literal),*) => {
+                match (bias, bn, res, hardtanh, signs) {
+                    $(
+                        ($b, $n, $r, false, false) => sweep::<$b, $n, $r, false, false>(p),
+                        ($b, $n, $r, false, true) => sweep::<$b, $n, $r, false, true>(p),
+                        ($b, $n, $r, true, false) => sweep::<$b, $n, $r, true, false>(p),
+                        ($b, $n, $r, true, true) => sweep::<$b, $n, $r, true, true>(p),
+                    )*
+                }
+            };
+        }
+        pick!(false false false, false false true, false true false, false true true,
+              true false false, true false true, true true false, true true true)
+    }
+
+    /// Per block of 16 channels the parameters in registers, then every pixel, step by step
+    /// as the portable sweep: `0 + k*s`, `+ bias`, `s*v + t`, `+ r`, activation.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn sweep<
+        const BIAS: bool,
+        const BN: bool,
+        const RES: bool,
+        const HARDTANH: bool,
+        const SIGNS: bool,
+    >(
+        p: &Sweep,
+    ) -> u16 {
         let (zero, one, minus_one) = (
             _mm512_setzero_ps(),
             _mm512_set1_ps(1.0),
             _mm512_set1_ps(-1.0),
         );
         let mut nan: __mmask16 = 0;
-        for b in (0..c).step_by(16) {
+        for b in (0..p.c).step_by(16) {
             // The tiles repeat the per-channel values, so their first C entries are them.
-            let k = ld(&self.scale, b);
-            let bias = self.bias.as_ref().map(|v| ld(v, b));
-            let bn = self.bn.as_ref().map(|(s, t)| (ld(s, b), ld(t, b)));
-            for at in (b..n).step_by(c) {
-                let s = _mm512_loadu_si512(sums.as_ptr().add(at) as *const __m512i);
-                // Step by step as `apply_scalar`: 0 + k*s, + bias, s*v + t, + r, act.
+            let k = _mm512_loadu_ps(p.k.add(b));
+            let bv = if BIAS {
+                _mm512_loadu_ps(p.bias.add(b))
+            } else {
+                zero
+            };
+            let (sv, tv) = if BN {
+                (_mm512_loadu_ps(p.s.add(b)), _mm512_loadu_ps(p.t.add(b)))
+            } else {
+                (zero, zero)
+            };
+            let mut at = b;
+            while at < p.n {
+                let s = _mm512_loadu_si512(p.sums.add(at) as *const __m512i);
                 let mut v = _mm512_add_ps(zero, _mm512_mul_ps(k, _mm512_cvtepi32_ps(s)));
-                if let Some(bv) = bias {
+                if BIAS {
                     v = _mm512_add_ps(v, bv);
                 }
-                if let Some((sv, tv)) = bn {
+                if BN {
                     v = _mm512_add_ps(_mm512_mul_ps(sv, v), tv);
                 }
-                if let Some(r) = residual {
-                    v = _mm512_add_ps(v, ld(r, at));
+                if RES {
+                    v = _mm512_add_ps(v, _mm512_loadu_ps(p.res.add(at)));
                 }
-                if self.act == Activation::Hardtanh {
+                if HARDTANH {
                     // vmaxps/vminps return the second operand when one is NaN: NaN stays NaN.
                     v = _mm512_min_ps(one, _mm512_max_ps(minus_one, v));
                 }
-                _mm512_storeu_ps(dst.as_mut_ptr().add(at) as *mut f32, v);
-                if let Some(bits) = signs.as_deref_mut() {
+                _mm512_storeu_ps(p.dst.add(at), v);
+                if SIGNS {
                     let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero);
                     nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-                    let p = bits.as_mut_ptr().add(at / 8) as *mut u16;
-                    std::ptr::write_unaligned(p, neg.to_le());
+                    std::ptr::write_unaligned(p.signs.add(at / 8) as *mut u16, neg.to_le());
                 }
+                at += p.c;
             }
         }
-        nan == 0
+        nan
     }
 }
 
