@@ -344,7 +344,7 @@ impl BConv2d {
                 format!("{o} outputs: needs a multiple of 8, {o} bounds each and a matching frame"),
             ));
         }
-        let taps = self.tap_kernel(path, stride);
+        let taps = self.tap_kernel(path);
         let mut sums = vec![0i32; if taps.is_some() { 0 } else { g.ow * o }];
         for oy in 0..g.oh {
             let at = ((oy + dst_pad) * (g.ow + 2 * dst_pad) + dst_pad) * bpp;
@@ -387,11 +387,11 @@ impl BConv2d {
         Ok((path, self.plan(g, super::pack::words_for(c))))
     }
 
-    /// The tap kernel's filters, if that kernel runs this layer on `path` at `stride`.
-    fn tap_kernel(&self, path: PopcountPath, stride: usize) -> Option<&TapPanels> {
+    /// The tap kernel's filters, if that kernel runs this layer on `path`.
+    fn tap_kernel(&self, path: PopcountPath) -> Option<&TapPanels> {
         self.taps
             .as_ref()
-            .filter(|t| path == PopcountPath::Avx512 && t.usable(stride))
+            .filter(|t| path == PopcountPath::Avx512 && t.usable())
     }
 
     /// Output row `oy` of the tap kernel, padding corrected in its store.
@@ -417,7 +417,7 @@ impl BConv2d {
         sums: &mut [i32],
     ) {
         let (g, o) = (&plan.g, self.out_channels);
-        if let Some(t) = self.tap_kernel(path, g.stride) {
+        if let Some(t) = self.tap_kernel(path) {
             return self.tap_row(t, plan, framed, oy, TapOut::Sums { out: sums, ld: o });
         }
         let win = plan.windows.as_ref().expect("width checked");

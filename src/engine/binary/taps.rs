@@ -14,8 +14,8 @@
 //!   BITALG). At stride 1 the 32 bits at a tap of window `p` are that tap of `p` (low half) and
 //!   the same tap of `p + 1` (high half), because the frame stores neighbouring pixels'
 //!   units back to back; each filter unit is stored twice (`w | w << 16`), so `u16` lane
-//!   `2o + q` counts window `p + q`. At other strides the halves are not neighbours, so that
-//!   case stays with `dots_windows`.
+//!   `2o + q` counts window `p + q`. At other strides the two windows' units are read
+//!   separately and combined.
 //!
 //! The counts are the integers `dots_windows` computes (every tap, frame zeros included). The
 //! exact zero-padding correction is applied in the kernel's store: each window takes its row of
@@ -73,9 +73,9 @@ impl TapPanels {
         })
     }
 
-    /// Whether [`dots_taps`] can run this layer at `stride` on this CPU.
-    pub(crate) fn usable(&self, stride: usize) -> bool {
-        (self.unit != 16 || stride == 1) && available(self.unit)
+    /// Whether [`dots_taps`] can run this layer on this CPU (at any stride).
+    pub(crate) fn usable(&self) -> bool {
+        available(self.unit)
     }
 }
 
@@ -121,6 +121,23 @@ impl TapRows<'_> {
                 "window reads past the frame"
             );
         }
+    }
+
+    /// Tap `t`'s 16-bit units of windows `r` (low half) and `r + 1` (high half).
+    ///
+    /// # Safety
+    /// `r < rows`, `t < taps`, and [`TapRows::check`] passed for `max(4, step + 2)` bytes.
+    #[inline(always)]
+    unsafe fn pair16<const ADJ: bool>(&self, r: usize, t: usize) -> u32 {
+        if ADJ {
+            // Stride 1: the next window's unit follows in the frame.
+            return self.unit32(r, t);
+        }
+        let at = self.base + r * self.step + *self.tap_off.get_unchecked(t);
+        let p = self.frame.as_ptr().add(at);
+        let lo = u16::from_le(std::ptr::read_unaligned(p as *const u16)) as u32;
+        let hi = u16::from_le(std::ptr::read_unaligned(p.add(self.step) as *const u16)) as u32;
+        lo | (hi << 16)
     }
 
     /// The 64 bits at tap `t` of window `r`.
@@ -208,15 +225,19 @@ struct Store {
 }
 
 /// `s = bias - 2 * sum_t popcount(unit(r, t) XOR w[o][t])` for every window `r` and output `o`,
-/// with `unit` the low `p.unit` bits, stored as `out` says. Needs [`TapPanels::usable`] for the
-/// windows' stride (`step` is `stride * C / 8` bytes).
+/// with `unit` the low `p.unit` bits, stored as `out` says. Needs [`TapPanels::usable`].
 pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, bias: &TapBias, out: TapOut) {
     assert!(
         available(p.unit),
         "dots_taps needs AVX-512 (BITALG for 16-bit units)"
     );
-    assert!(p.unit != 16 || x.step == 2, "16-bit units need stride 1");
-    x.check(p.taps, p.unit.max(32) / 8);
+    // 16-bit units read 4 bytes at a window (its unit and, at stride 1, the next one's), or
+    // at other strides 2 bytes at the next window too.
+    let bytes = match p.unit {
+        16 => 4.max(x.step + 2),
+        u => u.max(32) / 8,
+    };
+    x.check(p.taps, bytes);
     let o = p.outputs;
     // Classes were checked against the table by `ClassBias::new`; its rows are `O` wide.
     assert!(bias.cls.len() >= x.rows && bias.table.len().is_multiple_of(o));
@@ -249,8 +270,10 @@ pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, bias: &TapBias, out: TapOut)
             (64, true) => avx512::run64::<true>(x, p, bias, st),
             (32, false) => avx512::run32::<false>(x, p, bias, st),
             (32, true) => avx512::run32::<true>(x, p, bias, st),
-            (_, false) => avx512::run16::<false>(x, p, bias, st),
-            (_, true) => avx512::run16::<true>(x, p, bias, st),
+            (_, false) if x.step == 2 => avx512::run16::<false, true>(x, p, bias, st),
+            (_, true) if x.step == 2 => avx512::run16::<true, true>(x, p, bias, st),
+            (_, false) => avx512::run16::<false, false>(x, p, bias, st),
+            (_, true) => avx512::run16::<true, false>(x, p, bias, st),
         }
     }
 }
@@ -366,7 +389,7 @@ mod avx512 {
     /// 16-bit units.
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
     #[inline]
-    unsafe fn tile16<const R: usize, const B: usize, const BITS: bool>(
+    unsafe fn tile16<const R: usize, const B: usize, const BITS: bool, const ADJ: bool>(
         x: &TapRows,
         r0: usize,
         p: &TapPanels,
@@ -382,7 +405,7 @@ mod avx512 {
                 *v = _mm512_loadu_si512(w.add(((b0 + j) * p.taps + t) * BLOCK) as *const __m512i);
             }
             for (r, row) in acc.iter_mut().enumerate() {
-                let xv = _mm512_set1_epi32(x.unit32(r0 + 2 * r, t) as i32);
+                let xv = _mm512_set1_epi32(x.pair16::<ADJ>(r0 + 2 * r, t) as i32);
                 for (a, &v) in row.iter_mut().zip(&wv) {
                     *a = _mm512_add_epi16(*a, _mm512_popcnt_epi16(_mm512_xor_si512(xv, v)));
                 }
@@ -453,7 +476,7 @@ mod avx512 {
     /// All windows for the `B` blocks from `b0`: `R` pairs at a time, then one pair at a time.
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
     #[inline]
-    unsafe fn blocks16<const R: usize, const B: usize, const BITS: bool>(
+    unsafe fn blocks16<const R: usize, const B: usize, const BITS: bool, const ADJ: bool>(
         x: &TapRows,
         p: &TapPanels,
         b0: usize,
@@ -462,11 +485,11 @@ mod avx512 {
     ) {
         let mut r = 0;
         while r + 2 * R <= x.rows {
-            tile16::<R, B, BITS>(x, r, p, b0, bias, st);
+            tile16::<R, B, BITS, ADJ>(x, r, p, b0, bias, st);
             r += 2 * R;
         }
         while r < x.rows {
-            tile16::<1, B, BITS>(x, r, p, b0, bias, st);
+            tile16::<1, B, BITS, ADJ>(x, r, p, b0, bias, st);
             r += 2;
         }
     }
@@ -517,7 +540,7 @@ mod avx512 {
 
     /// As [`run32`], in window pairs.
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
-    pub(super) unsafe fn run16<const BITS: bool>(
+    pub(super) unsafe fn run16<const BITS: bool, const ADJ: bool>(
         x: &TapRows,
         p: &TapPanels,
         bias: &TapBias,
@@ -526,14 +549,14 @@ mod avx512 {
         let nb = p.outputs / BLOCK;
         let mut b = 0;
         while b + 4 <= nb {
-            blocks16::<4, 4, BITS>(x, p, b, bias, st);
+            blocks16::<4, 4, BITS, ADJ>(x, p, b, bias, st);
             b += 4;
         }
         match nb - b {
             0 => {}
-            1 => blocks16::<8, 1, BITS>(x, p, b, bias, st),
-            2 => blocks16::<6, 2, BITS>(x, p, b, bias, st),
-            _ => blocks16::<4, 3, BITS>(x, p, b, bias, st),
+            1 => blocks16::<8, 1, BITS, ADJ>(x, p, b, bias, st),
+            2 => blocks16::<6, 2, BITS, ADJ>(x, p, b, bias, st),
+            _ => blocks16::<4, 3, BITS, ADJ>(x, p, b, bias, st),
         }
     }
 }
@@ -584,7 +607,8 @@ mod tests {
                 continue;
             }
             let bpp = c / 8;
-            let step = if c == 16 { 2 } else { bpp * (1 + rows % 2) };
+            // Strides 1 and 2 for every width (16-bit units pair windows differently).
+            let step = bpp * (1 + o / 16 % 2);
             let frame: Vec<u8> = (0..rows * step + taps * 4 * bpp + 64)
                 .map(|_| rng.gen())
                 .collect();
@@ -672,10 +696,6 @@ mod tests {
         assert!(TapPanels::new(&mk(16, 8)).is_none());
         assert!(TapPanels::new(&mk(16, 128)).is_none());
         assert!(TapPanels::new(&mk(24, 16)).is_none());
-        let p = TapPanels::new(&mk(32, 16)).unwrap();
-        assert!(
-            !p.usable(2),
-            "16-bit units pair neighbours only at stride 1"
-        );
+        assert!(TapPanels::new(&mk(32, 16)).is_some());
     }
 }

@@ -540,7 +540,13 @@ mod tests {
             let (k, b, s, t) = (param(0.5), param(1.0), param(2.0), param(1.0));
             // Every fifth sum zero: with a negative scale `k*s` is -0, which `0 + k*s` makes +0.
             let sums: Vec<i32> = (0..n)
-                .map(|i| if i % 5 == 0 { 0 } else { rng.gen_range(-200..200) })
+                .map(|i| {
+                    if i % 5 == 0 {
+                        0
+                    } else {
+                        rng.gen_range(-200..200)
+                    }
+                })
                 .collect();
             let res: Vec<f32> = (0..n)
                 .map(|i| match i % 11 {
