@@ -431,134 +431,97 @@ mod avx512 {
         }
     }
 
-    /// All windows for the `B` blocks from `b0`: `R` at a time, then one at a time.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    #[inline]
-    unsafe fn blocks32<const R: usize, const B: usize, const BITS: bool>(
-        x: &TapRows,
-        p: &TapPanels,
-        b0: usize,
-        bias: &TapBias,
-        st: Store,
-    ) {
-        let mut r = 0;
-        while r + R <= x.rows {
-            tile32::<R, B, BITS>(x, r, p, b0, bias, st);
-            r += R;
-        }
-        while r < x.rows {
-            tile32::<1, B, BITS>(x, r, p, b0, bias, st);
-            r += 1;
-        }
+    /// The drivers of one kernel. `$blocks` runs every window for the `B` blocks from `b0`,
+    /// `R` tiles at a time (a tile spans `$win` windows), then one tile at a time. `$run` walks
+    /// the blocks 4 at a time, then the rest, with the tiles per call given for 4, 1, 2 and 3
+    /// blocks (about 16 accumulators live).
+    macro_rules! drivers {
+        ($blocks:ident, $run:ident, $tile:ident, $feat:literal, $win:literal, [$($extra:ident)?],
+         $r4:literal, $r1:literal, $r2:literal, $r3:literal) => {
+            #[target_feature(enable = $feat)]
+            #[inline]
+            unsafe fn $blocks<
+                const R: usize,
+                const B: usize,
+                const BITS: bool
+                $(, const $extra: bool)?
+            >(
+                x: &TapRows,
+                p: &TapPanels,
+                b0: usize,
+                bias: &TapBias,
+                st: Store,
+            ) {
+                let mut r = 0;
+                while r + $win * R <= x.rows {
+                    $tile::<R, B, BITS $(, $extra)?>(x, r, p, b0, bias, st);
+                    r += $win * R;
+                }
+                while r < x.rows {
+                    $tile::<1, B, BITS $(, $extra)?>(x, r, p, b0, bias, st);
+                    r += $win;
+                }
+            }
+
+            #[target_feature(enable = $feat)]
+            pub(super) unsafe fn $run<const BITS: bool $(, const $extra: bool)?>(
+                x: &TapRows,
+                p: &TapPanels,
+                bias: &TapBias,
+                st: Store,
+            ) {
+                let nb = p.outputs / BLOCK;
+                let mut b = 0;
+                while b + 4 <= nb {
+                    $blocks::<$r4, 4, BITS $(, $extra)?>(x, p, b, bias, st);
+                    b += 4;
+                }
+                match nb - b {
+                    0 => {}
+                    1 => $blocks::<$r1, 1, BITS $(, $extra)?>(x, p, b, bias, st),
+                    2 => $blocks::<$r2, 2, BITS $(, $extra)?>(x, p, b, bias, st),
+                    _ => $blocks::<$r3, 3, BITS $(, $extra)?>(x, p, b, bias, st),
+                }
+            }
+        };
     }
 
-    /// All windows for the `B` blocks from `b0`: `R` at a time, then one at a time.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    #[inline]
-    unsafe fn blocks64<const R: usize, const B: usize, const BITS: bool>(
-        x: &TapRows,
-        p: &TapPanels,
-        b0: usize,
-        bias: &TapBias,
-        st: Store,
-    ) {
-        let mut r = 0;
-        while r + R <= x.rows {
-            tile64::<R, B, BITS>(x, r, p, b0, bias, st);
-            r += R;
-        }
-        while r < x.rows {
-            tile64::<1, B, BITS>(x, r, p, b0, bias, st);
-            r += 1;
-        }
-    }
-
-    /// All windows for the `B` blocks from `b0`: `R` pairs at a time, then one pair at a time.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
-    #[inline]
-    unsafe fn blocks16<const R: usize, const B: usize, const BITS: bool, const ADJ: bool>(
-        x: &TapRows,
-        p: &TapPanels,
-        b0: usize,
-        bias: &TapBias,
-        st: Store,
-    ) {
-        let mut r = 0;
-        while r + 2 * R <= x.rows {
-            tile16::<R, B, BITS, ADJ>(x, r, p, b0, bias, st);
-            r += 2 * R;
-        }
-        while r < x.rows {
-            tile16::<1, B, BITS, ADJ>(x, r, p, b0, bias, st);
-            r += 2;
-        }
-    }
-
-    /// Blocks of up to 4 (64 outputs), with about 16 accumulators live per tile.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    pub(super) unsafe fn run32<const BITS: bool>(
-        x: &TapRows,
-        p: &TapPanels,
-        bias: &TapBias,
-        st: Store,
-    ) {
-        let nb = p.outputs / BLOCK;
-        let mut b = 0;
-        while b + 4 <= nb {
-            blocks32::<4, 4, BITS>(x, p, b, bias, st);
-            b += 4;
-        }
-        match nb - b {
-            0 => {}
-            1 => blocks32::<12, 1, BITS>(x, p, b, bias, st),
-            2 => blocks32::<8, 2, BITS>(x, p, b, bias, st),
-            _ => blocks32::<5, 3, BITS>(x, p, b, bias, st),
-        }
-    }
-
-    /// Blocks of up to 4 (64 outputs, 8 accumulators per window), 2 windows per tile.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-    pub(super) unsafe fn run64<const BITS: bool>(
-        x: &TapRows,
-        p: &TapPanels,
-        bias: &TapBias,
-        st: Store,
-    ) {
-        let nb = p.outputs / BLOCK;
-        let mut b = 0;
-        while b + 4 <= nb {
-            blocks64::<2, 4, BITS>(x, p, b, bias, st);
-            b += 4;
-        }
-        match nb - b {
-            0 => {}
-            1 => blocks64::<6, 1, BITS>(x, p, b, bias, st),
-            2 => blocks64::<4, 2, BITS>(x, p, b, bias, st),
-            _ => blocks64::<2, 3, BITS>(x, p, b, bias, st),
-        }
-    }
-
-    /// As [`run32`], in window pairs.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
-    pub(super) unsafe fn run16<const BITS: bool, const ADJ: bool>(
-        x: &TapRows,
-        p: &TapPanels,
-        bias: &TapBias,
-        st: Store,
-    ) {
-        let nb = p.outputs / BLOCK;
-        let mut b = 0;
-        while b + 4 <= nb {
-            blocks16::<4, 4, BITS, ADJ>(x, p, b, bias, st);
-            b += 4;
-        }
-        match nb - b {
-            0 => {}
-            1 => blocks16::<8, 1, BITS, ADJ>(x, p, b, bias, st),
-            2 => blocks16::<6, 2, BITS, ADJ>(x, p, b, bias, st),
-            _ => blocks16::<4, 3, BITS, ADJ>(x, p, b, bias, st),
-        }
-    }
+    drivers!(
+        blocks32,
+        run32,
+        tile32,
+        "avx512f,avx512vpopcntdq",
+        1,
+        [],
+        4,
+        12,
+        8,
+        5
+    );
+    drivers!(
+        blocks64,
+        run64,
+        tile64,
+        "avx512f,avx512vpopcntdq",
+        1,
+        [],
+        2,
+        6,
+        4,
+        2
+    );
+    drivers!(
+        blocks16,
+        run16,
+        tile16,
+        "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw",
+        2,
+        [ADJ],
+        4,
+        8,
+        6,
+        4
+    );
 }
 
 #[cfg(test)]
