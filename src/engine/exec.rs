@@ -27,9 +27,12 @@
 //! ([`BConv2d::forward_nhwc`]; feature maps between them stay NHWC, see
 //! [`super::fmap`]), and a binary conv whose output reaches only the next binary conv (through
 //! BN and hardtanh) hands it sign bits straight from its integer sums ([`Net::infer_plan`]
-//! tabulates, per channel, which sums the float epilogue maps below zero). Every value it does
-//! compute is computed by the same scalar expression as the taped pass, so both stay
-//! bit-identical (property-tested).
+//! tabulates, per channel, which sums the float epilogue maps below zero). A binary conv whose
+//! float output also feeds a binary conv (a block's output: the next block's first conv and its
+//! residual add) writes that output's sign bits in the same sweep, framed for the reader, which
+//! then does not pack the map again (a NaN drops the frame, and the reader reports it). Every
+//! value it does compute is computed by the same scalar expression as the taped pass, so both
+//! stay bit-identical (property-tested).
 
 use std::sync::OnceLock;
 

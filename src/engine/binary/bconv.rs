@@ -12,14 +12,14 @@
 //!
 //! The inference path has a second, channel-last pipeline for inputs of a multiple of 8
 //! channels ([`BConv2d::forward_nhwc`] / [`BConv2d::forward_framed`]): one image, byte-packed
-//! into a zero frame ([`super::frame`]), each window's words read in place ([`super::im2col::Windows`],
-//! no im2col copy), the window kernel ([`super::bgemm::dots_windows`]) writing the sums
+//! into a zero frame ([`super::frame`]), each window read in place (no im2col copy), sums
 //! pixel-major, so the next layer's epilogue and packing work on contiguous channel vectors.
-//! Both pipelines produce the same integers (tested against the i8 reference each).
+//! With 16, 32 or 64 channels and a multiple of 16 outputs on AVX-512 the kernel is
+//! `binary::taps` (one lane per tap, padding correction and, for `forward_framed_bits`, the
+//! next conv's sign bits in its store); otherwise `bgemm::dots_windows` over run-padded words
+//! (`im2col::Windows`) and a border fix-up pass. All pipelines produce the same integers (each tested against the i8 reference).
 //!
-//! Measured (single thread, this 2-core AVX-512 machine under heavy shared load, see
-//! `benches/binary_conv.rs`): 64->64 3x3 on 8x8 5-8 us per image vs ~115 us for an f32
-//! im2col + sgemm conv (14-30x); 16->16 3x3 on 32x32 15-22 us vs ~335 us (15-22x).
+//! Measured: `benches/binary_conv.rs` (numbers in the README).
 
 use std::sync::{Arc, Mutex};
 
