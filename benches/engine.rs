@@ -9,9 +9,10 @@
 //! `RAYON_NUM_THREADS=1` in front. benches/onnx/resnet20_ort.py times onnxruntime on the same
 //! weights for comparison.
 //!
-//! Measured 2026-11-26 after the channel-last XNOR path (load ~1.3, one session), images/s,
-//! 1 thread: float b1 1,906, b128 1,890; XNOR b1 11,983 (6.3x), b128 11,243 (5.9x);
-//! onnxruntime b128 2,526. 2 threads, b128: float 3,746, XNOR 21,794 (5.8x), onnxruntime 4,829.
+//! Measured 2026-11-26 with the tap kernels (one session, two single-thread runs), images/s,
+//! 1 thread: float b1 1,910 / 1,948, b128 1,864 / 1,910; XNOR b1 19,218 / 18,799 (10.06x /
+//! 9.65x), b128 18,633 / 18,968 (10.00x / 9.93x); onnxruntime b128 2,531. 2 threads, b128:
+//! float 3,797, XNOR 35,308 (9.30x), onnxruntime 4,895.
 
 use breakingbed::engine::classifier::{BinaryEngine, FloatEngine};
 use breakingbed::engine::exec::Net;
