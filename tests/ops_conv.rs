@@ -3,7 +3,7 @@
 
 use breakingbed::engine::ops::batchnorm as bn;
 use breakingbed::engine::ops::conv::{
-    conv2d, conv2d_backward, conv2d_backward_with, conv2d_fused, conv2d_with,
+    conv2d, conv2d_backward, conv2d_backward_with, conv2d_fused, conv2d_fused_nhwc, conv2d_with,
 };
 use breakingbed::engine::ops::epilogue::{Activation, Epilogue};
 use breakingbed::engine::ops::gemm::GemmBackend;
@@ -257,6 +257,33 @@ fn fused_epilogue_equals_the_unfused_ops_bit_for_bit() {
     let bad = rand4(&mut rng, (3, 5, 9, 6));
     let e = conv2d_fused(&x, &w, None, 1, 1, Epilogue::IDENTITY, Some(&bad)).unwrap_err();
     assert!(e.to_string().contains("residual"), "{e}");
+}
+
+/// The channel-last output is the NCHW output transposed, bit for bit, for maps of one and of
+/// several bands of output rows (32x32 is more than one band), widths of 16 (whole transpose
+/// blocks) and 5, and every activation.
+#[test]
+fn nhwc_output_is_the_nchw_output_transposed() {
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    for (n, c, o, h, stride) in [(2, 3, 16, 32, 1), (1, 4, 5, 7, 2), (3, 2, 16, 9, 1)] {
+        let x = rand4(&mut rng, (n, c, h, h));
+        let w = rand4(&mut rng, (o, c, 3, 3));
+        let b: Array1<f32> = (0..o).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let s: Array1<f32> = (0..o).map(|_| rng.gen_range(-2.0f32..2.0)).collect();
+        let t: Array1<f32> = (0..o).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        for act in [Activation::Identity, Activation::Relu, Activation::Hardtanh] {
+            let ep = Epilogue {
+                bias: None,
+                bn: Some((s.as_slice().unwrap(), t.as_slice().unwrap())),
+                act,
+            };
+            let want = conv2d_fused(&x, &w, Some(&b), stride, 1, ep, None).unwrap();
+            let got = conv2d_fused_nhwc(&x, &w, Some(&b), stride, 1, ep).unwrap();
+            let got = got.permuted_axes([0, 3, 1, 2]);
+            let bits = |a: ndarray::ArrayView4<f32>| a.mapv(f32::to_bits);
+            assert_eq!(bits(got.view()), bits(want.view()), "{act:?} {:?}", x.dim());
+        }
+    }
 }
 
 proptest! {

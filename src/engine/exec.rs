@@ -109,6 +109,9 @@ pub struct InferPlan {
     /// Channel-last binary convs with float output that a binary conv reads: the padding of
     /// that conv's frame, which they also write (see [`Net::frame_target`]).
     frame_out: Vec<Option<usize>>,
+    /// Float convs (without a fused residual) whose output a channel-last binary conv reads,
+    /// so they write it NHWC.
+    nhwc_out: Vec<bool>,
     /// The pixel-major epilogue of each channel-last binary conv, built on first use.
     pixel_rows: Vec<OnceLock<ops::epilogue::PixelRows>>,
 }
@@ -727,10 +730,23 @@ impl Net {
             bn,
             bits_out: Vec::new(),
             frame_out: Vec::new(),
+            nhwc_out: Vec::new(),
             pixel_rows: (0..nl).map(|_| OnceLock::new()).collect(),
         };
         plan.bits_out = (0..nl).map(|i| self.sign_intervals(&plan, bw, i)).collect();
         plan.frame_out = (0..nl).map(|i| self.frame_target(&plan, bw, i)).collect();
+        plan.nhwc_out = (0..nl)
+            .map(|i| {
+                let f = plan.fusion[i].as_ref();
+                bw[i].is_none()
+                    && !plan.absorbed[i]
+                    && matches!(net.layers[i].op, Op::Conv { .. })
+                    && f.is_none_or(|f| f.residual.is_none())
+                    && self
+                        .channel_last_reader(bw, f.map_or(i, |f| f.tail))
+                        .is_some()
+            })
+            .collect();
         Ok(plan)
     }
 
@@ -754,8 +770,20 @@ impl Net {
             return None;
         }
         let tail = plan.fusion[i].as_ref().map_or(i, |f| f.tail);
+        self.channel_last_reader(bw, tail)
+    }
+
+    /// The padding of a channel-last binary conv (bitwise backend) that reads slot `slot` as
+    /// its only input, if there is one.
+    fn channel_last_reader(&self, bw: &[Option<BinWeights>], slot: usize) -> Option<usize> {
+        let eligible = |j: usize| {
+            bw.get(j)
+                .and_then(|b| b.as_ref())
+                .is_some_and(|b| nhwc_conv(b, ConvBackend::Bitwise))
+        };
+        let layers = &self.cn.network.layers;
         layers.iter().enumerate().find_map(|(j, l)| match l.op {
-            Op::Conv { padding, .. } if l.inputs == [tail] && eligible(j) => Some(padding),
+            Op::Conv { padding, .. } if l.inputs == [slot] && eligible(j) => Some(padding),
             _ => None,
         })
     }
@@ -920,6 +948,14 @@ impl Net {
                             )?;
                             frame = fr;
                             y
+                        }
+                        None if plan.nhwc_out[i] && backend == ConvBackend::Bitwise => {
+                            // Read by a channel-last conv: written NHWC band by band.
+                            let xi = outs[src(layer, 0)].as_ref().expect("producer ran").nchw();
+                            let wt = plan.weights[i].as_ref().expect("float layer");
+                            FeatureMap::Nhwc(ops::conv::conv2d_fused_nhwc(
+                                &xi, wt, b, *stride, *padding, ep,
+                            )?)
                         }
                         _ => {
                             let xi = outs[src(layer, 0)].as_ref().expect("producer ran").nchw();

@@ -10,6 +10,7 @@
 //! changes a number.
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use ndarray::Array4;
 
@@ -46,41 +47,54 @@ const BITS_ONLY: &str = "sign bits go only to the binary conv the inference plan
 /// ResNet20 inference). Whole 16 x 16 blocks go through registers on AVX-512; the rest (and
 /// every block elsewhere) through 8 x 8 tiles read and written in short contiguous runs.
 fn transpose_images(src: &[f32], n: usize, a: usize, b: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; n * a * b];
-    if a * b == 0 {
-        return out;
+    let mut out = Vec::with_capacity(n * a * b);
+    if a * b > 0 {
+        let dst = &mut out.spare_capacity_mut()[..n * a * b];
+        for (img, dst) in src.chunks_exact(a * b).zip(dst.chunks_exact_mut(a * b)) {
+            transpose_into(img, a, b, dst);
+        }
     }
+    // SAFETY: every image's transpose wrote all `a * b` of its elements.
+    unsafe { out.set_len(n * a * b) };
+    out
+}
+
+/// One `[A, B]` -> `[B, A]` transpose (`img` and `dst` both `a * b` long); writes every
+/// element of `dst`, which need not be initialised.
+pub(crate) fn transpose_into(img: &[f32], a: usize, b: usize, dst: &mut [MaybeUninit<f32>]) {
+    assert!(img.len() == a * b && dst.len() == a * b);
     #[cfg(target_arch = "x86_64")]
     let fast = std::arch::is_x86_feature_detected!("avx512f");
     #[cfg(not(target_arch = "x86_64"))]
     let fast = false;
-    for (img, dst) in src.chunks_exact(a * b).zip(out.chunks_exact_mut(a * b)) {
-        let (a16, b16) = if fast {
-            (a / 16 * 16, b / 16 * 16)
-        } else {
-            (0, 0)
-        };
-        #[cfg(target_arch = "x86_64")]
-        if fast {
-            for i0 in (0..a16).step_by(16) {
-                for j0 in (0..b16).step_by(16) {
-                    // SAFETY: AVX-512F was detected; the block's 16 source rows
-                    // `img[(i0 + k) * b + j0..][..16]` and destination rows
-                    // `dst[(j0 + k) * a + i0..][..16]` lie inside the image (i0 + 16 <= a,
-                    // j0 + 16 <= b).
-                    unsafe { transpose16_avx512(img, b, i0, j0, dst, a) };
-                }
+    let (a16, b16) = if fast {
+        (a / 16 * 16, b / 16 * 16)
+    } else {
+        (0, 0)
+    };
+    #[cfg(target_arch = "x86_64")]
+    if fast {
+        for i0 in (0..a16).step_by(16) {
+            for j0 in (0..b16).step_by(16) {
+                // SAFETY: AVX-512F was detected; the block's 16 source rows
+                // `img[(i0 + k) * b + j0..][..16]` and destination rows
+                // `dst[(j0 + k) * a + i0..][..16]` lie inside the image (i0 + 16 <= a,
+                // j0 + 16 <= b).
+                unsafe { transpose16_avx512(img, b, i0, j0, dst, a) };
             }
         }
-        // Everything outside the whole 16 x 16 blocks.
-        transpose_tiles(img, dst, a, b, (a16, b16));
     }
-    out
+    // Everything outside the whole 16 x 16 blocks.
+    transpose_tiles(img, dst, a, b, (a16, b16));
 }
 
-/// The part of one `[A, B]` -> `[B, A]` transpose outside `[0, done.0) x [0, done.1)`, in
-/// 8 x 8 tiles.
-fn transpose_tiles(img: &[f32], dst: &mut [f32], a: usize, b: usize, done: (usize, usize)) {
+fn transpose_tiles(
+    img: &[f32],
+    dst: &mut [MaybeUninit<f32>],
+    a: usize,
+    b: usize,
+    done: (usize, usize),
+) {
     const T: usize = 8;
     for i0 in (0..a).step_by(T) {
         let ti = T.min(a - i0);
@@ -92,7 +106,7 @@ fn transpose_tiles(img: &[f32], dst: &mut [f32], a: usize, b: usize, done: (usiz
             for j in j0..j0 + tj {
                 let d = &mut dst[j * a + i0..j * a + i0 + ti];
                 for (ii, v) in d.iter_mut().enumerate() {
-                    *v = img[(i0 + ii) * b + j];
+                    v.write(img[(i0 + ii) * b + j]);
                 }
             }
         }
@@ -108,7 +122,7 @@ unsafe fn transpose16_avx512(
     ld_src: usize,
     i0: usize,
     j0: usize,
-    dst: &mut [f32],
+    dst: &mut [MaybeUninit<f32>],
     ld_dst: usize,
 ) {
     use std::arch::x86_64::*;
@@ -142,7 +156,7 @@ unsafe fn transpose16_avx512(
         r[k + 8] = _mm512_shuffle_f32x4::<0xdd>(t[k], t[k + 8]);
     }
     for (k, v) in r.iter().enumerate() {
-        _mm512_storeu_ps(dst.as_mut_ptr().add((j0 + k) * ld_dst + i0), *v);
+        _mm512_storeu_ps(dst.as_mut_ptr().add((j0 + k) * ld_dst + i0) as *mut f32, *v);
     }
 }
 

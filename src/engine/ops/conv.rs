@@ -400,6 +400,40 @@ pub fn conv2d_fused_with(
     ep: Epilogue<'_>,
     residual: Option<&Array4<f32>>,
 ) -> Result<Array4<f32>> {
+    conv2d_fused_impl(backend, x, w, b, stride, pad, ep, residual, false)
+}
+
+/// [`conv2d_fused`] (no residual) written channel-last, `[N, HO, WO, O]`, for a reader that
+/// works channel-last: the same GEMM and epilogue give the same values, and each band of
+/// output rows is transposed while it is in cache instead of the whole map afterwards.
+pub fn conv2d_fused_nhwc(
+    x: &Array4<f32>,
+    w: &Array4<f32>,
+    b: Option<&Array1<f32>>,
+    stride: usize,
+    pad: usize,
+    ep: Epilogue<'_>,
+) -> Result<Array4<f32>> {
+    conv2d_fused_impl(DEFAULT_BACKEND, x, w, b, stride, pad, ep, None, true)
+}
+
+/// [`conv2d_fused_with`]'s body; `nhwc` writes `[N, HO, WO, O]` (only without a residual).
+#[allow(clippy::too_many_arguments)]
+fn conv2d_fused_impl(
+    backend: GemmBackend,
+    x: &Array4<f32>,
+    w: &Array4<f32>,
+    b: Option<&Array1<f32>>,
+    stride: usize,
+    pad: usize,
+    ep: Epilogue<'_>,
+    residual: Option<&Array4<f32>>,
+    nhwc: bool,
+) -> Result<Array4<f32>> {
+    assert!(
+        !nhwc || residual.is_none(),
+        "channel-last output takes no residual"
+    );
     let g = ConvGeom::new(x.dim(), w.dim(), stride, pad)?;
     check_bias(&g, b)?;
     if let Some(r) = residual {
@@ -453,6 +487,16 @@ pub fn conv2d_fused_with(
                             MatRef::row_major(col, ckk, cols)
                         };
                         sgemm(backend, wmat, rhs, out, false, inner);
+                        if nhwc {
+                            // Epilogue in place over the band's channel rows, then the band
+                            // transposed into its pixels' channel vectors.
+                            for (oc, row) in out[..g.o * cols].chunks_mut(cols).enumerate() {
+                                ep.row_inplace(oc, row, None);
+                            }
+                            let dst = &mut yn[r0 * g.wo * g.o..r1 * g.wo * g.o];
+                            crate::engine::fmap::transpose_into(&out[..g.o * cols], g.o, cols, dst);
+                            continue;
+                        }
                         for (oc, row) in yn.chunks_mut(l).enumerate() {
                             let src = &out[oc * cols..(oc + 1) * cols];
                             let at = img * img_out + oc * l;
@@ -463,9 +507,17 @@ pub fn conv2d_fused_with(
                 })
             });
     }
-    // SAFETY: the bands of every image cover all its output rows, and the epilogue writes every
-    // element of each row it is given (for an empty batch or map there is nothing to write).
-    Ok(unsafe { y.assume_init() })
+    // SAFETY: the bands of every image cover all its output rows, and the epilogue (or the
+    // band transpose) writes every element of each row it is given (for an empty batch or map
+    // there is nothing to write).
+    let y = unsafe { y.assume_init() };
+    Ok(match nhwc {
+        // The buffer was filled pixel-major: reinterpret it as [N, HO, WO, O].
+        true => y
+            .into_shape_with_order((g.n, g.ho, g.wo, g.o))
+            .expect("contiguous"),
+        false => y,
+    })
 }
 
 thread_local! {
