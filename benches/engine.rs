@@ -10,9 +10,9 @@
 //! weights for comparison.
 //!
 //! Measured 2026-11-26 with the tap kernels (one session, two single-thread runs), images/s,
-//! 1 thread: float b1 1,910 / 1,948, b128 1,864 / 1,910; XNOR b1 19,218 / 18,799 (10.06x /
-//! 9.65x), b128 18,633 / 18,968 (10.00x / 9.93x); onnxruntime b128 2,531. 2 threads, b128:
-//! float 3,797, XNOR 35,308 (9.30x), onnxruntime 4,895.
+//! 1 thread: float b1 2,032 / 1,937, b128 1,937 / 1,904; XNOR b1 19,333 / 18,586 (9.51x /
+//! 9.60x), b128 18,831 / 18,809 (9.72x / 9.88x); onnxruntime b128 2,531. 2 threads, b128:
+//! float 3,788, XNOR 34,588 (9.13x), onnxruntime 4,895.
 
 use breakingbed::engine::classifier::{BinaryEngine, FloatEngine};
 use breakingbed::engine::exec::Net;
