@@ -757,13 +757,8 @@ impl Net {
     /// a NaN among them drops the frame and the reader packs, reporting the NaN as before.
     fn frame_target(&self, plan: &InferPlan, bw: &[Option<BinWeights>], i: usize) -> Option<usize> {
         let layers = &self.cn.network.layers;
-        let eligible = |j: usize| {
-            bw.get(j)
-                .and_then(|b| b.as_ref())
-                .is_some_and(|b| nhwc_conv(b, ConvBackend::Bitwise))
-        };
         if !matches!(layers[i].op, Op::Conv { .. })
-            || !eligible(i)
+            || !bitwise_nhwc(bw, i)
             || plan.absorbed[i]
             || plan.bits_out[i].is_some()
         {
@@ -776,14 +771,9 @@ impl Net {
     /// The padding of a channel-last binary conv (bitwise backend) that reads slot `slot` as
     /// its only input, if there is one.
     fn channel_last_reader(&self, bw: &[Option<BinWeights>], slot: usize) -> Option<usize> {
-        let eligible = |j: usize| {
-            bw.get(j)
-                .and_then(|b| b.as_ref())
-                .is_some_and(|b| nhwc_conv(b, ConvBackend::Bitwise))
-        };
         let layers = &self.cn.network.layers;
         layers.iter().enumerate().find_map(|(j, l)| match l.op {
-            Op::Conv { padding, .. } if l.inputs == [slot] && eligible(j) => Some(padding),
+            Op::Conv { padding, .. } if l.inputs == [slot] && bitwise_nhwc(bw, j) => Some(padding),
             _ => None,
         })
     }
@@ -805,12 +795,7 @@ impl Net {
         i: usize,
     ) -> Option<BitsOut> {
         let layers = &self.cn.network.layers;
-        let eligible = |j: usize| {
-            bw.get(j)
-                .and_then(|b| b.as_ref())
-                .is_some_and(|b| nhwc_conv(b, ConvBackend::Bitwise))
-        };
-        if !matches!(layers[i].op, Op::Conv { .. }) || !eligible(i) || plan.absorbed[i] {
+        if !matches!(layers[i].op, Op::Conv { .. }) || !bitwise_nhwc(bw, i) || plan.absorbed[i] {
             return None;
         }
         let f = plan.fusion[i].as_ref();
@@ -827,7 +812,7 @@ impl Net {
         let Op::Conv { padding, .. } = layers[j].op else {
             return None;
         };
-        if plan.last_use[tail] != j || layers[j].inputs != [tail] || !eligible(j) {
+        if plan.last_use[tail] != j || layers[j].inputs != [tail] || !bitwise_nhwc(bw, j) {
             return None;
         }
         let bwi = bw[i].as_ref()?;
@@ -1519,6 +1504,13 @@ fn bin_forward_fused(
     // SAFETY: every row of every image was written by `row_map` above (nothing to write
     // for an empty tensor).
     Ok(unsafe { y.assume_init() })
+}
+
+/// Whether layer `j` is a binary conv the bitwise backend runs channel-last.
+fn bitwise_nhwc(bw: &[Option<BinWeights>], j: usize) -> bool {
+    bw.get(j)
+        .and_then(|b| b.as_ref())
+        .is_some_and(|b| nhwc_conv(b, ConvBackend::Bitwise))
 }
 
 /// Whether the inference path runs this binary conv channel-last ([`bin_forward_nhwc`]):
