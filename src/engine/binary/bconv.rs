@@ -32,6 +32,7 @@ use super::im2col::{run_weight_rows, weight_rows, ConvGeom, Im2col, Windows};
 use super::pack::{PackedActivations, PackedWeights};
 use super::padding::PaddingBias;
 use super::popcount::PopcountPath;
+use super::signs::SignTable;
 use super::taps::{dots_taps, ClassBias, TapOut, TapPanels, TapRows};
 use crate::{Error, Result};
 
@@ -79,7 +80,12 @@ pub struct BConv2d {
     /// popcount of each filter tap, `[O][kh*kw]`, for the padding bias.
     tap_pop: Vec<u32>,
     plan: Mutex<Option<Arc<Plan>>>,
+    /// The sign table of the last geometry and bit intervals ([`BConv2d::sign_table`]).
+    signs: Mutex<SignCache>,
 }
+
+/// Geometry, intervals `lo`, `hi`, and their table (`None`: not one compare).
+type SignCache = Option<(ConvGeom, Vec<i32>, Vec<i32>, Option<Arc<SignTable>>)>;
 
 impl Clone for BConv2d {
     fn clone(&self) -> Self {
@@ -94,6 +100,7 @@ impl Clone for BConv2d {
             taps: self.taps.clone(),
             tap_pop: self.tap_pop.clone(),
             plan: Mutex::new(None),
+            signs: Mutex::new(None),
         }
     }
 }
@@ -122,6 +129,7 @@ impl BConv2d {
             filters,
             tap_pop,
             plan: Mutex::new(None),
+            signs: Mutex::new(None),
         }
     }
 
@@ -345,13 +353,18 @@ impl BConv2d {
             ));
         }
         let taps = self.tap_kernel(path);
+        let signs = taps.and_then(|t| self.sign_table(&plan, t, (lo, hi)));
+        let taps = taps.zip(signs.as_deref());
         let mut sums = vec![0i32; if taps.is_some() { 0 } else { g.ow * o }];
         for oy in 0..g.oh {
             let at = ((oy + dst_pad) * (g.ow + 2 * dst_pad) + dst_pad) * bpp;
             let row = &mut dst[at..at + g.ow * bpp];
             match taps {
-                Some(t) => {
-                    let out = TapOut::Bits { lo, hi, out: row };
+                Some((t, signs)) => {
+                    let out = TapOut::Bits {
+                        signs: signs.row(oy),
+                        out: row,
+                    };
                     self.tap_row(t, &plan, framed, oy, out);
                 }
                 None => {
@@ -361,6 +374,27 @@ impl BConv2d {
             }
         }
         Ok(())
+    }
+
+    /// The tap kernel's sign table for bit intervals `lo..=hi` on `plan`'s geometry (cached
+    /// for the last geometry and intervals); `None` if the intervals need two compares.
+    fn sign_table(
+        &self,
+        plan: &Plan,
+        t: &TapPanels,
+        (lo, hi): (&[i32], &[i32]),
+    ) -> Option<Arc<SignTable>> {
+        let mut cache = self.signs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((g, l, h, table)) = cache.as_ref() {
+            if *g == plan.g && l == lo && h == hi {
+                return table.clone();
+            }
+        }
+        let o = self.out_channels;
+        let table =
+            SignTable::new(&plan.class_bias, t.unit, o, (lo, hi), plan.g.kbits()).map(Arc::new);
+        *cache = Some((plan.g, lo.to_vec(), hi.to_vec(), table.clone()));
+        table
     }
 
     /// The checked path and the plan of a channel-last conv on a framed image.
@@ -541,9 +575,24 @@ mod tests {
             frame::pack_framed(&x, (h, w, c), pad, 0, &mut framed).unwrap();
             let (oh, ow) = layer.output_size(h, w, stride, pad).unwrap();
             let kk = (k * k * c) as i32;
+            // Random intervals (mostly inside `-kk..=kk`: sums compared in the kernel's
+            // fallback), then one-sided ones as a monotone epilogue gives (prefix, suffix,
+            // empty, all: the tap kernel's one-compare sign table, `super::signs`).
             let lo: Vec<i32> = (0..o).map(|_| rng.gen_range(-kk..kk / 2)).collect();
             let hi: Vec<i32> = lo.iter().map(|&l| l + rng.gen_range(-3..kk)).collect();
-            for path in PopcountPath::available() {
+            let one_sided: Vec<(i32, i32)> = (0..o)
+                .map(|ch| match ch % 4 {
+                    0 => (-kk, rng.gen_range(-kk..kk)),
+                    1 => (rng.gen_range(-kk..kk), kk),
+                    2 => (1, 0),
+                    _ => (-kk, kk),
+                })
+                .collect();
+            let (lo1, hi1): (Vec<i32>, Vec<i32>) = one_sided.into_iter().unzip();
+            for ((lo, hi), path) in [(&lo, &hi), (&lo1, &hi1)]
+                .into_iter()
+                .flat_map(|b| PopcountPath::available().into_iter().map(move |p| (b, p)))
+            {
                 let mut want = vec![0u8; frame::framed_len(oh, ow, o, p2)];
                 layer
                     .forward_framed(path, &framed, (h, w), stride, pad, |oy, sums| {

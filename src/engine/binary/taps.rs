@@ -21,12 +21,13 @@
 //! exact zero-padding correction is applied in the kernel's store: each window takes its row of
 //! a per-pixel-class bias table ([`super::padding`]), `sum = bias[class][o] - 2 * count`, so
 //! border pixels need no second pass. The store writes either those sums ([`TapOut::Sums`]) or
-//! straight away the sign bits the next conv reads ([`TapOut::Bits`], the interval test of
-//! [`super::frame::write_interval_bits`]). AVX-512 only, chosen per layer by
+//! straight away the sign bits the next conv reads ([`TapOut::Bits`]: one compare of the
+//! count against a per-class threshold, [`super::signs`]). AVX-512 only, chosen per layer by
 //! [`TapPanels::usable`]; every other case runs `dots_windows`, and the tests check this
 //! kernel against the definition.
 
 use super::pack::PackedWeights;
+use super::signs::SignRow;
 
 /// Outputs per block: one 512-bit vector of `u32` lanes.
 const BLOCK: usize = 16;
@@ -90,7 +91,7 @@ fn available(unit: usize) -> bool {
         use std::arch::is_x86_feature_detected as has;
         has!("avx512f")
             && has!("avx512vpopcntdq")
-            && (unit != 16 || (has!("avx512bitalg") && has!("avx512bw")))
+            && (unit != 16 || (has!("avx512bitalg") && has!("avx512bw") && has!("bmi2")))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -184,6 +185,11 @@ impl ClassBias {
         ClassBias { table, cls, width }
     }
 
+    /// The table `[class][O]`, each pixel's class `[rows][width]`, and the width.
+    pub(crate) fn parts(&self) -> (&[i32], &[u32], usize) {
+        (&self.table, &self.cls, self.width)
+    }
+
     /// Output row `oy`: window `r`'s sums are `table[cls[r] * O + o] - 2 * count`.
     pub(crate) fn row(&self, oy: usize) -> TapBias<'_> {
         TapBias {
@@ -204,11 +210,10 @@ pub(crate) struct TapBias<'a> {
 pub(crate) enum TapOut<'a> {
     /// `out[r * ld + o] = s` (entries past the outputs are not written).
     Sums { out: &'a mut [i32], ld: usize },
-    /// Bit `o % 8` of byte `r * O / 8 + o / 8` of `out` is `lo[o] <= s <= hi[o]`: one output
-    /// row of pixels in a frame ([`super::frame`]).
+    /// Bit `o % 8` of byte `r * O / 8 + o / 8` of `out` is the sign bit `signs` gives `s`
+    /// ([`super::signs`]): one output row of pixels in a frame ([`super::frame`]).
     Bits {
-        lo: &'a [i32],
-        hi: &'a [i32],
+        signs: SignRow<'a>,
         out: &'a mut [u8],
     },
 }
@@ -219,9 +224,12 @@ pub(crate) enum TapOut<'a> {
 struct Store {
     sums: *mut i32,
     ld: usize,
-    lo: *const i32,
-    hi: *const i32,
     bits: *mut u8,
+    /// The [`SignRow`]'s tables.
+    flip: *const u16,
+    by_class: *const i32,
+    cls: *const u32,
+    by_pair: *const u16,
 }
 
 /// `s = bias - 2 * sum_t popcount(unit(r, t) XOR w[o][t])` for every window `r` and output `o`,
@@ -244,9 +252,11 @@ pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, bias: &TapBias, out: TapOut)
     let mut st = Store {
         sums: std::ptr::null_mut(),
         ld: 0,
-        lo: std::ptr::null(),
-        hi: std::ptr::null(),
         bits: std::ptr::null_mut(),
+        flip: std::ptr::null(),
+        by_class: std::ptr::null(),
+        cls: std::ptr::null(),
+        by_pair: std::ptr::null(),
     };
     let bits = match out {
         TapOut::Sums { out, ld } => {
@@ -255,9 +265,17 @@ pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, bias: &TapBias, out: TapOut)
             (st.sums, st.ld) = (out.as_mut_ptr(), ld);
             false
         }
-        TapOut::Bits { lo, hi, out } => {
-            assert!(lo.len() == o && hi.len() == o && out.len() >= x.rows * o / 8);
-            (st.lo, st.hi, st.bits) = (lo.as_ptr(), hi.as_ptr(), out.as_mut_ptr());
+        TapOut::Bits { signs, out } => {
+            assert!(signs.unit == p.unit && signs.outputs == o && out.len() >= x.rows * o / 8);
+            assert_eq!(signs.flip.len(), o / BLOCK);
+            // The row view's classes index whole table rows (`SignRow` is only made whole).
+            match p.unit {
+                16 => assert!(signs.by_pair.len() >= x.rows.div_ceil(2) * 2 * o),
+                _ => assert!(signs.cls.len() >= x.rows && signs.by_class.len() >= o),
+            }
+            st.bits = out.as_mut_ptr();
+            (st.flip, st.by_class) = (signs.flip.as_ptr(), signs.by_class.as_ptr());
+            (st.cls, st.by_pair) = (signs.cls.as_ptr(), signs.by_pair.as_ptr());
             true
         }
     };
@@ -283,7 +301,8 @@ mod avx512 {
     use super::{Store, TapBias, TapPanels, TapRows, BLOCK};
     use std::arch::x86_64::*;
 
-    /// Stores block `blk`'s sums `bias[cls] - 2 * count` of window `r`: as sign bits if `BITS`.
+    /// Stores block `blk` of window `r` (`u32` counts): the sums `bias[cls] - 2 * count`, or
+    /// if `BITS` the sign bits `(count >= T[cls]) ^ flip` ([`super::super::signs`]).
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn store<const BITS: bool>(
@@ -294,20 +313,45 @@ mod avx512 {
         blk: usize,
         count: __m512i,
     ) {
+        if BITS {
+            let t = st.by_class.add(*st.cls.add(r) as usize * o + blk * BLOCK);
+            let m = _mm512_cmpge_epi32_mask(count, _mm512_loadu_si512(t as *const __m512i));
+            let at = st.bits.add(r * (o / 8) + blk * 2);
+            std::ptr::write_unaligned(at as *mut u16, (m ^ *st.flip.add(blk)).to_le());
+            return;
+        }
         let row = bias
             .table
             .as_ptr()
             .add(*bias.cls.get_unchecked(r) as usize * o);
         let b = _mm512_loadu_si512(row.add(blk * BLOCK) as *const __m512i);
         let s = _mm512_sub_epi32(b, _mm512_slli_epi32(count, 1));
-        if BITS {
-            let l = _mm512_loadu_si512(st.lo.add(blk * BLOCK) as *const __m512i);
-            let h = _mm512_loadu_si512(st.hi.add(blk * BLOCK) as *const __m512i);
-            let m = _mm512_cmpge_epi32_mask(s, l) & _mm512_cmple_epi32_mask(s, h);
-            let at = st.bits.add(r * (o / 8) + blk * 2);
-            std::ptr::write_unaligned(at as *mut u16, m.to_le());
-        } else {
-            _mm512_storeu_si512(st.sums.add(r * st.ld + blk * BLOCK) as *mut __m512i, s)
+        _mm512_storeu_si512(st.sums.add(r * st.ld + blk * BLOCK) as *mut __m512i, s)
+    }
+
+    /// Stores block `blk` of the window pair `win`, `win + 1` (`win` even; the second only
+    /// if it is below `rows`) as sign bits from the pair's 16-bit counts (lane `2i + q` =
+    /// output `16 * blk + i` of window `win + q`): one compare, then the even and odd mask
+    /// bits taken apart.
+    #[target_feature(enable = "avx512f,avx512bw,bmi2")]
+    #[inline]
+    unsafe fn store_pair_bits(
+        st: Store,
+        o: usize,
+        rows: usize,
+        win: usize,
+        blk: usize,
+        a: __m512i,
+    ) {
+        let t = st.by_pair.add(((win / 2) * (o / BLOCK) + blk) * 2 * BLOCK);
+        let m = _mm512_cmpge_epu16_mask(a, _mm512_loadu_si512(t as *const __m512i));
+        let flip = *st.flip.add(blk);
+        let at = st.bits.add(win * (o / 8) + blk * 2);
+        let even = _pext_u32(m, 0x5555_5555) as u16 ^ flip;
+        std::ptr::write_unaligned(at as *mut u16, even.to_le());
+        if win + 1 < rows {
+            let odd = _pext_u32(m, 0xAAAA_AAAA) as u16 ^ flip;
+            std::ptr::write_unaligned(at.add(o / 8) as *mut u16, odd.to_le());
         }
     }
 
@@ -387,7 +431,7 @@ mod avx512 {
     /// `R` window pairs from `r0` (windows `r0 + 2i` and `r0 + 2i + 1`; a second window at or
     /// past `x.rows` is computed from frame bytes and not stored) times `B` blocks from `b0`,
     /// 16-bit units.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw")]
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw,bmi2")]
     #[inline]
     unsafe fn tile16<const R: usize, const B: usize, const BITS: bool, const ADJ: bool>(
         x: &TapRows,
@@ -415,6 +459,10 @@ mod avx512 {
         for (r, row) in acc.iter().enumerate() {
             let win = r0 + 2 * r;
             for (j, a) in row.iter().enumerate() {
+                if BITS {
+                    store_pair_bits(st, p.outputs, x.rows, win, b0 + j, *a);
+                    continue;
+                }
                 // u32 lane o holds window `win`'s count in its low half, `win + 1`'s in its high.
                 store::<BITS>(st, bias, p.outputs, win, b0 + j, _mm512_and_si512(*a, low));
                 if win + 1 < x.rows {
@@ -514,7 +562,7 @@ mod avx512 {
         blocks16,
         run16,
         tile16,
-        "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw",
+        "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw,bmi2",
         2,
         [ADJ],
         4,
@@ -528,6 +576,7 @@ mod avx512 {
 mod tests {
     use super::*;
     use crate::engine::binary::pack::pack_weights_i8;
+    use crate::engine::binary::signs::SignTable;
     use ndarray::Array4;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -614,26 +663,28 @@ mod tests {
                     assert_eq!(out[r * ld + oc], want, "C{c} O{o} r{r} o{oc}");
                 }
             }
-            // Sign bits: intervals around the sums' range, some empty, one channel all ones.
-            let lo: Vec<i32> = (0..o).map(|_| rng.gen_range(-k..k / 2)).collect();
-            let hi: Vec<i32> = (0..o)
-                .map(|oc| {
-                    if oc == 3 {
-                        k + 80
-                    } else {
-                        lo[oc] + rng.gen_range(-5..k)
-                    }
+            // Sign bits: for each channel a prefix, a suffix, an empty or a full interval of
+            // `-k..=k`, which the table turns into one side each ([`super::super::signs`]);
+            // the tables' biases here let `s` leave `-k..=k`, which shows the one side.
+            let kinds: Vec<(i32, i32)> = (0..o)
+                .map(|oc| match oc % 4 {
+                    0 => (-k - rng.gen_range(0..3), rng.gen_range(-k..k)),
+                    1 => (rng.gen_range(-k + 1..k), k + rng.gen_range(0..3)),
+                    2 => (5, 4),
+                    _ => (-k, k),
                 })
                 .collect();
-            let lo: Vec<i32> = lo
-                .iter()
-                .enumerate()
-                .map(|(oc, &l)| if oc == 3 { -k - 80 } else { l })
-                .collect();
+            let (lo, hi): (Vec<i32>, Vec<i32>) = kinds.iter().copied().unzip();
+            let one_side = |oc: usize, s: i32| match oc % 4 {
+                0 => s <= hi[oc],
+                1 => s >= lo[oc],
+                2 => false,
+                _ => s <= k,
+            };
+            let table = SignTable::new(&classes, c, o, (&lo, &hi), k as usize).unwrap();
             let mut bits = vec![0x5Au8; rows * o / 8 + 3];
             let out = TapOut::Bits {
-                lo: &lo,
-                hi: &hi,
+                signs: table.row(0),
                 out: &mut bits,
             };
             dots_taps(&x, &p, &bias, out);
@@ -641,7 +692,7 @@ mod tests {
                 for oc in 0..o {
                     let s = want(r, oc);
                     let bit = bits[r * o / 8 + oc / 8] >> (oc % 8) & 1 == 1;
-                    assert_eq!(bit, lo[oc] <= s && s <= hi[oc], "bits C{c} O{o} r{r} o{oc}");
+                    assert_eq!(bit, one_side(oc, s), "bits C{c} O{o} r{r} o{oc} s{s}");
                 }
             }
             assert_eq!(

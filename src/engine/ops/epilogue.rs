@@ -87,6 +87,7 @@ impl Epilogue<'_> {
         PixelRows {
             channels,
             len: channels * pixels,
+            scale_positive: k[..channels.min(k.len())].iter().all(|&v| v > 0.0),
             scale: tile(k),
             bias: self.bias.map(tile),
             bn: self.bn.map(|(s, t)| (tile(s), tile(t))),
@@ -129,6 +130,9 @@ pub struct PixelRows {
     bias: Option<Vec<f32>>,
     bn: Option<(Vec<f32>, Vec<f32>)>,
     act: Activation,
+    /// Every scale is `> 0`: then `k * s` is never `-0` (`|s| >= 1` or `s = 0`), so `0 + k * s`
+    /// equals it bit for bit and the SIMD sweep skips the add.
+    scale_positive: bool,
 }
 
 impl PixelRows {
@@ -223,6 +227,7 @@ impl PixelRows {
             bias: self.bias.as_ref().map_or(null, |b| b.as_ptr()),
             s: self.bn.as_ref().map_or(null, |(s, _)| s.as_ptr()),
             t: self.bn.as_ref().map_or(null, |(_, t)| t.as_ptr()),
+            zero_add: !self.scale_positive,
         };
         // Which steps run is fixed per call, so each combination is its own branch-free loop.
         let hardtanh = self.act == Activation::Hardtanh;
@@ -248,6 +253,8 @@ mod simd {
         pub bias: *const f32,
         pub s: *const f32,
         pub t: *const f32,
+        /// Whether `k * s` needs the `0 +` (some `k` is not positive: see `PixelRows`).
+        pub zero_add: bool,
     }
 
     /// Picks the loop for the steps present; returns the NaN mask (sign output only).
@@ -275,8 +282,7 @@ mod simd {
               true false false, true false true, true true false, true true true)
     }
 
-    /// Per block of 16 channels the parameters in registers, then every pixel, step by step
-    /// as the portable sweep: `0 + k*s`, `+ bias`, `s*v + t`, `+ r`, activation.
+    /// [`sweep_with`], with or without the `0 +` (a branch per vector cost 15%).
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn sweep<
@@ -288,12 +294,35 @@ mod simd {
     >(
         p: &Sweep,
     ) -> u16 {
+        match p.zero_add {
+            true => sweep_with::<BIAS, BN, RES, HARDTANH, SIGNS, true>(p),
+            false => sweep_with::<BIAS, BN, RES, HARDTANH, SIGNS, false>(p),
+        }
+    }
+
+    /// Per block of 16 channels the parameters in registers, then every pixel, step by step
+    /// as the portable sweep: `0 + k*s` (`k*s` unless `ZADD`), `+ bias`, `s*v + t`, `+ r`,
+    /// activation.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn sweep_with<
+        const BIAS: bool,
+        const BN: bool,
+        const RES: bool,
+        const HARDTANH: bool,
+        const SIGNS: bool,
+        const ZADD: bool,
+    >(
+        p: &Sweep,
+    ) -> u16 {
         let (zero, one, minus_one) = (
             _mm512_setzero_ps(),
             _mm512_set1_ps(1.0),
             _mm512_set1_ps(-1.0),
         );
         let mut nan: __mmask16 = 0;
+        // Sum of the values for the sign output: NaN iff one is (see below).
+        let mut sticky = zero;
         for b in (0..p.c).step_by(16) {
             // The tiles repeat the per-channel values, so their first C entries are them.
             let k = _mm512_loadu_ps(p.k.add(b));
@@ -310,7 +339,10 @@ mod simd {
             let mut at = b;
             while at < p.n {
                 let s = _mm512_loadu_si512(p.sums.add(at) as *const __m512i);
-                let mut v = _mm512_add_ps(zero, _mm512_mul_ps(k, _mm512_cvtepi32_ps(s)));
+                let mut v = _mm512_mul_ps(k, _mm512_cvtepi32_ps(s));
+                if ZADD {
+                    v = _mm512_add_ps(zero, v);
+                }
                 if BIAS {
                     v = _mm512_add_ps(v, bv);
                 }
@@ -327,13 +359,19 @@ mod simd {
                 _mm512_storeu_ps(p.dst.add(at), v);
                 if SIGNS {
                     let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero);
-                    nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                    if HARDTANH {
+                        // |v| <= 1, so a sum of a row's values cannot overflow: it is NaN
+                        // iff one of them is (cheaper than a compare per vector).
+                        sticky = _mm512_add_ps(sticky, v);
+                    } else {
+                        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                    }
                     std::ptr::write_unaligned(p.signs.add(at / 8) as *mut u16, neg.to_le());
                 }
                 at += p.c;
             }
         }
-        nan
+        nan | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(sticky, sticky)
     }
 }
 
@@ -537,7 +575,11 @@ mod tests {
             let n = c * px;
             let mut param =
                 |scale: f32| -> Vec<f32> { (0..c).map(|_| rng.gen_range(-scale..scale)).collect() };
-            let (k, b, s, t) = (param(0.5), param(1.0), param(2.0), param(1.0));
+            let (mixed, b, s, t) = (param(0.5), param(1.0), param(2.0), param(1.0));
+            // All scales positive (the sweep then skips the `0 +`), and one of them zero.
+            let positive: Vec<f32> = mixed.iter().map(|k| k.abs() + 1e-3).collect();
+            let mut one_zero = positive.clone();
+            one_zero[c / 2] = 0.0;
             // Every fifth sum zero: with a negative scale `k*s` is -0, which `0 + k*s` makes +0.
             let sums: Vec<i32> = (0..n)
                 .map(|i| {
@@ -558,7 +600,10 @@ mod tests {
                 .collect();
             let mut with_nan = res.clone();
             with_nan[n / 2] = f32::NAN;
-            for act in [Activation::Identity, Activation::Hardtanh] {
+            for (act, k) in [Activation::Identity, Activation::Hardtanh]
+                .into_iter()
+                .flat_map(|a| [(a, &mixed), (a, &positive), (a, &one_zero)])
+            {
                 for (bias, bn, r) in [
                     (None, None, None),
                     (Some(&b[..]), None, Some(&res[..])),
@@ -566,7 +611,7 @@ mod tests {
                     (Some(&b[..]), Some((&s[..], &t[..])), None),
                     (None, Some((&s[..], &t[..])), Some(&with_nan[..])),
                 ] {
-                    let rows = Epilogue { bias, bn, act }.pixel_rows(c, px, &k);
+                    let rows = Epilogue { bias, bn, act }.pixel_rows(c, px, k);
                     if !rows.simd() {
                         eprintln!("no AVX-512: nothing to compare");
                         return;
