@@ -352,26 +352,24 @@ impl BConv2d {
                 format!("{o} outputs: needs a multiple of 8, {o} bounds each and a matching frame"),
             ));
         }
+        let row_at = |oy: usize| ((oy + dst_pad) * (g.ow + 2 * dst_pad) + dst_pad) * bpp;
         let taps = self.tap_kernel(path);
-        let signs = taps.and_then(|t| self.sign_table(&plan, t, (lo, hi)));
-        let taps = taps.zip(signs.as_deref());
-        let mut sums = vec![0i32; if taps.is_some() { 0 } else { g.ow * o }];
+        if let Some((t, signs)) = taps.zip(taps.and_then(|t| self.sign_table(&plan, t, (lo, hi)))) {
+            let out = TapOut::Bits {
+                signs: &signs,
+                row_step: plan.windows.as_ref().expect("width checked").row_step,
+                out: dst,
+                base: row_at(0),
+                step: (g.ow + 2 * dst_pad) * bpp,
+            };
+            dots_taps(&self.tap_rows(&plan, framed, 0), t, out);
+            return Ok(());
+        }
+        let mut sums = vec![0i32; g.ow * o];
         for oy in 0..g.oh {
-            let at = ((oy + dst_pad) * (g.ow + 2 * dst_pad) + dst_pad) * bpp;
-            let row = &mut dst[at..at + g.ow * bpp];
-            match taps {
-                Some((t, signs)) => {
-                    let out = TapOut::Bits {
-                        signs: signs.row(oy),
-                        out: row,
-                    };
-                    self.tap_row(t, &plan, framed, oy, out);
-                }
-                None => {
-                    self.row_sums(path, &plan, framed, oy, &mut sums);
-                    frame::write_interval_bits(&sums, lo, hi, row);
-                }
-            }
+            self.row_sums(path, &plan, framed, oy, &mut sums);
+            let at = row_at(oy);
+            frame::write_interval_bits(&sums, lo, hi, &mut dst[at..at + g.ow * bpp]);
         }
         Ok(())
     }
@@ -429,16 +427,16 @@ impl BConv2d {
     }
 
     /// Output row `oy` of the tap kernel, padding corrected in its store.
-    fn tap_row(&self, t: &TapPanels, plan: &Plan, framed: &[u8], oy: usize, out: TapOut) {
-        let (g, win) = (&plan.g, plan.windows.as_ref().expect("width checked"));
-        let rows = TapRows {
+    /// The windows of output row `oy` for the tap kernel.
+    fn tap_rows<'a>(&self, plan: &'a Plan, framed: &'a [u8], oy: usize) -> TapRows<'a> {
+        let win = plan.windows.as_ref().expect("width checked");
+        TapRows {
             frame: framed,
             base: oy * win.row_step,
             step: win.step,
             tap_off: &win.tap_off,
-            rows: g.ow,
-        };
-        dots_taps(&rows, t, &plan.class_bias.row(oy), out);
+            rows: plan.g.ow,
+        }
     }
 
     /// Output row `oy`'s exact sums, pixel-major `[ow][O]`, into `sums`.
@@ -452,7 +450,12 @@ impl BConv2d {
     ) {
         let (g, o) = (&plan.g, self.out_channels);
         if let Some(t) = self.tap_kernel(path) {
-            return self.tap_row(t, plan, framed, oy, TapOut::Sums { out: sums, ld: o });
+            let out = TapOut::Sums {
+                bias: plan.class_bias.row(oy),
+                out: sums,
+                ld: o,
+            };
+            return dots_taps(&self.tap_rows(plan, framed, oy), t, out);
         }
         let win = plan.windows.as_ref().expect("width checked");
         let rows = WindowRows {

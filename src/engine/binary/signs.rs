@@ -142,6 +142,27 @@ impl SignTable {
         Some(st)
     }
 
+    pub(crate) fn unit(&self) -> usize {
+        self.unit
+    }
+
+    pub(crate) fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    /// Windows per output row.
+    pub(crate) fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Output rows.
+    pub(crate) fn rows(&self) -> usize {
+        match self.unit {
+            16 => self.row_of.len(),
+            _ => self.cls.len() / self.width.max(1),
+        }
+    }
+
     /// Output row `oy`'s view.
     pub(crate) fn row(&self, oy: usize) -> SignRow<'_> {
         let o = self.outputs;
@@ -149,8 +170,6 @@ impl SignTable {
             let len = self.width.div_ceil(2) * 2 * o;
             let at = self.row_of[oy] as usize * len;
             return SignRow {
-                unit: 16,
-                outputs: o,
                 flip: &self.flip,
                 by_class: &[],
                 cls: &[],
@@ -158,8 +177,6 @@ impl SignTable {
             };
         }
         SignRow {
-            unit: self.unit,
-            outputs: o,
             flip: &self.flip,
             by_class: &self.by_class,
             cls: &self.cls[oy * self.width..(oy + 1) * self.width],
@@ -171,8 +188,6 @@ impl SignTable {
 /// One output row of a [`SignTable`] (only made by [`SignTable::row`], so every class indexes
 /// a whole table row and every pair has its thresholds).
 pub(crate) struct SignRow<'a> {
-    pub(super) unit: usize,
-    pub(super) outputs: usize,
     pub(super) flip: &'a [u16],
     /// 32/64-bit units: thresholds `[class][O]` and window `r`'s class `cls[r]`.
     pub(super) by_class: &'a [i32],

@@ -27,7 +27,7 @@
 //! kernel against the definition.
 
 use super::pack::PackedWeights;
-use super::signs::SignRow;
+use super::signs::SignTable;
 
 /// Outputs per block: one 512-bit vector of `u32` lanes.
 const BLOCK: usize = 16;
@@ -206,15 +206,25 @@ pub(crate) struct TapBias<'a> {
     cls: &'a [u32],
 }
 
-/// What [`dots_taps`] stores per window `r` and output `o`, given its sum `s`.
+/// What [`dots_taps`] computes and where it stores it.
 pub(crate) enum TapOut<'a> {
-    /// `out[r * ld + o] = s` (entries past the outputs are not written).
-    Sums { out: &'a mut [i32], ld: usize },
-    /// Bit `o % 8` of byte `r * O / 8 + o / 8` of `out` is the sign bit `signs` gives `s`
-    /// ([`super::signs`]): one output row of pixels in a frame ([`super::frame`]).
+    /// The windows of `x` (one output row): `out[r * ld + o] = s`, with the padding-class
+    /// bias of `bias` (entries past the outputs are not written).
+    Sums {
+        bias: TapBias<'a>,
+        out: &'a mut [i32],
+        ld: usize,
+    },
+    /// Every output row `oy` of `signs` (its windows are those of `x` moved `oy * row_step`
+    /// bytes on): bit `o % 8` of byte `base + oy * step + r * O / 8 + o / 8` of `out` is the
+    /// sign bit `signs` gives window `r`'s sum ([`super::signs`]), so `out` is the next conv's
+    /// frame ([`super::frame`]). One call per map, so bounds are checked once, not per row.
     Bits {
-        signs: SignRow<'a>,
+        signs: &'a SignTable,
+        row_step: usize,
         out: &'a mut [u8],
+        base: usize,
+        step: usize,
     },
 }
 
@@ -225,7 +235,7 @@ struct Store {
     sums: *mut i32,
     ld: usize,
     bits: *mut u8,
-    /// The [`SignRow`]'s tables.
+    /// The tables of a [`super::signs::SignRow`].
     flip: *const u16,
     by_class: *const i32,
     cls: *const u32,
@@ -234,10 +244,10 @@ struct Store {
 
 /// `s = bias - 2 * sum_t popcount(unit(r, t) XOR w[o][t])` for every window `r` and output `o`,
 /// with `unit` the low `p.unit` bits, stored as `out` says. Needs [`TapPanels::usable`].
-pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, bias: &TapBias, out: TapOut) {
+pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, out: TapOut) {
     assert!(
         available(p.unit),
-        "dots_taps needs AVX-512 (BITALG for 16-bit units)"
+        "dots_taps needs AVX-512 (BITALG and BMI2 for 16-bit units)"
     );
     // 16-bit units read 4 bytes at a window (its unit and, at stride 1, the next one's), or
     // at other strides 2 bytes at the next window too.
@@ -245,10 +255,7 @@ pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, bias: &TapBias, out: TapOut)
         16 => 4.max(x.step + 2),
         u => u.max(32) / 8,
     };
-    x.check(p.taps, bytes);
     let o = p.outputs;
-    // Classes were checked against the table by `ClassBias::new`; its rows are `O` wide.
-    assert!(bias.cls.len() >= x.rows && bias.table.len().is_multiple_of(o));
     let mut st = Store {
         sums: std::ptr::null_mut(),
         ld: 0,
@@ -258,42 +265,77 @@ pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, bias: &TapBias, out: TapOut)
         cls: std::ptr::null(),
         by_pair: std::ptr::null(),
     };
-    let bits = match out {
-        TapOut::Sums { out, ld } => {
+    match out {
+        TapOut::Sums { bias, out, ld } => {
+            x.check(p.taps, bytes);
+            // Classes were checked against the table by `ClassBias::new`; rows are `O` wide.
+            assert!(bias.cls.len() >= x.rows && bias.table.len().is_multiple_of(o));
             assert!(ld >= o);
             assert!(x.rows == 0 || out.len() >= (x.rows - 1) * ld + o);
             (st.sums, st.ld) = (out.as_mut_ptr(), ld);
-            false
+            // SAFETY: as `run`'s contract, checked above.
+            unsafe { run::<false>(x, p, &bias, st) }
         }
-        TapOut::Bits { signs, out } => {
-            assert!(signs.unit == p.unit && signs.outputs == o && out.len() >= x.rows * o / 8);
-            assert_eq!(signs.flip.len(), o / BLOCK);
-            // The row view's classes index whole table rows (`SignRow` is only made whole).
-            match p.unit {
-                16 => assert!(signs.by_pair.len() >= x.rows.div_ceil(2) * 2 * o),
-                _ => assert!(signs.cls.len() >= x.rows && signs.by_class.len() >= o),
+        TapOut::Bits {
+            signs,
+            row_step,
+            out,
+            base,
+            step,
+        } => {
+            let rows = signs.rows();
+            assert!(signs.unit() == p.unit && signs.outputs() == o && x.rows <= signs.width());
+            if rows == 0 || x.rows == 0 {
+                return;
             }
-            st.bits = out.as_mut_ptr();
-            (st.flip, st.by_class) = (signs.flip.as_ptr(), signs.by_class.as_ptr());
-            (st.cls, st.by_pair) = (signs.cls.as_ptr(), signs.by_pair.as_ptr());
-            true
-        }
-    };
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: the features were checked above; frame reads are checked by `check`, bias rows
-    // by the class check, the stores stay within `out` (asserted), filter reads within `data`.
-    unsafe {
-        match (p.unit, bits) {
-            (64, false) => avx512::run64::<false>(x, p, bias, st),
-            (64, true) => avx512::run64::<true>(x, p, bias, st),
-            (32, false) => avx512::run32::<false>(x, p, bias, st),
-            (32, true) => avx512::run32::<true>(x, p, bias, st),
-            (_, false) if x.step == 2 => avx512::run16::<false, true>(x, p, bias, st),
-            (_, true) if x.step == 2 => avx512::run16::<true, true>(x, p, bias, st),
-            (_, false) => avx512::run16::<false, false>(x, p, bias, st),
-            (_, true) => avx512::run16::<true, false>(x, p, bias, st),
+            // The last row's windows are the furthest into the frame.
+            let last = TapRows {
+                base: x.base + (rows - 1) * row_step,
+                ..*x
+            };
+            last.check(p.taps, bytes);
+            assert!(base + (rows - 1) * step + x.rows * o / 8 <= out.len());
+            let none = TapBias {
+                table: &[],
+                cls: &[],
+            };
+            for oy in 0..rows {
+                // A row view covers its `width >= x.rows` windows (`SignTable::row`).
+                let row = signs.row(oy);
+                (st.flip, st.by_class) = (row.flip.as_ptr(), row.by_class.as_ptr());
+                (st.cls, st.by_pair) = (row.cls.as_ptr(), row.by_pair.as_ptr());
+                // SAFETY: `base + oy * step` plus the row's bytes is inside `out` (asserted).
+                st.bits = unsafe { out.as_mut_ptr().add(base + oy * step) };
+                let xr = TapRows {
+                    base: x.base + oy * row_step,
+                    ..*x
+                };
+                // SAFETY: as `run`'s contract: row `oy`'s windows lie before the last row's.
+                unsafe { run::<true>(&xr, p, &none, st) }
+            }
         }
     }
+}
+
+/// The kernel for the unit width and stride, storing sums or bits.
+///
+/// # Safety
+/// The CPU features of [`available`]; `x` passed [`TapRows::check`] for the kernel's read
+/// width; `bias` covers `x.rows` windows (sums) or `st`'s sign tables do (bits); the stores
+/// of `x.rows` windows stay inside the buffers of `st`.
+unsafe fn run<const BITS: bool>(x: &TapRows, p: &TapPanels, bias: &TapBias, st: Store) {
+    #[cfg(target_arch = "x86_64")]
+    match p.unit {
+        64 => avx512::run64::<BITS>(x, p, bias, st),
+        32 => avx512::run32::<BITS>(x, p, bias, st),
+        _ if x.step == 2 => avx512::run16::<BITS, true>(x, p, bias, st),
+        _ => avx512::run16::<BITS, false>(x, p, bias, st),
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!(
+        "no tap kernel off x86-64: {x:p} {p:p} {bias:p} {:p}",
+        st.bits
+    )
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -647,7 +689,6 @@ mod tests {
             let table: Vec<i32> = (0..3 * o).map(|_| k + rng.gen_range(-40..40)).collect();
             let cls: Vec<u32> = (0..rows).map(|_| rng.gen_range(0..3)).collect();
             let classes = ClassBias::new(table.clone(), cls.clone(), rows, o);
-            let bias = classes.row(0);
             let want = |r: usize, oc: usize| -> i32 {
                 let cnt: u32 = (0..taps)
                     .map(|t| (unit(r, t) ^ filt(oc, t)).count_ones())
@@ -656,7 +697,12 @@ mod tests {
             };
             let ld = o + 3;
             let mut out = vec![i32::MIN; rows * ld];
-            dots_taps(&x, &p, &bias, TapOut::Sums { out: &mut out, ld });
+            let sums = TapOut::Sums {
+                bias: classes.row(0),
+                out: &mut out,
+                ld,
+            };
+            dots_taps(&x, &p, sums);
             for r in 0..rows {
                 for oc in 0..ld {
                     let want = if oc < o { want(r, oc) } else { i32::MIN };
@@ -684,10 +730,13 @@ mod tests {
             let table = SignTable::new(&classes, c, o, (&lo, &hi), k as usize).unwrap();
             let mut bits = vec![0x5Au8; rows * o / 8 + 3];
             let out = TapOut::Bits {
-                signs: table.row(0),
+                signs: &table,
+                row_step: 0,
                 out: &mut bits,
+                base: 0,
+                step: 0,
             };
-            dots_taps(&x, &p, &bias, out);
+            dots_taps(&x, &p, out);
             for r in 0..rows {
                 for oc in 0..o {
                     let s = want(r, oc);

@@ -321,8 +321,6 @@ mod simd {
             _mm512_set1_ps(-1.0),
         );
         let mut nan: __mmask16 = 0;
-        // Sum of the values for the sign output: NaN iff one is (see below).
-        let mut sticky = zero;
         for b in (0..p.c).step_by(16) {
             // The tiles repeat the per-channel values, so their first C entries are them.
             let k = _mm512_loadu_ps(p.k.add(b));
@@ -336,8 +334,8 @@ mod simd {
             } else {
                 (zero, zero)
             };
-            let mut at = b;
-            while at < p.n {
+            // One pixel's 16 values, stored, and their sign bits written.
+            let value = |at: usize| -> __m512 {
                 let s = _mm512_loadu_si512(p.sums.add(at) as *const __m512i);
                 let mut v = _mm512_mul_ps(k, _mm512_cvtepi32_ps(s));
                 if ZADD {
@@ -359,19 +357,27 @@ mod simd {
                 _mm512_storeu_ps(p.dst.add(at), v);
                 if SIGNS {
                     let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero);
-                    if HARDTANH {
-                        // |v| <= 1, so a sum of a row's values cannot overflow: it is NaN
-                        // iff one of them is (cheaper than a compare per vector).
-                        sticky = _mm512_add_ps(sticky, v);
-                    } else {
-                        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-                    }
                     std::ptr::write_unaligned(p.signs.add(at / 8) as *mut u16, neg.to_le());
                 }
-                at += p.c;
+                v
+            };
+            // Two pixels per step: one unordered compare finds a NaN in either.
+            let mut at = b;
+            while at + p.c < p.n {
+                let (v0, v1) = (value(at), value(at + p.c));
+                if SIGNS {
+                    nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v0, v1);
+                }
+                at += 2 * p.c;
+            }
+            if at < p.n {
+                let v = value(at);
+                if SIGNS {
+                    nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                }
             }
         }
-        nan | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(sticky, sticky)
+        nan
     }
 }
 
