@@ -261,7 +261,8 @@ fn fused_epilogue_equals_the_unfused_ops_bit_for_bit() {
 
 /// The channel-last output is the NCHW output transposed, bit for bit, for maps of one and of
 /// several bands of output rows (32x32 is more than one band), widths of 16 (whole transpose
-/// blocks) and 5, and every activation.
+/// blocks) and 5, and every activation; the 16-output cases take the direct kernel
+/// (`ops::direct`), the 5-output one the GEMM and transpose.
 #[test]
 fn nhwc_output_is_the_nchw_output_transposed() {
     let mut rng = ChaCha8Rng::seed_from_u64(41);

@@ -428,6 +428,7 @@ impl BConv2d {
 
     /// Output row `oy` of the tap kernel, padding corrected in its store.
     /// The windows of output row `oy` for the tap kernel.
+    #[inline]
     fn tap_rows<'a>(&self, plan: &'a Plan, framed: &'a [u8], oy: usize) -> TapRows<'a> {
         let win = plan.windows.as_ref().expect("width checked");
         TapRows {

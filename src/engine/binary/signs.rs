@@ -164,6 +164,7 @@ impl SignTable {
     }
 
     /// Output row `oy`'s view.
+    #[inline]
     pub(crate) fn row(&self, oy: usize) -> SignRow<'_> {
         let o = self.outputs;
         if self.unit == 16 {

@@ -22,6 +22,7 @@
 //!
 //! The slow reference these are tested against is [`super::reference::conv`].
 
+use super::direct;
 use super::epilogue::Epilogue;
 use super::gemm::{sgemm, GemmBackend, MatRef, DEFAULT_BACKEND};
 use crate::{Error, Result};
@@ -458,6 +459,38 @@ fn conv2d_fused_impl(
         bias: bias.as_deref(),
         ..ep
     };
+    // Channel-last output of a short reduction: the direct kernel, bit-identical to the GEMM
+    // (see `super::direct`), with the epilogue over its pixel rows.
+    let direct = (nhwc && backend == GemmBackend::Gemm && direct::usable(&g)).then(|| {
+        let ones = vec![1.0; g.o];
+        (
+            direct::filters_by_tap(ws, &g),
+            ep.pixel_rows(g.o, g.wo, &ones),
+        )
+    });
+    if let Some((wk, rows)) = &direct {
+        if g.n > 0 && l > 0 {
+            let row = g.wo * g.o;
+            y.as_slice_mut()
+                .expect("fresh array")
+                .par_chunks_mut(img_out)
+                .zip(xs.par_chunks(img_in))
+                .for_each(|(yn, xn)| {
+                    with_scratch(direct::framed_len(&g), img_out, |framed, out| {
+                        direct::conv_nhwc_image(&g, xn, wk, framed, out);
+                        for (d, s) in yn.chunks_mut(row).zip(out.chunks(row)) {
+                            rows.apply_floats(d, s);
+                        }
+                    })
+                });
+        }
+        // SAFETY: every image's rows were written by `apply_floats`, which writes every
+        // element (for an empty batch or map there is nothing to write).
+        let y = unsafe { y.assume_init() };
+        return Ok(y
+            .into_shape_with_order((g.n, g.ho, g.wo, g.o))
+            .expect("contiguous"));
+    }
     // Output rows per tile.
     let band = (BAND_COLS / g.wo.max(1)).clamp(1, g.ho.max(1));
     let tile_cols = band * g.wo;

@@ -156,6 +156,16 @@ impl PixelRows {
         self.apply_scalar(dst, sums, residual);
     }
 
+    /// `dst = act(bn(v + bias))` for one row of a float conv's pixel-major output `src` (no
+    /// scale: `k` of [`Epilogue::pixel_rows`] is not used), the same expression per element
+    /// as [`Epilogue::row`] on the channel rows.
+    pub fn apply_floats(&self, dst: &mut [MaybeUninit<f32>], src: &[f32]) {
+        assert_eq!(src.len(), self.len, "pixel row length");
+        let bias = self.bias.as_deref();
+        let bn = self.bn.as_ref().map(|(s, t)| (s.as_slice(), t.as_slice()));
+        run(dst, src, |v, _| v, bias, bn, None, self.act);
+    }
+
     /// The portable sweep over the tiled parameters.
     fn apply_scalar(&self, dst: &mut [MaybeUninit<f32>], sums: &[i32], residual: Option<&[f32]>) {
         let k = &self.scale[..self.len];

@@ -18,6 +18,7 @@ pub mod abc;
 pub mod activation;
 pub mod batchnorm;
 pub mod conv;
+pub mod direct;
 pub mod epilogue;
 pub mod gemm;
 pub mod linear;
