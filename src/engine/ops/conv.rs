@@ -18,6 +18,10 @@
 //! is accumulated transposed, `dW^T += col dy^T`, because the `gemm` crate is several times
 //! slower on `dy col^T` (long inner dimension, column-major rhs).
 //!
+//! The channel-last forward ([`conv2d_fused_nhwc`], for a binary conv reading the output)
+//! of a short reduction (`C*KH*KW <= 64`, e.g. a first layer on RGB) runs the direct kernel of
+//! [`super::direct`] instead, which gives the GEMM's values bit for bit.
+//!
 //! NaN or infinite inputs propagate through the sums (IEEE); nothing is checked here.
 //!
 //! The slow reference these are tested against is [`super::reference::conv`].
@@ -462,6 +466,7 @@ fn conv2d_fused_impl(
     // Channel-last output of a short reduction: the direct kernel, bit-identical to the GEMM
     // (see `super::direct`), with the epilogue over its pixel rows.
     let direct = (nhwc && backend == GemmBackend::Gemm && direct::usable(&g)).then(|| {
+        // `apply_floats` takes no scale: the ones only fill the tiles' scale slot.
         let ones = vec![1.0; g.o];
         (
             direct::filters_by_tap(ws, &g),

@@ -8,8 +8,8 @@
 //! [`crate::Error::Input`] naming the operator and field. Crate-wide conventions (sign(0) = +1,
 //! NCHW) are in the crate doc.
 //!
-//! Modules: [`conv`] (im2col + GEMM, with the f64 [`reference`] beside it), [`gemm`] (backend
-//! choice), [`batchnorm`], [`activation`] (ReLU, hardtanh, sign + STE), [`xnor`] and [`abc`]
+//! Modules: [`conv`] (im2col + GEMM, with the f64 [`reference`] beside it), [`direct`] (the
+//! im2col-free channel-last forward of short reductions), [`gemm`] (backend choice), [`batchnorm`], [`activation`] (ReLU, hardtanh, sign + STE), [`xnor`] and [`abc`]
 //! (weight / activation binarization returning the +/-1 tensors and scales separately, for the
 //! bit-exact engine), [`shortcut`] (option A, residual add), [`pool`], [`linear`], [`loss`]
 //! (softmax cross-entropy, distillation KL).
