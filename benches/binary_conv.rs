@@ -10,10 +10,10 @@
 //! inference path's kernel (`BConv2d::forward_nhwc`: NHWC f32 image packed into a frame,
 //! windows read in place, sums pixel-major), image by image.
 //!
-//! Measured 2026-11-26, 1 thread, per image at batch 1: 64->64 8x8 float 56.3 us, binary
-//! (AVX-512) 2.42, binary+pack 2.80, channel_last+pack (tap kernel) 1.29 (43.7x the float
-//! conv); 16->16 32x32 float 139.9 us, binary 6.21, binary+pack 7.98, channel_last+pack 2.37
-//! (59x).
+//! Measured 2026-11-26, 1 thread, per image at batch 1: 64->64 8x8 float 56.2 us, binary
+//! (AVX-512) 1.99, binary+pack 2.88, channel_last+pack (tap kernel) 1.30 (43x the float
+//! conv); 16->16 32x32 float 112.5 us, binary 5.94, binary+pack 8.09, channel_last+pack 2.41
+//! (47x).
 
 use breakingbed::engine::binary::{pack_activations, pack_weights, BConv2d, PopcountPath};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

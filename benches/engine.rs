@@ -9,10 +9,10 @@
 //! `RAYON_NUM_THREADS=1` in front. benches/onnx/resnet20_ort.py times onnxruntime on the same
 //! weights for comparison.
 //!
-//! Measured 2026-11-26 with the tap kernels (one session, two single-thread runs), images/s,
-//! 1 thread: float b1 2,032 / 1,937, b128 1,937 / 1,904; XNOR b1 19,333 / 18,586 (9.51x /
-//! 9.60x), b128 18,831 / 18,809 (9.72x / 9.88x); onnxruntime b128 2,531. 2 threads, b128:
-//! float 3,788, XNOR 34,588 (9.13x), onnxruntime 4,895.
+//! Measured 2026-11-26 (one session, two single-thread runs), images/s, 1 thread: float b1
+//! 1,869 / 2,014, b128 1,875 / 1,896; XNOR b1 22,237 / 22,301 (11.90x / 11.07x), b128 21,614
+//! / 21,808 (11.53x / 11.51x); onnxruntime b128 2,356. 2 threads, b128: float 3,488, XNOR
+//! 37,945 (10.88x), onnxruntime 4,553.
 
 use breakingbed::engine::classifier::{BinaryEngine, FloatEngine};
 use breakingbed::engine::exec::Net;

@@ -1,6 +1,8 @@
 //! Float convolution throughput (forward, and forward+backward at batch 128) for the two ResNet20
 //! layer shapes the issue names, with both GEMM backends, plus a bare sgemm comparison on
-//! the per-image GEMM shapes. Report GMAC/s = MACs / time.
+//! the per-image GEMM shapes, and the first layer (3->16 on 32x32) as the float engine runs it
+//! (NCHW, im2col + GEMM) vs the channel-last direct kernel the XNOR engine runs
+//! (`ops::direct`, same values bit for bit). Report GMAC/s = MACs / time.
 //!
 //! Run: `cargo bench --bench float_conv -- --warm-up-time 1 --measurement-time 3`.
 //!
@@ -11,7 +13,10 @@
 //! MAC): 8x8 b128 17-24, 32x32 b128 10-14. gemm vs matrixmultiply: forward 1.3-2x, sgemm
 //! 1.3-2.4x in favour of gemm.
 
-use breakingbed::engine::ops::conv::{conv2d_backward_with, conv2d_with, ConvGeom};
+use breakingbed::engine::ops::conv::{
+    conv2d_backward_with, conv2d_fused, conv2d_fused_nhwc, conv2d_with, ConvGeom,
+};
+use breakingbed::engine::ops::epilogue::Epilogue;
 use breakingbed::engine::ops::gemm::{sgemm, GemmBackend, MatRef};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ndarray::{Array, Array4};
@@ -157,5 +162,22 @@ fn backward_sgemm(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, conv, bare_sgemm, backward_sgemm);
+fn first_layer(c: &mut Criterion) {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let x = rand4(&mut rng, (1, 3, 32, 32));
+    let w = rand4(&mut rng, (16, 3, 3, 3));
+    let g = ConvGeom::new(x.dim(), w.dim(), 1, 1).unwrap();
+    let mut group = c.benchmark_group("first_conv_3to16_32x32_b1");
+    group.throughput(Throughput::Elements(g.macs()));
+    let ep = Epilogue::IDENTITY;
+    group.bench_function("nchw_im2col_gemm", |b| {
+        b.iter(|| conv2d_fused(&x, &w, None, 1, 1, ep, None).unwrap())
+    });
+    group.bench_function("nhwc_direct", |b| {
+        b.iter(|| conv2d_fused_nhwc(&x, &w, None, 1, 1, ep).unwrap())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, conv, bare_sgemm, backward_sgemm, first_layer);
 criterion_main!(benches);
