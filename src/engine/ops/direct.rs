@@ -75,10 +75,14 @@ pub fn conv_nhwc_image(g: &ConvGeom, x: &[f32], wk: &[f32], pad_buf: &mut [f32],
             pad_buf[at..at + g.w].copy_from_slice(&x[(c * g.h + y) * g.w..][..g.w]);
         }
     }
-    // The last window's furthest tap lies inside the frame.
+    if g.ho == 0 || g.wo == 0 {
+        return;
+    }
+    // The last window's furthest tap lies inside the frame (`C`, `KH`, `KW` >= 1: checked by
+    // `ConvGeom::new`).
     let last =
         ((g.c - 1) * hp + (g.ho - 1) * g.stride + g.kh - 1) * wp + (g.wo - 1) * g.stride + g.kw - 1;
-    assert!(g.ho == 0 || g.wo == 0 || last < pad_buf.len());
+    assert!(last < pad_buf.len());
     #[cfg(target_arch = "x86_64")]
     // SAFETY: features checked by `usable`; every load is at most `last` (asserted), every
     // store inside `out` (its length asserted).
