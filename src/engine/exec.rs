@@ -40,7 +40,7 @@ use ndarray::{Array1, Array2, Array4, ArrayD, Axis, Ix4};
 use rayon::prelude::*;
 
 use super::binary::{self as bin, BConv2d, PopcountPath};
-use super::binary::{framed_len, pack_framed};
+use super::binary::{framed_len, pack_framed, row_start};
 use super::fmap::{FeatureMap, FramedBits};
 use super::ops;
 use super::params::{schemes, BinScheme, Params};
@@ -1666,7 +1666,7 @@ fn bin_forward_nhwc(
                     let res = rs.map(|r| &r[at..at + row]);
                     match (fr.as_deref_mut(), p2) {
                         (Some(fr), Some(p2)) => {
-                            let fa = ((oy + p2) * (ow + 2 * p2) + p2) * (o / 8);
+                            let fa = row_start(oy, ow, o, p2);
                             let signs = &mut fr[fa..fa + ow * o / 8];
                             if !rows_ep.apply_signs(d, sums, res, signs) {
                                 clean.store(false, std::sync::atomic::Ordering::Relaxed);

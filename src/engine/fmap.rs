@@ -46,7 +46,7 @@ const BITS_ONLY: &str = "sign bits go only to the binary conv the inference plan
 /// both conversions (ndarray's generic `as_standard_layout` of a permuted view took 5% of XNOR
 /// ResNet20 inference). Whole 16 x 16 blocks go through registers on AVX-512; the rest (and
 /// every block elsewhere) through 8 x 8 tiles read and written in short contiguous runs.
-fn transpose_images(src: &[f32], n: usize, a: usize, b: usize) -> Vec<f32> {
+pub(crate) fn transpose_images(src: &[f32], n: usize, a: usize, b: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(n * a * b);
     if a * b > 0 {
         let dst = &mut out.spare_capacity_mut()[..n * a * b];

@@ -74,8 +74,8 @@ pub struct BConv2d {
     /// The filter rows in the run-padded layout of [`Windows`], in panels, for the pixel-major
     /// kernel of [`BConv2d::forward_nhwc`] (only when the input width allows that path).
     panels: Option<Panels>,
-    /// The filters per tap for [`super::taps`] (16 or 32 input channels, outputs a multiple
-    /// of 16), used by the channel-last path where that kernel runs.
+    /// The filters per tap for [`super::taps`] (16, 32 or 64 input channels, outputs a
+    /// multiple of 16), used by the channel-last path where that kernel runs.
     taps: Option<TapPanels>,
     /// popcount of each filter tap, `[O][kh*kw]`, for the padding bias.
     tap_pop: Vec<u32>,
@@ -352,9 +352,11 @@ impl BConv2d {
                 format!("{o} outputs: needs a multiple of 8, {o} bounds each and a matching frame"),
             ));
         }
-        let row_at = |oy: usize| ((oy + dst_pad) * (g.ow + 2 * dst_pad) + dst_pad) * bpp;
-        let taps = self.tap_kernel(path);
-        if let Some((t, signs)) = taps.zip(taps.and_then(|t| self.sign_table(&plan, t, (lo, hi)))) {
+        let row_at = |oy: usize| frame::row_start(oy, g.ow, o, dst_pad);
+        let tap_signs = self
+            .tap_kernel(path)
+            .and_then(|t| Some((t, self.sign_table(&plan, t, (lo, hi))?)));
+        if let Some((t, signs)) = tap_signs {
             let out = TapOut::Bits {
                 signs: &signs,
                 row_step: plan.windows.as_ref().expect("width checked").row_step,
@@ -426,7 +428,6 @@ impl BConv2d {
             .filter(|t| path == PopcountPath::Avx512 && t.usable())
     }
 
-    /// Output row `oy` of the tap kernel, padding corrected in its store.
     /// The windows of output row `oy` for the tap kernel.
     #[inline]
     fn tap_rows<'a>(&self, plan: &'a Plan, framed: &'a [u8], oy: usize) -> TapRows<'a> {

@@ -29,6 +29,12 @@ pub(crate) fn framed_len(h: usize, w: usize, c: usize, pad: usize) -> usize {
     (h + 2 * pad) * (w + 2 * pad) * (c / 8) + SLACK
 }
 
+/// Byte offset of row `y`'s first image pixel in a frame of a `w`-wide image with `c`
+/// channels and padding `pad`.
+pub(crate) fn row_start(y: usize, w: usize, c: usize, pad: usize) -> usize {
+    ((y + pad) * (w + 2 * pad) + pad) * (c / 8)
+}
+
 /// Packs one NHWC image `x` (`h * w * c` floats) into `out` ([`framed_len`] bytes, every byte
 /// written). `image` is the image's index in its batch, for the NaN error.
 pub(crate) fn pack_framed(
@@ -58,12 +64,11 @@ fn pack_framed_with(
     out: &mut [u8],
 ) -> Result<()> {
     assert!(supports(c) && x.len() == h * w * c && out.len() == framed_len(h, w, c, pad));
-    let bpp = c / 8;
-    let fw = w + 2 * pad;
     out.fill(0);
     let mut nan = false;
     for y in 0..h {
-        let row = &mut out[((y + pad) * fw + pad) * bpp..((y + pad) * fw + pad + w) * bpp];
+        let at = row_start(y, w, c, pad);
+        let row = &mut out[at..at + w * c / 8];
         let src = &x[y * w * c..(y + 1) * w * c];
         nan |= match fast {
             #[cfg(target_arch = "x86_64")]

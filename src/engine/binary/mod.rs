@@ -13,7 +13,7 @@
 //!
 //! One concern per file: [`pack`] (layout), [`popcount`] (paths), [`dot`], [`frame`] (the
 //! channel-last byte-packed image of the inference path), [`im2col`] (bit rows),
-//! [`bgemm`] (the hot loop; [`taps`] its tap-per-lane form for 16 and 32 channels), [`padding`] (exact zero padding), [`signs`] (the tap kernel's sign-bit output), [`bconv`], [`linear`],
+//! [`bgemm`] (the hot loop; [`taps`] its tap-per-lane form for 16, 32 and 64 channels), [`padding`] (exact zero padding), [`signs`] (the tap kernel's sign-bit output), [`bconv`], [`linear`],
 //! [`transform`] (i32 -> scaled f32), [`multibase`] (XNOR / ABC layers), and [`reference`]
 //! (slow i8 truth the fast kernels are tested against).
 //!
@@ -44,7 +44,7 @@ pub mod transform;
 
 pub use bconv::{bconv2d, bconv2d_with, BConv2d};
 pub use dot::{bdot, bdot_matches, bdot_mismatches_with, bdot_with};
-pub(crate) use frame::{framed_len, pack_framed};
+pub(crate) use frame::{framed_len, pack_framed, row_start};
 pub use linear::{blinear, blinear_with, BLinear};
 pub use multibase::{abc_bconv2d, abc_blinear, xnor_bconv2d};
 pub use pack::{

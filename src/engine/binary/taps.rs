@@ -520,9 +520,9 @@ mod avx512 {
                     continue;
                 }
                 // u32 lane o holds window `win`'s count in its low half, `win + 1`'s in its high.
-                store::<BITS>(st, bias, p.outputs, win, b0 + j, _mm512_and_si512(*a, low));
+                store::<false>(st, bias, p.outputs, win, b0 + j, _mm512_and_si512(*a, low));
                 if win + 1 < x.rows {
-                    store::<BITS>(
+                    store::<false>(
                         st,
                         bias,
                         p.outputs,

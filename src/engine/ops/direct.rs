@@ -41,13 +41,7 @@ pub fn usable(g: &ConvGeom) -> bool {
 pub fn filters_by_tap(w: &[f32], g: &ConvGeom) -> Vec<f32> {
     let k = g.c * g.kh * g.kw;
     assert_eq!(w.len(), g.o * k, "filters");
-    let mut by_tap = vec![0.0; k * g.o];
-    for (o, filter) in w.chunks_exact(k).enumerate() {
-        for (t, &v) in filter.iter().enumerate() {
-            by_tap[t * g.o + o] = v;
-        }
-    }
-    by_tap
+    crate::engine::fmap::transpose_images(w, 1, g.o, k)
 }
 
 /// Floats of the zero-framed input [`conv_nhwc_image`] builds.

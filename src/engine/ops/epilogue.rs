@@ -161,9 +161,7 @@ impl PixelRows {
     /// as [`Epilogue::row`] on the channel rows.
     pub fn apply_floats(&self, dst: &mut [MaybeUninit<f32>], src: &[f32]) {
         assert_eq!(src.len(), self.len, "pixel row length");
-        let bias = self.bias.as_deref();
-        let bn = self.bn.as_ref().map(|(s, t)| (s.as_slice(), t.as_slice()));
-        run(dst, src, |v, _| v, bias, bn, None, self.act);
+        self.portable(dst, src, |v, _| v, None);
     }
 
     /// The portable sweep over the tiled parameters.
@@ -171,10 +169,20 @@ impl PixelRows {
         let k = &self.scale[..self.len];
         // |s| <= C*k*k < 2^24, so the conversion is exact; `0 + k*s` is what accumulating
         // into a zeroed tensor computes.
-        let to = |s: i32, j: usize| 0.0 + k[j] * s as f32;
+        self.portable(dst, sums, |s, j| 0.0 + k[j] * s as f32, residual);
+    }
+
+    /// [`run`] with the tiled parameters, each source value first mapped by `to`.
+    fn portable<T: Copy>(
+        &self,
+        dst: &mut [MaybeUninit<f32>],
+        src: &[T],
+        to: impl Fn(T, usize) -> f32,
+        residual: Option<&[f32]>,
+    ) {
         let bias = self.bias.as_deref();
         let bn = self.bn.as_ref().map(|(s, t)| (s.as_slice(), t.as_slice()));
-        run(dst, sums, to, bias, bn, residual, self.act);
+        run(dst, src, to, bias, bn, residual, self.act);
     }
 
     /// Whether rows run the explicit AVX-512 sweep, which [`PixelRows::apply_signs`] needs.
