@@ -3,7 +3,7 @@
 //! compared with the same student trained on the same 1,000 images with labels alone.
 //! Skipped with a notice when the data is absent, unless CI is set.
 
-mod train_support;
+use crate::train_support;
 
 use breakingbed::io::idx::{load_mnist_dir, FASHION_MNIST_DIR};
 use breakingbed::train::{

@@ -4,8 +4,8 @@
 //! `CAM_c` is `logit_c - bias_c`, because the features feed global average pooling and then the
 //! linear layer.
 
-mod report_support;
-mod sweep_support;
+use crate::report_support;
+use crate::sweep_support;
 
 use std::process::Command;
 

@@ -3,7 +3,7 @@
 //! uninterrupted run; the union of n shards is the unsharded run, and `merge` rebuilds it; the
 //! records do not depend on the thread count.
 
-mod sweep_support;
+use crate::sweep_support;
 
 use std::collections::BTreeSet;
 use std::io::Write;

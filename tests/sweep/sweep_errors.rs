@@ -1,7 +1,7 @@
 //! Bad input to `bbed sweep`, `bbed merge` and `bbed report`: clear errors naming the entry,
 //! file:line or folder, and nothing overwritten.
 
-mod sweep_support;
+use crate::sweep_support;
 
 use std::process::Command;
 

@@ -10,7 +10,7 @@ use breakingbed::model;
 use breakingbed::variant::{apply, VariantKind, VariantSpec};
 use std::path::Path;
 
-mod common;
+use crate::common;
 use common::bbed;
 
 fn assert_user_error(args: &[&str], needles: &[&str]) {

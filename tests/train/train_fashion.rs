@@ -4,7 +4,7 @@
 //! "Fashion-MNIST", benchmark table); one epoch on a sixth of the data must clear 70%.
 //! Skipped with a notice when the data is absent, unless CI is set.
 
-mod train_support;
+use crate::train_support;
 
 use breakingbed::io::idx::{load_mnist_dir, FASHION_MNIST_DIR};
 use breakingbed::train::{train, OptimizerConfig, Params, RunOptions, Schedule, TrainConfig};

@@ -11,7 +11,7 @@ use image::{Rgb, RgbImage};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-mod common;
+use crate::common;
 use common::{bbed, tiny_cnn};
 
 /// The network description (see `common::tiny_cnn`); 224 x 224 is the folder loader's default

@@ -2,7 +2,7 @@
 //! ends with the same parameters, bit for bit, as an uninterrupted run. The child process is this
 //! test binary re-run on the ignored test `child_training_process`.
 
-mod train_support;
+use crate::train_support;
 
 use breakingbed::train::{train, OptimizerConfig, Params, RunOptions, Schedule, TrainConfig};
 use std::path::{Path, PathBuf};
@@ -55,13 +55,13 @@ fn child_training_process() {
 #[test]
 fn sigkill_at_any_moment_then_resume_is_bitwise_identical() {
     let dir = tempfile::tempdir().unwrap();
+    // The test's name inside this binary: its module path without the crate (binary) name.
+    let child_test = format!(
+        "{}::child_training_process",
+        module_path!().split_once("::").map_or("", |(_, m)| m)
+    );
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--ignored",
-            "--exact",
-            "child_training_process",
-            "--nocapture",
-        ])
+        .args(["--ignored", "--exact", &child_test, "--nocapture"])
         .env(DIR_VAR, dir.path())
         .spawn()
         .unwrap();

@@ -2,7 +2,7 @@
 //! the model's gradient against finite differences, loss decrease, exact resume, fixed masks,
 //! distillation wiring, and the errors for bad runs.
 
-mod train_support;
+use crate::train_support;
 
 use breakingbed::io::read_jsonl;
 use breakingbed::train::{

@@ -1,6 +1,6 @@
 //! Metric functions on hand-made result sets whose answers are worked out by hand in comments.
 
-mod report_support;
+use crate::report_support;
 
 use breakingbed::report::metrics::*;
 use breakingbed::report::record::load_records;

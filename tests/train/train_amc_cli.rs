@@ -8,7 +8,7 @@ use breakingbed::model::custom::from_toml_str;
 use breakingbed::variant::{self, VariantKind, VariantSpec};
 use std::path::Path;
 
-mod common;
+use crate::common;
 use common::{bbed, tiny_cnn};
 
 /// The network description (see `common::tiny_cnn`).

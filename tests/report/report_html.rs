@@ -2,7 +2,7 @@
 //! links are relative and resolve; tables carry the hand-computed numbers; bad input and existing
 //! output are refused without writing anything.
 
-mod report_support;
+use crate::report_support;
 
 use std::path::Path;
 

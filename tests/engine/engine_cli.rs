@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
-mod common;
+use crate::common;
 use common::bbed;
 
 fn json(args: &[&str]) -> Value {

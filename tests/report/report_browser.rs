@@ -9,7 +9,7 @@
 //! `CI` is set, where a missing browser is a failure. Set `REPORT_KEEP_DIR` to keep the rendered
 //! report in that directory for a look.
 
-mod report_support;
+use crate::report_support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -16,7 +16,7 @@ use breakingbed::variant::{apply, VariantKind, VariantSpec};
 use ndarray::Array4;
 use serde_json::Value;
 
-mod common;
+use crate::common;
 use common::bbed;
 
 const N_IMAGES: usize = 8;

@@ -10,7 +10,7 @@ use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba, RgbaImage};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 
-mod common;
+use crate::common;
 use common::bbed;
 
 const SMALL: FolderOptions = FolderOptions {

@@ -1,6 +1,6 @@
 //! Bad input to `bbed`: a clear `error: ...` naming the field, exit code 2, never a panic.
 
-mod common;
+use crate::common;
 use common::bbed;
 
 /// Exit 2, nothing on stdout, an `error:` line containing every `needle`, no panic.

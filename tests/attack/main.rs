@@ -1,0 +1,12 @@
+//! Integration tests: attack. One binary per area (linked once); each module was one test file.
+
+#[path = "../support/common.rs"]
+mod common;
+
+mod attack_black;
+mod attack_cli;
+mod attack_engine;
+mod attack_white_analytic;
+mod attack_white_mlp;
+mod attack_white_props;
+mod attack_white_spec;

@@ -1,0 +1,6 @@
+//! Integration tests: cost. One binary per area (linked once); each module was one test file.
+
+mod cost_counts;
+mod cost_model;
+mod cost_props;
+mod cost_table1;

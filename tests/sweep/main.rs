@@ -1,0 +1,10 @@
+//! Integration tests: sweep. One binary per area (linked once); each module was one test file.
+
+#[path = "../support/report.rs"]
+mod report_support;
+#[path = "../support/sweep.rs"]
+mod sweep_support;
+
+mod sweep_errors;
+mod sweep_report;
+mod sweep_resume;
