@@ -5,6 +5,7 @@ mod common;
 #[path = "../support/train.rs"]
 mod train_support;
 
+mod prune_agent_flag;
 mod train_amc;
 mod train_amc_cli;
 mod train_amc_net;
@@ -21,4 +22,3 @@ mod train_optim;
 mod train_prune;
 mod train_schedule;
 mod zoo_fashion;
-mod prune_agent_flag;
