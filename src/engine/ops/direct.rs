@@ -15,7 +15,7 @@
 //!
 //! Written by hand because no crate offers a direct convolution with this exact rounding.
 
-use super::conv::ConvGeom;
+use crate::model::geom::ConvGeom;
 
 /// Longest reduction (`C * KH * KW`) taken: one depth block of the GEMM for certain.
 pub const MAX_K: usize = 64;
@@ -73,7 +73,7 @@ pub fn conv_nhwc_image(g: &ConvGeom, x: &[f32], wk: &[f32], pad_buf: &mut [f32],
         return;
     }
     // The last window's furthest tap lies inside the frame (`C`, `KH`, `KW` >= 1: checked by
-    // `ConvGeom::new`).
+    // `conv::geometry`).
     let last =
         ((g.c - 1) * hp + (g.ho - 1) * g.stride + g.kh - 1) * wp + (g.wo - 1) * g.stride + g.kw - 1;
     assert!(last < pad_buf.len());
@@ -223,7 +223,7 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::ops::conv::conv2d_fused_nhwc;
+    use crate::engine::ops::conv::{conv2d_fused_nhwc, geometry};
     use crate::engine::ops::epilogue::Epilogue;
     use ndarray::Array4;
     use rand::{Rng, SeedableRng};
@@ -253,7 +253,7 @@ mod tests {
             let x = Array4::from_shape_simple_fn((n, c, h, w), || val(&mut rng));
             let wt = Array4::from_shape_simple_fn((o, c, k, k), || val(&mut rng));
             let want = conv2d_fused_nhwc(&x, &wt, None, stride, pad, Epilogue::IDENTITY).unwrap();
-            let g = ConvGeom::new(x.dim(), wt.dim(), stride, pad).unwrap();
+            let (_, g) = geometry(x.dim(), wt.dim(), stride, pad).unwrap();
             if !usable(&g) {
                 eprintln!("no AVX-512: nothing to compare");
                 return;
