@@ -223,15 +223,14 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::ops::conv::{conv2d_fused_nhwc, geometry};
-    use crate::engine::ops::epilogue::Epilogue;
+    use crate::engine::ops::conv::{conv2d, geometry};
     use ndarray::Array4;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    /// Bit for bit the GEMM path's output (im2col + `gemm` + transpose), on first-layer
-    /// shapes and others, with signed zeros among inputs and weights (so `-0` accumulators
-    /// meet the `+0` terms of padding).
+    /// Bit for bit the GEMM path's output: the NCHW forward (im2col + `gemm`, which never
+    /// takes this kernel) read channel-last, on first-layer shapes and others, with signed
+    /// zeros among inputs and weights (so `-0` accumulators meet the `+0` terms of padding).
     #[test]
     fn direct_equals_the_gemm_path_bit_for_bit() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
@@ -252,7 +251,12 @@ mod tests {
             };
             let x = Array4::from_shape_simple_fn((n, c, h, w), || val(&mut rng));
             let wt = Array4::from_shape_simple_fn((o, c, k, k), || val(&mut rng));
-            let want = conv2d_fused_nhwc(&x, &wt, None, stride, pad, Epilogue::IDENTITY).unwrap();
+            // `[N, O, HO, WO]` -> `[N, HO, WO, O]`, the layout the kernel writes.
+            let nchw = conv2d(&x, &wt, None, stride, pad).unwrap();
+            let want = nchw
+                .permuted_axes([0, 2, 3, 1])
+                .as_standard_layout()
+                .into_owned();
             let (_, g) = geometry(x.dim(), wt.dim(), stride, pad).unwrap();
             if !usable(&g) {
                 eprintln!("no AVX-512: nothing to compare");
