@@ -10,7 +10,9 @@ use rayon::prelude::*;
 
 use super::params::BinWeights;
 use super::ConvBackend;
-use crate::engine::binary::{self as bin, framed_len, pack_framed, row_start, PopcountPath};
+use crate::engine::binary::{
+    self as bin, framed_len, pack_framed, row_start, BitsOut, PopcountPath,
+};
 use crate::engine::fmap::{FeatureMap, FramedBits};
 use crate::engine::ops;
 use crate::engine::params::BinScheme;
@@ -242,14 +244,6 @@ pub(super) fn nhwc_conv(bw: &BinWeights, backend: ConvBackend) -> bool {
             .plans
             .as_ref()
             .is_some_and(|p| p.len() == 1 && p[0].supports_nhwc())
-}
-
-/// How a binary conv writes its output as sign bits: into frames with the reading conv's
-/// padding, bit 1 iff the integer sum of channel `o` lies in `lo[o]..=hi[o]`.
-pub(super) struct BitsOut {
-    pub(super) pad: usize,
-    pub(super) lo: Vec<i32>,
-    pub(super) hi: Vec<i32>,
 }
 
 /// Where a channel-last binary conv's output goes, as the inference plan decided: only sign

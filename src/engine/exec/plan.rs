@@ -8,9 +8,10 @@ use std::sync::OnceLock;
 
 use ndarray::{Array1, Array4};
 
-use super::binary_layer::{bitwise_nhwc, pair_scale, BitsOut, NhwcOut};
+use super::binary_layer::{bitwise_nhwc, pair_scale, NhwcOut};
 use super::params::{p1, p4, BinWeights};
 use super::{Net, BN_EPS};
+use crate::engine::binary::BitsOut;
 use crate::engine::ops;
 use crate::model::Op;
 use crate::{Error, Result};
@@ -269,11 +270,12 @@ impl Net {
     /// group has no residual add (so its epilogue depends on its own sum alone) and the
     /// group's output has exactly one reader, that conv. The reader only takes `sign(v)` of
     /// each value `v = act(bn(0 + k*s + b))`, so each channel's bit is a function of the
-    /// integer sum `s` in `-K..=K` (`K` = bits per window). That function is tabulated here
-    /// with the very epilogue the float path runs ([`ops::epilogue::Epilogue::row_map`] over
-    /// every `s`), so it is exact by construction; each step is monotone in `s`, so the
-    /// negative values form one interval (checked: otherwise, or on NaN, the layer keeps its
-    /// float output and the reader's own packing, errors included).
+    /// integer sum `s` in `-K..=K` (`K` = bits per window). That function is tabulated
+    /// ([`BitsOut::tabulate`]) with the very epilogue the float path runs
+    /// ([`ops::epilogue::Epilogue::row_map`] over every `s`), so it is exact by construction;
+    /// each step is monotone in `s`, so the negative values form one interval (checked:
+    /// otherwise, or on NaN, the layer keeps its float output and the reader's own packing,
+    /// errors included).
     fn sign_intervals(
         &self,
         plan: &InferPlan,
@@ -303,7 +305,7 @@ impl Net {
         }
         let bwi = bw[i].as_ref()?;
         let (o, c, kh, kw) = bwi.bases[0].dim();
-        let kmax = (c * kh * kw) as i32;
+        let kmax = c * kh * kw;
         let k = pair_scale(bwi, 0, 0);
         let bn = f.and_then(|f| f.bn).and_then(|b| plan.bn[b].as_ref());
         if bn.is_some_and(|(s, _)| s.len() != o) || k.len() != o {
@@ -318,32 +320,11 @@ impl Net {
             bn: bn.map(|(s, t)| (s.as_slice().expect("1-D"), t.as_slice().expect("1-D"))),
             act: f.map_or(ops::epilogue::Activation::Identity, |f| f.act),
         };
-        let sums: Vec<i32> = (-kmax..=kmax).collect();
-        let mut v = vec![std::mem::MaybeUninit::<f32>::uninit(); sums.len()];
-        let (mut lo, mut hi) = (Vec::with_capacity(o), Vec::with_capacity(o));
-        for (ch, &kc) in k.iter().enumerate() {
-            ep.row_map(ch, &mut v, &sums, |s| 0.0 + kc * s as f32, None);
+        BitsOut::tabulate(padding, kmax, o, |ch, sums| {
+            let mut v = vec![std::mem::MaybeUninit::<f32>::uninit(); sums.len()];
+            ep.row_map(ch, &mut v, sums, |s| 0.0 + k[ch] * s as f32, None);
             // SAFETY: `row_map` writes every element.
-            let v: Vec<f32> = v.iter().map(|x| unsafe { x.assume_init() }).collect();
-            if v.iter().any(|x| x.is_nan()) {
-                return None;
-            }
-            let neg: Vec<i32> = (0..sums.len())
-                .filter(|&t| v[t] < 0.0)
-                .map(|t| sums[t])
-                .collect();
-            let (l, h) = match (neg.first(), neg.last()) {
-                (Some(&l), Some(&h)) if (h - l + 1) as usize == neg.len() => (l, h),
-                (None, None) => (1, 0),
-                _ => return None,
-            };
-            lo.push(l);
-            hi.push(h);
-        }
-        Some(BitsOut {
-            pad: padding,
-            lo,
-            hi,
+            v.iter().map(|x| unsafe { x.assume_init() }).collect()
         })
     }
 }

@@ -79,16 +79,30 @@ fn is_pointwise(g: &ConvGeom) -> bool {
     g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0
 }
 
-/// Output columns `[j0, j1)` whose input column `j*stride + q - pad` lies inside the image.
-fn valid_cols(g: &ConvGeom, q: usize) -> (usize, usize) {
-    let (s, pad) = (g.stride, g.pad);
-    let j0 = if pad > q { (pad - q).div_ceil(s) } else { 0 };
-    let j1 = if g.w + pad > q {
-        (g.w + pad - q).div_ceil(s).min(g.wo)
+/// Outputs `[i0, i1)` of one axis (`len` inputs, `out` outputs) whose input
+/// `i*stride + t - pad` for kernel tap `t` lies inside the image.
+fn valid_outputs(len: usize, out: usize, stride: usize, pad: usize, t: usize) -> (usize, usize) {
+    let i0 = if pad > t {
+        (pad - t).div_ceil(stride)
     } else {
         0
     };
-    (j0.min(j1), j1)
+    let i1 = if len + pad > t {
+        (len + pad - t).div_ceil(stride).min(out)
+    } else {
+        0
+    };
+    (i0.min(i1), i1)
+}
+
+/// Output rows `[i0, i1)` whose input row `i*stride + p - pad` lies inside the image.
+fn valid_rows(g: &ConvGeom, p: usize) -> (usize, usize) {
+    valid_outputs(g.h, g.ho, g.stride, g.pad, p)
+}
+
+/// Output columns `[j0, j1)` whose input column `j*stride + q - pad` lies inside the image.
+fn valid_cols(g: &ConvGeom, q: usize) -> (usize, usize) {
+    valid_outputs(g.w, g.wo, g.stride, g.pad, q)
 }
 
 /// Unfolds one image `[C,H,W]` into columns `[off, off + HO*WO)` of `col [C*KH*KW, ld]`, zero
@@ -129,18 +143,6 @@ fn im2col_rows(
             }
         }
     }
-}
-
-/// Output rows `[i0, i1)` whose input row `i*stride + p - pad` lies inside the image.
-fn valid_rows(g: &ConvGeom, p: usize) -> (usize, usize) {
-    let (s, pad) = (g.stride, g.pad);
-    let i0 = if pad > p { (pad - p).div_ceil(s) } else { 0 };
-    let i1 = if g.h + pad > p {
-        (g.h + pad - p).div_ceil(s).min(g.ho)
-    } else {
-        0
-    };
-    (i0.min(i1), i1)
 }
 
 /// Stride 1 with same-width output: within the valid rows, `dst[k] = plane[k + off]` for one
