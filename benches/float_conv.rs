@@ -14,7 +14,7 @@
 //! 1.3-2.4x in favour of gemm.
 
 use breakingbed::engine::ops::conv::{
-    conv2d_backward_with, conv2d_fused, conv2d_fused_nhwc, conv2d_with, ConvGeom,
+    conv2d_backward_with, conv2d_fused, conv2d_fused_nhwc, conv2d_with, geometry,
 };
 use breakingbed::engine::ops::epilogue::Epilogue;
 use breakingbed::engine::ops::gemm::{sgemm, GemmBackend, MatRef};
@@ -39,10 +39,10 @@ fn conv(c: &mut Criterion) {
         for &batch in &[1usize, 128] {
             let x = rand4(&mut rng, (batch, ch, hw, hw));
             let w = rand4(&mut rng, (ch, ch, 3, 3));
-            let g = ConvGeom::new(x.dim(), w.dim(), 1, 1).unwrap();
+            let (n, g) = geometry(x.dim(), w.dim(), 1, 1).unwrap();
             let mut group = c.benchmark_group(format!("conv{ch}x{ch}_3x3_{hw}x{hw}_b{batch}"));
             // Throughput in "elements" = MACs, so criterion prints Melem/s = MMAC/s.
-            group.throughput(Throughput::Elements(g.macs()));
+            group.throughput(Throughput::Elements(n as u64 * g.macs()));
             for (backend, name) in BACKENDS {
                 group.bench_function(BenchmarkId::new("forward", name), |b| {
                     b.iter(|| conv2d_with(backend, &x, &w, None, 1, 1).unwrap())
@@ -166,9 +166,9 @@ fn first_layer(c: &mut Criterion) {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let x = rand4(&mut rng, (1, 3, 32, 32));
     let w = rand4(&mut rng, (16, 3, 3, 3));
-    let g = ConvGeom::new(x.dim(), w.dim(), 1, 1).unwrap();
+    let (n, g) = geometry(x.dim(), w.dim(), 1, 1).unwrap();
     let mut group = c.benchmark_group("first_conv_3to16_32x32_b1");
-    group.throughput(Throughput::Elements(g.macs()));
+    group.throughput(Throughput::Elements(n as u64 * g.macs()));
     let ep = Epilogue::IDENTITY;
     group.bench_function("nchw_im2col_gemm", |b| {
         b.iter(|| conv2d_fused(&x, &w, None, 1, 1, ep, None).unwrap())

@@ -63,27 +63,17 @@ fn prepare(spec: &LayerSpec, dev: &Device, rng: &mut ChaCha8Rng) -> Prepared {
             let mut pm =
                 |n: usize| -> Vec<i8> { (0..n).map(|_| if rng.gen() { 1 } else { -1 }).collect() };
             let lanes = dev.slice.xnor.lanes;
-            let w = PackedWeights::from_pm1(
-                &pm(g.out_c * g.reduction()),
-                g.out_c,
-                g.in_c,
-                g.kernel,
-                lanes,
-            )
-            .unwrap();
-            let a =
-                PackedActs::from_pm1(&pm(g.in_c * g.in_h * g.in_w), g.in_c, g.in_h, g.in_w, lanes)
-                    .unwrap();
-            Prepared::Bin(spec.clone(), w, a, vec![1.0; g.out_c])
+            let w =
+                PackedWeights::from_pm1(&pm(g.o * g.reduction()), g.o, g.c, g.kh, lanes).unwrap();
+            let a = PackedActs::from_pm1(&pm(g.c * g.h * g.w), g.c, g.h, g.w, lanes).unwrap();
+            Prepared::Bin(spec.clone(), w, a, vec![1.0; g.o])
         }
         Precision::Full => {
             let h = 1i32 << (dev.slice.mac.width - 1);
-            let w = (0..g.out_c * g.reduction())
+            let w = (0..g.o * g.reduction())
                 .map(|_| rng.gen_range(-h..h))
                 .collect();
-            let x = (0..g.in_c * g.in_h * g.in_w)
-                .map(|_| rng.gen_range(-h..h))
-                .collect();
+            let x = (0..g.c * g.h * g.w).map(|_| rng.gen_range(-h..h)).collect();
             Prepared::Fix(spec.clone(), w, x)
         }
     }

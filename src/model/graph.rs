@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::geom::out_len;
 use super::Normalization;
 use crate::{Error, Result};
 
@@ -108,13 +109,6 @@ pub struct Network {
     pub num_classes: usize,
     pub normalization: Normalization,
     pub layers: Vec<Layer>,
-}
-
-fn out_len(len: usize, kernel: usize, stride: usize, padding: usize) -> Option<usize> {
-    if kernel == 0 || stride == 0 || len + 2 * padding < kernel {
-        return None;
-    }
-    Some((len + 2 * padding - kernel) / stride + 1)
 }
 
 impl Network {

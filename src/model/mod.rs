@@ -6,13 +6,15 @@
 //!   an empty list means "the network input".
 //! - Layer names are PyTorch state-dict prefixes, so a parameter is `format!("{name}.weight")`.
 //! - Convolutions are square, ungrouped, zero-padded by `padding` on every side; pools use the
-//!   same output-size rule `(H + 2p - k) / s + 1` (floor).
+//!   same output-size rule `(H + 2p - k) / s + 1` (floor), [`geom::out_len`]; [`geom::ConvGeom`]
+//!   is the one conv geometry the engines and the simulator share.
 //! - `ShortcutA` is He et al.'s option-A identity: `x[:, :, ::s, ::s]` (output `ceil(H/s)`)
 //!   zero-padded with `(out_c - in_c) / 2` channels on each side.
 //! - A MAC is one multiply-accumulate of a conv or linear layer; BN, pooling and adds are not
 //!   MACs (the convention of the published counts: fvcore, torchvision).
 
 pub mod custom;
+pub mod geom;
 pub mod graph;
 pub mod norm;
 pub mod resnet;

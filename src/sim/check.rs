@@ -15,7 +15,7 @@
 //! precision). Engine errors are reported against the layer name.
 
 use super::functional::{acc_to_f32, run_binary, run_fixed, BinaryInputs, BinaryOutput};
-use super::layer::{Geometry, LayerSpec, Precision};
+use super::layer::{LayerSpec, Precision};
 use super::random::{layer_data, BinaryData, FixedData, LayerData};
 use super::reference::fixed_error_bound;
 use super::PackedActs;
@@ -23,6 +23,7 @@ use super::PackedWeights;
 use crate::engine::binary::{bconv2d, pack_activations_i8, pack_weights_i8};
 use crate::engine::ops::conv::conv2d;
 use crate::hw::Device;
+use crate::model::geom::ConvGeom;
 use crate::{Error, Result};
 use ndarray::Array4;
 use rayon::prelude::*;
@@ -74,26 +75,26 @@ pub struct Tally {
 /// (`[m * n]` of `[out_c][oh][ow]`): dots must be equal, scaled outputs equal bit for bit to the
 /// documented `f32` combination of the reference dots.
 pub fn compare_binary(
-    g: &Geometry,
+    g: &ConvGeom,
     sim: &BinaryOutput,
     refs: &[Vec<i32>],
     alpha: &[f32],
     beta: &[f32],
     t: &mut Tally,
 ) {
-    let (m, n) = (alpha.len() / g.out_c, beta.len());
+    let (m, n) = (alpha.len() / g.o, beta.len());
     let px = g.pixels();
     let flat: Vec<i32> = refs.concat();
     t.compared += flat.len() as u64;
     t.mismatches += sim.dots.iter().zip(&flat).filter(|(a, b)| a != b).count() as u64
         + sim.dots.len().abs_diff(flat.len()) as u64;
-    for o in 0..g.out_c {
+    for o in 0..g.o {
         for p in 0..px {
             let mut y = 0f32;
             for mi in 0..m {
                 for ni in 0..n {
                     let dot = refs[mi * n + ni][o * px + p];
-                    y += (alpha[mi * g.out_c + o] * beta[ni]) * dot as f32;
+                    y += (alpha[mi * g.o + o] * beta[ni]) * dot as f32;
                 }
             }
             let s = sim.out[o * px + p];
@@ -136,7 +137,7 @@ fn finish(spec: &LayerSpec, criterion: &str, t: Tally) -> LayerCheck {
 
 fn check_binary(
     spec: &LayerSpec,
-    g: &Geometry,
+    g: &ConvGeom,
     dev: &Device,
     d: &BinaryData,
 ) -> Result<LayerCheck> {
@@ -144,13 +145,13 @@ fn check_binary(
     let pw: Vec<PackedWeights> = d
         .weights
         .iter()
-        .map(|w| PackedWeights::from_pm1(w, g.out_c, g.in_c, g.kernel, lanes))
+        .map(|w| PackedWeights::from_pm1(w, g.o, g.c, g.kh, lanes))
         .collect::<Result<_>>()?;
     let mut t = Tally::default();
     for img in &d.images {
         let pa: Vec<PackedActs> = img
             .iter()
-            .map(|x| PackedActs::from_pm1(x, g.in_c, g.in_h, g.in_w, lanes))
+            .map(|x| PackedActs::from_pm1(x, g.c, g.h, g.w, lanes))
             .collect::<Result<_>>()?;
         let sim = run_binary(
             spec,
@@ -173,7 +174,7 @@ fn check_binary(
     Ok(finish(spec, "exact", t))
 }
 
-fn check_fixed(spec: &LayerSpec, g: &Geometry, dev: &Device, d: &FixedData) -> Result<LayerCheck> {
+fn check_fixed(spec: &LayerSpec, g: &ConvGeom, dev: &Device, d: &FixedData) -> Result<LayerCheck> {
     let mut t = Tally::default();
     for (x, xq) in d.images.iter().zip(&d.images_q) {
         let acc = run_fixed(spec, dev, &d.weights_q, xq)?;
@@ -195,29 +196,29 @@ fn engine_err(spec: &LayerSpec, e: Error) -> Error {
 }
 
 /// The bit-exact engine's +/-1 convolution (`crate::engine::binary::bconv2d`), `[out_c][oh][ow]`.
-fn reference_dots(g: &Geometry, w: &[i8], x: &[i8]) -> Result<Vec<i32>> {
-    let k = g.kernel;
-    let wa = Array4::from_shape_vec((g.out_c, g.in_c, k, k), w.to_vec())
+fn reference_dots(g: &ConvGeom, w: &[i8], x: &[i8]) -> Result<Vec<i32>> {
+    let k = g.kh;
+    let wa = Array4::from_shape_vec((g.o, g.c, k, k), w.to_vec())
         .expect("weights have out x in x k x k values");
-    let xa = Array4::from_shape_vec((1, g.in_c, g.in_h, g.in_w), x.to_vec())
+    let xa = Array4::from_shape_vec((1, g.c, g.h, g.w), x.to_vec())
         .expect("activations have c x h x w values");
     let acc = bconv2d(
         &pack_activations_i8(&xa)?,
         &pack_weights_i8(&wa)?,
         g.stride,
-        g.padding,
+        g.pad,
     )?;
     Ok(acc.iter().copied().collect())
 }
 
 /// The float engine's convolution (`crate::engine::ops::conv::conv2d`), `[out_c][oh][ow]`.
-fn reference_float(g: &Geometry, w: &[f32], x: &[f32]) -> Result<Vec<f32>> {
-    let k = g.kernel;
-    let wa = Array4::from_shape_vec((g.out_c, g.in_c, k, k), w.to_vec())
+fn reference_float(g: &ConvGeom, w: &[f32], x: &[f32]) -> Result<Vec<f32>> {
+    let k = g.kh;
+    let wa = Array4::from_shape_vec((g.o, g.c, k, k), w.to_vec())
         .expect("weights have out x in x k x k values");
-    let xa = Array4::from_shape_vec((1, g.in_c, g.in_h, g.in_w), x.to_vec())
+    let xa = Array4::from_shape_vec((1, g.c, g.h, g.w), x.to_vec())
         .expect("activations have c x h x w values");
-    Ok(conv2d(&xa, &wa, None, g.stride, g.padding)?
+    Ok(conv2d(&xa, &wa, None, g.stride, g.pad)?
         .iter()
         .copied()
         .collect())
@@ -368,7 +369,7 @@ mod tests {
             let spec = conv(in_c, out_c, k, s, 6, Precision::Full);
             let g = spec.geometry().unwrap();
             let nw = out_c * in_c * k * k;
-            let nx = in_c * g.in_h * g.in_w;
+            let nx = in_c * g.h * g.w;
             let w: Vec<i8> = (0..nw).map(|_| if rng.gen() { 1 } else { -1 }).collect();
             let x: Vec<i8> = (0..nx).map(|_| if rng.gen() { 1 } else { -1 }).collect();
             assert_eq!(reference_dots(&g, &w, &x).unwrap(), binary_conv(&g, &w, &x));

@@ -12,9 +12,10 @@
 //!   Bias, BN and activation functions are not part of the layer here.
 
 use super::data::{PackedActs, PackedWeights};
-use super::layer::{Geometry, LayerSpec, Precision};
+use super::layer::{LayerSpec, Precision};
 use super::slice::{xnor_dot, PackedMac};
 use crate::hw::Device;
+use crate::model::geom::ConvGeom;
 use crate::{Error, Result};
 
 /// Output of a binary layer for one image.
@@ -39,7 +40,7 @@ pub struct BinaryInputs<'a> {
     pub beta: &'a [f32],
 }
 
-fn check_binary(g: &Geometry, spec: &LayerSpec, dev: &Device, inp: &BinaryInputs) -> Result<()> {
+fn check_binary(g: &ConvGeom, spec: &LayerSpec, dev: &Device, inp: &BinaryInputs) -> Result<()> {
     let (m, n) = match spec.precision {
         Precision::Binary { m, n } => (m, n),
         Precision::Full => {
@@ -64,33 +65,33 @@ fn check_binary(g: &Geometry, spec: &LayerSpec, dev: &Device, inp: &BinaryInputs
         ));
     }
     for (i, w) in inp.weights.iter().enumerate() {
-        if (w.out_c, w.in_c, w.kernel, w.lanes) != (g.out_c, g.in_c, g.kernel, lanes) {
+        if (w.out_c, w.in_c, w.kernel, w.lanes) != (g.o, g.c, g.kh, lanes) {
             return Err(Error::input(
                 ctx(&format!("weights[{i}]")),
                 format!(
                     "shape {}x{}x{k}x{k} packed in {}-bit words, layer needs {}x{}x{kk}x{kk} in {lanes}-bit words",
-                    w.out_c, w.in_c, w.lanes, g.out_c, g.in_c, k = w.kernel, kk = g.kernel
+                    w.out_c, w.in_c, w.lanes, g.o, g.c, k = w.kernel, kk = g.kh
                 ),
             ));
         }
     }
     for (i, a) in inp.acts.iter().enumerate() {
-        if (a.c, a.h, a.w, a.lanes) != (g.in_c, g.in_h, g.in_w, lanes) {
+        if (a.c, a.h, a.w, a.lanes) != (g.c, g.h, g.w, lanes) {
             return Err(Error::input(
                 ctx(&format!("activations[{i}]")),
                 format!(
                     "shape {}x{}x{} packed in {}-bit words, layer needs {}x{}x{} in {lanes}-bit words",
-                    a.c, a.h, a.w, a.lanes, g.in_c, g.in_h, g.in_w
+                    a.c, a.h, a.w, a.lanes, g.c, g.h, g.w
                 ),
             ));
         }
     }
-    if inp.alpha.len() != m * g.out_c {
+    if inp.alpha.len() != m * g.o {
         return Err(Error::input(
             ctx("alpha"),
             format!(
                 "expected m x out_c = {} values, got {}",
-                m * g.out_c,
+                m * g.o,
                 inp.alpha.len()
             ),
         ));
@@ -112,18 +113,18 @@ pub fn run_binary(spec: &LayerSpec, dev: &Device, inp: &BinaryInputs) -> Result<
     let wpt = inp.weights[0].words_per_tap();
     let (m, n) = (inp.weights.len(), inp.acts.len());
     let px = g.pixels();
-    let mut dots = vec![0i32; m * n * g.out_c * px];
+    let mut dots = vec![0i32; m * n * g.o * px];
     // Real lanes of each word of a tap (the last word may be partly filled).
     let valid: Vec<u32> = (0..wpt)
-        .map(|j| (g.in_c - j * lanes as usize).min(lanes as usize) as u32)
+        .map(|j| (g.c - j * lanes as usize).min(lanes as usize) as u32)
         .collect();
-    let k = g.kernel;
+    let k = g.kh;
     for (mi, w) in inp.weights.iter().enumerate() {
         for (ni, a) in inp.acts.iter().enumerate() {
-            let base = (mi * n + ni) * g.out_c * px;
-            for o in 0..g.out_c {
-                for oy in 0..g.out_h {
-                    for ox in 0..g.out_w {
+            let base = (mi * n + ni) * g.o * px;
+            for o in 0..g.o {
+                for oy in 0..g.ho {
+                    for ox in 0..g.wo {
                         // The fabric accumulator behind the popcount tree of slice (o, pixel).
                         let mut acc = 0i32;
                         for kh in 0..k {
@@ -131,36 +132,36 @@ pub fn run_binary(spec: &LayerSpec, dev: &Device, inp: &BinaryInputs) -> Result<
                                 let Some((y, x)) = g.input_at(oy, ox, kh, kw) else {
                                     continue; // masked padded tap
                                 };
-                                let aw = &a.words[(y * g.in_w + x) * wpt..][..wpt];
+                                let aw = &a.words[(y * g.w + x) * wpt..][..wpt];
                                 let ww = &w.words[((o * k + kh) * k + kw) * wpt..][..wpt];
                                 for j in 0..wpt {
                                     acc += xnor_dot(aw[j], ww[j], lanes, valid[j]);
                                 }
                             }
                         }
-                        dots[base + o * px + oy * g.out_w + ox] = acc;
+                        dots[base + o * px + oy * g.wo + ox] = acc;
                     }
                 }
             }
         }
     }
-    let mut out = vec![0f32; g.out_c * px];
-    for o in 0..g.out_c {
+    let mut out = vec![0f32; g.o * px];
+    for o in 0..g.o {
         for p in 0..px {
             let mut y = 0f32;
             for mi in 0..m {
                 for ni in 0..n {
-                    let d = dots[((mi * n + ni) * g.out_c + o) * px + p];
-                    y += (inp.alpha[mi * g.out_c + o] * inp.beta[ni]) * d as f32;
+                    let d = dots[((mi * n + ni) * g.o + o) * px + p];
+                    y += (inp.alpha[mi * g.o + o] * inp.beta[ni]) * d as f32;
                 }
             }
             out[o * px + p] = y;
         }
     }
     Ok(BinaryOutput {
-        out_c: g.out_c,
-        out_h: g.out_h,
-        out_w: g.out_w,
+        out_c: g.o,
+        out_h: g.ho,
+        out_w: g.wo,
         dots,
         out,
     })
@@ -199,14 +200,14 @@ pub fn run_fixed(
             "run_fixed needs a full-precision layer",
         ));
     }
-    let nw = g.out_c * g.reduction();
+    let nw = g.o * g.reduction();
     if weights.len() != nw {
         return Err(Error::input(
             ctx("weights"),
             format!("expected {nw} values, got {}", weights.len()),
         ));
     }
-    let na = g.in_c * g.in_h * g.in_w;
+    let na = g.c * g.h * g.w;
     if acts.len() != na {
         return Err(Error::input(
             ctx("activations"),
@@ -219,30 +220,30 @@ pub fn run_fixed(
 
     let lanes = dev.slice.mac.lanes as usize;
     let max_acc = dev.max_accumulations();
-    let k = g.kernel;
+    let k = g.kh;
     let px = g.pixels();
-    let mut out = vec![0i64; g.out_c * px];
+    let mut out = vec![0i64; g.o * px];
     let mut slice = PackedMac::new(dev);
     let mut wl = vec![0i32; lanes];
     let mut partial = vec![0i64; lanes];
     let mut fields = vec![0i64; lanes];
-    for group in 0..g.out_c.div_ceil(lanes) {
-        for oy in 0..g.out_h {
-            for ox in 0..g.out_w {
+    for group in 0..g.o.div_ceil(lanes) {
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
                 slice.reset();
                 partial.fill(0);
                 let mut count = 0u64;
-                for ci in 0..g.in_c {
+                for ci in 0..g.c {
                     for kh in 0..k {
                         for kw in 0..k {
                             let a = match g.input_at(oy, ox, kh, kw) {
-                                Some((y, x)) => acts[(ci * g.in_h + y) * g.in_w + x],
+                                Some((y, x)) => acts[(ci * g.h + y) * g.w + x],
                                 None => 0,
                             };
                             for (l, w) in wl.iter_mut().enumerate() {
                                 let o = group * lanes + l;
-                                *w = if o < g.out_c {
-                                    weights[((o * g.in_c + ci) * k + kh) * k + kw]
+                                *w = if o < g.o {
+                                    weights[((o * g.c + ci) * k + kh) * k + kw]
                                 } else {
                                     0
                                 };
@@ -263,8 +264,8 @@ pub fn run_fixed(
                 slice.lanes_into(&mut fields);
                 for (l, &v) in fields.iter().enumerate() {
                     let o = group * lanes + l;
-                    if o < g.out_c {
-                        out[o * px + oy * g.out_w + ox] = partial[l] + v;
+                    if o < g.o {
+                        out[o * px + oy * g.wo + ox] = partial[l] + v;
                     }
                 }
             }

@@ -1,11 +1,13 @@
 //! The simulator's own plain description of a layer ([`LayerSpec`]); the network description is
 //! mapped onto it elsewhere.
 //!
-//! Geometry conventions: square kernels, symmetric zero padding, NCHW. A linear layer is treated
-//! as a 1x1 convolution on a 1x1 image with `in_c = in_f`, `out_c = out_f`. Work counts follow
+//! Geometry conventions: square kernels (`kh == kw`), symmetric zero padding, NCHW; a resolved
+//! layer is a [`ConvGeom`], the conv geometry the engines share. A linear layer is treated
+//! as a 1x1 convolution on a 1x1 image with `c = in_f`, `o = out_f`. Work counts follow
 //! the usual MAC convention (as in Table 1 and the anchors' reference counts): every kernel tap
 //! counts, including taps that fall on padding.
 
+use crate::model::geom::ConvGeom;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -45,50 +47,10 @@ pub struct LayerSpec {
     pub precision: Precision,
 }
 
-/// Conv geometry with every field resolved (linear layers as 1x1 convs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Geometry {
-    pub in_c: usize,
-    pub out_c: usize,
-    pub kernel: usize,
-    pub stride: usize,
-    pub padding: usize,
-    pub in_h: usize,
-    pub in_w: usize,
-    pub out_h: usize,
-    pub out_w: usize,
-}
-
-impl Geometry {
-    pub fn pixels(&self) -> usize {
-        self.out_h * self.out_w
-    }
-
-    /// Reduction length of one output (taps x input channels).
-    pub fn reduction(&self) -> usize {
-        self.in_c * self.kernel * self.kernel
-    }
-
-    /// MACs of one +/-1 or full-precision pass (padded taps included).
-    pub fn macs(&self) -> u64 {
-        (self.out_c * self.pixels()) as u64 * self.reduction() as u64
-    }
-
-    /// Input coordinate of tap (kh, kw) for output (oy, ox), or `None` when it lies on padding.
-    pub fn input_at(&self, oy: usize, ox: usize, kh: usize, kw: usize) -> Option<(usize, usize)> {
-        let y = (oy * self.stride + kh) as isize - self.padding as isize;
-        let x = (ox * self.stride + kw) as isize - self.padding as isize;
-        if y < 0 || x < 0 || y as usize >= self.in_h || x as usize >= self.in_w {
-            None
-        } else {
-            Some((y as usize, x as usize))
-        }
-    }
-}
-
 impl LayerSpec {
-    /// Resolves and validates the geometry; errors name the layer and field.
-    pub fn geometry(&self) -> Result<Geometry> {
+    /// Resolves and validates the geometry (linear layers as 1x1 convs on a 1x1 image); errors
+    /// name the layer and field.
+    pub fn geometry(&self) -> Result<ConvGeom> {
         let ctx = |f: &str| format!("layer `{}`: {f}", self.name);
         let g = match self.kind {
             LayerKind::Conv {
@@ -126,17 +88,8 @@ impl LayerSpec {
                         format!("padding {padding} must be smaller than the kernel {kernel}"),
                     ));
                 }
-                Geometry {
-                    in_c,
-                    out_c,
-                    kernel,
-                    stride,
-                    padding,
-                    in_h,
-                    in_w,
-                    out_h: (in_h + 2 * padding - kernel) / stride + 1,
-                    out_w: (in_w + 2 * padding - kernel) / stride + 1,
-                }
+                ConvGeom::new((in_c, in_h, in_w), (out_c, kernel, kernel), stride, padding)
+                    .expect("sizes checked above")
             }
             LayerKind::Linear { in_f, out_f } => {
                 if in_f == 0 {
@@ -145,17 +98,7 @@ impl LayerSpec {
                 if out_f == 0 {
                     return Err(Error::input(ctx("out_f"), "must be at least 1"));
                 }
-                Geometry {
-                    in_c: in_f,
-                    out_c: out_f,
-                    kernel: 1,
-                    stride: 1,
-                    padding: 0,
-                    in_h: 1,
-                    in_w: 1,
-                    out_h: 1,
-                    out_w: 1,
-                }
+                ConvGeom::new((in_f, 1, 1), (out_f, 1, 1), 1, 0).expect("1x1 fits")
             }
         };
         if let Precision::Binary { m, n } = self.precision {

@@ -29,7 +29,7 @@ pub mod vectors;
 
 pub use data::{quantize, FixedFormat, PackedActs, PackedWeights};
 pub use functional::{acc_to_f32, run_binary, run_fixed, BinaryInputs, BinaryOutput};
-pub use layer::{Geometry, LayerKind, LayerSpec, Precision};
+pub use layer::{LayerKind, LayerSpec, Precision};
 pub use network::layer_specs;
 pub use report::{simulate_layer, simulate_layers, LayerReport, SimReport};
 pub use schedule::{grouped_cycles, step_cycles, CycleCount, Mapping, Mode};

@@ -18,8 +18,9 @@
 //!   (the reference runs on them) beside their rounded fixed-point codes.
 
 use super::data::{quantize, FixedFormat};
-use super::layer::{Geometry, LayerSpec, Precision};
+use super::layer::{LayerSpec, Precision};
 use crate::hw::Device;
+use crate::model::geom::ConvGeom;
 use crate::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -85,21 +86,19 @@ fn uniform(rng: &mut ChaCha8Rng, n: usize, r: f32) -> Vec<f32> {
 /// Draws the data of layer `index` of `spec` (geometry `g`) for `images` images on `dev`.
 pub fn layer_data(
     spec: &LayerSpec,
-    g: &Geometry,
+    g: &ConvGeom,
     dev: &Device,
     images: usize,
     seed: u64,
     index: usize,
 ) -> Result<LayerData> {
     let mut rng = layer_rng(seed, index);
-    let nw = g.out_c * g.reduction();
-    let na = g.in_c * g.in_h * g.in_w;
+    let nw = g.o * g.reduction();
+    let na = g.c * g.h * g.w;
     match spec.precision {
         Precision::Binary { m, n } => {
             let weights = (0..m).map(|_| pm1(&mut rng, nw)).collect();
-            let alpha = (0..m * g.out_c)
-                .map(|_| rng.gen_range(0.25f32..1.25))
-                .collect();
+            let alpha = (0..m * g.o).map(|_| rng.gen_range(0.25f32..1.25)).collect();
             let beta = (0..n).map(|_| rng.gen_range(0.25f32..1.25)).collect();
             let images = (0..images)
                 .map(|_| (0..n).map(|_| pm1(&mut rng, na)).collect())

@@ -5,33 +5,33 @@
 //! Layouts: weights `[out][in][k][k]`, activations `[c][h][w]`, outputs `[out][oh][ow]`.
 //! Padded taps are skipped (zero padding).
 
-use super::layer::Geometry;
+use crate::model::geom::ConvGeom;
 
 fn conv<T: Copy, A: Copy + Default + std::ops::AddAssign>(
-    g: &Geometry,
+    g: &ConvGeom,
     w: &[T],
     x: &[T],
     mul: impl Fn(T, T) -> A,
 ) -> Vec<A> {
-    let k = g.kernel;
-    let mut out = vec![A::default(); g.out_c * g.pixels()];
-    for o in 0..g.out_c {
-        for oy in 0..g.out_h {
-            for ox in 0..g.out_w {
+    let k = g.kh;
+    let mut out = vec![A::default(); g.o * g.pixels()];
+    for o in 0..g.o {
+        for oy in 0..g.ho {
+            for ox in 0..g.wo {
                 let mut acc = A::default();
-                for i in 0..g.in_c {
+                for i in 0..g.c {
                     for kh in 0..k {
                         for kw in 0..k {
                             if let Some((y, xx)) = g.input_at(oy, ox, kh, kw) {
                                 acc += mul(
-                                    w[((o * g.in_c + i) * k + kh) * k + kw],
-                                    x[(i * g.in_h + y) * g.in_w + xx],
+                                    w[((o * g.c + i) * k + kh) * k + kw],
+                                    x[(i * g.h + y) * g.w + xx],
                                 );
                             }
                         }
                     }
                 }
-                out[(o * g.out_h + oy) * g.out_w + ox] = acc;
+                out[(o * g.ho + oy) * g.wo + ox] = acc;
             }
         }
     }
@@ -39,17 +39,17 @@ fn conv<T: Copy, A: Copy + Default + std::ops::AddAssign>(
 }
 
 /// +/-1 convolution: the plain `sum w * x`.
-pub fn binary_conv(g: &Geometry, w: &[i8], x: &[i8]) -> Vec<i32> {
+pub fn binary_conv(g: &ConvGeom, w: &[i8], x: &[i8]) -> Vec<i32> {
     conv(g, w, x, |a, b| a as i32 * b as i32)
 }
 
 /// Integer convolution of raw fixed-point values (exact).
-pub fn fixed_conv(g: &Geometry, w: &[i32], x: &[i32]) -> Vec<i64> {
+pub fn fixed_conv(g: &ConvGeom, w: &[i32], x: &[i32]) -> Vec<i64> {
     conv(g, w, x, |a, b| a as i64 * b as i64)
 }
 
 /// `f32` convolution accumulated in `f32`.
-pub fn float_conv(g: &Geometry, w: &[f32], x: &[f32]) -> Vec<f32> {
+pub fn float_conv(g: &ConvGeom, w: &[f32], x: &[f32]) -> Vec<f32> {
     conv(g, w, x, |a, b| a * b)
 }
 
@@ -59,7 +59,7 @@ pub fn float_conv(g: &Geometry, w: &[f32], x: &[f32]) -> Vec<f32> {
 /// `+ gamma_K * sum_taps |x w|` (f32 accumulation of the reference, `gamma_K = K u / (1 - K u)`,
 /// `u = 2^-24`) `+ u * (|y| + quantisation term)` (one rounding of the exact accumulator to f32).
 /// The fixed-point accumulation itself is exact (integer, drained before overflow).
-pub fn fixed_error_bound(g: &Geometry, w: &[f32], x: &[f32], af: u32, wf: u32) -> Vec<f32> {
+pub fn fixed_error_bound(g: &ConvGeom, w: &[f32], x: &[f32], af: u32, wf: u32) -> Vec<f32> {
     let ex = (-(af as f64) - 1.0).exp2();
     let ew = (-(wf as f64) - 1.0).exp2();
     let u = (-24f64).exp2();

@@ -35,8 +35,9 @@
 //! `ideal_cycles = ceil(work / (D * lanes))`.
 //! [`step_cycles`] recounts everything by advancing one cycle at a time; tests check both agree.
 
-use super::layer::{Geometry, LayerSpec, Precision};
+use super::layer::{LayerSpec, Precision};
 use crate::hw::Device;
+use crate::model::geom::ConvGeom;
 use crate::Result;
 use serde::{Deserialize, Serialize};
 
@@ -83,10 +84,10 @@ impl Mapping {
         Ok(Mapping::from_geometry(&g, spec.precision, dev))
     }
 
-    pub fn from_geometry(g: &Geometry, precision: Precision, dev: &Device) -> Mapping {
+    pub fn from_geometry(g: &ConvGeom, precision: Precision, dev: &Device) -> Mapping {
         let d = dev.device.dsp_count as usize;
         let pixels = g.pixels();
-        let taps = (g.kernel * g.kernel) as u64;
+        let taps = (g.kh * g.kw) as u64;
         let (mode, lanes, outs, steps, words_per_tap, latency, op_bits, work) = match precision {
             Precision::Full => {
                 let l = dev.slice.mac.lanes as usize;
@@ -94,8 +95,8 @@ impl Mapping {
                     Mode::Mac,
                     l,
                     l,
-                    g.in_c as u64 * taps,
-                    g.in_c,
+                    g.c as u64 * taps,
+                    g.c,
                     dev.mac_latency() as u64,
                     dev.slice.mac.width as u64,
                     g.macs(),
@@ -103,7 +104,7 @@ impl Mapping {
             }
             Precision::Binary { m, n } => {
                 let x = dev.slice.xnor.lanes as usize;
-                let words = g.in_c.div_ceil(x);
+                let words = g.c.div_ceil(x);
                 (
                     Mode::Xnor,
                     x,
@@ -116,7 +117,7 @@ impl Mapping {
                 )
             }
         };
-        let groups = g.out_c.div_ceil(outs);
+        let groups = g.o.div_ceil(outs);
         let cols = groups.min(d);
         let rows = (d / cols).min(pixels).max(1);
         let demand_bits = match mode {
@@ -129,8 +130,8 @@ impl Mapping {
             dsp_count: d,
             lanes,
             outs_per_slice: outs,
-            out_c: g.out_c,
-            in_c: g.in_c,
+            out_c: g.o,
+            in_c: g.c,
             groups,
             pixels,
             cols,

@@ -107,18 +107,18 @@ pub fn write(dir: &Path, spec: &LayerSpec, dev: &Device, data: &VectorData) -> R
     ) {
         (VectorData::Binary { weights, images }, Precision::Binary { m: 1, n: 1 }) => {
             let lanes = dev.slice.xnor.lanes;
-            let pw = PackedWeights::from_pm1(weights, g.out_c, g.in_c, g.kernel, lanes)?;
+            let pw = PackedWeights::from_pm1(weights, g.o, g.c, g.kh, lanes)?;
             let mut acts = Vec::new();
             let mut expected = Vec::new();
             for img in images {
-                let pa = PackedActs::from_pm1(img, g.in_c, g.in_h, g.in_w, lanes)?;
+                let pa = PackedActs::from_pm1(img, g.c, g.h, g.w, lanes)?;
                 let out = run_binary(
                     spec,
                     dev,
                     &BinaryInputs {
                         weights: std::slice::from_ref(&pw),
                         acts: std::slice::from_ref(&pa),
-                        alpha: &vec![1.0; g.out_c],
+                        alpha: &vec![1.0; g.o],
                         beta: &[1.0],
                     },
                 )?;

@@ -64,19 +64,19 @@ fn recheck_binary(gs: &GoldenSet, spec: &LayerSpec, images: usize) -> (Vec<i8>, 
     assert_eq!(gs.manifest.kind, "binary");
     assert_eq!(gs.manifest.images, images);
     let lanes = gs.manifest.weights.word_width as usize;
-    let k = g.kernel;
+    let k = g.kh;
     // weights: positions [o][kh][kw], channels innermost -> reorder to [o][in][kh][kw].
-    let wpos = unpack(&gs.weights, lanes, g.in_c, g.out_c * k * k);
-    let mut w = vec![0i8; g.out_c * g.in_c * k * k];
-    for o in 0..g.out_c {
+    let wpos = unpack(&gs.weights, lanes, g.c, g.o * k * k);
+    let mut w = vec![0i8; g.o * g.c * k * k];
+    for o in 0..g.o {
         for t in 0..k * k {
-            for i in 0..g.in_c {
-                w[(o * g.in_c + i) * k * k + t] = wpos[o * k * k + t][i];
+            for i in 0..g.c {
+                w[(o * g.c + i) * k * k + t] = wpos[o * k * k + t][i];
             }
         }
     }
-    let per_img = g.in_h * g.in_w * g.in_c.div_ceil(lanes);
-    let outs = g.out_c * g.pixels();
+    let per_img = g.h * g.w * g.c.div_ceil(lanes);
+    let outs = g.o * g.pixels();
     assert_eq!(gs.activations.len(), images * per_img);
     assert_eq!(gs.expected.len(), images * outs);
     let mut xs = Vec::new();
@@ -84,22 +84,22 @@ fn recheck_binary(gs: &GoldenSet, spec: &LayerSpec, images: usize) -> (Vec<i8>, 
         let pos = unpack(
             &gs.activations[n * per_img..][..per_img],
             lanes,
-            g.in_c,
-            g.in_h * g.in_w,
+            g.c,
+            g.h * g.w,
         );
-        let mut x = vec![0i8; g.in_c * g.in_h * g.in_w];
+        let mut x = vec![0i8; g.c * g.h * g.w];
         for (p, chans) in pos.iter().enumerate() {
             for (c, &v) in chans.iter().enumerate() {
-                x[c * g.in_h * g.in_w + p] = v;
+                x[c * g.h * g.w + p] = v;
             }
         }
-        let wa = Array4::from_shape_vec((g.out_c, g.in_c, k, k), w.clone()).unwrap();
-        let xa = Array4::from_shape_vec((1, g.in_c, g.in_h, g.in_w), x.clone()).unwrap();
+        let wa = Array4::from_shape_vec((g.o, g.c, k, k), w.clone()).unwrap();
+        let xa = Array4::from_shape_vec((1, g.c, g.h, g.w), x.clone()).unwrap();
         let acc = bconv2d(
             &pack_activations_i8(&xa).unwrap(),
             &pack_weights_i8(&wa).unwrap(),
             g.stride,
-            g.padding,
+            g.pad,
         )
         .unwrap();
         let want: Vec<i64> = acc.iter().map(|&d| d as i64).collect();

@@ -93,25 +93,25 @@ proptest! {
         let spec = spec_of(sh, Precision::Binary { m, n });
         let g = spec.geometry().unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let ws: Vec<Vec<i8>> = (0..m).map(|_| pm1(&mut rng, g.out_c * g.reduction())).collect();
-        let xs: Vec<Vec<i8>> = (0..n).map(|_| pm1(&mut rng, g.in_c * g.in_h * g.in_w)).collect();
-        let alpha: Vec<f32> = (0..m * g.out_c).map(|_| rng.gen_range(0.01..2.0)).collect();
+        let ws: Vec<Vec<i8>> = (0..m).map(|_| pm1(&mut rng, g.o * g.reduction())).collect();
+        let xs: Vec<Vec<i8>> = (0..n).map(|_| pm1(&mut rng, g.c * g.h * g.w)).collect();
+        let alpha: Vec<f32> = (0..m * g.o).map(|_| rng.gen_range(0.01..2.0)).collect();
         let beta: Vec<f32> = (0..n).map(|_| rng.gen_range(0.1..1.5)).collect();
         let pw: Vec<PackedWeights> = ws.iter()
-            .map(|w| PackedWeights::from_pm1(w, g.out_c, g.in_c, g.kernel, 48).unwrap()).collect();
+            .map(|w| PackedWeights::from_pm1(w, g.o, g.c, g.kh, 48).unwrap()).collect();
         let pa: Vec<PackedActs> = xs.iter()
-            .map(|x| PackedActs::from_pm1(x, g.in_c, g.in_h, g.in_w, 48).unwrap()).collect();
+            .map(|x| PackedActs::from_pm1(x, g.c, g.h, g.w, 48).unwrap()).collect();
         let out = run_binary(&spec, &dev, &BinaryInputs { weights: &pw, acts: &pa, alpha: &alpha, beta: &beta }).unwrap();
         let px = g.pixels();
-        let mut scaled = vec![0f64; g.out_c * px];
+        let mut scaled = vec![0f64; g.o * px];
         for mi in 0..m {
             for ni in 0..n {
                 let r = binary_conv(&g, &ws[mi], &xs[ni]);
-                let base = (mi * n + ni) * g.out_c * px;
-                prop_assert_eq!(&out.dots[base..base + g.out_c * px], &r[..]);
-                for o in 0..g.out_c {
+                let base = (mi * n + ni) * g.o * px;
+                prop_assert_eq!(&out.dots[base..base + g.o * px], &r[..]);
+                for o in 0..g.o {
                     for p in 0..px {
-                        scaled[o * px + p] += alpha[mi * g.out_c + o] as f64 * beta[ni] as f64 * r[o * px + p] as f64;
+                        scaled[o * px + p] += alpha[mi * g.o + o] as f64 * beta[ni] as f64 * r[o * px + p] as f64;
                     }
                 }
             }
@@ -139,8 +139,8 @@ proptest! {
                 _ => rng.gen_range(-half..half),
             }).collect()
         };
-        let w = draw(g.out_c * g.reduction());
-        let x = draw(g.in_c * g.in_h * g.in_w);
+        let w = draw(g.o * g.reduction());
+        let x = draw(g.c * g.h * g.w);
         let out = run_fixed(&spec, &dev, &w, &x).unwrap();
         prop_assert_eq!(out, fixed_conv(&g, &w, &x));
     }
@@ -156,8 +156,8 @@ proptest! {
         let g = spec.geometry().unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let xr = if eight_bit { 7.0 } else { 100.0 };
-        let w: Vec<f32> = (0..g.out_c * g.reduction()).map(|_| rng.gen_range(-1.9f32..1.9)).collect();
-        let x: Vec<f32> = (0..g.in_c * g.in_h * g.in_w).map(|_| rng.gen_range(-xr..xr)).collect();
+        let w: Vec<f32> = (0..g.o * g.reduction()).map(|_| rng.gen_range(-1.9f32..1.9)).collect();
+        let x: Vec<f32> = (0..g.c * g.h * g.w).map(|_| rng.gen_range(-xr..xr)).collect();
         let wq = quantize(&w, width, fmt.weight_frac, "weights").unwrap();
         let xq = quantize(&x, width, fmt.act_frac, "activations").unwrap();
         let y = acc_to_f32(&run_fixed(&spec, &dev, &wq, &xq).unwrap(), fmt.acc_frac());
@@ -178,7 +178,7 @@ fn fixed_bound_is_tight_enough_to_matter() {
         .geometry()
         .unwrap();
     let w = vec![0.5f32; g.reduction()];
-    let x = vec![1.0f32; g.in_c * 16];
+    let x = vec![1.0f32; g.c * 16];
     let b = fixed_error_bound(&g, &w, &x, 8, 14);
     // Centre pixel: 576 taps, each |x| 2^-15 + |w| 2^-9, plus f32 summation gamma_576 * 288.
     let centre = b[5] as f64;

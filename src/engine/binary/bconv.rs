@@ -28,12 +28,13 @@ use rayon::prelude::*;
 
 use super::bgemm::{dots_windows, gemm_cols, Panels, WindowRows};
 use super::frame;
-use super::im2col::{run_weight_rows, weight_rows, ConvGeom, Im2col, Windows};
+use super::im2col::{run_weight_rows, weight_rows, Im2col, Windows};
 use super::pack::{PackedActivations, PackedWeights};
 use super::padding::PaddingBias;
 use super::popcount::PopcountPath;
 use super::signs::SignTable;
 use super::taps::{dots_taps, ClassBias, TapOut, TapPanels, TapRows};
+use crate::model::geom::ConvGeom;
 use crate::{Error, Result};
 
 /// Everything that depends on the input geometry, cached across calls with the same shape.
@@ -147,32 +148,22 @@ impl BConv2d {
         pad: usize,
     ) -> Result<(usize, usize)> {
         let g = self.geometry(h, w, stride, pad)?;
-        Ok((g.oh, g.ow))
+        Ok((g.ho, g.wo))
     }
 
     fn geometry(&self, h: usize, w: usize, stride: usize, pad: usize) -> Result<ConvGeom> {
         if stride == 0 {
             return Err(Error::input("bconv2d stride", "must be at least 1"));
         }
-        if h + 2 * pad < self.kh || w + 2 * pad < self.kw {
-            return Err(Error::input(
+        let (o, c, kh, kw) = self.dim();
+        ConvGeom::new((c, h, w), (o, kh, kw), stride, pad).ok_or_else(|| {
+            Error::input(
                 "bconv2d input",
                 format!(
                     "{h}x{w} input with padding {pad} is smaller than the {}x{} kernel",
                     self.kh, self.kw
                 ),
-            ));
-        }
-        Ok(ConvGeom {
-            h,
-            w,
-            c: self.in_channels,
-            kh: self.kh,
-            kw: self.kw,
-            stride,
-            pad,
-            oh: (h + 2 * pad - self.kh) / stride + 1,
-            ow: (w + 2 * pad - self.kw) / stride + 1,
+            )
         })
     }
 
@@ -185,14 +176,14 @@ impl BConv2d {
         }
         let bias = PaddingBias::new(&g, self.out_channels, &self.tap_pop);
         let border = bias.border_pixels();
-        let k = g.kbits() as i32;
+        let k = g.reduction() as i32;
         let fix: Vec<i32> = (0..self.out_channels)
             .flat_map(|oc| border.iter().map(move |&(_, class)| (class, oc)))
             .map(|(class, oc)| bias.bias(class, oc) - k)
             .collect();
         debug_assert!(border.windows(2).all(|p| p[0].0 < p[1].0), "pixel order");
-        let border_row = (0..=g.oh)
-            .map(|oy| border.partition_point(|&(pix, _)| (pix as usize) < oy * g.ow))
+        let border_row = (0..=g.ho)
+            .map(|oy| border.partition_point(|&(pix, _)| (pix as usize) < oy * g.wo))
             .collect();
         let o = self.out_channels;
         let nb = border.len();
@@ -205,7 +196,7 @@ impl BConv2d {
             fix,
             border_row,
             fix_pm,
-            class_bias: ClassBias::new(bias.table().to_vec(), bias.pixel_classes(), g.ow, o),
+            class_bias: ClassBias::new(bias.table().to_vec(), bias.pixel_classes(), g.wo, o),
             windows: frame::supports(g.c).then(|| Windows::new(&g)),
         });
         *cache = Some(Arc::clone(&plan));
@@ -240,10 +231,10 @@ impl BConv2d {
         }
         let g = self.geometry(h, w, stride, pad)?;
         let o = self.out_channels;
-        let p = g.out_pixels();
+        let p = g.pixels();
         let mut out = vec![0i32; n * o * p];
         if n == 0 {
-            return Ok(Array4::from_shape_vec((n, o, g.oh, g.ow), out).expect("sizes match"));
+            return Ok(Array4::from_shape_vec((n, o, g.ho, g.wo), out).expect("sizes match"));
         }
         let plan = self.plan(g, input.words_per_pixel());
         let image_words = h * w * input.words_per_pixel();
@@ -259,7 +250,7 @@ impl BConv2d {
                 .enumerate()
                 .for_each_init(new_buf, run);
         }
-        Ok(Array4::from_shape_vec((n, o, g.oh, g.ow), out).expect("sizes match"))
+        Ok(Array4::from_shape_vec((n, o, g.ho, g.wo), out).expect("sizes match"))
     }
 
     /// Whether [`BConv2d::forward_nhwc`] takes this layer's input width.
@@ -314,8 +305,8 @@ impl BConv2d {
     ) -> Result<()> {
         let (path, plan) = self.framed_plan(path, framed, (h, w), stride, pad)?;
         let g = plan.g;
-        let mut sums = vec![0i32; g.ow * self.out_channels];
-        for oy in 0..g.oh {
+        let mut sums = vec![0i32; g.wo * self.out_channels];
+        for oy in 0..g.ho {
             self.row_sums(path, &plan, framed, oy, &mut sums);
             emit(oy, &sums);
         }
@@ -345,14 +336,14 @@ impl BConv2d {
         if !frame::supports(o)
             || lo.len() != o
             || hi.len() != o
-            || dst.len() != frame::framed_len(g.oh, g.ow, o, dst_pad)
+            || dst.len() != frame::framed_len(g.ho, g.wo, o, dst_pad)
         {
             return Err(Error::input(
                 "bconv2d sign output",
                 format!("{o} outputs: needs a multiple of 8, {o} bounds each and a matching frame"),
             ));
         }
-        let row_at = |oy: usize| frame::row_start(oy, g.ow, o, dst_pad);
+        let row_at = |oy: usize| frame::row_start(oy, g.wo, o, dst_pad);
         let tap_signs = self
             .tap_kernel(path)
             .and_then(|t| Some((t, self.sign_table(&plan, t, (lo, hi))?)));
@@ -362,16 +353,16 @@ impl BConv2d {
                 row_step: plan.windows.as_ref().expect("width checked").row_step,
                 out: dst,
                 base: row_at(0),
-                step: (g.ow + 2 * dst_pad) * bpp,
+                step: (g.wo + 2 * dst_pad) * bpp,
             };
             dots_taps(&self.tap_rows(&plan, framed, 0), t, out);
             return Ok(());
         }
-        let mut sums = vec![0i32; g.ow * o];
-        for oy in 0..g.oh {
+        let mut sums = vec![0i32; g.wo * o];
+        for oy in 0..g.ho {
             self.row_sums(path, &plan, framed, oy, &mut sums);
             let at = row_at(oy);
-            frame::write_interval_bits(&sums, lo, hi, &mut dst[at..at + g.ow * bpp]);
+            frame::write_interval_bits(&sums, lo, hi, &mut dst[at..at + g.wo * bpp]);
         }
         Ok(())
     }
@@ -392,7 +383,7 @@ impl BConv2d {
         }
         let o = self.out_channels;
         let table =
-            SignTable::new(&plan.class_bias, t.unit, o, (lo, hi), plan.g.kbits()).map(Arc::new);
+            SignTable::new(&plan.class_bias, t.unit, o, (lo, hi), plan.g.reduction()).map(Arc::new);
         *cache = Some((plan.g, lo.to_vec(), hi.to_vec(), table.clone()));
         table
     }
@@ -437,7 +428,7 @@ impl BConv2d {
             base: oy * win.row_step,
             step: win.step,
             tap_off: &win.tap_off,
-            rows: plan.g.ow,
+            rows: plan.g.wo,
         }
     }
 
@@ -466,13 +457,13 @@ impl BConv2d {
             step: win.step,
             off: &win.off,
             mask: &win.mask,
-            rows: g.ow,
+            rows: g.wo,
         };
         let panels = self.panels.as_ref().expect("checked by check_nhwc");
-        dots_windows(path, &rows, panels, g.kbits() as i32, sums, o);
+        dots_windows(path, &rows, panels, g.reduction() as i32, sums, o);
         // The kernel assumed every tap real (bias K); border pixels get their exact bias.
         for b in plan.border_row[oy]..plan.border_row[oy + 1] {
-            let ox = plan.border[b].0 as usize - oy * g.ow;
+            let ox = plan.border[b].0 as usize - oy * g.wo;
             let fix = &plan.fix_pm[b * o..(b + 1) * o];
             let s = &mut sums[ox * o..(ox + 1) * o];
             s.iter_mut().zip(fix).for_each(|(d, &f)| *d += f);
@@ -500,8 +491,8 @@ impl BConv2d {
         dst: &mut [i32],
     ) {
         let g = &plan.g;
-        let p = g.out_pixels();
-        let k = g.kbits() as i32;
+        let p = g.pixels();
+        let k = g.reduction() as i32;
         plan.im2col.fill(src, buf);
         gemm_cols(
             path,

@@ -18,32 +18,11 @@
 //! pixel's window origin.
 
 use super::pack::{words_for, PackedWeights};
+use crate::model::geom::ConvGeom;
 
-/// Geometry of one conv: input size, kernel, stride, symmetric zero padding, output size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ConvGeom {
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: usize,
-    pub pad: usize,
-    pub oh: usize,
-    pub ow: usize,
-}
-
-impl ConvGeom {
-    /// Bits per im2col row.
-    pub fn kbits(&self) -> usize {
-        self.kh * self.kw * self.c
-    }
-    pub fn row_words(&self) -> usize {
-        words_for(self.kbits())
-    }
-    pub fn out_pixels(&self) -> usize {
-        self.oh * self.ow
-    }
+/// Words per im2col row (`ceil(C*KH*KW / 64)`).
+pub(crate) fn row_words(g: &ConvGeom) -> usize {
+    words_for(g.reduction())
 }
 
 /// ORs `src` into `dst` starting at bit `off`. `src`'s bits past its real length must be zero, so
@@ -106,7 +85,7 @@ pub(crate) struct Im2col {
 
 impl Im2col {
     pub(crate) fn new(g: ConvGeom, wpp: usize) -> Self {
-        let rw = g.row_words();
+        let rw = row_words(&g);
         let mut per_word: Vec<Vec<Contrib>> = vec![Vec::new(); rw];
         for t in 0..g.kh * g.kw {
             let (dy, dx) = (t / g.kw, t % g.kw);
@@ -135,7 +114,7 @@ impl Im2col {
         Im2col {
             g,
             wpp,
-            cols8: g.out_pixels().div_ceil(8) * 8,
+            cols8: g.pixels().div_ceil(8) * 8,
             contrib,
             word_start,
         }
@@ -148,14 +127,14 @@ impl Im2col {
 
     /// Words the output buffer holds: `row_words * cols8`.
     pub(crate) fn len(&self) -> usize {
-        self.g.row_words() * self.cols8
+        row_words(&self.g) * self.cols8
     }
 
     /// Fills `out` (word-major, [`Self::len`] words) from one NHWC-packed image
     /// (`[H][W][wpp]`).
     pub(crate) fn fill(&self, image: &[u64], out: &mut [u64]) {
         let g = &self.g;
-        let (rw, wpp, cols8) = (g.row_words(), self.wpp, self.cols8);
+        let (rw, wpp, cols8) = (row_words(g), self.wpp, self.cols8);
         assert!(out.len() >= self.len() && image.len() >= g.h * g.w * wpp);
         // The image framed by `pad` zero pixels (zero bits are the +1 taps the padding
         // correction assumes), so every output pixel takes the same branch-free path; the
@@ -176,11 +155,11 @@ impl Im2col {
         // For a fixed contribution the source words of consecutive pixels are `step` apart
         // (contiguous for stride 1 and C <= 64), so these loops vectorize.
         let step = g.stride * wpp;
-        let n = g.ow;
-        for oy in 0..g.oh {
+        let n = g.wo;
+        for oy in 0..g.ho {
             let origin = oy * g.stride * pw * wpp;
             for j in 0..rw {
-                let start = j * cols8 + oy * g.ow;
+                let start = j * cols8 + oy * g.wo;
                 let dst = &mut out[start..start + n];
                 let cs = &self.contrib[self.word_start[j]..self.word_start[j + 1]];
                 let Some((first, rest)) = cs.split_first() else {
@@ -213,7 +192,7 @@ impl Im2col {
             }
         }
         // The pixels past the last one up to `cols8` (read by the 8-wide kernel, discarded).
-        let p = g.out_pixels();
+        let p = g.pixels();
         for j in 0..rw {
             out[j * cols8 + p..(j + 1) * cols8].fill(0);
         }
@@ -345,20 +324,21 @@ mod tests {
                 h,
                 w,
                 c,
+                o: 1,
                 kh: k,
                 kw: k,
                 stride,
                 pad,
-                oh: (h + 2 * pad - k) / stride + 1,
-                ow: (w + 2 * pad - k) / stride + 1,
+                ho: (h + 2 * pad - k) / stride + 1,
+                wo: (w + 2 * pad - k) / stride + 1,
             };
-            let rw = g.row_words();
+            let rw = row_words(&g);
             let plan = Im2col::new(g, p.words_per_pixel());
             let mut got = vec![u64::MAX; plan.len()];
             plan.fill(p.as_words(), &mut got);
             let cols8 = plan.cols8();
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
+            for oy in 0..g.ho {
+                for ox in 0..g.wo {
                     let mut bits: BitVec<u64, Lsb0> = BitVec::new();
                     for ky in 0..k {
                         for kx in 0..k {
@@ -372,7 +352,7 @@ mod tests {
                         }
                     }
                     bits.resize(rw * 64, false);
-                    let p = oy * g.ow + ox;
+                    let p = oy * g.wo + ox;
                     let row: Vec<u64> = (0..rw).map(|j| got[j * cols8 + p]).collect();
                     assert_eq!(&row[..], bits.as_raw_slice(), "c{c} k{k} oy{oy} ox{ox}");
                 }

@@ -34,6 +34,7 @@ mod frame;
 mod im2col;
 pub mod linear;
 pub mod multibase;
+mod output_transform;
 pub mod pack;
 mod padding;
 pub mod popcount;
@@ -47,6 +48,7 @@ pub use dot::{bdot, bdot_matches, bdot_mismatches_with, bdot_with};
 pub(crate) use frame::{framed_len, pack_framed, row_start};
 pub use linear::{blinear, blinear_with, BLinear};
 pub use multibase::{abc_bconv2d, abc_blinear, xnor_bconv2d};
+pub(crate) use output_transform::BitsOut;
 pub use pack::{
     pack_activations, pack_activations_i8, pack_rows, pack_rows_i8, pack_vector_i8, pack_weights,
     pack_weights_i8, sign, words_for, PackedActivations, PackedRows, PackedWeights, WORD_BITS,

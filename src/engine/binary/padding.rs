@@ -15,7 +15,8 @@
 //! contiguous range `[lo, hi)`, so a pixel's class is (row range, column range): a handful of
 //! classes (interior + borders), each with one bias vector over output channels.
 
-use super::im2col::{valid_taps, ConvGeom};
+use super::im2col::valid_taps;
+use crate::model::geom::ConvGeom;
 
 /// Valid tap range `[lo, hi)` along one axis for every output position, deduplicated.
 fn axis_classes(
@@ -56,8 +57,8 @@ pub(crate) struct PaddingBias {
 impl PaddingBias {
     /// `tap_pop[o * kh*kw + t]` = popcount of filter `o` at tap `t` (im2col tap order).
     pub(crate) fn new(g: &ConvGeom, outputs: usize, tap_pop: &[u32]) -> Self {
-        let (row_class, rows) = axis_classes(g.oh, g.kh, g.stride, g.pad, g.h);
-        let (col_class, cols) = axis_classes(g.ow, g.kw, g.stride, g.pad, g.w);
+        let (row_class, rows) = axis_classes(g.ho, g.kh, g.stride, g.pad, g.h);
+        let (col_class, cols) = axis_classes(g.wo, g.kw, g.stride, g.pad, g.w);
         let taps = g.kh * g.kw;
         let mut bias = Vec::with_capacity(rows.len() * cols.len() * outputs);
         let mut padded = Vec::with_capacity(rows.len() * cols.len());

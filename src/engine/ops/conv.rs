@@ -3,7 +3,9 @@
 //!
 //! Conventions: NCHW f32 input `x [N,C,H,W]`, weights `w [O,C,KH,KW]`, optional bias `b [O]`;
 //! the same stride and zero padding on both spatial axes; output `[N,O,HO,WO]` with
-//! `HO = (H + 2*pad - KH) / stride + 1` (floor). No groups, no dilation.
+//! `HO = (H + 2*pad - KH) / stride + 1` (floor). No groups, no dilation. [`geometry`] validates
+//! the shapes and gives the batch size and the per-image [`ConvGeom`] shared with the binary
+//! engine and the simulator.
 //!
 //! Per image the convolution is one GEMM `y_n [O, HO*WO] = W [O, C*KH*KW] x col_n [C*KH*KW,
 //! HO*WO]`, where `col_n` holds the receptive fields (rows ordered c-major, then kh, then kw, so
@@ -29,106 +31,78 @@
 use super::direct;
 use super::epilogue::Epilogue;
 use super::gemm::{sgemm, GemmBackend, MatRef, DEFAULT_BACKEND};
+use crate::model::geom::ConvGeom;
 use crate::{Error, Result};
 use ndarray::{Array1, Array4};
 use rayon::prelude::*;
 
-/// Geometry of one convolution, validated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvGeom {
-    pub n: usize,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub o: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: usize,
-    pub pad: usize,
-    pub ho: usize,
-    pub wo: usize,
+/// Checks the shapes of `x [N,C,H,W]` and `w [O,C,KH,KW]` and the hyper-parameters; returns
+/// the batch size and the per-image geometry. Every failure names the offending field.
+pub fn geometry(
+    x: (usize, usize, usize, usize),
+    w: (usize, usize, usize, usize),
+    stride: usize,
+    pad: usize,
+) -> Result<(usize, ConvGeom)> {
+    let (n, c, h, wd) = x;
+    let (o, c2, kh, kw) = w;
+    if stride == 0 {
+        return Err(Error::input("conv2d stride", "must be at least 1"));
+    }
+    if c != c2 {
+        return Err(Error::input(
+            "conv2d weight",
+            format!("weight expects {c2} input channels, input has {c} (x {x:?}, w {w:?})"),
+        ));
+    }
+    if kh == 0 || kw == 0 || o == 0 || c == 0 {
+        return Err(Error::input(
+            "conv2d weight",
+            format!("empty weight shape {w:?}"),
+        ));
+    }
+    let g = ConvGeom::new((c, h, wd), (o, kh, kw), stride, pad).ok_or_else(|| {
+        Error::input(
+            "conv2d input",
+            format!(
+                "padded input {}x{} is smaller than the kernel {kh}x{kw}",
+                h + 2 * pad,
+                wd + 2 * pad
+            ),
+        )
+    })?;
+    Ok((n, g))
 }
 
-impl ConvGeom {
-    /// Checks shapes and hyper-parameters; every failure names the offending field.
-    pub fn new(
-        x: (usize, usize, usize, usize),
-        w: (usize, usize, usize, usize),
-        stride: usize,
-        pad: usize,
-    ) -> Result<Self> {
-        let (n, c, h, wd) = x;
-        let (o, c2, kh, kw) = w;
-        if stride == 0 {
-            return Err(Error::input("conv2d stride", "must be at least 1"));
-        }
-        if c != c2 {
-            return Err(Error::input(
-                "conv2d weight",
-                format!("weight expects {c2} input channels, input has {c} (x {x:?}, w {w:?})"),
-            ));
-        }
-        if kh == 0 || kw == 0 || o == 0 || c == 0 {
-            return Err(Error::input(
-                "conv2d weight",
-                format!("empty weight shape {w:?}"),
-            ));
-        }
-        if h + 2 * pad < kh || wd + 2 * pad < kw {
-            return Err(Error::input(
-                "conv2d input",
-                format!(
-                    "padded input {}x{} is smaller than the kernel {kh}x{kw}",
-                    h + 2 * pad,
-                    wd + 2 * pad
-                ),
-            ));
-        }
-        Ok(ConvGeom {
-            n,
-            c,
-            h,
-            w: wd,
-            o,
-            kh,
-            kw,
-            stride,
-            pad,
-            ho: (h + 2 * pad - kh) / stride + 1,
-            wo: (wd + 2 * pad - kw) / stride + 1,
-        })
-    }
+/// Whether im2col is the identity (1x1, stride 1, no padding): `col_n` is `x_n`.
+fn is_pointwise(g: &ConvGeom) -> bool {
+    g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0
+}
 
-    /// Rows of the im2col matrix (`C*KH*KW`).
-    pub fn ckk(&self) -> usize {
-        self.c * self.kh * self.kw
-    }
+/// Outputs `[i0, i1)` of one axis (`len` inputs, `out` outputs) whose input
+/// `i*stride + t - pad` for kernel tap `t` lies inside the image.
+fn valid_outputs(len: usize, out: usize, stride: usize, pad: usize, t: usize) -> (usize, usize) {
+    let i0 = if pad > t {
+        (pad - t).div_ceil(stride)
+    } else {
+        0
+    };
+    let i1 = if len + pad > t {
+        (len + pad - t).div_ceil(stride).min(out)
+    } else {
+        0
+    };
+    (i0.min(i1), i1)
+}
 
-    /// Output positions per image (`HO*WO`).
-    pub fn l(&self) -> usize {
-        self.ho * self.wo
-    }
+/// Output rows `[i0, i1)` whose input row `i*stride + p - pad` lies inside the image.
+fn valid_rows(g: &ConvGeom, p: usize) -> (usize, usize) {
+    valid_outputs(g.h, g.ho, g.stride, g.pad, p)
+}
 
-    /// Multiply-accumulates of the forward pass.
-    pub fn macs(&self) -> u64 {
-        (self.n * self.o * self.l() * self.ckk()) as u64
-    }
-
-    fn is_pointwise(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
-    }
-
-    /// Output columns `[j0, j1)` whose input column `j*stride + q - pad` lies inside the image.
-    fn valid_cols(&self, q: usize) -> (usize, usize) {
-        let (s, pad) = (self.stride, self.pad);
-        let j0 = if pad > q { (pad - q).div_ceil(s) } else { 0 };
-        let j1 = if self.w + pad > q {
-            (self.w + pad - q).div_ceil(s).min(self.wo)
-        } else {
-            0
-        };
-        (j0.min(j1), j1)
-    }
+/// Output columns `[j0, j1)` whose input column `j*stride + q - pad` lies inside the image.
+fn valid_cols(g: &ConvGeom, q: usize) -> (usize, usize) {
+    valid_outputs(g.w, g.wo, g.stride, g.pad, q)
 }
 
 /// Unfolds one image `[C,H,W]` into columns `[off, off + HO*WO)` of `col [C*KH*KW, ld]`, zero
@@ -153,7 +127,7 @@ fn im2col_rows(
     let len = (r1 - r0) * g.wo;
     for c in 0..g.c {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        if g.is_pointwise() {
+        if is_pointwise(g) {
             col[c * ld + off..c * ld + off + len].copy_from_slice(&plane[r0 * g.wo..r1 * g.wo]);
             continue;
         }
@@ -169,18 +143,6 @@ fn im2col_rows(
             }
         }
     }
-}
-
-/// Output rows `[i0, i1)` whose input row `i*stride + p - pad` lies inside the image.
-fn valid_rows(g: &ConvGeom, p: usize) -> (usize, usize) {
-    let (s, pad) = (g.stride, g.pad);
-    let i0 = if pad > p { (pad - p).div_ceil(s) } else { 0 };
-    let i1 = if g.h + pad > p {
-        (g.h + pad - p).div_ceil(s).min(g.ho)
-    } else {
-        0
-    };
-    (i0.min(i1), i1)
 }
 
 /// Stride 1 with same-width output: within the valid rows, `dst[k] = plane[k + off]` for one
@@ -217,7 +179,7 @@ fn shifted_copy(
     // The wrapped entries are the first `j0` and last `WO - j1` columns of each row (at most
     // `pad` each): zeroed column by column with strided stores, because a fill per row
     // becomes a `memset` call per row (6% of float inference).
-    let (j0, j1) = g.valid_cols(q);
+    let (j0, j1) = valid_cols(g, q);
     for j in (0..j0).chain(j1..g.wo) {
         for i in i0..i1 {
             dst[i * g.wo + j - base] = 0.0;
@@ -249,7 +211,7 @@ fn strided_copy(
     r0: usize,
     r1: usize,
 ) {
-    let (j0, j1) = g.valid_cols(q);
+    let (j0, j1) = valid_cols(g, q);
     for i in r0..r1 {
         let out = &mut dst[(i - r0) * g.wo..(i - r0 + 1) * g.wo];
         let r = (i * g.stride + p) as isize - g.pad as isize;
@@ -272,9 +234,9 @@ fn strided_copy(
 /// `dx` is overwritten; `col` is scratch and its padded-position entries are zeroed.
 /// Reads columns `[off, off + HO*WO)` of a matrix with row stride `ld` (see [`im2col_at`]).
 fn col2im_at(g: &ConvGeom, col: &mut [f32], ld: usize, off: usize, dx: &mut [f32]) {
-    let l = g.l();
+    let l = g.pixels();
     let w = g.w as isize;
-    if g.is_pointwise() {
+    if is_pointwise(g) {
         for (c, plane) in dx.chunks_mut(l).enumerate() {
             plane.copy_from_slice(&col[c * ld + off..c * ld + off + l]);
         }
@@ -287,7 +249,7 @@ fn col2im_at(g: &ConvGeom, col: &mut [f32], ld: usize, off: usize, dx: &mut [f32
             for q in 0..g.kw {
                 let row = (c * g.kh + p) * g.kw + q;
                 let src = &mut col[row * ld + off..row * ld + off + l];
-                let (j0, j1) = g.valid_cols(q);
+                let (j0, j1) = valid_cols(g, q);
                 let (i0, i1) = valid_rows(g, p);
                 if g.stride == 1 && g.wo == g.w {
                     // Mirror of `shifted_copy`: drop the wrapped edge entries, then one
@@ -322,8 +284,14 @@ fn col2im_at(g: &ConvGeom, col: &mut [f32], ld: usize, off: usize, dx: &mut [f32
 }
 
 /// A tensor that must have the conv output's shape `[N,O,HO,WO]`.
-fn check_output_shape(g: &ConvGeom, field: &str, what: &str, t: &Array4<f32>) -> Result<()> {
-    let want = (g.n, g.o, g.ho, g.wo);
+fn check_output_shape(
+    n: usize,
+    g: &ConvGeom,
+    field: &str,
+    what: &str,
+    t: &Array4<f32>,
+) -> Result<()> {
+    let want = (n, g.o, g.ho, g.wo);
     if t.dim() != want {
         return Err(Error::input(
             field,
@@ -439,10 +407,10 @@ fn conv2d_fused_impl(
         !nhwc || residual.is_none(),
         "channel-last output takes no residual"
     );
-    let g = ConvGeom::new(x.dim(), w.dim(), stride, pad)?;
+    let (n, g) = geometry(x.dim(), w.dim(), stride, pad)?;
     check_bias(&g, b)?;
     if let Some(r) = residual {
-        check_output_shape(&g, "conv2d residual", "residual", r)?;
+        check_output_shape(n, &g, "conv2d residual", "residual", r)?;
     }
     let x = x.as_standard_layout();
     let w = w.as_standard_layout();
@@ -452,12 +420,12 @@ fn conv2d_fused_impl(
         .map(|r| r.as_slice().expect("standard layout"));
     let xs = x.as_slice().expect("standard layout");
     let ws = w.as_slice().expect("standard layout");
-    let (ckk, l) = (g.ckk(), g.l());
+    let (ckk, l) = (g.reduction(), g.pixels());
     let (img_in, img_out) = (g.c * g.h * g.w, g.o * l);
-    let mut y = Array4::<f32>::uninit((g.n, g.o, g.ho, g.wo));
+    let mut y = Array4::<f32>::uninit((n, g.o, g.ho, g.wo));
     let wmat = MatRef::row_major(ws, g.o, ckk);
     // With fewer images than threads, let the GEMM itself use the pool instead.
-    let inner = g.n < rayon::current_num_threads();
+    let inner = n < rayon::current_num_threads();
     let bias: Option<Vec<f32>> = b.map(|b| b.iter().copied().collect());
     let ep = Epilogue {
         bias: bias.as_deref(),
@@ -474,7 +442,7 @@ fn conv2d_fused_impl(
         )
     });
     if let Some((wk, rows)) = &direct {
-        if g.n > 0 && l > 0 {
+        if n > 0 && l > 0 {
             let row = g.wo * g.o;
             y.as_slice_mut()
                 .expect("fresh array")
@@ -493,25 +461,25 @@ fn conv2d_fused_impl(
         // element (for an empty batch or map there is nothing to write).
         let y = unsafe { y.assume_init() };
         return Ok(y
-            .into_shape_with_order((g.n, g.ho, g.wo, g.o))
+            .into_shape_with_order((n, g.ho, g.wo, g.o))
             .expect("contiguous"));
     }
     // Output rows per tile.
     let band = (BAND_COLS / g.wo.max(1)).clamp(1, g.ho.max(1));
     let tile_cols = band * g.wo;
-    if g.n > 0 && l > 0 {
+    if n > 0 && l > 0 {
         y.as_slice_mut()
             .expect("fresh array")
             .par_chunks_mut(img_out)
             .zip(xs.par_chunks(img_in))
             .enumerate()
             .for_each(|(img, (yn, xn))| {
-                let col_len = if g.is_pointwise() { 0 } else { ckk * tile_cols };
+                let col_len = if is_pointwise(&g) { 0 } else { ckk * tile_cols };
                 with_scratch(col_len, g.o * tile_cols, |col, out| {
                     for r0 in (0..g.ho).step_by(band) {
                         let r1 = (r0 + band).min(g.ho);
                         let cols = (r1 - r0) * g.wo;
-                        let rhs = if g.is_pointwise() {
+                        let rhs = if is_pointwise(&g) {
                             // The input plane band is the GEMM operand as it stands.
                             MatRef {
                                 data: &xn[r0 * g.wo..],
@@ -552,7 +520,7 @@ fn conv2d_fused_impl(
     Ok(match nhwc {
         // The buffer was filled pixel-major: reinterpret it as [N, HO, WO, O].
         true => y
-            .into_shape_with_order((g.n, g.ho, g.wo, g.o))
+            .into_shape_with_order((n, g.ho, g.wo, g.o))
             .expect("contiguous"),
         false => y,
     })
@@ -608,8 +576,8 @@ const GROUP_COLS: usize = 256;
 const BAND_COLS: usize = 1024;
 
 /// Images per backward GEMM.
-fn group_size(g: &ConvGeom) -> usize {
-    (GROUP_COLS / g.l().max(1)).clamp(1, g.n.max(1))
+fn group_size(n: usize, g: &ConvGeom) -> usize {
+    (GROUP_COLS / g.pixels().max(1)).clamp(1, n.max(1))
 }
 
 /// Number of batch groups for the weight-gradient reduction. Fixed (not the thread count) so
@@ -636,22 +604,22 @@ pub fn conv2d_backward_with(
     pad: usize,
     dy: &Array4<f32>,
 ) -> Result<(Array4<f32>, Array4<f32>, Array1<f32>)> {
-    let g = ConvGeom::new(x.dim(), w.dim(), stride, pad)?;
-    check_output_shape(&g, "conv2d_backward dy", "gradient", dy)?;
+    let (n, g) = geometry(x.dim(), w.dim(), stride, pad)?;
+    check_output_shape(n, &g, "conv2d_backward dy", "gradient", dy)?;
     let x = x.as_standard_layout();
     let w = w.as_standard_layout();
     let dy = dy.as_standard_layout();
     let xs = x.as_slice().expect("standard layout");
     let ws = w.as_slice().expect("standard layout");
     let dys = dy.as_slice().expect("standard layout");
-    let (ckk, l) = (g.ckk(), g.l());
+    let (ckk, l) = (g.reduction(), g.pixels());
     let img_in = g.c * g.h * g.w;
     let img_out = g.o * l;
     let wt = MatRef::row_major(ws, g.o, ckk).t();
-    let mut dx = vec![0.0f32; g.n * img_in];
-    let per_group = g.n.div_ceil(GRAD_GROUPS).max(1);
-    let inner = g.n.div_ceil(per_group) < rayon::current_num_threads();
-    let sub = group_size(&g).min(per_group);
+    let mut dx = vec![0.0f32; n * img_in];
+    let per_group = n.div_ceil(GRAD_GROUPS).max(1);
+    let inner = n.div_ceil(per_group) < rayon::current_num_threads();
+    let sub = group_size(n, &g).min(per_group);
     let partials: Vec<(Vec<f32>, Vec<f64>)> = dx
         .par_chunks_mut(per_group * img_in)
         .zip(xs.par_chunks(per_group * img_in))
@@ -719,7 +687,7 @@ pub fn conv2d_backward_with(
     let mut dw = vec![0.0f32; g.o * ckk];
     transpose(&dwt, ckk, g.o, &mut dw);
     Ok((
-        Array4::from_shape_vec((g.n, g.c, g.h, g.w), dx).expect("shape"),
+        Array4::from_shape_vec((n, g.c, g.h, g.w), dx).expect("shape"),
         Array4::from_shape_vec((g.o, g.c, g.kh, g.kw), dw).expect("shape"),
         db.into_iter().map(|v| v as f32).collect(),
     ))

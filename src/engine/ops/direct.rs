@@ -15,8 +15,8 @@
 //!
 //! Written by hand because no crate offers a direct convolution with this exact rounding.
 
-use super::conv::ConvGeom;
 use crate::engine::cpu::{self, Features, Isa};
+use crate::model::geom::ConvGeom;
 
 /// Longest reduction (`C * KH * KW`) taken: one depth block of the GEMM for certain.
 pub const MAX_K: usize = 64;
@@ -77,7 +77,7 @@ pub fn conv_nhwc_image(g: &ConvGeom, x: &[f32], wk: &[f32], pad_buf: &mut [f32],
         return;
     }
     // The last window's furthest tap lies inside the frame (`C`, `KH`, `KW` >= 1: checked by
-    // `ConvGeom::new`).
+    // `conv::geometry`).
     let last =
         ((g.c - 1) * hp + (g.ho - 1) * g.stride + g.kh - 1) * wp + (g.wo - 1) * g.stride + g.kw - 1;
     assert!(last < pad_buf.len());
@@ -256,15 +256,14 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::ops::conv::conv2d_fused_nhwc;
-    use crate::engine::ops::epilogue::Epilogue;
+    use crate::engine::ops::conv::{conv2d, geometry};
     use ndarray::Array4;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    /// Bit for bit the GEMM path's output (im2col + `gemm` + transpose), on first-layer
-    /// shapes and others, with signed zeros among inputs and weights (so `-0` accumulators
-    /// meet the `+0` terms of padding).
+    /// Bit for bit the GEMM path's output: the NCHW forward (im2col + `gemm`, which never
+    /// takes this kernel) read channel-last, on first-layer shapes and others, with signed
+    /// zeros among inputs and weights (so `-0` accumulators meet the `+0` terms of padding).
     #[test]
     fn direct_equals_the_gemm_path_bit_for_bit() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
@@ -285,8 +284,13 @@ mod tests {
             };
             let x = Array4::from_shape_simple_fn((n, c, h, w), || val(&mut rng));
             let wt = Array4::from_shape_simple_fn((o, c, k, k), || val(&mut rng));
-            let want = conv2d_fused_nhwc(&x, &wt, None, stride, pad, Epilogue::IDENTITY).unwrap();
-            let g = ConvGeom::new(x.dim(), wt.dim(), stride, pad).unwrap();
+            // `[N, O, HO, WO]` -> `[N, HO, WO, O]`, the layout the kernel writes.
+            let nchw = conv2d(&x, &wt, None, stride, pad).unwrap();
+            let want = nchw
+                .permuted_axes([0, 2, 3, 1])
+                .as_standard_layout()
+                .into_owned();
+            let (_, g) = geometry(x.dim(), wt.dim(), stride, pad).unwrap();
             // Fails under CI if the CPU lacks a feature; elsewhere a skip notice.
             cpu::test_levels();
             assert!(fits(&g), "every case fits the kernel");

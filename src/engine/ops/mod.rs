@@ -1,15 +1,20 @@
-//! Float operators (NCHW, f32) with forward and backward passes: the building blocks the float
-//! reference engine's network executor chains.
+//! Float operators (f32) with forward and backward passes: the building blocks the float
+//! reference engine's network executor chains. Tensors are NCHW unless a function says
+//! otherwise: the inference path's channel-last forms (`*_nhwc`: [`conv::conv2d_fused_nhwc`],
+//! [`direct`], [`pool::global_avg_pool_nhwc`]) take or write NHWC for binary convs that run
+//! channel-last.
 //!
-//! Each operator is a pair of plain functions: `op(...)` for the forward pass and
+//! Each trained operator is a pair of plain functions: `op(...)` for the forward pass and
 //! `op_backward(..., dy)` returning gradients for the input and every parameter, in that
-//! order. Backward functions take whatever the forward pass needs (its input, or a cache
+//! order (the inference-only forms above have no backward). Backward functions take whatever the forward pass needs (its input, or a cache
 //! struct the forward returned); nothing is hidden in global state. Shape mismatches are
-//! [`crate::Error::Input`] naming the operator and field. Crate-wide conventions (sign(0) = +1,
-//! NCHW) are in the crate doc.
+//! [`crate::Error::Input`] naming the operator and field. Crate-wide conventions (sign(0) = +1)
+//! are in the crate doc.
 //!
 //! Modules: [`conv`] (im2col + GEMM, with the f64 [`reference`] beside it), [`direct`] (the
-//! im2col-free channel-last forward of short reductions), [`gemm`] (backend choice), [`batchnorm`], [`activation`] (ReLU, hardtanh, sign + STE), [`xnor`] and [`abc`]
+//! im2col-free channel-last forward of short reductions), [`gemm`] (backend choice),
+//! [`epilogue`] (bias, BN, residual add, activation fused into a conv's output), [`batchnorm`],
+//! [`activation`] (ReLU, hardtanh, sign + STE), [`xnor`] and [`abc`]
 //! (weight / activation binarization returning the +/-1 tensors and scales separately, for the
 //! bit-exact engine), [`shortcut`] (option A, residual add), [`pool`], [`linear`], [`loss`]
 //! (softmax cross-entropy, distillation KL).
