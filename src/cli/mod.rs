@@ -1,7 +1,11 @@
 //! Command-line interface of `bbed`. Each subcommand lives in its own file with an `Args`
 //! struct and a `run(args) -> Result<String>` that returns what to print; adding one means a
-//! new file, a [`Command`] variant and a match arm in [`dispatch`]. Errors print as
-//! `error: <msg>` on stderr with exit code 2 (bad user input), as do clap usage errors.
+//! new file, a [`Command`] variant and a match arm in [`dispatch`].
+//!
+//! Errors print as one `error: <msg>` line on stderr; the exit code says whose fault it was
+//! ([`EXIT_CODES`], shown by `bbed --help`): 2 for bad user input (as clap's usage errors), 1 for
+//! a check that ran and failed, 70 for a bug ([`crate::Error::Internal`], or a panic caught by
+//! [`guarded`]).
 
 pub mod args;
 pub mod attack;
@@ -25,6 +29,7 @@ use std::io::Write as _;
 
 use clap::{Parser, Subcommand};
 
+use crate::error::EXIT_INTERNAL;
 use crate::Result;
 
 const LONG_ABOUT: &str = "\
@@ -38,8 +43,16 @@ Units used throughout:
   NCC          normalized compute complexity in 10^6: fp MACs + binary ops / 48, with the
                DSP48 lane counts read from hw/reference.toml";
 
+/// The exit codes of `bbed`, as `bbed --help` lists them (values from [`crate::error`]).
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   a check you asked for ran and failed (e.g. simulate --functional found a mismatch)
+  2   bad input: usage error, bad option or field, unreadable or malformed file (named)
+  70  internal error: a bug in bbed (broken invariant or panic); please report it";
+
 #[derive(Debug, Parser)]
-#[command(name = "bbed", version, about = "Cost, simulation and robustness of compressed CNNs on DSP48 FPGAs", long_about = LONG_ABOUT)]
+#[command(name = "bbed", version, about = "Cost, simulation and robustness of compressed CNNs on DSP48 FPGAs", long_about = LONG_ABOUT, after_help = EXIT_CODES)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -100,17 +113,22 @@ fn dispatch(command: Command) -> Result<String> {
     }
 }
 
-/// Entry point of the `bbed` binary; returns the process exit code.
+/// Entry point of the `bbed` binary; returns the process exit code ([`EXIT_CODES`]).
 pub fn run() -> i32 {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
+    guarded(|| match Cli::try_parse() {
+        Ok(cli) => finish(dispatch(cli.command)),
         Err(e) => {
             // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
             let _ = e.print();
-            return e.exit_code();
+            e.exit_code()
         }
-    };
-    match dispatch(cli.command) {
+    })
+}
+
+/// Prints a command's outcome, the output on stdout or `error: <msg>` on stderr, and returns
+/// its exit code ([`crate::Error::exit_code`]).
+pub fn finish(outcome: Result<String>) -> i32 {
+    match outcome {
         Ok(out) => {
             // A closed pipe (e.g. `| head`) is not an error worth reporting.
             let _ = std::io::stdout().lock().write_all(out.as_bytes());
@@ -119,6 +137,58 @@ pub fn run() -> i32 {
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()
+        }
+    }
+}
+
+/// Runs `f` and returns its exit code, or [`EXIT_INTERNAL`] if it panics (on this thread or on
+/// a rayon worker, whose panic rayon re-raises here). The panic hook installed here replaces
+/// Rust's multi-line report with one `error: internal error ...` line asking for a bug report;
+/// with `RUST_BACKTRACE` set, the default report (and backtrace) follows it for that report.
+pub fn guarded(f: impl FnOnce() -> i32) -> i32 {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let what = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("panic");
+            let at = info
+                .location()
+                .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            eprintln!(
+                "error: internal error (a bug in bbed {}, please report it with the command \
+                 line): {}{at}",
+                env!("CARGO_PKG_VERSION"),
+                what.replace('\n', " ")
+            );
+            if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+                default(info);
+            }
+        }));
+    });
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(EXIT_INTERNAL)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{EXIT_CHECK, EXIT_INPUT};
+
+    /// `bbed --help` lists each code with the value the errors map to.
+    #[test]
+    fn help_lists_the_exit_codes() {
+        for (code, what) in [
+            (EXIT_CHECK, "a check"),
+            (EXIT_INPUT, "bad input"),
+            (EXIT_INTERNAL, "internal error"),
+        ] {
+            let line = format!("  {code:<3} {what}");
+            assert!(EXIT_CODES.contains(&line), "{line:?} not in {EXIT_CODES}");
         }
     }
 }

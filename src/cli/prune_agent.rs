@@ -127,7 +127,7 @@ pub fn search_rates(
     res.write_toml(rates_out)?;
     if let Some(h) = &o.history {
         let text = serde_json::to_string_pretty(&res)
-            .map_err(|e| Error::input(h.display().to_string(), e.to_string()))?;
+            .map_err(|e| Error::internal(h.display().to_string(), e.to_string()))?;
         crate::io::atomic::write_bytes_atomic(h, text.as_bytes())?;
     }
     let n = env.layers().len();

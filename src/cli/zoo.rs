@@ -219,7 +219,7 @@ pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
             weights: PathBuf::from(weights),
             accuracy: Some(o.accuracy as f32),
             cost: Some(serde_json::to_value(&c.total).map_err(|e| {
-                Error::input("cost", format!("cannot serialise the cost report: {e}"))
+                Error::internal("cost", format!("cannot serialise the cost report: {e}"))
             })?),
         });
         manifest.save(&args.out)?;

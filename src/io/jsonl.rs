@@ -252,7 +252,7 @@ impl JsonlWriter {
     /// Append one record as one line and flush it.
     pub fn append<T: serde::Serialize + ?Sized>(&mut self, record: &T) -> Result<()> {
         let mut line = serde_json::to_vec(record).map_err(|e| {
-            Error::input(
+            Error::internal(
                 self.path.display().to_string(),
                 format!("record cannot be serialised: {e}"),
             )

@@ -355,7 +355,7 @@ impl WeightStore {
     /// Store `value` as a JSON string under metadata `key` (e.g. the variant's options).
     pub fn set_meta_json<T: serde::Serialize>(&mut self, key: &str, value: &T) -> Result<()> {
         let s = serde_json::to_string(value)
-            .map_err(|e| Error::input(format!("metadata {key:?}"), e.to_string()))?;
+            .map_err(|e| Error::internal(format!("metadata {key:?}"), e.to_string()))?;
         self.metadata.insert(key.to_string(), s);
         Ok(())
     }

@@ -647,7 +647,7 @@ pub fn write_report(
         cam,
     };
     let json = serde_json::to_string_pretty(&metrics)
-        .map_err(|e| Error::input("metrics.json", e.to_string()))?;
+        .map_err(|e| Error::internal("metrics.json", e.to_string()))?;
     w.write("metrics.json", json.as_bytes())?;
     let html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n\

@@ -126,7 +126,7 @@ impl<C: Serialize + DeserializeOwned> Checkpoint<C> {
             config: &self.config,
         };
         let json = serde_json::to_string(&meta).map_err(|e| {
-            Error::input(
+            Error::internal(
                 path.as_ref().display().to_string(),
                 format!("config does not serialise: {e}"),
             )

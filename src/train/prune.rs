@@ -80,7 +80,7 @@ impl PruneSpec {
     pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
         let path = path.as_ref();
         let text = toml::to_string(self)
-            .map_err(|e| Error::input(path.display().to_string(), e.to_string()))?;
+            .map_err(|e| Error::internal(path.display().to_string(), e.to_string()))?;
         crate::io::atomic::write_bytes_atomic(path, text.as_bytes())
     }
 

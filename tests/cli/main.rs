@@ -4,4 +4,5 @@
 mod common;
 
 mod cli_errors;
+mod cli_exit_codes;
 mod cli_output;

@@ -7,9 +7,10 @@ use breakingbed::variant::{apply, ShortcutPrecision, VariantKind, VariantSpec};
 
 // Published counts (params incl. BN affine; MACs of conv + linear, one fused multiply-add = one):
 // - ResNet18 / ResNet50: torchvision model documentation lists 11,689,512 and 25,557,032
-//   parameters and 1.81 / 4.09 GFLOPS (fvcore, 224x224); exact MACs from /work/shared/notes/anchors.md.
+//   parameters and 1.81 / 4.09 GFLOPS (fvcore, 224x224; one fused multiply-add = one); the exact
+//   MACs are fvcore's count of conv + linear layers (ResNet50 = torchvision v1.5).
 // - ResNet20 / ResNet56 option A: He et al. 2016 (Table 6: 0.27M, 0.85M params); exact
-//   counts of the akamaster/pytorch_resnet_cifar10 models per anchors.md.
+//   counts of the akamaster/pytorch_resnet_cifar10 models (GitHub).
 #[test]
 fn resnet18_params_and_macs_match_torchvision() {
     let n = builtin("resnet18", None, None).unwrap();

@@ -194,7 +194,7 @@ impl AmcResult {
     pub fn write_toml(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let body = toml::to_string(&self.rates)
-            .map_err(|e| Error::input(path.display().to_string(), e.to_string()))?;
+            .map_err(|e| Error::internal(path.display().to_string(), e.to_string()))?;
         let text = format!(
             "# AMC agent rates (fraction of input channels removed, keyed by the consuming conv):\n\
              # FLOPs {:.4} of unpruned (budget {}), validation accuracy {:.4} without \
