@@ -22,8 +22,8 @@ fn bench_pgd(c: &mut Criterion) {
     let iterations = 10;
     let spec = AttackSpec::Pgd(PgdSpec {
         norm: Norm::Linf,
-        eps: Budget::new(8.0, Scale::Pixel),
-        step: Budget::new(2.0, Scale::Pixel),
+        eps: Budget::new(8.0, Scale::Pixel).into(),
+        step: Budget::new(2.0, Scale::Pixel).into(),
         iterations,
         restarts: 1,
         random_start: true,

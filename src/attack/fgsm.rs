@@ -26,7 +26,7 @@ pub fn fgsm(
 ) -> Result<AttackOutput> {
     let ball = Ball::new(
         Norm::Linf,
-        spec.eps,
+        spec.eps.budget(),
         &model.normalization(),
         x.len_of(Axis(0)),
         "fgsm.eps",

@@ -52,12 +52,13 @@ use serde::{Deserialize, Serialize};
 use super::classifier::{argmax, per_image_oracle, Model, Oracle};
 use super::local_search::{
     check_batch, check_class, check_eps, check_image, cross_entropy, ln_p, query_one, scale_units,
-    scaled, LinfBall,
 };
 use super::result::{ImageResult, TracePoint};
-use super::run::image_rng;
-use super::spec::{check_count, check_nonneg, check_positive};
-use super::threat::{norms, Norms, Scale};
+use super::spec::{
+    check_count, check_nonneg, check_positive, check_probability, defaults, GenAttackSpec,
+};
+use super::streams::image_rng;
+use super::threat::{norms, Ball, Norms, Scale};
 use crate::{Error, Result};
 
 /// Parameters of [`genattack`].
@@ -89,16 +90,32 @@ pub struct GenAttackConfig {
 impl Default for GenAttackConfig {
     fn default() -> Self {
         GenAttackConfig {
-            population: 6,
+            population: defaults::GA_POPULATION,
             generations: 1000,
             eps: 8.0,
             scale: Scale::Pixel,
-            tau: 0.1,
-            rho_min: 0.1,
-            alpha_min: 0.15,
+            tau: defaults::GA_TEMPERATURE,
+            rho_min: defaults::GA_RHO_MIN,
+            alpha_min: defaults::GA_ALPHA_MIN,
             adaptive: true,
             plateau_tol: 1e-5,
             plateau_window: 1,
+        }
+    }
+}
+
+impl GenAttackSpec {
+    /// The [`GenAttackConfig`] this spec stands for (plateau settings keep their defaults).
+    pub fn config(&self) -> GenAttackConfig {
+        GenAttackConfig {
+            population: self.population,
+            generations: self.generations,
+            eps: self.eps.value,
+            scale: self.eps.scale,
+            tau: self.temperature,
+            rho_min: self.rho_min,
+            alpha_min: self.alpha_min,
+            ..GenAttackConfig::default()
         }
     }
 }
@@ -129,12 +146,7 @@ impl GenAttackConfig {
         check_count(self.generations, "generations", "genattack")?;
         check_eps(self.eps, &field("eps"))?;
         check_positive(self.tau, "tau", "genattack")?;
-        if !(0.0..=1.0).contains(&self.rho_min) {
-            return Err(Error::input(
-                field("rho_min"),
-                format!("is a probability, must be in [0, 1], got {}", self.rho_min),
-            ));
-        }
+        check_probability(self.rho_min, "rho_min", "genattack")?;
         check_nonneg(self.alpha_min, "alpha_min", "genattack")?;
         check_nonneg(self.plateau_tol, "plateau_tol", "genattack")?;
         if self.plateau_window == 0 {
@@ -246,8 +258,8 @@ pub fn genattack(
         }
     }
     let unit = scale_units(oracle, cfg.scale, "genattack.scale")?;
-    let eps_unit = scaled(cfg.eps, &unit);
-    let ball = LinfBall::new(image, Some(&eps_unit));
+    let ball = Ball::linf(Some(cfg.eps), cfg.scale, unit.clone());
+    let eps_unit: Vec<f32> = (0..unit.len()).map(|c| ball.unit_radius(c)).collect();
     let mut rng = image_rng(seed, index);
     let q0 = oracle.queries();
     let adversarial_pred = |pred: usize| match target {
@@ -271,7 +283,7 @@ pub fn genattack(
                 let e = eps_unit[ch];
                 plane.mapv_inplace(|v| v + uniform(&mut rng, e));
             }
-            ball.project(&mut ind);
+            ball.project(image, &mut ind);
             ind
         })
         .collect();
@@ -316,7 +328,7 @@ pub fn genattack(
                     }
                 });
             }
-            ball.project(&mut child);
+            ball.project(image, &mut child);
             next.push(child);
         }
         let child_probs = evaluate(oracle, &next[1..]);

@@ -1,8 +1,8 @@
 //! LocalSearch (Narodytska & Kasiviswanathan, "Simple Black-Box Adversarial Attacks on Deep
 //! Neural Networks", CVPR Workshops 2017): an untargeted, query-only, greedy search over pixel
-//! neighbourhoods. Also home of the small L-inf helpers ([`LinfBall`], query and input checks)
-//! shared with [`super::genattack`]; per-image streams come from [`super::run::image_rng`] and
-//! norms from [`super::threat::norms`], as for the white-box attacks.
+//! neighbourhoods. Also home of the small query and input checks shared with
+//! [`super::genattack`]; per-image streams come from [`super::streams::image_rng`], the eps ball
+//! and norms from [`super::threat`], as for the white-box attacks.
 //!
 //! # Algorithm (one image)
 //! Work in the paper's centred pixel scale `c = x - 1/2 in [LB, UB] = [-1/2, 1/2]` (unit scale
@@ -48,9 +48,9 @@ use serde::{Deserialize, Serialize};
 
 use super::classifier::{argmax, per_image_oracle, Model, Oracle};
 use super::result::{ImageResult, TracePoint};
-use super::run::image_rng;
-use super::spec::{check_count, check_nonneg, check_positive};
-use super::threat::{norms, Norms, Scale};
+use super::spec::{check_count, check_nonneg, check_positive, defaults, LocalSearchSpec};
+use super::streams::image_rng;
+use super::threat::{norms, Ball, Norms, Scale};
 use crate::{Error, Result};
 
 const LB: f32 = -0.5;
@@ -87,16 +87,33 @@ pub struct LocalSearchConfig {
 impl Default for LocalSearchConfig {
     fn default() -> Self {
         LocalSearchConfig {
-            p: 10.0,
-            r: 1.5,
-            d: 5,
-            t: 5,
-            rounds: 150,
+            p: defaults::LS_P,
+            r: defaults::LS_R,
+            d: defaults::LS_D,
+            t: defaults::LS_T,
+            rounds: defaults::LS_ROUNDS,
             init_fraction: 0.1,
             max_init: 128,
             eps: None,
             scale: Scale::Pixel,
             batch: 256,
+        }
+    }
+}
+
+impl LocalSearchSpec {
+    /// The [`LocalSearchConfig`] this spec stands for; fields the spec does not carry keep the
+    /// config's defaults.
+    pub fn config(&self) -> LocalSearchConfig {
+        LocalSearchConfig {
+            p: self.p,
+            r: self.r,
+            d: self.d,
+            t: self.t,
+            rounds: self.rounds,
+            eps: Some(self.eps.value),
+            scale: self.eps.scale,
+            ..LocalSearchConfig::default()
         }
     }
 }
@@ -159,7 +176,7 @@ pub fn local_search(
     check_image(oracle, image, "local_search.image")?;
     check_class(oracle, label, "local_search.label")?;
     let unit = scale_units(oracle, cfg.scale, "local_search.scale")?;
-    let ball = LinfBall::new(image, cfg.eps.map(|e| scaled(e, &unit)).as_deref());
+    let ball = Ball::linf(cfg.eps, cfg.scale, unit.clone());
     let mut rng = image_rng(seed, index);
     let q0 = oracle.queries();
     let [_, h, w] = oracle.input_shape();
@@ -187,13 +204,14 @@ pub fn local_search(
             .map(|k| (k / w, k % w))
             .collect();
         for round in 1..=cfg.rounds {
-            let scores = probe_scores(oracle, &cur, &locations, label, cfg, &ball);
+            let scores = probe_scores(oracle, image, &cur, &locations, label, cfg, &ball);
             let chosen = lowest(&scores, cfg.t);
             let star: Vec<(usize, usize)> = chosen.iter().map(|&k| locations[k]).collect();
             for &(i, j) in &star {
                 for ch in 0..cur.len_of(Axis(0)) {
                     let v = cur[[ch, i, j]];
-                    cur[[ch, i, j]] = ball.clamp(ch, i, j, cyclic(cfg.r, v - 0.5) + 0.5);
+                    let x0 = image[[ch, i, j]];
+                    cur[[ch, i, j]] = ball.clamp(ch, x0, cyclic(cfg.r, v - 0.5) + 0.5);
                 }
             }
             probs = query_one(oracle, cur.view());
@@ -263,11 +281,12 @@ pub fn cyclic(r: f32, c: f32) -> f32 {
 /// Probability of `label` after each probe (one per location), queried in batches.
 fn probe_scores(
     oracle: &Oracle,
+    image: ArrayView3<f32>,
     cur: &Array3<f32>,
     locations: &[(usize, usize)],
     label: usize,
     cfg: &LocalSearchConfig,
-    ball: &LinfBall,
+    ball: &Ball,
 ) -> Vec<f32> {
     let [c, h, w] = oracle.input_shape();
     let mut scores = Vec::with_capacity(locations.len());
@@ -282,7 +301,7 @@ fn probe_scores(
                 let v = cfg.p * s + 0.5;
                 // Unbounded probes leave the box on purpose (original algorithm).
                 img[[ch, i, j]] = match cfg.eps {
-                    Some(_) => ball.clamp(ch, i, j, v),
+                    Some(_) => ball.clamp(ch, image[[ch, i, j]], v),
                     None => v,
                 };
             }
@@ -320,58 +339,6 @@ fn neighbourhood(centres: &[(usize, usize)], d: usize, h: usize, w: usize) -> Ve
 // ---------------------------------------------------------------------------------------------
 // Helpers shared with GenAttack (query-only L-inf attacks).
 // ---------------------------------------------------------------------------------------------
-
-/// Element-wise bounds `[max(x - eps_c, 0), min(x + eps_c, 1)]`: the L-inf ball around the clean
-/// image `x` intersected with the unit pixel box. Without eps it is the box alone.
-#[derive(Clone, Debug)]
-pub struct LinfBall {
-    lo: Array3<f32>,
-    hi: Array3<f32>,
-}
-
-impl LinfBall {
-    /// `eps_unit` is the radius per channel in unit scale. `x` must already lie in [0, 1].
-    pub fn new(x: ArrayView3<f32>, eps_unit: Option<&[f32]>) -> Self {
-        let mut lo = x.to_owned();
-        let mut hi = x.to_owned();
-        for (ch, (mut l, mut h)) in lo
-            .axis_iter_mut(Axis(0))
-            .zip(hi.axis_iter_mut(Axis(0)))
-            .enumerate()
-        {
-            match eps_unit {
-                Some(e) => {
-                    l.mapv_inplace(|v| (v - e[ch]).max(0.0));
-                    h.mapv_inplace(|v| (v + e[ch]).min(1.0));
-                }
-                None => {
-                    l.fill(0.0);
-                    h.fill(1.0);
-                }
-            }
-        }
-        LinfBall { lo, hi }
-    }
-
-    /// Clamps one value destined for element (ch, i, j).
-    pub fn clamp(&self, ch: usize, i: usize, j: usize, v: f32) -> f32 {
-        v.clamp(self.lo[[ch, i, j]], self.hi[[ch, i, j]])
-    }
-
-    /// Projects a whole image into the ball and the box (element-wise clamp: the exact L-inf
-    /// projection).
-    pub fn project(&self, y: &mut Array3<f32>) {
-        ndarray::Zip::from(y)
-            .and(&self.lo)
-            .and(&self.hi)
-            .for_each(|v, &l, &h| *v = v.clamp(l, h));
-    }
-}
-
-/// `eps` (in its scale) as a unit-scale radius per channel.
-pub(crate) fn scaled(eps: f32, unit_per_channel: &[f32]) -> Vec<f32> {
-    unit_per_channel.iter().map(|u| eps * u).collect()
-}
 
 /// Unit-scale size of one unit of `scale` per channel, checked against the model's channels.
 pub(crate) fn scale_units(oracle: &Oracle, scale: Scale, context: &str) -> Result<Vec<f32>> {
@@ -530,19 +497,18 @@ mod tests {
     #[test]
     fn ball_projection_is_clamp_to_ball_and_box() {
         let x = ndarray::arr3(&[[[0.0f32, 0.5, 0.98]]]);
-        let ball = LinfBall::new(x.view(), Some(&[0.1]));
+        let ball = Ball::linf(Some(0.1), Scale::Unit, vec![1.0]);
         let mut y = ndarray::arr3(&[[[0.5f32, 0.2, 1.5]]]);
-        ball.project(&mut y);
+        ball.project(x.view(), &mut y);
         assert_eq!(y, ndarray::arr3(&[[[0.1f32, 0.4, 1.0]]]));
-    }
-
-    #[test]
-    fn rng_streams_differ_by_index_and_repeat_by_seed() {
-        use rand::Rng;
-        let a: u64 = image_rng(7, 0).gen();
-        let b: u64 = image_rng(7, 1).gen();
-        let c: u64 = image_rng(7, 0).gen();
-        assert_ne!(a, b);
-        assert_eq!(a, c);
+        // Element-wise clamp gives the same numbers; without eps only the box remains.
+        let z: Vec<f32> = [(0.0, 0.5), (0.5, 0.2), (0.98, 1.5)]
+            .iter()
+            .map(|&(x0, v)| ball.clamp(0, x0, v))
+            .collect();
+        assert_eq!(z, vec![0.1, 0.4, 1.0]);
+        let free = Ball::linf(None, Scale::Unit, vec![1.0]);
+        assert_eq!(free.clamp(0, 0.5, -3.0), 0.0);
+        assert_eq!(free.clamp(0, 0.5, 0.9), 0.9);
     }
 }

@@ -6,12 +6,16 @@
 //! Images are in *unit* scale (\[0,1\], NCHW); budgets carry their scale ([`threat::Scale`]) and are
 //! converted to unit scale per channel with the model's [`Normalization`].
 //!
-//! White-box attacks: [`fgsm`], [`pgd`], [`cw`] (Carlini-Wagner L2), [`deepfool`]; configured by
-//! [`spec::AttackSpec`] and run over a batch by [`run::run_white`].
+//! Layers (imports point downwards only): [`classifier`], [`threat`], [`streams`], [`result`],
+//! [`loss`] and [`spec`] are leaves; [`output`] builds records on them; the attacks — white-box
+//! [`fgsm`], [`pgd`], [`cw`], [`deepfool`], black-box [`local_search`], [`genattack`] — depend on
+//! those; [`driver`] (engine choice, targets, per-image execution, batch runs) depends on the
+//! attacks, and `bbed attack` and `bbed sweep` call the driver.
 
 pub mod classifier;
 pub mod cw;
 pub mod deepfool;
+pub mod driver;
 pub mod fgsm;
 pub mod genattack;
 pub mod local_search;
@@ -19,15 +23,16 @@ pub mod loss;
 pub mod output;
 pub mod pgd;
 pub mod result;
-pub mod run;
 pub mod spec;
+pub mod streams;
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod threat;
 
 pub use crate::model::Normalization;
 pub use classifier::{Model, Oracle, WhiteBox};
+pub use driver::{run_white, run_white_reruns, run_white_with_images};
 pub use output::AttackOutput;
 pub use result::{curve, summarize, CurvePoint, ImageResult, Summary, TracePoint};
-pub use run::{run_white, run_white_reruns, run_white_with_images};
-pub use spec::{AttackSpec, Grid, Target};
+pub use spec::{AttackSpec, Eps, Grid, Step, Target};
 pub use threat::{Ball, Budget, Norm, Norms, Scale};

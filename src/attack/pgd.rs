@@ -43,8 +43,8 @@ pub fn pgd(
     }
     let norm = model.normalization();
     let channels = x.len_of(Axis(0));
-    let ball = Ball::new(spec.norm, spec.eps, &norm, channels, "pgd.eps")?;
-    let step = Ball::new(spec.norm, spec.step, &norm, channels, "pgd.step")?;
+    let ball = Ball::new(spec.norm, spec.eps.budget(), &norm, channels, "pgd.eps")?;
+    let step = Ball::new(spec.norm, spec.step.budget(), &norm, channels, "pgd.step")?;
     let (towards, dir) = match target {
         Some(t) => (t, -1.0f32),
         None => (label, 1.0f32),

@@ -1,5 +1,5 @@
 //! Test fixtures: small classifiers with *analytic* input gradients, so attacks can be checked
-//! against closed forms before the real engines exist, and a counting wrapper.
+//! against closed forms independently of the engines, and a counting wrapper.
 //!
 //! - [`LinearSoftmax`]: `logits = W n(x) + b` over the flattened image, where
 //!   `n(x)[c] = (x[c] - mean[c]) / std[c]` (identity normalisation by default); its input
@@ -9,8 +9,9 @@
 //! - [`Counting`]: forwards to a model and counts the images passed to `logits` and
 //!   `input_vjp` (gradient budget checks).
 //!
-//! These are public so integration tests and benches can use them; they are not meant for
-//! production runs.
+//! Compiled only for unit tests and with the `testing` feature (which the crate's
+//! dev-dependency on itself turns on for integration tests and benches), so the `bbed` binary
+//! does not contain them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -49,11 +49,16 @@ use serde::{Deserialize, Serialize};
 use crate::model::Normalization;
 use crate::{Error, Result};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The unit an epsilon or step is measured in (module doc); as a flag value and in TOML:
+/// `pixel`, `unit` or `normalized`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Scale {
+    /// 0-255 pixel values (8 = 8/255 in unit scale)
     Pixel,
+    /// Pixels in [0,1]
     Unit,
+    /// After the model's per-channel (x - mean) / std
     Normalized,
 }
 
@@ -68,12 +73,14 @@ impl Scale {
     }
 }
 
-/// The norm a ball is measured in.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The norm a ball is measured in; as a flag value and in TOML: `linf` or `l2`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Norm {
+    /// Largest per-element change
     #[default]
     Linf,
+    /// Euclidean length of the change
     L2,
 }
 
@@ -242,6 +249,29 @@ impl Ball {
             scale: budget.scale,
             unit_per_channel: budget.scale.unit_per_channel(normalization),
         })
+    }
+
+    /// The L-inf ball of radius `radius` (`None`: unbounded, i.e. only the pixel box) in a scale
+    /// whose unit is `unit_per_channel` (already validated, e.g. by [`Ball::new`]).
+    pub fn linf(radius: Option<f32>, scale: Scale, unit_per_channel: Vec<f32>) -> Ball {
+        Ball {
+            norm: Norm::Linf,
+            radius: radius.unwrap_or(f32::INFINITY),
+            scale,
+            unit_per_channel,
+        }
+    }
+
+    /// L-inf only: the unit-scale radius of channel `c`.
+    pub fn unit_radius(&self, c: usize) -> f32 {
+        self.radius * self.unit_per_channel[c]
+    }
+
+    /// L-inf only: element `v` of channel `c` clamped into the ball around the clean value `x0`
+    /// and the box; the same number [`Ball::project`] gives for that element.
+    pub fn clamp(&self, c: usize, x0: f32, v: f32) -> f32 {
+        let r = self.unit_radius(c);
+        v.clamp(x0 - r, x0 + r).clamp(0.0, 1.0)
     }
 
     /// Moves `x` to the nearest feasible point: into the ball around `x0`, then into \[0,1\].

@@ -1,7 +1,8 @@
-//! Flag groups shared by subcommands that take a network and a variant (`cost` now; `infer`,
-//! `simulate`, `attack` later): `#[command(flatten)]` a [`ModelArgs`] / [`VariantArgs`] and call
-//! [`ModelArgs::load`] / [`VariantArgs::spec`]. Unset variant flags keep the defaults of
-//! [`crate::variant::VariantOptions`], so defaults live in one place.
+//! Flag groups shared by subcommands that take a network and a variant (`cost`, `infer`,
+//! `verify`, `simulate`, `vectors`, `attack`, `train`, `prune`, `zoo`): `#[command(flatten)]` a
+//! [`ModelArgs`] / [`VariantArgs`] and call [`ModelArgs::load`] / [`VariantArgs::spec`]. Unset
+//! variant flags keep the defaults of [`crate::variant::VariantOptions`], so defaults live in one
+//! place.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,11 +1,12 @@
-//! `bbed attack`: one attack over the first `--limit` test images of a data set, on the real
-//! engines (see [`super::attack_run`] for which engine runs which attack).
+//! `bbed attack`: one attack over the first `--limit` test images of a data set, through the
+//! attack driver ([`crate::attack::driver`]: engine choice, targets, per-image records), the
+//! same one `bbed sweep` uses.
 //!
-//! Flags map onto an [`AttackSpec`] (built as a TOML table and parsed by the spec itself), so
-//! every default lives in `attack::spec` and `--spec FILE.toml` means exactly the same thing.
-//! `--iters` is the attack's own iteration count: PGD iterations, C&W `max_iterations`, DeepFool
-//! `max_iterations`, LocalSearch rounds R, GenAttack generations. `--step` shares `--eps-scale`
-//! unless `--step-scale` is given. Norms in the output are in the attack's stated scale.
+//! The attack is a subcommand whose flags are the spec's fields (`#[derive(clap::Args)]` on
+//! each [`AttackSpec`] variant), named after their paths (`eps.scale` is `--eps-scale`), with the
+//! spec's own defaults; `--spec FILE.toml` gives the same spec as a file instead. A subcommand and
+//! `--spec` together are refused (flags never silently override a file). Errors name the flag
+//! and the field path (`--eps-scale (pgd.eps.scale)`), or the file and the field path.
 //!
 //! With `--out`, each finished image is appended to a JSONL file as a
 //! [`crate::report::SweepRecord`] (what `bbed report` reads), keyed by image index; images are
@@ -24,48 +25,41 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::args::{FolderArgs, ModelArgs, VariantArgs};
-use super::attack_run::{attack_image, report_scale, AttackEngine};
 use super::format::{render, Format, Tabular};
-use crate::attack::{summarize, AttackSpec, ImageResult, Scale};
+use crate::attack::driver::{attack_image, setting_of, Engines};
+use crate::attack::spec::ATTACK_NAMES;
+use crate::attack::{summarize, AttackSpec, ImageResult, Scale, Target};
 use crate::engine::{exec::Net, params};
 use crate::io::jsonl::{read_jsonl, JsonlWriter};
 use crate::model::Normalization;
-use crate::report::record::{Setting, SweepRecord};
+use crate::report::record::SweepRecord;
 use crate::variant::apply;
 use crate::{Error, Result};
 
 const AFTER: &str = "\
-Budgets carry a scale: pixel (0-255), unit ([0,1]) or normalized (after the model's mean/std);
-an --eps without --eps-scale is an error. --iters is PGD iterations, C&W/DeepFool max iterations,
-LocalSearch rounds or GenAttack generations. White-box attacks (fgsm, pgd, cw, deepfool) run on
-the float engine (binarized layers: straight-through gradients); black-box attacks (localsearch,
-genattack) run on the bit-exact XNOR engine for xnor/abc variants, query-only.
+The run's flags go before the attack name, the attack's own flags after it
+(`bbed attack pgd --help` lists them with units and defaults). Budgets carry a scale: pixel
+(0-255), unit ([0,1]) or normalized (after the model's mean/std); --eps needs --eps-scale and
+--step needs --step-scale. White-box attacks (fgsm, pgd, cw, deepfool) run on the float engine
+(binarized layers: straight-through gradients); black-box attacks (localsearch, genattack) run
+on the bit-exact XNOR engine when a layer is binarized, query-only. --spec FILE gives the
+attack as TOML instead of a subcommand (not both). --seed is the attack's randomness (per
+image: streams (seed, image index)); --init-seed the random weights used without --weights.
 
 Examples:
   bbed attack --model resnet20 --variant xnor --weights w.safetensors --data cifar-10-batches-bin \\
-       --limit 500 --attack pgd --eps 0.5 --eps-scale normalized --step 0.5 --iters 10 --format json
-  bbed attack --model resnet20 --data test_batch.bin --attack genattack --eps 8 --eps-scale pixel \\
-       --iters 100 --population 6 --targeted --target random --out ga.jsonl --resume
+       --limit 500 --format json pgd --eps 0.5 --eps-scale normalized --step 0.5 \\
+       --step-scale normalized --iterations 10
+  bbed attack --model resnet20 --data test_batch.bin --out ga.jsonl --resume \\
+       genattack --eps 8 --eps-scale pixel --generations 100 --population 6 --targeted --target random
   bbed attack --model resnet20 --data test_batch.bin --spec my_attack.toml";
 
-const ATTACK_FLAGS: [&str; 13] = [
-    "attack",
-    "eps",
-    "eps_scale",
-    "step",
-    "step_scale",
-    "iters",
-    "restarts",
-    "norm",
-    "targeted",
-    "target",
-    "c",
-    "kappa",
-    "population",
-];
-
 #[derive(Debug, Args)]
-#[command(after_help = AFTER)]
+#[command(
+    after_help = AFTER,
+    subcommand_value_name = "ATTACK",
+    subcommand_help_heading = "Attacks"
+)]
 pub struct AttackArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -74,7 +68,7 @@ pub struct AttackArgs {
     /// Weights (safetensors, as `bbed train` writes them); default: random init from --init-seed
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// Seed of the random initialisation used when no --weights are given
+    /// Seed of the random weight initialisation used when no --weights are given
     #[arg(long, default_value_t = 0)]
     pub init_seed: u64,
     /// Data set: CIFAR-10 binary dir/file, MNIST-family IDX dir or an image folder (its test split is attacked)
@@ -85,48 +79,9 @@ pub struct AttackArgs {
     /// Attack only the first N test images
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Attack from a TOML file (`attack = "pgd"` plus its fields) instead of the flags below
-    #[arg(long, conflicts_with_all = ATTACK_FLAGS)]
+    /// The attack as a TOML file (`attack = "pgd"` plus its fields) instead of a subcommand
+    #[arg(long, value_name = "FILE")]
     pub spec: Option<PathBuf>,
-    /// fgsm, pgd, cw, deepfool, localsearch, genattack
-    #[arg(long, required_unless_present = "spec")]
-    pub attack: Option<String>,
-    /// Perturbation budget (L-inf or L2 radius), in --eps-scale units
-    #[arg(long, allow_negative_numbers = true)]
-    pub eps: Option<f64>,
-    /// Scale of --eps (and of --step unless --step-scale): pixel, unit or normalized
-    #[arg(long)]
-    pub eps_scale: Option<String>,
-    /// PGD step size alpha
-    #[arg(long, allow_negative_numbers = true)]
-    pub step: Option<f64>,
-    /// Scale of --step (default: --eps-scale)
-    #[arg(long)]
-    pub step_scale: Option<String>,
-    /// Iterations / rounds / generations (see below)
-    #[arg(long)]
-    pub iters: Option<usize>,
-    /// PGD random restarts
-    #[arg(long)]
-    pub restarts: Option<usize>,
-    /// PGD norm: linf or l2
-    #[arg(long)]
-    pub norm: Option<String>,
-    /// Targeted attack (needs --target)
-    #[arg(long)]
-    pub targeted: bool,
-    /// Target class: an index, `random` (uniform over the other classes) or `next` (label+1)
-    #[arg(long)]
-    pub target: Option<String>,
-    /// C&W constant c
-    #[arg(long, allow_negative_numbers = true)]
-    pub c: Option<f64>,
-    /// C&W confidence kappa
-    #[arg(long, allow_negative_numbers = true)]
-    pub kappa: Option<f64>,
-    /// GenAttack population size N
-    #[arg(long)]
-    pub population: Option<usize>,
     /// Seed of every random choice of the attack (per image: stream = image index)
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -142,294 +97,67 @@ pub struct AttackArgs {
     /// Output format (json: per-image results and aggregates)
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// The attack and its parameters (or --spec FILE)
+    #[command(subcommand)]
+    pub attack: Option<AttackSpec>,
 }
 
-/// Maps a spec field back to the flag that sets it, for error messages.
-fn flag_of(field: &str) -> &'static str {
-    match field {
-        "eps" => "--eps",
-        "step" => "--step",
-        "iterations" | "max_iterations" | "rounds" | "generations" => "--iters",
-        "restarts" => "--restarts",
-        "norm" => "--norm",
-        "target" => "--target",
-        "targeted" => "--targeted",
-        "c" => "--c",
-        "confidence" => "--kappa",
-        "population" => "--population",
-        _ => "--attack",
+/// Where a spec came from, for error messages.
+enum Source<'a> {
+    Flags,
+    File(&'a Path),
+}
+
+impl Source<'_> {
+    /// How an error names field `path` of attack `name`: the flag and the field path, or the file
+    /// and the field path.
+    fn field(&self, name: &str, path: &str) -> String {
+        match self {
+            Source::Flags => format!("--{} ({name}.{path})", path.replace(['.', '_'], "-")),
+            Source::File(p) => format!("{}: {name}.{path}", p.display()),
+        }
     }
 }
 
-fn parse_scale(s: &str, flag: &str) -> Result<Scale> {
-    match s {
-        "pixel" => Ok(Scale::Pixel),
-        "unit" => Ok(Scale::Unit),
-        "normalized" => Ok(Scale::Normalized),
-        _ => Err(Error::input(
-            flag,
-            format!("unknown scale '{s}'; expected pixel (0-255), unit ([0,1]) or normalized"),
+/// The attack of this run, validated; errors name the flag or the file, and the field path.
+fn load_spec(a: &AttackArgs) -> Result<(AttackSpec, Source<'_>)> {
+    match (&a.spec, &a.attack) {
+        (Some(p), None) => {
+            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            let spec = AttackSpec::from_toml(&text, &p.display().to_string())?;
+            Ok((spec, Source::File(p)))
+        }
+        (None, Some(spec)) => {
+            let name = spec.name();
+            spec.validate(name).map_err(|e| match e {
+                Error::Input { context, message } => match context.strip_prefix(name) {
+                    Some(path) => Error::input(
+                        Source::Flags.field(name, path.trim_start_matches('.')),
+                        message,
+                    ),
+                    None => Error::input(context, message),
+                },
+                other => other,
+            })?;
+            Ok((spec.clone(), Source::Flags))
+        }
+        (Some(_), Some(spec)) => Err(Error::input(
+            "--spec",
+            format!(
+                "given together with the `{}` subcommand: give the attack either as --spec FILE or \
+                 as a subcommand with its flags (flags do not override a spec file)",
+                spec.name()
+            ),
+        )),
+        (None, None) => Err(Error::input(
+            "attack",
+            format!(
+                "no attack given: name one ({}) with its flags after the run's flags, or pass \
+                 --spec FILE",
+                ATTACK_NAMES.join(", ")
+            ),
         )),
     }
-}
-
-fn budget(value: f64, scale: Scale) -> toml::Value {
-    let mut t = toml::Table::new();
-    t.insert("value".into(), toml::Value::Float(value));
-    let s = serde_json::to_value(scale).expect("scale serializes");
-    t.insert(
-        "scale".into(),
-        toml::Value::String(s.as_str().unwrap_or_default().into()),
-    );
-    toml::Value::Table(t)
-}
-
-fn check_amount(v: f64, flag: &str) -> Result<()> {
-    if v.is_finite() && v >= 0.0 {
-        Ok(())
-    } else {
-        Err(Error::input(
-            flag,
-            format!("must be a finite number >= 0, got {v}"),
-        ))
-    }
-}
-
-/// The attack the flags describe. Errors name the flag.
-pub fn spec_from_flags(a: &AttackArgs) -> Result<AttackSpec> {
-    let raw = a
-        .attack
-        .as_deref()
-        .ok_or_else(|| Error::input("--attack", "required unless --spec FILE is given"))?;
-    let name: String = raw
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    // (flag, given) pairs and, per attack, the flags it takes and the ones it needs.
-    let given: [(&str, bool); 9] = [
-        ("--eps", a.eps.is_some()),
-        ("--step", a.step.is_some()),
-        ("--iters", a.iters.is_some()),
-        ("--restarts", a.restarts.is_some()),
-        ("--norm", a.norm.is_some()),
-        ("--targeted", a.targeted || a.target.is_some()),
-        ("--c", a.c.is_some()),
-        ("--kappa", a.kappa.is_some()),
-        ("--population", a.population.is_some()),
-    ];
-    let (takes, needs): (&[&str], &[&str]) = match name.as_str() {
-        "fgsm" => (&["--eps", "--targeted"], &["--eps"]),
-        "pgd" => (
-            &[
-                "--eps",
-                "--step",
-                "--iters",
-                "--restarts",
-                "--norm",
-                "--targeted",
-            ],
-            &["--eps", "--step", "--iters"],
-        ),
-        "cw" => (&["--iters", "--c", "--kappa", "--targeted"], &[]),
-        "deepfool" => (&["--iters"], &[]),
-        "localsearch" => (&["--eps", "--iters"], &["--eps"]),
-        "genattack" => (
-            &["--eps", "--iters", "--population", "--targeted"],
-            &["--eps", "--iters"],
-        ),
-        _ => {
-            return Err(Error::input(
-                "--attack",
-                format!(
-                    "unknown attack '{raw}'; expected fgsm, pgd, cw, deepfool, localsearch or \
-                     genattack"
-                ),
-            ))
-        }
-    };
-    for (flag, on) in given {
-        if on && !takes.contains(&flag) {
-            return Err(Error::input(
-                flag,
-                format!("{name} takes no {flag} (it takes {})", takes.join(", ")),
-            ));
-        }
-    }
-    for flag in needs {
-        if !given.iter().any(|(f, on)| f == flag && *on) {
-            return Err(Error::input(*flag, format!("{name} needs {flag}")));
-        }
-    }
-
-    let mut t = toml::Table::new();
-    t.insert("attack".into(), toml::Value::String(name.clone()));
-    let eps_scale = a
-        .eps_scale
-        .as_deref()
-        .map(|s| parse_scale(s, "--eps-scale"))
-        .transpose()?;
-    if let Some(v) = a.eps {
-        let scale = eps_scale.ok_or_else(|| {
-            Error::input(
-                "--eps-scale",
-                format!(
-                    "--eps {v} has no scale: add --eps-scale pixel (0-255), unit ([0,1]) or \
-                     normalized (after the model's mean/std)"
-                ),
-            )
-        })?;
-        check_amount(v, "--eps")?;
-        t.insert("eps".into(), budget(v, scale));
-    } else if eps_scale.is_some() {
-        return Err(Error::input("--eps-scale", "given without --eps"));
-    }
-    if let Some(v) = a.step {
-        let scale = match a.step_scale.as_deref() {
-            Some(s) => parse_scale(s, "--step-scale")?,
-            None => eps_scale.ok_or_else(|| {
-                Error::input(
-                    "--step-scale",
-                    "--step has no scale: add --eps-scale or --step-scale",
-                )
-            })?,
-        };
-        check_amount(v, "--step")?;
-        t.insert("step".into(), budget(v, scale));
-    } else if a.step_scale.is_some() {
-        return Err(Error::input("--step-scale", "given without --step"));
-    }
-    if let Some(n) = a.iters {
-        let field = match name.as_str() {
-            "pgd" => "iterations",
-            "localsearch" => "rounds",
-            "genattack" => "generations",
-            _ => "max_iterations",
-        };
-        t.insert(field.into(), toml::Value::Integer(n as i64));
-    }
-    if let Some(r) = a.restarts {
-        t.insert("restarts".into(), toml::Value::Integer(r as i64));
-    }
-    if let Some(n) = &a.norm {
-        if n != "linf" && n != "l2" {
-            return Err(Error::input(
-                "--norm",
-                format!("unknown norm '{n}'; expected linf or l2"),
-            ));
-        }
-        t.insert("norm".into(), toml::Value::String(n.clone()));
-    }
-    match (a.targeted, &a.target) {
-        (true, None) => {
-            return Err(Error::input(
-                "--target",
-                "--targeted needs --target N (a class index), random or next",
-            ))
-        }
-        (false, Some(_)) => {
-            return Err(Error::input(
-                "--targeted",
-                "--target given without --targeted",
-            ))
-        }
-        (true, Some(s)) => {
-            let v = match s.as_str() {
-                "random" | "next" => toml::Value::String(s.clone()),
-                _ => toml::Value::Integer(s.parse::<u32>().map_err(|_| {
-                    Error::input(
-                        "--target",
-                        format!("'{s}' is not a class index, random or next"),
-                    )
-                })? as i64),
-            };
-            t.insert("targeted".into(), toml::Value::Boolean(true));
-            t.insert("target".into(), v);
-        }
-        (false, None) => {}
-    }
-    if let Some(c) = a.c {
-        check_amount(c, "--c")?;
-        t.insert("c".into(), toml::Value::Float(c));
-    }
-    if let Some(k) = a.kappa {
-        check_amount(k, "--kappa")?;
-        t.insert("confidence".into(), toml::Value::Float(k));
-    }
-    if let Some(n) = a.population {
-        t.insert("population".into(), toml::Value::Integer(n as i64));
-    }
-    AttackSpec::from_table(t, "flags").map_err(|e| match e {
-        Error::Input { context, message } => {
-            let field = context
-                .strip_prefix("flags.")
-                .and_then(|f| f.split('.').next())
-                .unwrap_or("");
-            Error::input(flag_of(field), message)
-        }
-        other => other,
-    })
-}
-
-fn load_spec(a: &AttackArgs) -> Result<AttackSpec> {
-    let spec = match &a.spec {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-            AttackSpec::from_toml(&text, &p.display().to_string())?
-        }
-        None => spec_from_flags(a)?,
-    };
-    // The black-box configs check more than the spec does (e.g. population >= 2); check them
-    // before any image is loaded, naming the flag or the spec file's field.
-    let checked = match &spec {
-        AttackSpec::LocalSearch(s) => s.config().validate(),
-        AttackSpec::GenAttack(s) => s.config().validate(),
-        _ => Ok(()),
-    };
-    checked.map_err(|e| match e {
-        Error::Input { context, message } => {
-            let field = context.rsplit('.').next().unwrap_or("");
-            match &a.spec {
-                Some(p) => Error::input(format!("{}: {field}", p.display()), message),
-                None => Error::input(flag_of(field), message),
-            }
-        }
-        other => other,
-    })?;
-    Ok(spec)
-}
-
-/// The Table 2 setting of a spec, as sweep records carry it.
-pub fn setting_of(spec: &AttackSpec) -> Setting {
-    let mut s = Setting::default();
-    match spec {
-        AttackSpec::Fgsm(p) => {
-            s.eps = Some(p.eps.value);
-            s.scale = Some(p.eps.scale);
-        }
-        AttackSpec::Pgd(p) => {
-            s.eps = Some(p.eps.value);
-            s.scale = Some(p.eps.scale);
-            s.iterations = Some(p.iterations);
-        }
-        AttackSpec::Cw(p) => {
-            s.c = Some(p.c);
-            s.iterations = Some(p.max_iterations);
-        }
-        AttackSpec::DeepFool(p) => s.iterations = Some(p.max_iterations),
-        AttackSpec::LocalSearch(p) => {
-            s.eps = Some(p.eps.value);
-            s.scale = Some(p.eps.scale);
-            s.iterations = Some(p.rounds);
-        }
-        AttackSpec::GenAttack(p) => {
-            s.eps = Some(p.eps.value);
-            s.scale = Some(p.eps.scale);
-            s.iterations = Some(p.generations);
-            s.population = Some(p.population);
-        }
-    }
-    s
 }
 
 /// Everything that determines a run's per-image records; a resume must match it exactly.
@@ -593,7 +321,7 @@ pub fn run(a: AttackArgs) -> Result<String> {
     if a.chunk == 0 {
         return Err(Error::input("--chunk", "must be at least 1"));
     }
-    let spec = load_spec(&a)?;
+    let (spec, source) = load_spec(&a)?;
     let vspec = a.variant.spec()?;
     let network = a.model.load()?;
     let cn = apply(&network, &vspec)?;
@@ -628,10 +356,10 @@ pub fn run(a: AttackArgs) -> Result<String> {
             ),
         ));
     }
-    if let Some(crate::attack::Target::Class(c)) = spec.target() {
+    if let Some(Target::Class(c)) = spec.target() {
         if c >= network.num_classes {
             return Err(Error::input(
-                "--target",
+                source.field(spec.name(), "target"),
                 format!(
                     "class {c} but the model has {} classes",
                     network.num_classes
@@ -644,7 +372,8 @@ pub fn run(a: AttackArgs) -> Result<String> {
     if n == 0 {
         return Err(Error::input("--limit", "no images selected"));
     }
-    let engine = AttackEngine::for_attack(Net::new(cn, params)?, &spec)?;
+    let engines = Engines::for_attack(Net::new(cn, params)?, &spec)?;
+    let victim = engines.victim(&spec)?;
     let model_name = network.name.clone();
     let meta = RunMeta {
         model: a.model.model.clone(),
@@ -688,13 +417,14 @@ pub fn run(a: AttackArgs) -> Result<String> {
             .par_iter()
             .map(|&i| {
                 attack_image(
-                    &engine,
+                    victim,
                     &spec,
                     x.index_axis(Axis(0), i - lo),
                     labels[i - lo] as usize,
                     i,
                     a.seed,
                 )
+                .map(|o| o.result)
             })
             .collect::<Result<_>>()?;
         for r in results {
@@ -725,7 +455,7 @@ pub fn run(a: AttackArgs) -> Result<String> {
         }
     }
     let results: Vec<ImageResult> = all.into_values().collect();
-    let report = build_report(&a, &meta, &spec, &engine, &results);
+    let report = build_report(&a, &meta, &spec, &engines, &results);
     for w in &report.warnings {
         eprintln!(
             "warning: {} of {} images: {}",
@@ -739,7 +469,7 @@ fn build_report(
     a: &AttackArgs,
     meta: &RunMeta,
     spec: &AttackSpec,
-    engine: &AttackEngine,
+    engines: &Engines,
     results: &[ImageResult],
 ) -> AttackReport {
     let s = summarize(results);
@@ -751,14 +481,14 @@ fn build_report(
     AttackReport {
         model: a.model.model.clone(),
         variant: meta.variant.kind.name().into(),
-        engine: engine.name().into(),
+        engine: engines.kind(spec).name().into(),
         weights: meta.weights.clone(),
         init_seed: meta.init_seed,
         data: meta.data.clone(),
         attack: spec.clone(),
         seed: a.seed,
-        scale: report_scale(spec),
-        normalization: engine.model().normalization(),
+        scale: spec.report_scale(),
+        normalization: engines.model().normalization(),
         count: s.images,
         accuracy_clean: s.accuracy_clean,
         accuracy_adv: s.accuracy_adv,

@@ -4,7 +4,7 @@
 //! Conventions: images are read as raw 0-255 pixels, scaled to unit range (`x / 255`), and the
 //! model's per-channel normalisation (printed as `normalization`) is applied inside the engine on
 //! that unit scale. Without `--weights` the parameters are a seeded random initialisation
-//! ([`crate::engine::params::init`] with `--seed`), useful for checking the plumbing, not accuracy.
+//! ([`crate::engine::params::init`] with `--init-seed`), useful for checking the plumbing, not accuracy.
 //! `--engine binary` on a variant with no binarized layer is an error rather than a silent
 //! fallback: the binary engine would then just be the float engine under another name.
 
@@ -54,12 +54,12 @@ pub struct NetArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub variant: VariantArgs,
-    /// safetensors weights (PyTorch state-dict names); default: seeded random initialisation
+    /// safetensors weights (PyTorch state-dict names); default: random init from --init-seed
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// Seed of the random initialisation (and of random images in `verify`)
+    /// Seed of the random weight initialisation used when no --weights are given
     #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    pub init_seed: u64,
 }
 
 impl NetArgs {
@@ -70,7 +70,7 @@ impl NetArgs {
         let cn = apply(&network, &spec)?;
         let p = match &self.weights {
             Some(path) => params::load(&cn, path)?,
-            None => params::init(&cn, self.seed),
+            None => params::init(&cn, self.init_seed),
         };
         Net::new(cn, p)
     }
@@ -119,7 +119,8 @@ pub struct InferReport {
     pub engine: EngineKind,
     /// Weight file, or `null` for the seeded random initialisation.
     pub weights: Option<String>,
-    pub seed: u64,
+    /// Seed of that random initialisation (`--init-seed`).
+    pub init_seed: u64,
     pub data: String,
     pub images: Vec<ImagePrediction>,
     pub correct: usize,
@@ -245,7 +246,7 @@ pub fn infer(args: &InferArgs) -> Result<InferReport> {
         variant,
         engine: args.engine,
         weights: args.net.weights.as_ref().map(|p| p.display().to_string()),
-        seed: args.net.seed,
+        init_seed: args.net.init_seed,
         data: test.source.clone(),
         images,
         correct,

@@ -9,7 +9,6 @@
 
 pub mod args;
 pub mod attack;
-pub mod attack_run;
 pub mod cost;
 pub mod format;
 pub mod infer;

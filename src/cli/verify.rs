@@ -50,6 +50,9 @@ pub struct VerifyArgs {
     /// Images per forward pass
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    /// Seed of the random images (without --data) or of the test-image sample (with --data)
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }
@@ -78,9 +81,9 @@ fn inputs(args: &VerifyArgs, shape: [usize; 3]) -> Result<(Array4<f32>, String)>
     let [c, h, w] = shape;
     match &args.data {
         None => {
-            let mut rng = ChaCha8Rng::seed_from_u64(args.net.seed);
+            let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
             let x = Array4::from_shape_simple_fn((args.images, c, h, w), || rng.gen::<f32>());
-            Ok((x, format!("random(seed={})", args.net.seed)))
+            Ok((x, format!("random(seed={})", args.seed)))
         }
         Some(path) => {
             let (_, test) = args.folder.load(path)?;
@@ -94,7 +97,7 @@ fn inputs(args: &VerifyArgs, shape: [usize; 3]) -> Result<(Array4<f32>, String)>
                     ),
                 ));
             }
-            let idx = test.sample_indices(args.images, args.net.seed)?;
+            let idx = test.sample_indices(args.images, args.seed)?;
             let sub = test.subset(&idx)?;
             Ok((sub.to_unit(0..sub.len())?, sub.source))
         }

@@ -12,7 +12,7 @@ use ndarray::{Array2, Array3, Array4, ArrayView3, Axis, Ix2};
 
 use super::run::LoadedEntry;
 use crate::attack::classifier::argmax;
-use crate::attack::run::run_white_with_images;
+use crate::attack::driver::run_white_with_images;
 use crate::attack::spec::{AttackSpec, DeepFoolSpec};
 use crate::attack::Scale;
 use crate::model::Op;
@@ -24,7 +24,7 @@ pub const CAM_DEEPFOOL_ITERATIONS: [usize; 2] = [1, 5];
 
 /// Names of the CAM feature layer (input of GlobalAvgPool) and of the linear layer after it.
 pub fn cam_layers(l: &LoadedEntry) -> Result<(String, String)> {
-    let layers = &l.float.net.cn.network.layers;
+    let layers = &l.float().net.cn.network.layers;
     let ctx = || format!("zoo entry {:?}", l.entry.name);
     let gap = layers
         .iter()
@@ -48,8 +48,8 @@ pub fn cam_layers(l: &LoadedEntry) -> Result<(String, String)> {
 
 /// Feature maps `[K, h, w]` of `feat` and the prediction for one image.
 fn features(l: &LoadedEntry, x: &Array4<f32>, feat: &str) -> Result<(Array3<f32>, usize)> {
-    let (logits, tape) = l.float.run(x, false)?;
-    let f = l.float.net.layer_output(&tape, feat).ok_or_else(|| {
+    let (logits, tape) = l.float().run(x, false)?;
+    let f = l.float().net.layer_output(&tape, feat).ok_or_else(|| {
         Error::input(
             format!("zoo entry {:?}", l.entry.name),
             format!("layer {feat} has no recorded output"),
@@ -64,7 +64,7 @@ pub fn cam_row(l: &LoadedEntry, x: ArrayView3<f32>, label: usize, seed: u64) -> 
     let (feat, lin) = cam_layers(l)?;
     let ctx = format!("zoo entry {:?}", l.entry.name);
     let w = l
-        .float
+        .float()
         .net
         .params
         .get(&format!("{lin}.weight"))
@@ -100,7 +100,7 @@ pub fn cam_row(l: &LoadedEntry, x: ArrayView3<f32>, label: usize, seed: u64) -> 
             candidates: Some(10),
             report_scale: Scale::Unit,
         });
-        let (_, adv) = run_white_with_images(&l.float, &spec, &x4, &[label], seed)?;
+        let (_, adv) = run_white_with_images(l.float(), &spec, &x4, &[label], seed)?;
         let (f, p) = features(l, &adv, &feat)?;
         panels.push(CamInput {
             label: format!("DeepFool i={it}"),

@@ -9,14 +9,16 @@
 //!
 //! Seeds never depend on the shard, the thread or the order of execution: the cell seed is a
 //! 64-bit FNV-1a hash of `(sweep seed, entry name, attack name, setting label, rerun)`, finished
-//! with SplitMix64, and image `k` of the data set uses ChaCha8(cell seed) on stream `k` (the
-//! attack drivers' `image_rng`).
+//! with SplitMix64; the cell seed is the attack driver's seed, so image `k` of the data set uses
+//! the streams (cell seed, `k`) of [`crate::attack::streams`], exactly as `bbed attack --seed
+//! <cell seed>` would.
 //!
 //! Reruns: only attacks with a random start (PGD with `random_start`) are rerun `reruns` times, as
 //! the paper averages five PGD runs; the others are deterministic given their seed and run once.
 
 use serde::{Deserialize, Serialize};
 
+use crate::attack::driver::setting_of;
 use crate::attack::spec::{AttackSpec, GridPoint};
 use crate::report::{canonical_attack, Setting};
 use crate::{Error, Result};
@@ -82,45 +84,6 @@ impl Shard {
 impl std::fmt::Display for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
-    }
-}
-
-/// The record [`Setting`] of an attack spec: the Table 2 strength and iteration fields.
-pub fn setting_of(spec: &AttackSpec) -> Setting {
-    match spec {
-        AttackSpec::Fgsm(s) => Setting {
-            eps: Some(s.eps.value),
-            scale: Some(s.eps.scale),
-            ..Setting::default()
-        },
-        AttackSpec::Pgd(s) => Setting {
-            eps: Some(s.eps.value),
-            scale: Some(s.eps.scale),
-            iterations: Some(s.iterations),
-            ..Setting::default()
-        },
-        AttackSpec::Cw(s) => Setting {
-            c: Some(s.c),
-            iterations: Some(s.max_iterations),
-            ..Setting::default()
-        },
-        AttackSpec::DeepFool(s) => Setting {
-            iterations: Some(s.max_iterations),
-            ..Setting::default()
-        },
-        AttackSpec::LocalSearch(s) => Setting {
-            eps: Some(s.eps.value),
-            scale: Some(s.eps.scale),
-            iterations: Some(s.rounds),
-            ..Setting::default()
-        },
-        AttackSpec::GenAttack(s) => Setting {
-            eps: Some(s.eps.value),
-            scale: Some(s.eps.scale),
-            iterations: Some(s.generations),
-            population: Some(s.population),
-            ..Setting::default()
-        },
     }
 }
 

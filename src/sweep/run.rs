@@ -1,9 +1,9 @@
 //! `bbed sweep`: every attack x setting of a grid against every zoo entry, on a fixed seeded image
 //! subset, one JSONL record per (entry, attack, setting, rerun, image) appended as it finishes.
 //!
-//! Engines: white-box attacks run on the float engine (gradients through the straight-through
-//! estimator for binarized layers); black-box attacks query the bit-exact binary engine for
-//! binarized entries (XNOR, ABC) and the float engine otherwise.
+//! Every image is attacked by [`crate::attack::driver::attack_image`], the driver `bbed attack`
+//! uses: the same engine rule (white-box on the float engine; black-box on the bit-exact engine
+//! iff a layer is binarized), the same target rule and the same record for the same seed.
 //!
 //! Crash safety: records go through [`crate::io::jsonl::JsonlWriter`] (one flushed line each, torn
 //! last line cut on resume); `--resume` skips every (entry, attack, setting, rerun, image) already
@@ -23,13 +23,11 @@ use serde::{Deserialize, Serialize};
 
 use super::header::{SweepHeader, FORMAT, RESULTS_FILE};
 use super::plan::{all_cells, cell_seed, digest, plan_attacks, shard_cells, PlannedAttack, Shard};
-use crate::attack::genattack::genattack;
-use crate::attack::local_search::local_search;
-use crate::attack::run::{attack_image, image_rng, resolve_target};
-use crate::attack::spec::{AttackSpec, Grid};
+use crate::attack::driver::{attack_image, Engines};
+use crate::attack::spec::Grid;
 use crate::attack::threat::check_normalization;
-use crate::attack::{ImageResult, Model, Oracle};
-use crate::engine::classifier::{BinaryEngine, FloatEngine};
+use crate::attack::ImageResult;
+use crate::engine::classifier::FloatEngine;
 use crate::io::dataset::Dataset;
 use crate::io::jsonl::{JsonlOptions, JsonlWriter};
 use crate::report::{canonical_attack, SweepRecord};
@@ -111,26 +109,25 @@ pub fn kind_label(spec: &VariantSpec) -> String {
     }
 }
 
-/// A loaded zoo entry: the float engine and, for binarized variants, the bit-exact one.
+/// A loaded zoo entry and the engines its attacks run on ([`Engines::all`]).
 pub struct LoadedEntry {
     pub entry: ZooEntry,
     pub kind: String,
-    pub float: FloatEngine,
-    pub binary: Option<BinaryEngine>,
+    pub engines: Engines,
 }
 
 impl LoadedEntry {
-    /// The model black-box attacks query.
-    pub fn oracle_model(&self) -> &dyn Model {
-        match &self.binary {
-            Some(b) => b,
-            None => &self.float,
-        }
+    /// The float engine (CAMs, logits).
+    pub fn float(&self) -> &FloatEngine {
+        self.engines
+            .float()
+            .expect("Engines::all always builds the float engine")
     }
 }
 
-/// Loads every entry of the zoo, checking first that every weight file exists (so a broken zoo
-/// fails before any work), then that each network takes the data set's images and classes.
+/// Loads every entry of the zoo with the engines of every attack, checking first that every
+/// weight file exists (so a broken zoo fails before any work), then that each network takes the
+/// data set's images and classes.
 pub fn load_zoo(dir: &Path, image_shape: [usize; 3], classes: usize) -> Result<Vec<LoadedEntry>> {
     let manifest = ZooManifest::load(dir)?;
     if manifest.entries.is_empty() {
@@ -172,24 +169,17 @@ pub fn load_zoo(dir: &Path, image_shape: [usize; 3], classes: usize) -> Result<V
             &net.cn.network.normalization,
             &format!("{ctx}.normalization"),
         )?;
-        let binarized = matches!(e.variant.kind, VariantKind::Xnor | VariantKind::Abc);
-        let binary = if binarized {
-            Some(BinaryEngine::new(e.load(dir)?)?)
-        } else {
-            None
-        };
         out.push(LoadedEntry {
             kind: kind_label(&e.variant),
-            float: FloatEngine::new(net)?,
-            binary,
+            engines: Engines::all(net)?,
             entry: e,
         });
     }
     Ok(out)
 }
 
-/// Runs one attack on one image. `index` is the image's data-set index (it picks the random
-/// stream); `seed` is the cell seed.
+/// Runs one attack on one image through the driver. `index` is the image's data-set index (it
+/// picks the random streams); `seed` is the cell seed.
 pub fn attack_one(
     loaded: &LoadedEntry,
     attack: &PlannedAttack,
@@ -198,23 +188,8 @@ pub fn attack_one(
     index: usize,
     seed: u64,
 ) -> Result<ImageResult> {
-    let classes = loaded.float.num_classes();
-    match &attack.spec {
-        AttackSpec::LocalSearch(s) => {
-            let cfg = s.config();
-            let oracle = Oracle::new(loaded.oracle_model());
-            Ok(local_search(&oracle, x, label, index, &cfg, seed)?.result)
-        }
-        AttackSpec::GenAttack(s) => {
-            let cfg = s.config();
-            // The target draw gets its own stream family so it does not shift the attack's.
-            let mut trng = image_rng(seed ^ 0x7461_7267_6574_0000, index);
-            let target = resolve_target(s.target, label, classes, &mut trng);
-            let oracle = Oracle::new(loaded.oracle_model());
-            Ok(genattack(&oracle, x, label, target, index, &cfg, seed)?.result)
-        }
-        spec => Ok(attack_image(&loaded.float, spec, x, label, index, seed)?.result),
-    }
+    let victim = loaded.engines.victim(&attack.spec)?;
+    Ok(attack_image(victim, &attack.spec, x, label, index, seed)?.result)
 }
 
 type Key = (String, String, String, usize, usize);

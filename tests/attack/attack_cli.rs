@@ -1,8 +1,8 @@
 //! `bbed attack` end to end on resnet8 (random init, or weights written by the test) and a tiny
 //! CIFAR-10 binary file the test writes: JSON keys and aggregates against the per-image rows
 //! and an independent engine run, resume (smaller limit then larger, and a killed run with a torn
-//! last line) against one uninterrupted run, `--spec` vs flags, gradient-masking warnings, and
-//! bad input naming the flag.
+//! last line) against one uninterrupted run, `--spec` vs the attack subcommand, gradient-masking
+//! warnings, and bad input naming the flag (and the spec field path).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -61,8 +61,8 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-const PGD: [&str; 10] = [
-    "--attack",
+/// The attack subcommand and its flags: they come after the run's flags.
+const PGD: [&str; 11] = [
     "pgd",
     "--eps",
     "0.5",
@@ -70,7 +70,9 @@ const PGD: [&str; 10] = [
     "normalized",
     "--step",
     "0.25",
-    "--iters",
+    "--step-scale",
+    "normalized",
+    "--iterations",
     "2",
 ];
 
@@ -202,17 +204,17 @@ fn check_resume_by_limit(attack: &[&str], variant: &str) {
         "2",
     ];
     let full = json(&with(
-        &with(&base, attack),
-        &["--limit", "8", "--out", s(&one)],
+        &with(&base, &["--limit", "8", "--out", s(&one)]),
+        attack,
     ));
     let part = json(&with(
-        &with(&base, attack),
-        &["--limit", "3", "--out", s(&two)],
+        &with(&base, &["--limit", "3", "--out", s(&two)]),
+        attack,
     ));
     assert_eq!(part["images"].as_array().unwrap().len(), 3);
     let resumed = json(&with(
-        &with(&base, attack),
-        &["--limit", "8", "--out", s(&two), "--resume"],
+        &with(&base, &["--limit", "8", "--out", s(&two), "--resume"]),
+        attack,
     ));
     assert_eq!(full["images"], resumed["images"]);
     assert_eq!(full["accuracy_adv"], resumed["accuracy_adv"]);
@@ -238,13 +240,12 @@ fn resume_after_a_smaller_limit_equals_one_run_pgd() {
 #[test]
 fn resume_after_a_smaller_limit_equals_one_run_genattack_on_xnor() {
     let ga = [
-        "--attack",
         "genattack",
         "--eps",
         "8",
         "--eps-scale",
         "pixel",
-        "--iters",
+        "--generations",
         "15",
         "--targeted",
         "--target",
@@ -267,23 +268,22 @@ fn killed_run_with_a_torn_line_resumes_to_the_same_records() {
             "xnor",
             "--data",
             s(&data),
-            "--attack",
-            "genattack",
-            "--eps",
-            "8",
-            "--eps-scale",
-            "pixel",
-            "--iters",
-            "60",
-            "--targeted",
-            "--target",
-            "next",
             "--chunk",
             "1",
             "--format",
             "json",
             "--out",
             s(out),
+            "genattack",
+            "--eps",
+            "8",
+            "--eps-scale",
+            "pixel",
+            "--generations",
+            "60",
+            "--targeted",
+            "--target",
+            "next",
         ]
         .iter()
         .map(|a| a.to_string())
@@ -316,7 +316,7 @@ fn killed_run_with_a_torn_line_resumes_to_the_same_records() {
 
     let v1 = json(&args(&one).iter().map(|s| s.as_str()).collect::<Vec<_>>());
     let mut a2 = args(&two);
-    a2.push("--resume".into());
+    a2.insert(1, "--resume".into());
     let v2 = json(&a2.iter().map(|s| s.as_str()).collect::<Vec<_>>());
     assert_eq!(v1["images"], v2["images"]);
     assert_eq!(v1["images"].as_array().unwrap().len(), N_IMAGES);
@@ -338,17 +338,17 @@ fn resume_with_other_settings_is_refused() {
         "2",
     ];
     json(&with(
-        &with(&base, &PGD),
-        &["--out", s(&out), "--format", "json"],
+        &with(&base, &["--out", s(&out), "--format", "json"]),
+        &PGD,
     ));
     let (code, _, err) = bbed(&with(
-        &with(&base, &PGD),
-        &["--out", s(&out), "--resume", "--seed", "3"],
+        &with(&base, &["--out", s(&out), "--resume", "--seed", "3"]),
+        &PGD,
     ));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--resume") && err.contains("seed"), "{err}");
     // Without --resume an existing file is not overwritten.
-    let (code, _, err) = bbed(&with(&with(&base, &PGD), &["--out", s(&out)]));
+    let (code, _, err) = bbed(&with(&with(&base, &["--out", s(&out)]), &PGD));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("r.jsonl") && err.contains("--resume"), "{err}");
 }
@@ -408,14 +408,9 @@ fn gradient_masking_warning_is_visible_in_every_format() {
         s(&data),
         "--limit",
         "3",
-        "--attack",
-        "fgsm",
-        "--eps",
-        "8",
-        "--eps-scale",
-        "pixel",
     ];
-    let (code, out, err) = bbed(&with(&base, &["--format", "json"]));
+    let fgsm = ["fgsm", "--eps", "8", "--eps-scale", "pixel"];
+    let (code, out, err) = bbed(&with(&with(&base, &["--format", "json"]), &fgsm));
     assert_eq!(code, 0, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
     let warns = v["warnings"].as_array().unwrap();
@@ -433,7 +428,7 @@ fn gradient_masking_warning_is_visible_in_every_format() {
     for im in v["images"].as_array().unwrap() {
         assert_eq!(im["linf"], 0.0);
     }
-    let (code, out, _) = bbed(&base);
+    let (code, out, _) = bbed(&with(&base, &fgsm));
     assert_eq!(code, 0);
     assert!(
         out.contains("WARNING") && out.contains("gradient masking"),
@@ -473,174 +468,87 @@ fn bad_input_names_the_flag() {
         let v = pgd(more);
         assert_flag_error(&v.iter().map(|s| s.as_str()).collect::<Vec<_>>(), flag);
     };
-    // eps without a scale
-    check(&["--attack", "fgsm", "--eps", "8"], "--eps-scale");
+    // eps without a scale (clap: a required flag of the spec)
+    check(&["fgsm", "--eps", "8"], "--eps-scale");
     // negative budgets
-    check(
-        &["--attack", "fgsm", "--eps", "-8", "--eps-scale", "pixel"],
-        "--eps",
-    );
-    check(
-        &[
-            "--attack",
+    check(&["fgsm", "--eps", "-8", "--eps-scale", "pixel"], "--eps");
+    let pgd_step = |step: &'static str| -> Vec<&'static str> {
+        vec![
             "pgd",
             "--eps",
             "1",
             "--eps-scale",
             "pixel",
             "--step",
-            "-1",
-            "--iters",
+            step,
+            "--step-scale",
+            "pixel",
+            "--iterations",
             "2",
-        ],
-        "--step",
-    );
-    check(&["--attack", "cw", "--c", "-1"], "--c");
+        ]
+    };
+    check(&pgd_step("-1"), "--step");
+    // spec validation errors name the flag and the field path
+    check(&["cw", "--c", "-1"], "--c (cw.c)");
+    const FGSM8: [&str; 5] = ["fgsm", "--eps", "8", "--eps-scale", "pixel"];
+    let fgsm = |more: &[&'static str]| -> Vec<&'static str> {
+        FGSM8.iter().chain(more).copied().collect()
+    };
     // targeted without target, target without targeted, bad target, out-of-range class
+    check(&fgsm(&["--targeted"]), "--target (fgsm.target)");
+    check(&fgsm(&["--target", "3"]), "--targeted (fgsm.targeted)");
+    check(&fgsm(&["--targeted", "--target", "cat"]), "--target");
     check(
-        &[
-            "--attack",
-            "fgsm",
-            "--eps",
-            "8",
-            "--eps-scale",
-            "pixel",
-            "--targeted",
-        ],
-        "--target",
-    );
-    check(
-        &[
-            "--attack",
-            "fgsm",
-            "--eps",
-            "8",
-            "--eps-scale",
-            "pixel",
-            "--target",
-            "3",
-        ],
-        "--targeted",
-    );
-    check(
-        &[
-            "--attack",
-            "fgsm",
-            "--eps",
-            "8",
-            "--eps-scale",
-            "pixel",
-            "--targeted",
-            "--target",
-            "cat",
-        ],
-        "--target",
-    );
-    check(
-        &[
-            "--attack",
-            "fgsm",
-            "--eps",
-            "8",
-            "--eps-scale",
-            "pixel",
-            "--targeted",
-            "--target",
-            "10",
-        ],
-        "--target",
+        &fgsm(&["--targeted", "--target", "10"]),
+        "--target (fgsm.target)",
     );
     // unknown attack, scale, norm; flags the attack does not take; missing required flags
-    check(&["--attack", "boundary"], "--attack");
+    check(&["boundary"], "boundary");
     check(
-        &["--attack", "fgsm", "--eps", "8", "--eps-scale", "bytes"],
+        &["fgsm", "--eps", "8", "--eps-scale", "bytes"],
         "--eps-scale",
     );
+    check(&fgsm(&["--restarts", "3"]), "--restarts");
     check(
         &[
-            "--attack",
-            "fgsm",
-            "--eps",
-            "8",
-            "--eps-scale",
-            "pixel",
-            "--restarts",
-            "3",
-        ],
-        "--restarts",
-    );
-    check(
-        &[
-            "--attack",
             "pgd",
             "--eps",
             "1",
             "--eps-scale",
             "pixel",
-            "--iters",
+            "--iterations",
             "2",
         ],
         "--step",
     );
+    let mut l1 = pgd_step("1");
+    l1.extend(["--norm", "l1"]);
+    check(&l1, "--norm");
     check(
         &[
-            "--attack",
-            "pgd",
-            "--eps",
-            "1",
-            "--eps-scale",
-            "pixel",
-            "--step",
-            "1",
-            "--iters",
-            "2",
-            "--norm",
-            "l1",
-        ],
-        "--norm",
-    );
-    check(
-        &[
-            "--attack",
             "genattack",
             "--eps",
             "8",
             "--eps-scale",
             "pixel",
-            "--iters",
+            "--generations",
             "5",
             "--population",
             "1",
         ],
-        "--population",
+        "--population (genattack.population)",
     );
-    // data / model shape mismatch
-    check(
-        &[
-            "--input",
-            "1,28,28",
-            "--attack",
-            "fgsm",
-            "--eps",
-            "8",
-            "--eps-scale",
-            "pixel",
-        ],
-        "--data",
-    );
-    check(
-        &[
-            "--classes",
-            "5",
-            "--attack",
-            "fgsm",
-            "--eps",
-            "8",
-            "--eps-scale",
-            "pixel",
-        ],
-        "--data",
-    );
-    // --spec and attack flags together (clap names both)
-    check(&["--spec", "x.toml", "--attack", "fgsm"], "--spec");
+    // data / model shape mismatch (run flags come before the attack)
+    let mut shape = vec!["--input", "1,28,28"];
+    shape.extend(FGSM8);
+    check(&shape, "--data");
+    let mut classes = vec!["--classes", "5"];
+    classes.extend(FGSM8);
+    check(&classes, "--data");
+    // --spec and an attack subcommand together are refused, naming --spec
+    let mut both = vec!["--spec", "x.toml"];
+    both.extend(FGSM8);
+    check(&both, "--spec");
+    // neither: the error lists the attacks
+    check(&[], "genattack");
 }

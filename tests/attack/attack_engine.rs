@@ -6,11 +6,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use breakingbed::attack::driver::{attack_image, Engines};
 use breakingbed::attack::genattack::{genattack, genattack_batch, GenAttackConfig};
 use breakingbed::attack::local_search::{local_search, local_search_batch, LocalSearchConfig};
 use breakingbed::attack::spec::AttackSpec;
 use breakingbed::attack::{run_white_with_images, Model, Normalization, Oracle, Scale};
-use breakingbed::cli::attack_run::{attack_image, AttackEngine};
 use breakingbed::engine::classifier::{BinaryEngine, FloatEngine};
 use breakingbed::engine::exec::Net;
 use breakingbed::engine::params;
@@ -117,7 +117,7 @@ fn black_box_queries_on_the_binary_engine_equal_an_independent_counter() {
     }
 }
 
-/// The CLI's driver picks the bit-exact engine for a black-box attack on XNOR and reports the
+/// The attack driver picks the bit-exact engine for a black-box attack on XNOR and reports the
 /// same query count as the library attack run through a counting wrapper on a separately built
 /// bit-exact engine (same weights, seed and image index).
 #[test]
@@ -128,13 +128,16 @@ fn cli_driver_runs_black_box_on_the_binary_engine_with_counted_queries() {
         "test",
     )
     .unwrap();
-    let engine = AttackEngine::for_attack(net(VariantKind::Xnor), &spec).unwrap();
-    assert_eq!(engine.name(), "binary");
+    let engine = Engines::for_attack(net(VariantKind::Xnor), &spec).unwrap();
+    assert_eq!(engine.kind(&spec).name(), "binary");
+    let victim = engine.victim(&spec).unwrap();
     let reference = BinaryEngine::new(net(VariantKind::Xnor)).unwrap();
     let (x, labels) = images(3, 12);
     for (k, &label) in labels.iter().enumerate() {
         let img = x.index_axis(Axis(0), k);
-        let r = attack_image(&engine, &spec, img, label, 40 + k, 9).unwrap();
+        let r = attack_image(victim, &spec, img, label, 40 + k, 9)
+            .unwrap()
+            .result;
         let counter = Counting::new(&reference);
         let target = r.target;
         assert_eq!(target, Some((labels[k] + 1) % 10));
@@ -160,14 +163,16 @@ fn cli_driver_runs_black_box_on_the_binary_engine_with_counted_queries() {
     )
     .unwrap();
     assert_eq!(
-        AttackEngine::for_attack(net(VariantKind::Xnor), &pgd)
+        Engines::for_attack(net(VariantKind::Xnor), &pgd)
             .unwrap()
+            .kind(&pgd)
             .name(),
         "float"
     );
     assert_eq!(
-        AttackEngine::for_attack(net(VariantKind::Vanilla), &spec)
+        Engines::for_attack(net(VariantKind::Vanilla), &spec)
             .unwrap()
+            .kind(&spec)
             .name(),
         "float"
     );

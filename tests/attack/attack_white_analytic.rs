@@ -71,7 +71,7 @@ fn fgsm_equals_eps_times_sign_of_closed_form_gradient() {
         let x = image(seed, 0.0, 1.0);
         let y = pred(&m, &x);
         let spec = FgsmSpec {
-            eps: Budget::new(eps, scale),
+            eps: Budget::new(eps, scale).into(),
             targeted: false,
             target: None,
         };
@@ -105,7 +105,7 @@ fn targeted_fgsm_descends_the_target_loss() {
     let y = pred(&m, &x);
     let t = (y + 1) % 4;
     let spec = FgsmSpec {
-        eps: Budget::new(4.0, Scale::Pixel),
+        eps: Budget::new(4.0, Scale::Pixel).into(),
         targeted: true,
         target: Some(breakingbed::attack::Target::Class(t)),
     };
@@ -264,8 +264,8 @@ fn cw_targeted_reaches_the_target_with_the_requested_margin() {
 fn pgd_spec(norm: Norm, eps: Budget, step: Budget, iterations: usize) -> PgdSpec {
     PgdSpec {
         norm,
-        eps,
-        step,
+        eps: eps.into(),
+        step: step.into(),
         iterations,
         restarts: 1,
         random_start: false,
@@ -293,7 +293,7 @@ fn one_pgd_step_from_the_clean_image_is_fgsm() {
     let f = fgsm(
         &m,
         &FgsmSpec {
-            eps,
+            eps: eps.into(),
             targeted: false,
             target: None,
         },

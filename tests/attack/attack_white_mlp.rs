@@ -82,7 +82,7 @@ fn fgsm_strength_sweep() {
         .iter()
         .map(|e| {
             accuracy(&AttackSpec::Fgsm(FgsmSpec {
-                eps: Budget::new(*e, Scale::Pixel),
+                eps: Budget::new(*e, Scale::Pixel).into(),
                 targeted: false,
                 target: None,
             }))
@@ -95,8 +95,8 @@ fn fgsm_strength_sweep() {
 fn pgd(norm: Norm, eps: f32, scale: Scale) -> AttackSpec {
     AttackSpec::Pgd(PgdSpec {
         norm,
-        eps: Budget::new(eps, scale),
-        step: Budget::new(eps / 4.0, scale),
+        eps: Budget::new(eps, scale).into(),
+        step: Budget::new(eps / 4.0, scale).into(),
         iterations: 10,
         restarts: 1,
         random_start: true,
@@ -269,7 +269,7 @@ fn driver_rejects_bad_inputs_naming_the_field() {
     .unwrap();
     assert_eq!(field(run_white(m, &black, x, y, 0).unwrap_err()), "attack");
     let targeted = AttackSpec::Fgsm(FgsmSpec {
-        eps: Budget::new(8.0, Scale::Pixel),
+        eps: Budget::new(8.0, Scale::Pixel).into(),
         targeted: true,
         target: Some(Target::Class(17)),
     });
@@ -278,7 +278,7 @@ fn driver_rejects_bad_inputs_naming_the_field() {
         "attack.target"
     );
     let neg = AttackSpec::Fgsm(FgsmSpec {
-        eps: Budget::new(-8.0, Scale::Pixel),
+        eps: Budget::new(-8.0, Scale::Pixel).into(),
         targeted: false,
         target: None,
     });

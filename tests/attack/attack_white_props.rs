@@ -65,13 +65,13 @@ proptest! {
         let scale = scale_of(s);
         let eps = budget(scale, frac);
         let target = targeted.then_some((seed % 4) as usize);
-        let f = fgsm(&m, &FgsmSpec { eps, targeted, target: target.map(breakingbed::attack::Target::Class) },
+        let f = fgsm(&m, &FgsmSpec { eps: eps.into(), targeted, target: target.map(breakingbed::attack::Target::Class) },
             x.view(), 0, target).unwrap();
         let ball = Ball::new(Norm::Linf, eps, &m.norm, 3, "eps").unwrap();
         prop_assert!(ball.contains(x.view(), f.adv.view(), 1e-5));
         let norm = if l2 { Norm::L2 } else { Norm::Linf };
         let spec = PgdSpec {
-            norm, eps, step: budget(scale, frac * step_frac), iterations: iters, restarts: 2,
+            norm, eps: eps.into(), step: budget(scale, frac * step_frac).into(), iterations: iters, restarts: 2,
             random_start: true, trace_every: 1, targeted,
             target: target.map(breakingbed::attack::Target::Class),
         };

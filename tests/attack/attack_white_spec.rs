@@ -65,7 +65,7 @@ fn epsilon_without_scale_is_rejected() {
         "run.toml",
     ));
     assert!(
-        m.starts_with("run.toml.eps:") && m.contains("no scale"),
+        m.starts_with("run.toml: fgsm.eps:") && m.contains("no scale"),
         "{m}"
     );
 }
@@ -76,7 +76,10 @@ fn negative_and_non_finite_budgets_are_rejected() {
         "attack = \"fgsm\"\neps = { value = -2, scale = \"pixel\" }",
         "run.toml",
     ));
-    assert!(m.starts_with("run.toml.eps:") && m.contains(">= 0"), "{m}");
+    assert!(
+        m.starts_with("run.toml: fgsm.eps:") && m.contains(">= 0"),
+        "{m}"
+    );
     let m = input_err(AttackSpec::from_toml(
         "attack = \"fgsm\"\neps = { value = nan, scale = \"pixel\" }",
         "run.toml",

@@ -6,6 +6,7 @@ mod common;
 mod attack_black;
 mod attack_cli;
 mod attack_engine;
+mod attack_flags;
 mod attack_white_analytic;
 mod attack_white_mlp;
 mod attack_white_props;

@@ -70,7 +70,16 @@ fn infer_json_matches_library_engine() {
     let data = data.to_str().unwrap();
     // Batch 4 over 6 images exercises a short tail batch.
     let v = json(&[
-        "infer", "--model", "resnet8", "--data", data, "--seed", "5", "--batch", "4", "--format",
+        "infer",
+        "--model",
+        "resnet8",
+        "--data",
+        data,
+        "--init-seed",
+        "5",
+        "--batch",
+        "4",
+        "--format",
         "json",
     ]);
     let cn = resnet8(VariantKind::Vanilla);
@@ -116,8 +125,17 @@ fn infer_same_seed_same_output_other_seed_differs() {
     let data = data.to_str().unwrap();
     let run = |seed: &str| {
         json(&[
-            "infer", "--model", "resnet8", "--data", data, "--limit", "2", "--seed", seed,
-            "--format", "json",
+            "infer",
+            "--model",
+            "resnet8",
+            "--data",
+            data,
+            "--limit",
+            "2",
+            "--init-seed",
+            seed,
+            "--format",
+            "json",
         ])["images"]
             .clone()
     };
@@ -173,7 +191,7 @@ fn infer_loads_saved_weights() {
     // The saved seed-9 parameters give exactly the seed-9 initialisation's outputs.
     assert_eq!(
         args(&["--weights", w.to_str().unwrap()]),
-        args(&["--seed", "9"])
+        args(&["--init-seed", "9"])
     );
 }
 

@@ -67,7 +67,7 @@ pub fn dataset_labelled_by(zoo: &Path, seed: u64) -> Dataset {
     use breakingbed::attack::Model;
     let d = dataset(seed);
     let zoo = breakingbed::sweep::load_zoo(zoo, [1, SIDE, SIDE], 10).unwrap();
-    let z = zoo[0].float.logits(&d.to_unit(0..N_DATA).unwrap());
+    let z = zoo[0].float().logits(&d.to_unit(0..N_DATA).unwrap());
     let labels = z
         .rows()
         .into_iter()

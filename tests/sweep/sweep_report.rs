@@ -114,8 +114,8 @@ fn cam_inputs_satisfy_the_cam_identity() {
         let x = data.to_unit(5..6).unwrap();
         let row = cam_row(&l, x.index_axis(Axis(0), 0), data.labels[5] as usize, 1).unwrap();
         assert_eq!(row.panels.len(), 3);
-        let logits = l.float.logits(&x);
-        let bias = l.float.net.params[&format!("{lin}.bias")]
+        let logits = l.float().logits(&x);
+        let bias = l.float().net.params[&format!("{lin}.bias")]
             .clone()
             .into_dimensionality::<Ix1>()
             .unwrap();
@@ -135,7 +135,7 @@ fn cam_inputs_satisfy_the_cam_identity() {
         }
         // The drawn class is the prediction on each panel's own image.
         for p in &row.panels {
-            let z = l.float.logits(&p.image.clone().insert_axis(Axis(0)));
+            let z = l.float().logits(&p.image.clone().insert_axis(Axis(0)));
             let pred = breakingbed::attack::classifier::argmax(z.row(0).as_slice().unwrap());
             assert_eq!(p.class, pred, "{}", p.label);
         }
