@@ -70,7 +70,7 @@ fn portable_and_native_logits_are_bit_identical() {
             engine,
             "--data",
             data,
-            "--seed",
+            "--init-seed",
             "4",
             "--batch",
             "3",
