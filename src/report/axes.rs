@@ -235,6 +235,13 @@ mod tests {
         let labels: Vec<String> = a.ticks.iter().map(|&t| a.label(t)).collect();
         assert_eq!(labels, ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
         assert_eq!(integer_ticks(-1, 1, 2), vec![-1, 0, 1]);
+        // A single value (a proptest find): distinct labels, value strictly inside.
+        let a = Axis::from_data([874.1184984992252], false, 7);
+        let labels: Vec<String> = a.ticks.iter().map(|&t| a.label(t)).collect();
+        let mut d = labels.clone();
+        d.dedup();
+        assert_eq!(labels, d);
+        assert!(a.lo < 874.1184984992252 && a.hi > 874.1184984992252);
         assert_eq!(decimals(0.2), 1);
         assert_eq!(decimals(5.0), 0);
         assert_eq!(decimals(0.05), 2);
