@@ -6,13 +6,19 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::report::{report_from_paths, ReportInputs};
+use crate::report::cam::choose_cam_image;
+use crate::report::{load_many, results_files, write_report, ReportInputs};
 use crate::sweep::{cam::cam_row, load_zoo, SweepHeader};
 use crate::{Error, Result};
 
 const AFTER: &str = "\
-CAM (Table 3): for one fixed test image (--cam-image, default: the first of the sweep's sample,
-else image 0) every zoo entry gets a clean panel and DeepFool panels after 1 and 5 iterations.
+CAM (Table 3): for one test image every zoo entry gets a clean panel and DeepFool panels after 1
+and 5 iterations. Default image: the lowest test index that every zoo entry classifies correctly
+according to the sweep records (else the one most entries get right, with a warning); the figure
+caption says which. --cam-image chooses another.
+
+Figures are written as SVG and as PNG at 300 dpi (needs a system font: DejaVu Sans, Debian
+package fonts-dejavu-core, or Liberation Sans); tables as Markdown, CSV and LaTeX (booktabs).
 
 Example:
   bbed report results/ --zoo zoo/ --data /usr/share/datasets/fashion-mnist --out report/";
@@ -58,17 +64,38 @@ pub fn run(a: ReportArgs) -> Result<String> {
         settings_note: header.as_ref().map(SweepHeader::note),
         ..ReportInputs::default()
     };
+    let records = load_many(&results_files(&a.results)?, a.skip_corrupt)?;
+    let mut warnings = Vec::new();
     let mut classes = a.classes.or(header.as_ref().map(|h| h.classes));
     match (&a.zoo, &a.data) {
         (Some(zoo), Some(data)) => {
             let (_, test) = a.folder.load(data)?;
             classes = classes.or(Some(test.classes));
-            let index = a
-                .cam_image
-                .or(header
-                    .as_ref()
-                    .and_then(|h| h.image_indices.first().copied()))
-                .unwrap_or(0);
+            let zoo = load_zoo(zoo, test.image_shape(), test.classes)?;
+            let names: Vec<String> = zoo.iter().map(|l| l.entry.name.clone()).collect();
+            let index = match a.cam_image {
+                Some(i) => {
+                    inputs.cam_note = Some(format!("Test image {i} (chosen with --cam-image)."));
+                    i
+                }
+                None => {
+                    let choice = choose_cam_image(&records, &names).ok_or_else(|| {
+                        Error::input(
+                            "--cam-image",
+                            "the sweep records name no test image; choose one with --cam-image",
+                        )
+                    })?;
+                    if !choice.all_correct() {
+                        warnings.push(format!(
+                            "CAM: no test image in the records is classified correctly by all {} \
+                             zoo entries; image {} is by {} of them",
+                            choice.entries, choice.index, choice.correct
+                        ));
+                    }
+                    inputs.cam_note = Some(choice.describe());
+                    choice.index
+                }
+            };
             if index >= test.len() {
                 return Err(Error::input(
                     "--cam-image",
@@ -78,10 +105,10 @@ pub fn run(a: ReportArgs) -> Result<String> {
             let x = test.to_unit(index..index + 1)?;
             let label = test.labels[index] as usize;
             let seed = header.as_ref().map_or(0, |h| h.seed);
-            for l in load_zoo(zoo, test.image_shape(), test.classes)? {
+            for l in &zoo {
                 inputs
                     .cam_rows
-                    .push(cam_row(&l, x.index_axis(ndarray::Axis(0), 0), label, seed)?);
+                    .push(cam_row(l, x.index_axis(ndarray::Axis(0), 0), label, seed)?);
             }
         }
         (None, None) => {}
@@ -93,16 +120,16 @@ pub fn run(a: ReportArgs) -> Result<String> {
         }
     }
     inputs.classes = classes.unwrap_or(10);
-    let s = report_from_paths(&a.results, a.skip_corrupt, &inputs, &a.out)?;
+    let s = write_report(&records, &inputs, &a.out)?;
     let mut out = format!(
-        "report {}: {} records, {} cells, {} figures, {} tables\n",
+        "report {}: {} records, {} cells, {} figures (SVG + PNG), {} table files\n",
         s.out_dir.display(),
         s.records,
         s.cells,
         s.figures.len(),
         s.tables.len()
     );
-    for w in &s.warnings {
+    for w in warnings.iter().chain(&s.warnings) {
         out.push_str(&format!("warning: {w}\n"));
     }
     out.push_str(&format!(

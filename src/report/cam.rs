@@ -191,3 +191,75 @@ pub fn render_panel(input: &CamInput) -> Result<CamPanel> {
         rgb: rgb.into_raw_vec_and_offset().0,
     })
 }
+
+/// The test image of the CAM grid, chosen from the sweep records (see [`choose_cam_image`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CamImageChoice {
+    /// Test-set index.
+    pub index: usize,
+    /// Zoo entries whose clean prediction on it is correct.
+    pub correct: usize,
+    /// Zoo entries asked about.
+    pub entries: usize,
+}
+
+impl CamImageChoice {
+    /// True when every entry classifies the image correctly.
+    pub fn all_correct(&self) -> bool {
+        self.correct == self.entries
+    }
+
+    /// One sentence for captions.
+    pub fn describe(&self) -> String {
+        if self.all_correct() {
+            format!(
+                "Test image {}: the lowest test index that all {} entries classify correctly \
+                 (clean predictions in the sweep records).",
+                self.index, self.entries
+            )
+        } else {
+            format!(
+                "Test image {}: no image is classified correctly by all {} entries; this one is \
+                 by the most ({} of {}; clean predictions in the sweep records).",
+                self.index, self.entries, self.correct, self.entries
+            )
+        }
+    }
+}
+
+/// The default CAM image: the lowest test index that every entry of `entries` classifies
+/// correctly on the clean image (an entry counts as correct on an image when it has records of it
+/// and all of them have `clean_pred == label`); if there is none, the image most entries get
+/// right (lowest index on ties). `None` when the records name no image at all.
+pub fn choose_cam_image(
+    records: &[super::record::SweepRecord],
+    entries: &[String],
+) -> Option<CamImageChoice> {
+    use std::collections::BTreeMap;
+    // image -> entry -> all clean predictions correct so far
+    let mut seen: BTreeMap<usize, BTreeMap<&str, bool>> = BTreeMap::new();
+    for r in records {
+        let ok = r.result.clean_pred == r.result.label;
+        let e = seen
+            .entry(r.result.index)
+            .or_default()
+            .entry(r.variant.as_str())
+            .or_insert(true);
+        *e &= ok;
+    }
+    let mut best: Option<CamImageChoice> = None;
+    for (&index, by_entry) in &seen {
+        let correct = entries
+            .iter()
+            .filter(|e| by_entry.get(e.as_str()) == Some(&true))
+            .count();
+        if best.as_ref().is_none_or(|b| correct > b.correct) {
+            best = Some(CamImageChoice {
+                index,
+                correct,
+                entries: entries.len(),
+            });
+        }
+    }
+    best
+}

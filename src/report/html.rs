@@ -1,5 +1,6 @@
-//! The report directory: every figure as SVG, every table as Markdown and CSV, all metrics as
-//! JSON, and an `index.html` tying them together with captions and the settings used.
+//! The report directory: every figure as SVG and as PNG at print resolution, every table as
+//! Markdown, CSV and LaTeX, all metrics as JSON, and an `index.html` tying them together with
+//! captions and the settings used.
 //!
 //! Layout (all links in `index.html` are relative, so the folder can be copied and opened
 //! offline; the page loads nothing from the network and runs no script):
@@ -10,7 +11,8 @@
 //! out/figures/fig3_<attack>_<model>.svg  stress-strain per attack and model
 //! out/figures/fig4_box_<attack>.svg      box-plots per attack
 //! out/figures/table3_cam.svg             CAM grid (only with CAM inputs)
-//! out/tables/<name>.md, <name>.csv       Tables 4-6, classification, PGD breaking, box stats, cells
+//! out/png/<name>.png                     each figure at 300 dpi (see [`super::raster`])
+//! out/tables/<name>.md, .csv, .tex       Tables 4-6, classification, PGD breaking, box stats, cells
 //! ```
 //! A non-empty `out` is refused unless `force` is set; with `force` the files above are replaced
 //! (each atomically) and other files in `out` are left alone.
@@ -23,10 +25,12 @@ use super::cam::{render_panel, CamPanel, CamRow};
 use super::metrics::{
     attack_boxes, cell_metrics, classify_all, genattack_rows, paper_stress_specs, pgd_curves,
     strain_curves, AttackBox, CellMetrics, Classification, GenAttackRow, PgdCurve, StrainCurve,
-    StressSpec,
+    StressParam, StressSpec,
 };
-use super::plots::{boxplot_svg, cam_grid_svg, pgd_svg, stress_strain_svg, Colours};
+use super::plots::{boxplot_svg, cam_grid_svg, pgd_svg, stress_strain_svg, Figure};
+use super::raster::{Rasterizer, PRINT_DPI};
 use super::record::{check_consistent, SweepRecord};
+use super::style::Styles;
 use super::tables::{fgsm_table, genattack_table, html_escape, pgd_table, Table};
 use crate::io::atomic::write_bytes_atomic;
 use crate::{Error, Result};
@@ -44,6 +48,8 @@ pub struct ReportInputs {
     pub stress_specs: Vec<StressSpec>,
     /// CAM grid rows (Table 3); empty: no CAM figure.
     pub cam_rows: Vec<CamRow>,
+    /// Which image the CAM grid shows and why (figure subtitle and caption).
+    pub cam_note: Option<String>,
     /// Free text describing the run (data set, image subset, seed, config), shown verbatim.
     pub settings_note: Option<String>,
     /// Overwrite the report files in a non-empty output directory.
@@ -58,6 +64,7 @@ impl Default for ReportInputs {
             generations: Vec::new(),
             stress_specs: paper_stress_specs(),
             cam_rows: Vec::new(),
+            cam_note: None,
             settings_note: None,
             force: false,
         }
@@ -68,9 +75,11 @@ impl Default for ReportInputs {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReportSummary {
     pub out_dir: PathBuf,
-    /// Figure files, relative to `out_dir`.
+    /// Figure files (SVG), relative to `out_dir`.
     pub figures: Vec<String>,
-    /// Table files (md and csv), relative to `out_dir`.
+    /// The same figures as PNG at [`PRINT_DPI`], relative to `out_dir`.
+    pub pngs: Vec<String>,
+    /// Table files (md, csv and tex), relative to `out_dir`.
     pub tables: Vec<String>,
     pub records: usize,
     pub cells: usize,
@@ -133,7 +142,9 @@ fn check_out_dir(out: &Path, force: bool) -> Result<()> {
 
 struct Writer<'a> {
     out: &'a Path,
+    raster: Rasterizer,
     figures: Vec<String>,
+    pngs: Vec<String>,
     tables: Vec<String>,
 }
 
@@ -146,34 +157,68 @@ impl Writer<'_> {
         write_bytes_atomic(&path, bytes)
     }
 
-    fn figure(&mut self, rel: String, svg: &str) -> Result<String> {
-        self.write(&rel, svg.as_bytes())?;
-        self.figures.push(rel.clone());
-        Ok(rel)
+    /// Writes `figures/<name>.svg` and `png/<name>.png`; returns the figure's HTML.
+    fn figure(&mut self, name: &str, fig: &Figure, alt: &str, caption: &str) -> Result<String> {
+        let (svg, png) = (format!("figures/{name}.svg"), format!("png/{name}.png"));
+        self.write(&svg, fig.svg.as_bytes())?;
+        self.write(&png, &self.raster.png(&fig.svg, PRINT_DPI, &svg)?)?;
+        self.figures.push(svg.clone());
+        self.pngs.push(png.clone());
+        Ok(format!(
+            "<figure><a href=\"{svg}\"><img src=\"{svg}\" alt=\"{}\"></a>\
+             <figcaption>{caption} <span class=\"dl\">Download: <a href=\"{svg}\">SVG</a> | \
+             <a href=\"{png}\">PNG ({PRINT_DPI:.0} dpi)</a></span></figcaption></figure>\n",
+            html_escape(alt),
+        ))
     }
 
-    /// Writes `tables/<name>.md` and `.csv`; returns the HTML with download links.
+    /// Writes `tables/<name>.md`, `.csv` and `.tex`; returns the HTML with download links.
     fn table(&mut self, name: &str, t: &Table) -> Result<String> {
         let md = format!("tables/{name}.md");
         let csv = format!("tables/{name}.csv");
+        let tex = format!("tables/{name}.tex");
         self.write(&md, t.to_markdown().as_bytes())?;
         self.write(&csv, t.to_csv().as_bytes())?;
-        self.tables.push(md.clone());
-        self.tables.push(csv.clone());
+        self.write(&tex, t.to_latex(name).as_bytes())?;
+        self.tables.extend([md.clone(), csv.clone(), tex.clone()]);
         Ok(format!(
-            "{}<p class=\"dl\">Download: <a href=\"{md}\">Markdown</a> | <a href=\"{csv}\">CSV</a></p>\n",
+            "{}<p class=\"dl\">Download: <a href=\"{md}\">Markdown</a> | <a href=\"{csv}\">CSV</a> | \
+             <a href=\"{tex}\">LaTeX (booktabs)</a></p>\n",
             t.to_html(&format!("table-{name}"))
         ))
     }
 }
 
-fn img(rel: &str, alt: &str, caption: &str) -> String {
-    format!(
-        "<figure><a href=\"{rel}\"><img src=\"{rel}\" alt=\"{}\"></a>\
-         <figcaption>{}</figcaption></figure>\n",
-        html_escape(alt),
-        caption
-    )
+/// The stress axis label of `spec` with its unit: for eps, the scale the cells' settings record
+/// (`eps [pixel, 0-255]`, `eps [unit, 0-1]`, `eps [normalised]`), else the caption's counter.
+fn stress_axis_label(spec: &StressSpec, cells: &[CellMetrics]) -> String {
+    let base = spec
+        .caption
+        .strip_prefix("stress = ")
+        .unwrap_or(&spec.caption);
+    if spec.param != StressParam::Eps {
+        return base.to_string();
+    }
+    let mut scales: Vec<&str> = cells
+        .iter()
+        .filter(|c| c.attack == spec.attack && c.setting.matches(&spec.fixed))
+        .filter_map(|c| {
+            c.setting.scale.map(|s| match s {
+                crate::attack::Scale::Pixel => "pixel, 0-255",
+                crate::attack::Scale::Unit => "unit, 0-1",
+                crate::attack::Scale::Normalized => "normalised",
+            })
+        })
+        .collect();
+    scales.sort();
+    scales.dedup();
+    let unit = match scales.as_slice() {
+        [one] => one.to_string(),
+        [] => "scale not recorded".to_string(),
+        many => format!("mixed scales: {}", many.join("; ")),
+    };
+    let rest = base.strip_prefix("eps").unwrap_or(base);
+    format!("eps [{unit}]{rest}")
 }
 
 fn pct(v: f32) -> String {
@@ -199,6 +244,8 @@ pub fn write_report(
     }
     check_consistent(records)?;
     check_out_dir(out, extra.force)?;
+    // Fonts are checked before anything is written.
+    let raster = Rasterizer::new()?;
     let mut warnings = Vec::new();
 
     // Everything is computed before anything is written, so bad input leaves `out` untouched.
@@ -212,10 +259,11 @@ pub fn write_report(
         ));
     }
     let pgd = pgd_curves(records, "pgd", extra.classes)?;
-    let variant_order = Colours::new(
+    // One style per variant for the whole report, ranked within its family by name.
+    let variant_order = Styles::new(
         records
             .iter()
-            .map(|r| r.variant.as_str())
+            .map(|r| (r.variant.as_str(), r.variant_kind.as_str()))
             .collect::<std::collections::BTreeSet<_>>(),
     );
     let mut strain = Vec::new();
@@ -234,7 +282,8 @@ pub fn write_report(
             let mc: Vec<StrainCurve> = curves.iter().filter(|c| c.model == m).cloned().collect();
             let svg = stress_strain_svg(
                 &format!("{} - {m}", spec.attack),
-                &spec.caption,
+                &stress_axis_label(spec, &cells),
+                spec.param == StressParam::Iterations,
                 &mc,
                 &variant_order,
             )?;
@@ -310,10 +359,10 @@ pub fn write_report(
             fig2.push((model.to_string(), setting, svg));
         }
     }
-    let kind_order = Colours::new(
+    let kind_order = Styles::new(
         records
             .iter()
-            .map(|r| r.variant_kind.as_str())
+            .map(|r| (r.variant_kind.as_str(), r.variant_kind.as_str()))
             .collect::<std::collections::BTreeSet<_>>(),
     );
     let mut fig4 = Vec::new();
@@ -335,6 +384,7 @@ pub fn write_report(
     } else {
         Some(cam_grid_svg(
             "Class activation maps (cf. paper Table 3)",
+            extra.cam_note.as_deref().unwrap_or(""),
             &cam,
         )?)
     };
@@ -343,7 +393,9 @@ pub fn write_report(
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let mut w = Writer {
         out,
+        raster,
         figures: Vec::new(),
+        pngs: Vec::new(),
         tables: Vec::new(),
     };
     let mut body = String::new();
@@ -389,19 +441,19 @@ pub fn write_report(
     // Fig. 2.
     if !fig2.is_empty() {
         body += "<h2 id=\"fig2\">PGD accuracy and loss over iterations (cf. Fig. 2)</h2>\n";
-        for (k, (model, setting, svg)) in fig2.iter().enumerate() {
-            let rel = w.figure(format!("figures/fig2_pgd_{}_{k}.svg", slug(model)), svg)?;
-            body += &img(
-                &rel,
+        for (k, (model, setting, fig)) in fig2.iter().enumerate() {
+            body += &w.figure(
+                &format!("fig2_pgd_{}_{k}", slug(model)),
+                fig,
                 &format!("PGD curves {model}"),
                 &format!(
-                    "PGD accuracy (solid) and loss (dashed) over iterations for {} ({}), averaged \
-                     over reruns; the dashed black breaking line is {:.1}% (1/classes).",
+                    "PGD accuracy (top) and mean loss (bottom) over iterations for {} ({}), \
+                     averaged over reruns; the grey dash-dot breaking line is {:.1}% (1/classes).",
                     html_escape(model),
                     html_escape(setting),
                     100.0 / extra.classes as f32
                 ),
-            );
+            )?;
         }
         let t = Table {
             title: "PGD breaking iteration (first tracked iteration with accuracy <= 1/classes)"
@@ -441,13 +493,10 @@ pub fn write_report(
                  Classification: brittle if strain reaches 0.9 within the lower half of the \
                  normalized stress range; strong if it never reaches 0.9 and ends at strain \
                  &lt;= 0.5; ductile otherwise.</p>\n";
-        for (spec, model, svg) in &fig3 {
-            let rel = w.figure(
-                format!("figures/fig3_{}_{}.svg", slug(&spec.attack), slug(model)),
-                svg,
-            )?;
-            body += &img(
-                &rel,
+        for (spec, model, fig) in &fig3 {
+            body += &w.figure(
+                &format!("fig3_{}_{}", slug(&spec.attack), slug(model)),
+                fig,
                 &format!("stress-strain {} {model}", spec.attack),
                 &format!(
                     "Stress-strain graph, {} on {} ({}).",
@@ -455,7 +504,7 @@ pub fn write_report(
                     html_escape(model),
                     html_escape(&spec.caption)
                 ),
-            );
+            )?;
         }
         let t = Table {
             title: "Strong / ductile / brittle".into(),
@@ -487,16 +536,16 @@ pub fn write_report(
         body += "<h2 id=\"fig4\">Box-plots over the whole grid (cf. Fig. 4)</h2>\n\
                  <p>One value per (variant, setting) cell; quartiles by linear interpolation \
                  (type 7), whiskers at the last points within 1.5 IQR, circles are outliers.</p>\n";
-        for (a, svg) in &fig4 {
-            let rel = w.figure(format!("figures/fig4_box_{}.svg", slug(a)), svg)?;
-            body += &img(
-                &rel,
+        for (a, fig) in &fig4 {
+            body += &w.figure(
+                &format!("fig4_box_{}", slug(a)),
+                fig,
                 &format!("box-plot {a}"),
                 &format!(
                     "Accuracy after {} over all its settings, per variant kind.",
                     html_escape(a)
                 ),
-            );
+            )?;
         }
         let t = Table {
             title: "Box-plot statistics, accuracy after attack [%]".into(),
@@ -539,15 +588,22 @@ pub fn write_report(
     }
 
     // Table 3.
-    if let Some(svg) = &cam_svg {
+    if let Some(fig) = &cam_svg {
         body += "<h2 id=\"cam\">Class activation maps (cf. Table 3)</h2>\n";
-        let rel = w.figure("figures/table3_cam.svg".into(), svg)?;
-        body += &img(
-            &rel,
+        body += &w.figure(
+            "table3_cam",
+            fig,
             "CAM grid",
-            "CAM overlays (jet: blue = low, red = high); Q3 = third quartile of the 0-255 heat-map \
-             intensity over all pixels.",
-        );
+            &format!(
+                "{}CAM overlays (jet colour bar: blue = low, red = high, each map min-max \
+                 normalised to 0-255); Q3 = third quartile of the 0-255 heat-map intensity over \
+                 all pixels.",
+                extra
+                    .cam_note
+                    .as_deref()
+                    .map_or(String::new(), |n| format!("{} ", html_escape(n)))
+            ),
+        )?;
         let mut labels: Vec<String> = Vec::new();
         for (_, panels) in &cam {
             for p in panels {
@@ -658,6 +714,7 @@ pub fn write_report(
     Ok(ReportSummary {
         out_dir: out.to_path_buf(),
         figures: w.figures,
+        pngs: w.pngs,
         tables: w.tables,
         records: records.len(),
         cells: cells.len(),

@@ -57,6 +57,22 @@ pub fn encode_rgb(width: u32, height: u32, rgb: &[u8]) -> Vec<u8> {
     out
 }
 
+/// `png` with a `pHYs` chunk of `dpi` pixels per inch (as pixels per metre, unit 1) inserted
+/// right after IHDR (the specification puts pHYs before the first IDAT). Panics if `png` does not
+/// start with a signature and an IHDR chunk (an internal invariant: callers pass encoder output).
+pub fn set_png_dpi(png: &[u8], dpi: f32) -> Vec<u8> {
+    assert!(png.len() >= 33 && &png[12..16] == b"IHDR", "not a PNG");
+    let ppm = (f64::from(dpi) / 0.0254).round() as u32;
+    let mut phys = Vec::with_capacity(9);
+    phys.extend_from_slice(&ppm.to_be_bytes());
+    phys.extend_from_slice(&ppm.to_be_bytes());
+    phys.push(1); // unit: metre
+    let mut out = png[..33].to_vec();
+    chunk(&mut out, b"pHYs", &phys);
+    out.extend_from_slice(&png[33..]);
+    out
+}
+
 /// Standard base64 (RFC 4648, with padding).
 pub fn base64(bytes: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";

@@ -1,5 +1,6 @@
-//! Tables shaped like the paper's Tables 4-6, rendered as Markdown, CSV (RFC 4180 quoting) and
-//! HTML. Accuracies are printed in percent with two decimals, as in the paper.
+//! Tables shaped like the paper's Tables 4-6, rendered as Markdown, CSV (RFC 4180 quoting), LaTeX
+//! (`booktabs` rules: `\toprule`, `\midrule`, `\bottomrule`; text escaped for LaTeX's special
+//! characters) and HTML. Accuracies are printed in percent with two decimals, as in the paper.
 //!
 //! - Table 4 (FGSM): one row per variant, clean accuracy, then one column per eps.
 //! - Table 5 (PGD): one row per (variant, eps), one column per iteration count.
@@ -36,6 +37,33 @@ fn csv_cell(s: &str) -> String {
     } else {
         s.to_string()
     }
+}
+
+/// Escape text for LaTeX (text mode): the ten special characters `\ & % $ # _ { } ~ ^` and the
+/// `< > |` that the default OT1 font encoding would print as other glyphs.
+pub fn latex_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => o.push_str("\\textbackslash{}"),
+            '&' | '%' | '$' | '#' | '_' | '{' | '}' => {
+                o.push('\\');
+                o.push(c);
+            }
+            '~' => o.push_str("\\textasciitilde{}"),
+            '^' => o.push_str("\\textasciicircum{}"),
+            '<' => o.push_str("\\textless{}"),
+            '>' => o.push_str("\\textgreater{}"),
+            '|' => o.push_str("\\textbar{}"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// True for cells shown as numbers: numbers, "a/b" pairs of them, and "-" for "not run".
+fn numeric_cell(c: &str) -> bool {
+    c.split('/').all(|p| p == "-" || p.parse::<f64>().is_ok())
 }
 
 /// Escape text for HTML element content and attribute values.
@@ -84,6 +112,53 @@ impl Table {
         s
     }
 
+    /// A `table` float with a `booktabs` `tabular`: columns whose cells are all numeric are
+    /// right-aligned, others left-aligned; `label` becomes `\label{tab:<label>}` (characters
+    /// other than ASCII letters, digits and ':' as '-').
+    pub fn to_latex(&self, label: &str) -> String {
+        let align: String = (0..self.header.len())
+            .map(|j| {
+                let numeric = !self.rows.is_empty()
+                    && self
+                        .rows
+                        .iter()
+                        .all(|r| r.get(j).is_some_and(|c| numeric_cell(c)));
+                if numeric {
+                    'r'
+                } else {
+                    'l'
+                }
+            })
+            .collect();
+        let line = |cells: &[String]| {
+            format!(
+                "{} \\\\\n",
+                cells
+                    .iter()
+                    .map(|c| latex_escape(c))
+                    .collect::<Vec<_>>()
+                    .join(" & ")
+            )
+        };
+        let mut s = format!(
+            "% Needs \\usepackage{{booktabs}}.\n\\begin{{table}}[t]\n\\centering\n\\caption{{{}}}\n\
+             \\label{{tab:{}}}\n\\begin{{tabular}}{{{align}}}\n\\toprule\n",
+            latex_escape(&self.title),
+            // Labels are keys, not text: keep letters, digits, '-' and ':' only.
+            label
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() || c == ':' { c } else { '-' })
+                .collect::<String>()
+        );
+        s += &line(&self.header);
+        s += "\\midrule\n";
+        for r in &self.rows {
+            s += &line(r);
+        }
+        s += "\\bottomrule\n\\end{tabular}\n\\end{table}\n";
+        s
+    }
+
     pub fn to_html(&self, id: &str) -> String {
         let mut s = format!(
             "<table id=\"{}\">\n<caption>{}</caption>\n<thead><tr>",
@@ -98,8 +173,11 @@ impl Table {
             s += "<tr>";
             for c in r {
                 // Numbers (and "a/b" pairs, "-") align right.
-                let numeric = c.split('/').all(|p| p == "-" || p.parse::<f64>().is_ok());
-                let class = if numeric { " class=\"num\"" } else { "" };
+                let class = if numeric_cell(c) {
+                    " class=\"num\""
+                } else {
+                    ""
+                };
                 s += &format!("<td{class}>{}</td>", html_escape(c));
             }
             s += "</tr>\n";

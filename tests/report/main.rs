@@ -5,5 +5,6 @@ mod report_support;
 
 mod report_browser;
 mod report_cam;
+mod report_figures;
 mod report_html;
 mod report_metrics;

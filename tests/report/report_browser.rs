@@ -1,9 +1,10 @@
 //! Render the report's index.html in headless Chromium (Debian package `chromium`) and check that
-//! every figure loads (`naturalWidth > 0`) and the tables are present.
+//! every figure loads (`naturalWidth > 0`), every linked PNG figure loads as an image, and the
+//! tables are present.
 //!
 //! Method: a copy of index.html next to it (same relative links) gets a small script that, after
-//! the load event, writes its findings into the DOM; `--dump-dom` prints the DOM. A deliberately
-//! broken control image checks that the probe can see failures at all.
+//! the load event, writes its findings into the DOM; `--dump-dom` prints the DOM. Deliberately
+//! broken control images (SVG and PNG) check that the probe can see failures at all.
 //!
 //! Without chromium the test prints a skip notice and passes, unless the environment variable
 //! `CI` is set, where a missing browser is a failure. Set `REPORT_KEEP_DIR` to keep the rendered
@@ -18,6 +19,7 @@ use breakingbed::report::{write_report, ReportInputs};
 use report_support::*;
 
 const PROBE: &str = r#"<img id="bbed-control" src="figures/__missing__.svg" alt="control">
+<a id="bbed-control-png" href="figures/__missing__.png">control</a>
 <script>
 window.addEventListener('load', function () {
   var ok = 0, broken = [], control = 'unknown';
@@ -28,12 +30,32 @@ window.addEventListener('load', function () {
     if (el.id === 'bbed-control') { control = loaded ? 'loaded' : 'broken'; return; }
     if (loaded) { ok += 1; } else { broken.push(el.getAttribute('src') || el.getAttribute('data')); }
   });
-  var out = document.createElement('pre');
-  out.id = 'bbed-result';
-  out.textContent = 'RESULT ok=' + ok + ' broken=' + broken.length + ' control=' + control +
-    ' tables=' + document.querySelectorAll('table').length + ' rows=' +
-    document.querySelectorAll('table tbody tr').length + ' missing=[' + broken.join(' ') + '] END';
-  document.body.appendChild(out);
+  // Every linked PNG (and the control) loaded as an image after the page.
+  var pngs = [];
+  document.querySelectorAll('a[href$=".png"]').forEach(function (a) {
+    var h = a.getAttribute('href');
+    if (pngs.indexOf(h) < 0) { pngs.push(h); }
+  });
+  Promise.all(pngs.map(function (src) {
+    return new Promise(function (done) {
+      var im = new Image();
+      im.onload = function () { done(im.naturalWidth > 0 ? '' : src); };
+      im.onerror = function () { done(src); };
+      im.src = src;
+    });
+  })).then(function (bad) {
+    var pngControl = bad[pngs.indexOf('figures/__missing__.png')] ? 'broken' : 'loaded';
+    bad = bad.filter(function (b) { return b && b !== 'figures/__missing__.png'; });
+    var out = document.createElement('pre');
+    out.id = 'bbed-result';
+    out.textContent = 'RESULT ok=' + ok + ' broken=' + broken.length + ' control=' + control +
+      ' png_ok=' + (pngs.length - 1 - bad.length) + ' png_broken=' + bad.length +
+      ' png_control=' + pngControl +
+      ' tables=' + document.querySelectorAll('table').length + ' rows=' +
+      document.querySelectorAll('table tbody tr').length + ' missing=[' + broken.concat(bad).join(' ') +
+      '] END';
+    document.body.appendChild(out);
+  });
 });
 </script>
 "#;
@@ -149,6 +171,18 @@ fn report_renders_in_headless_chromium() {
         "the probe cannot see a broken image"
     );
     assert_eq!(field(result, "broken"), "0", "{result}");
+    assert_eq!(
+        field(result, "png_control"),
+        "broken",
+        "the probe cannot see a broken PNG"
+    );
+    assert_eq!(field(result, "png_broken"), "0", "{result}");
+    assert_eq!(
+        field(result, "png_ok"),
+        summary.pngs.len().to_string(),
+        "{result}"
+    );
+    assert_eq!(summary.pngs.len(), summary.figures.len());
     assert_eq!(
         field(result, "ok"),
         summary.figures.len().to_string(),

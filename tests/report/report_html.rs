@@ -64,6 +64,40 @@ fn full_report_figures_are_valid_svg_and_linked() {
         );
         assert!(html.contains(&format!("src=\"{f}\"")), "{f} not referenced");
     }
+    // Each figure also as PNG at 300 dpi of its CSS-pixel width (skipped without figure fonts
+    // only outside CI; write_report itself refuses to run without them).
+    assert_eq!(summary.pngs.len(), summary.figures.len());
+    for (svg_rel, png_rel) in summary.figures.iter().zip(&summary.pngs) {
+        assert_eq!(
+            png_rel,
+            &svg_rel.replace("figures/", "png/").replace(".svg", ".png")
+        );
+        let svg = std::fs::read_to_string(out.join(svg_rel)).unwrap();
+        let w: f64 = svg
+            .split("width=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let img = image::open(out.join(png_rel)).unwrap();
+        assert_eq!(img.width(), (w * 300.0 / 96.0).round() as u32, "{png_rel}");
+        assert!(
+            html.contains(&format!("href=\"{png_rel}\"")),
+            "{png_rel} not linked"
+        );
+    }
+    // Tables as Markdown, CSV and LaTeX.
+    assert_eq!(summary.tables.len() % 3, 0);
+    for t in summary.tables.iter().filter(|t| t.ends_with(".tex")) {
+        let tex = std::fs::read_to_string(out.join(t)).unwrap();
+        assert!(
+            tex.contains("\\toprule") && tex.contains("\\bottomrule"),
+            "{t}"
+        );
+    }
     for t in &summary.tables {
         assert!(out.join(t).is_file(), "{t}");
         assert!(html.contains(&format!("href=\"{t}\"")), "{t} not linked");
@@ -88,13 +122,14 @@ fn full_report_figures_are_valid_svg_and_linked() {
     ] {
         assert!(html.contains(&format!("<table id=\"{id}\"")), "{id}");
     }
-    // CAM grid: 2 variants x 3 panels, each an embedded PNG (base64 of the PNG signature).
+    // CAM grid: 2 variants x 3 panels, each an embedded PNG (base64 of the PNG signature), plus
+    // the colour bar (also an embedded PNG).
     let cam = std::fs::read_to_string(out.join("figures/table3_cam.svg")).unwrap();
-    assert_eq!(cam.matches("<image ").count(), 6);
+    assert_eq!(cam.matches("<image ").count(), 6 + 1);
     assert_eq!(
         cam.matches("href=\"data:image/png;base64,iVBORw0KGgo")
             .count(),
-        6
+        6 + 1
     );
     // The settings note is shown escaped.
     assert!(html.contains("20 images &lt;test &amp; check&gt;"));
@@ -246,7 +281,7 @@ fn pgd_figure_shows_the_long_runs_with_breaking_line() {
     assert_eq!(fig2.len(), 2);
     let svg = std::fs::read_to_string(dir.path().join(fig2[0])).unwrap();
     assert!(
-        svg.contains("i=100") && svg.contains("BL (10%)"),
+        svg.contains("i=100") && svg.contains("breaking line 10%"),
         "title and breaking line"
     );
     for v in ["resnet20-vanilla", "resnet20-xnor", "resnet20-kd-kl"] {
@@ -262,7 +297,7 @@ fn pgd_figure_shows_the_long_runs_with_breaking_line() {
     let f = s.figures.iter().find(|f| f.contains("fig2")).unwrap();
     assert!(std::fs::read_to_string(dir2.path().join(f))
         .unwrap()
-        .contains("BL (5%)"));
+        .contains("breaking line 5%"));
 }
 
 #[test]
