@@ -13,6 +13,15 @@
 //! 1,869 / 2,014, b128 1,875 / 1,896; XNOR b1 22,237 / 22,301 (11.90x / 11.07x), b128 21,614
 //! / 21,808 (11.53x / 11.51x); onnxruntime b128 2,356. 2 threads, b128: float 3,488, XNOR
 //! 37,945 (10.88x), onnxruntime 4,553.
+//!
+//! Portable build (no `target-cpu=native`; kernels chosen at run time, `engine::cpu`), A/B
+//! against the native build of the previous commit, same machine, interleaved, 2026-12-06 at
+//! load 3.1-3.6 (other builds running), images/s, median of 3 (range): 1 thread, before / after:
+//! float b1 1,742 (1,575-1,772) / 1,658 (1,194-1,733); b128 1,526 (1,209-1,605) / 1,592
+//! (1,516-1,778); XNOR b1 19,241 (18,753-20,926) / 19,782 (14,362-20,521); b128 16,622
+//! (13,055-18,149) / 15,187 (14,372-17,673); XNOR/float b1 11.0x / 11.9x, b128 10.9x / 9.5x.
+//! 2 threads, one run each: float b128 1,880 / 1,880, XNOR b128 25,738 / 20,643. The
+//! differences are within the run-to-run spread of this shared machine.
 
 use breakingbed::engine::classifier::{BinaryEngine, FloatEngine};
 use breakingbed::engine::exec::Net;

@@ -18,6 +18,9 @@
 //!   `bbed` rejects any other value (or a level the CPU lacks) at start-up with an input
 //!   error ([`check_env`]); the library, asked lazily, warns once on stderr and uses the best
 //!   level.
+//! - Element-wise loops that only the compiler vectorises (epilogue sweeps, im2col) get
+//!   per-level clones of one `#[inline(always)]` body (`vectorized!`, [`vector_level`]), so
+//!   without `target-cpu=native` they still run as AVX-512 where the CPU has it.
 //! - Every level computes the same bits: kernel tests run each level explicitly against a
 //!   reference ([`test_levels`]), and an end-to-end test compares `bbed` logits under
 //!   `BBED_ISA=portable` and native.
@@ -240,6 +243,54 @@ pub fn allows(need: Features) -> bool {
     isa().allows(need)
 }
 
+/// The level whose clone of element-wise code runs at `isa` ([`vectorized!`]): `Avx512` if the
+/// CPU has all of x86-64-v4's features, `Avx2` if all of v3's, else `Portable`.
+pub(crate) fn vector_level(isa: Isa) -> Isa {
+    if isa.allows(V4) {
+        Isa::Avx512
+    } else if isa.allows(V3) {
+        Isa::Avx2
+    } else {
+        Isa::Portable
+    }
+}
+
+/// Per-ISA clones of element-wise code. `vectorized!(fn name(args) -> R = body;)` defines
+/// `name(isa: Isa, args) -> R`, which calls the `#[inline(always)]` function `body(args)`
+/// from a copy compiled for [`vector_level`]`(isa)`: `#[target_feature]` x86-64-v4 (AVX-512),
+/// v3 (AVX2) or the baseline, so the loops `body` inlines are auto-vectorised for that level.
+/// Only the instructions differ, never the operations (Rust neither reassociates nor contracts
+/// float arithmetic, and FMA is used only by explicit `mul_add`), so every level gives the same
+/// bits. Generic code writes the same three clones by hand (see `ops::epilogue`).
+macro_rules! vectorized {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:path;) => {
+        $(#[$m])*
+        $vis fn $name(isa: $crate::engine::cpu::Isa, $($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi2,popcnt")]
+                fn v4($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma,bmi2,popcnt")]
+                fn v3($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                match $crate::engine::cpu::vector_level(isa) {
+                    // SAFETY: the CPU has every feature of x86-64-v4 (`vector_level`).
+                    $crate::engine::cpu::Isa::Avx512 => return unsafe { v4($($arg),*) },
+                    // SAFETY: the CPU has every feature of x86-64-v3 (`vector_level`).
+                    $crate::engine::cpu::Isa::Avx2 => return unsafe { v3($($arg),*) },
+                    $crate::engine::cpu::Isa::Portable => {}
+                }
+            }
+            let _ = isa;
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use vectorized;
+
 /// The levels a kernel test runs explicitly, lowest first: every level this CPU has. A level
 /// (or an AVX-512 feature a kernel uses) the CPU lacks prints a skip notice, and fails the test
 /// under `CI` (CI machines have AVX-512, so no path may go untested there).
@@ -294,6 +345,47 @@ mod tests {
         // A level never allows what the CPU lacks.
         for l in Isa::available() {
             assert!(!l.allows(ALL) || detected().contains(ALL));
+        }
+    }
+
+    #[inline(always)]
+    fn clone_body(x: &[f32], r: &[f32], out: &mut [f32]) {
+        for ((o, &v), &r) in out.iter_mut().zip(x).zip(r) {
+            *o = (1.7 * (v + 0.25) - 0.5 + r).max(0.0) + (v * r).clamp(-1.0, 1.0);
+        }
+    }
+
+    vectorized!(fn clone_at(x: &[f32], r: &[f32], out: &mut [f32]) = clone_body;);
+
+    /// The element-wise loop the clones exist for (signed zeros, NaN, ReLU's `max`, clamp),
+    /// at every level, against the same expressions evaluated one element at a time.
+    #[test]
+    fn vectorized_clones_give_the_same_bits() {
+        let x: Vec<f32> = (0..1031)
+            .map(|i| match i % 7 {
+                0 => -0.0,
+                1 => 0.0,
+                2 => f32::NAN,
+                3 => -0.25,
+                _ => ((i * 37 % 101) as f32 - 50.0) / 17.0,
+            })
+            .collect();
+        let r: Vec<f32> = x.iter().rev().map(|v| -v).collect();
+        let want: Vec<u32> = x
+            .iter()
+            .zip(&r)
+            .map(|(&v, &r)| {
+                let (v, r) = (std::hint::black_box(v), std::hint::black_box(r));
+                let a = std::hint::black_box((1.7 * (v + 0.25) - 0.5 + r).max(0.0));
+                (a + (v * r).clamp(-1.0, 1.0)).to_bits()
+            })
+            .collect();
+        for isa in test_levels() {
+            assert_eq!(vector_level(isa), isa, "the CPU has every level's base");
+            let mut out = vec![0.0f32; x.len()];
+            clone_at(isa, &x, &r, &mut out);
+            let got: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+            assert_eq!(got, want, "{isa:?}");
         }
     }
 

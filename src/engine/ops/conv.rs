@@ -114,8 +114,36 @@ fn im2col_at(g: &ConvGeom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
 
 /// The columns of output rows `[r0, r1)` only (`(r1 - r0) * WO` columns from `off`): the
 /// forward pass unfolds large feature maps a few rows at a time so the column block stays in
-/// cache between the copy and the GEMM.
+/// cache between the copy and the GEMM. Vectorised for the process's level (see
+/// [`im2col_rows_at`]).
 fn im2col_rows(
+    g: &ConvGeom,
+    x: &[f32],
+    col: &mut [f32],
+    ld: usize,
+    off: usize,
+    r0: usize,
+    r1: usize,
+) {
+    im2col_rows_at(crate::engine::cpu::isa(), g, x, col, ld, off, r0, r1)
+}
+
+crate::engine::cpu::vectorized!(
+    /// [`im2col_rows`] compiled for the vector level of `isa`.
+    #[allow(clippy::too_many_arguments)]
+    fn im2col_rows_at(
+        g: &ConvGeom,
+        x: &[f32],
+        col: &mut [f32],
+        ld: usize,
+        off: usize,
+        r0: usize,
+        r1: usize,
+    ) = im2col_rows_body;
+);
+
+#[inline(always)]
+fn im2col_rows_body(
     g: &ConvGeom,
     x: &[f32],
     col: &mut [f32],
@@ -149,6 +177,7 @@ fn im2col_rows(
 /// fixed offset, so a whole plane is a single contiguous copy; the entries that wrapped
 /// around a row edge are then zeroed. This replaces `HO` short copies per kernel tap.
 /// `dst` holds output rows `[r0, r1)`.
+#[inline(always)]
 fn shifted_copy(
     g: &ConvGeom,
     plane: &[f32],
@@ -202,6 +231,7 @@ fn shifted_range(
 }
 
 /// General stride: row by row (`dst` holds output rows `[r0, r1)`).
+#[inline(always)]
 fn strided_copy(
     g: &ConvGeom,
     plane: &[f32],

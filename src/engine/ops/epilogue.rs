@@ -480,10 +480,63 @@ impl Lane for &[f32] {
     }
 }
 
-/// `dst[k] = act(bn(to(src[k], k) + bias) + residual[k])` for the steps present. One
-/// monomorphised loop per combination: a branch per element cost more than the arithmetic.
+/// `dst[k] = act(bn(to(src[k], k) + bias) + residual[k])` for the steps present, vectorised
+/// for the process's level (the clones of `cpu::vectorized!`).
 #[inline(always)]
 fn run<T: Copy, L: Lane>(
+    dst: &mut [MaybeUninit<f32>],
+    src: &[T],
+    to: impl Fn(T, usize) -> f32,
+    bias: Option<L>,
+    bn: Option<(L, L)>,
+    residual: Option<&[f32]>,
+    a: Activation,
+) {
+    #[cfg(target_arch = "x86_64")]
+    match cpu::vector_level(cpu::isa()) {
+        // SAFETY: the CPU has every feature of x86-64-v4 (`vector_level`).
+        Isa::Avx512 => return unsafe { run_v4(dst, src, to, bias, bn, residual, a) },
+        // SAFETY: the CPU has every feature of x86-64-v3 (`vector_level`).
+        Isa::Avx2 => return unsafe { run_v3(dst, src, to, bias, bn, residual, a) },
+        Isa::Portable => {}
+    }
+    run_body(dst, src, to, bias, bn, residual, a)
+}
+
+/// [`run_body`] for x86-64-v4 (the clones of `cpu::vectorized!`, by hand: generic).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,bmi2,popcnt")]
+fn run_v4<T: Copy, L: Lane>(
+    dst: &mut [MaybeUninit<f32>],
+    src: &[T],
+    to: impl Fn(T, usize) -> f32,
+    bias: Option<L>,
+    bn: Option<(L, L)>,
+    residual: Option<&[f32]>,
+    a: Activation,
+) {
+    run_body(dst, src, to, bias, bn, residual, a)
+}
+
+/// [`run_body`] for x86-64-v3.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,bmi2,popcnt")]
+fn run_v3<T: Copy, L: Lane>(
+    dst: &mut [MaybeUninit<f32>],
+    src: &[T],
+    to: impl Fn(T, usize) -> f32,
+    bias: Option<L>,
+    bn: Option<(L, L)>,
+    residual: Option<&[f32]>,
+    a: Activation,
+) {
+    run_body(dst, src, to, bias, bn, residual, a)
+}
+
+/// [`run`]'s loops: one monomorphised loop per combination of steps (a branch per element
+/// cost more than the arithmetic).
+#[inline(always)]
+fn run_body<T: Copy, L: Lane>(
     dst: &mut [MaybeUninit<f32>],
     src: &[T],
     to: impl Fn(T, usize) -> f32,
