@@ -14,6 +14,7 @@ use std::mem::MaybeUninit;
 
 use ndarray::Array4;
 
+use super::cpu::{self, Features, Isa};
 use super::ops;
 use crate::{Error, Result};
 
@@ -47,11 +48,16 @@ const BITS_ONLY: &str = "sign bits go only to the binary conv the inference plan
 /// ResNet20 inference). Whole 16 x 16 blocks go through registers on AVX-512; the rest (and
 /// every block elsewhere) through 8 x 8 tiles read and written in short contiguous runs.
 pub(crate) fn transpose_images(src: &[f32], n: usize, a: usize, b: usize) -> Vec<f32> {
+    transpose_images_with(cpu::isa(), src, n, a, b)
+}
+
+/// [`transpose_images`] at level `isa`.
+fn transpose_images_with(isa: Isa, src: &[f32], n: usize, a: usize, b: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(n * a * b);
     if a * b > 0 {
         let dst = &mut out.spare_capacity_mut()[..n * a * b];
         for (img, dst) in src.chunks_exact(a * b).zip(dst.chunks_exact_mut(a * b)) {
-            transpose_into(img, a, b, dst);
+            transpose_into_with(isa, img, a, b, dst);
         }
     }
     // SAFETY: every image's transpose wrote all `a * b` of its elements.
@@ -62,11 +68,13 @@ pub(crate) fn transpose_images(src: &[f32], n: usize, a: usize, b: usize) -> Vec
 /// One `[A, B]` -> `[B, A]` transpose (`img` and `dst` both `a * b` long); writes every
 /// element of `dst`, which need not be initialised.
 pub(crate) fn transpose_into(img: &[f32], a: usize, b: usize, dst: &mut [MaybeUninit<f32>]) {
+    transpose_into_with(cpu::isa(), img, a, b, dst)
+}
+
+/// [`transpose_into`] at level `isa`.
+fn transpose_into_with(isa: Isa, img: &[f32], a: usize, b: usize, dst: &mut [MaybeUninit<f32>]) {
     assert!(img.len() == a * b && dst.len() == a * b);
-    #[cfg(target_arch = "x86_64")]
-    let fast = std::arch::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    let fast = false;
+    let fast = cfg!(target_arch = "x86_64") && isa.allows(Features::AVX512F);
     let (a16, b16) = if fast {
         (a / 16 * 16, b / 16 * 16)
     } else {
@@ -76,7 +84,7 @@ pub(crate) fn transpose_into(img: &[f32], a: usize, b: usize, dst: &mut [MaybeUn
     if fast {
         for i0 in (0..a16).step_by(16) {
             for j0 in (0..b16).step_by(16) {
-                // SAFETY: AVX-512F was detected; the block's 16 source rows
+                // SAFETY: the level allows AVX-512F (the CPU has it); the block's 16 source rows
                 // `img[(i0 + k) * b + j0..][..16]` and destination rows
                 // `dst[(j0 + k) * a + i0..][..16]` lie inside the image (i0 + 16 <= a,
                 // j0 + 16 <= b).
@@ -115,6 +123,10 @@ fn transpose_tiles(
 
 /// One 16 x 16 block: `dst[(j0 + k) * ld_dst + i0 + l] = src[(i0 + l) * ld_src + j0 + k]`,
 /// through registers (interleave 32-bit, then 64-bit pairs, then 128- and 256-bit lanes).
+///
+/// # Safety
+/// The CPU has AVX-512F, and the 16 rows `src[(i0 + l) * ld_src + j0..][..16]` and
+/// `dst[(j0 + k) * ld_dst + i0..][..16]` (`k`, `l < 16`) lie inside the slices.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn transpose16_avx512(
@@ -128,7 +140,8 @@ unsafe fn transpose16_avx512(
     use std::arch::x86_64::*;
     let mut r = [_mm512_setzero_ps(); 16];
     for (k, v) in r.iter_mut().enumerate() {
-        *v = _mm512_loadu_ps(src.as_ptr().add((i0 + k) * ld_src + j0));
+        // SAFETY: source row `i0 + k`, 16 floats from `j0` (the contract).
+        *v = unsafe { _mm512_loadu_ps(src.as_ptr().add((i0 + k) * ld_src + j0)) };
     }
     let mut t = [_mm512_setzero_ps(); 16];
     for k in 0..8 {
@@ -156,7 +169,8 @@ unsafe fn transpose16_avx512(
         r[k + 8] = _mm512_shuffle_f32x4::<0xdd>(t[k], t[k + 8]);
     }
     for (k, v) in r.iter().enumerate() {
-        _mm512_storeu_ps(dst.as_mut_ptr().add((j0 + k) * ld_dst + i0) as *mut f32, *v);
+        // SAFETY: destination row `j0 + k`, 16 floats from `i0` (the contract).
+        unsafe { _mm512_storeu_ps(dst.as_mut_ptr().add((j0 + k) * ld_dst + i0) as *mut f32, *v) };
     }
 }
 
@@ -294,7 +308,8 @@ mod tests {
         Array4::from_shape_simple_fn(dim, || rng.gen_range(-2.0..2.0))
     }
 
-    /// Both transposes equal the definition, on sizes with and without whole 16 x 16 blocks.
+    /// Both transposes equal the definition at every level, on sizes with and without whole
+    /// 16 x 16 blocks.
     #[test]
     fn transposes_equal_the_definition() {
         for (n, a, b) in [
@@ -305,16 +320,18 @@ mod tests {
             (1, 64, 16),
         ] {
             let src: Vec<f32> = (0..n * a * b).map(|v| v as f32).collect();
-            let got = transpose_images(&src, n, a, b);
-            for img in 0..n {
-                for i in 0..a {
-                    for j in 0..b {
-                        let want = src[img * a * b + i * b + j];
-                        assert_eq!(
-                            got[img * a * b + j * a + i],
-                            want,
-                            "{n}x{a}x{b} ({img},{i},{j})"
-                        );
+            for isa in cpu::test_levels() {
+                let got = transpose_images_with(isa, &src, n, a, b);
+                for img in 0..n {
+                    for i in 0..a {
+                        for j in 0..b {
+                            let want = src[img * a * b + i * b + j];
+                            assert_eq!(
+                                got[img * a * b + j * a + i],
+                                want,
+                                "{isa:?} {n}x{a}x{b} ({img},{i},{j})"
+                            );
+                        }
                     }
                 }
             }

@@ -3,6 +3,7 @@
 
 pub mod binary;
 pub mod classifier;
+pub mod cpu;
 pub mod exec;
 mod fmap;
 pub mod ops;

@@ -81,72 +81,82 @@ fn gemm_body(a: &[u64], panels: &Panels, counts: &mut [u32]) {
     }
 }
 
+/// [`gemm_body`] with `count_ones` as one instruction.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]
-unsafe fn gemm_popcnt(a: &[u64], panels: &Panels, counts: &mut [u32]) {
+fn gemm_popcnt(a: &[u64], panels: &Panels, counts: &mut [u32]) {
     gemm_body(a, panels, counts)
 }
 
+/// [`gemm_body`] on AVX-512: one panel (8 outputs) per vector, four panels per pass.
+/// Reads rows of `a` and panel data only within their lengths; panics unless `counts` holds
+/// every row's `padded_outputs` counts.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-unsafe fn gemm_avx512(a: &[u64], panels: &Panels, counts: &mut [u32]) {
+fn gemm_avx512(a: &[u64], panels: &Panels, counts: &mut [u32]) {
     use std::arch::x86_64::*;
     let rw = panels.row_words;
     let ld = panels.padded_outputs();
     let np = panels.npanels;
     let rows = a.len() / rw;
-    assert!(counts.len() >= rows * ld);
+    assert!(counts.len() >= rows * ld && panels.data.len() == np * rw * PANEL);
     let wbase = panels.data.as_ptr();
     let panel_len = rw * PANEL;
     for r in 0..rows {
-        let x = a.as_ptr().add(r * rw);
-        let out = counts.as_mut_ptr().add(r * ld);
-        let mut p = 0;
-        // Four panels (32 outputs) per pass: one broadcast feeds four XOR+popcount+add chains.
-        while p + 4 <= np {
-            let w0 = wbase.add(p * panel_len);
-            let (w1, w2, w3) = (
-                w0.add(panel_len),
-                w0.add(2 * panel_len),
-                w0.add(3 * panel_len),
-            );
-            let mut c0 = _mm512_setzero_si512();
-            let mut c1 = _mm512_setzero_si512();
-            let mut c2 = _mm512_setzero_si512();
-            let mut c3 = _mm512_setzero_si512();
-            for k in 0..rw {
-                let xv = _mm512_set1_epi64(*x.add(k) as i64);
-                let o = k * PANEL;
-                let l0 = _mm512_loadu_si512(w0.add(o) as *const __m512i);
-                let l1 = _mm512_loadu_si512(w1.add(o) as *const __m512i);
-                let l2 = _mm512_loadu_si512(w2.add(o) as *const __m512i);
-                let l3 = _mm512_loadu_si512(w3.add(o) as *const __m512i);
-                c0 = _mm512_add_epi64(c0, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l0)));
-                c1 = _mm512_add_epi64(c1, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l1)));
-                c2 = _mm512_add_epi64(c2, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l2)));
-                c3 = _mm512_add_epi64(c3, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l3)));
-            }
-            for (j, c) in [c0, c1, c2, c3].into_iter().enumerate() {
-                _mm256_storeu_si256(
-                    out.add((p + j) * PANEL) as *mut __m256i,
-                    _mm512_cvtepi64_epi32(c),
+        // SAFETY: row `r < rows` of `a` is `a[r * rw..][..rw]` and of `counts`
+        // `counts[r * ld..][..ld]` (lengths asserted above); panel `p < np` is `panel_len`
+        // words from `p * panel_len` in the panel data, and each pass reads word `k < rw` of
+        // panels `p..p + 4 <= np` (or `p < np`) and writes their 8 counts each inside the row.
+        unsafe {
+            let x = a.as_ptr().add(r * rw);
+            let out = counts.as_mut_ptr().add(r * ld);
+            let mut p = 0;
+            // Four panels (32 outputs) per pass: one broadcast feeds four XOR+popcount+add chains.
+            while p + 4 <= np {
+                let w0 = wbase.add(p * panel_len);
+                let (w1, w2, w3) = (
+                    w0.add(panel_len),
+                    w0.add(2 * panel_len),
+                    w0.add(3 * panel_len),
                 );
+                let mut c0 = _mm512_setzero_si512();
+                let mut c1 = _mm512_setzero_si512();
+                let mut c2 = _mm512_setzero_si512();
+                let mut c3 = _mm512_setzero_si512();
+                for k in 0..rw {
+                    let xv = _mm512_set1_epi64(*x.add(k) as i64);
+                    let o = k * PANEL;
+                    let l0 = _mm512_loadu_si512(w0.add(o) as *const __m512i);
+                    let l1 = _mm512_loadu_si512(w1.add(o) as *const __m512i);
+                    let l2 = _mm512_loadu_si512(w2.add(o) as *const __m512i);
+                    let l3 = _mm512_loadu_si512(w3.add(o) as *const __m512i);
+                    c0 = _mm512_add_epi64(c0, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l0)));
+                    c1 = _mm512_add_epi64(c1, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l1)));
+                    c2 = _mm512_add_epi64(c2, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l2)));
+                    c3 = _mm512_add_epi64(c3, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l3)));
+                }
+                for (j, c) in [c0, c1, c2, c3].into_iter().enumerate() {
+                    _mm256_storeu_si256(
+                        out.add((p + j) * PANEL) as *mut __m256i,
+                        _mm512_cvtepi64_epi32(c),
+                    );
+                }
+                p += 4;
             }
-            p += 4;
-        }
-        while p < np {
-            let w0 = wbase.add(p * panel_len);
-            let mut c0 = _mm512_setzero_si512();
-            for k in 0..rw {
-                let xv = _mm512_set1_epi64(*x.add(k) as i64);
-                let l0 = _mm512_loadu_si512(w0.add(k * PANEL) as *const __m512i);
-                c0 = _mm512_add_epi64(c0, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l0)));
+            while p < np {
+                let w0 = wbase.add(p * panel_len);
+                let mut c0 = _mm512_setzero_si512();
+                for k in 0..rw {
+                    let xv = _mm512_set1_epi64(*x.add(k) as i64);
+                    let l0 = _mm512_loadu_si512(w0.add(k * PANEL) as *const __m512i);
+                    c0 = _mm512_add_epi64(c0, _mm512_popcnt_epi64(_mm512_xor_si512(xv, l0)));
+                }
+                _mm256_storeu_si256(
+                    out.add(p * PANEL) as *mut __m256i,
+                    _mm512_cvtepi64_epi32(c0),
+                );
+                p += 1;
             }
-            _mm256_storeu_si256(
-                out.add(p * PANEL) as *mut __m256i,
-                _mm512_cvtepi64_epi32(c0),
-            );
-            p += 1;
         }
     }
 }
@@ -154,7 +164,7 @@ unsafe fn gemm_avx512(a: &[u64], panels: &Panels, counts: &mut [u32]) {
 /// Fills `counts` (`[rows][padded_outputs]`) for the rows of `a` (`[rows][row_words]`).
 /// `path` must be available; callers check with [`PopcountPath::checked`].
 pub(crate) fn gemm(path: PopcountPath, a: &[u64], panels: &Panels, counts: &mut [u32]) {
-    debug_assert!(path.is_available());
+    assert!(path.is_available(), "{path:?} popcount on a CPU without it");
     debug_assert_eq!(a.len() % panels.row_words.max(1), 0);
     if panels.row_words == 0 {
         counts.fill(0);
@@ -163,11 +173,10 @@ pub(crate) fn gemm(path: PopcountPath, a: &[u64], panels: &Panels, counts: &mut 
     match path {
         PopcountPath::Portable => gemm_body(a, panels, counts),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the path was checked available (CPU has popcnt).
+        // SAFETY: the path is available (asserted): the CPU has popcnt.
         PopcountPath::Popcnt => unsafe { gemm_popcnt(a, panels, counts) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the path was checked available (CPU has avx512f + vpopcntdq); the kernel
-        // asserts `counts` is large enough and reads `a`/panel data only within their lengths.
+        // SAFETY: the path is available (asserted): the CPU has avx512f + vpopcntdq.
         PopcountPath::Avx512 => unsafe { gemm_avx512(a, panels, counts) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => gemm_body(a, panels, counts),
@@ -206,9 +215,13 @@ impl WindowRows<'_> {
     /// `r < rows`, `kk < row_words`, and [`WindowRows::check`] passed.
     #[inline(always)]
     unsafe fn word(&self, r: usize, kk: usize) -> u64 {
-        let at = self.base + r * self.step + *self.off.get_unchecked(kk);
-        let v = std::ptr::read_unaligned(self.frame.as_ptr().add(at) as *const u64);
-        u64::from_le(v) & *self.mask.get_unchecked(kk)
+        // SAFETY: `kk < row_words` indexes `off` and `mask` (both `row_words` long, checked),
+        // and `check` showed that word `kk` of every window `r < rows` lies in the frame.
+        unsafe {
+            let at = self.base + r * self.step + *self.off.get_unchecked(kk);
+            let v = std::ptr::read_unaligned(self.frame.as_ptr().add(at) as *const u64);
+            u64::from_le(v) & *self.mask.get_unchecked(kk)
+        }
     }
 }
 
@@ -237,15 +250,21 @@ fn dots_windows_body(x: &WindowRows, panels: &Panels, k: i32, out: &mut [i32], l
     }
 }
 
+/// [`dots_windows_body`] with `count_ones` as one instruction.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]
-unsafe fn dots_windows_popcnt(x: &WindowRows, panels: &Panels, k: i32, out: &mut [i32], ld: usize) {
+fn dots_windows_popcnt(x: &WindowRows, panels: &Panels, k: i32, out: &mut [i32], ld: usize) {
     dots_windows_body(x, panels, k, out, ld)
 }
 
 /// `R` windows from `r0` times `B` consecutive panels from `p0`: `R * B` accumulators stay
 /// in registers, each weight vector is loaded once per `R` windows and each input word
 /// broadcast once per `B` panels.
+///
+/// # Safety
+/// The CPU has avx512f + vpopcntdq; [`WindowRows::check`] passed for `panels.row_words`;
+/// `r0 + R <= x.rows`, `p0 + B <= panels.npanels`; `dst` points to an `i32` buffer holding
+/// `(x.rows - 1) * ld + panels.outputs` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
 #[inline]
@@ -259,40 +278,48 @@ unsafe fn dots_tile<const R: usize, const B: usize>(
     ld: usize,
 ) {
     use std::arch::x86_64::*;
-    let rw = panels.row_words;
-    let w = panels.data.as_ptr().add(p0 * rw * PANEL);
-    let mut acc = [[_mm512_setzero_si512(); B]; R];
-    for kk in 0..rw {
-        let mut wv = [_mm512_setzero_si512(); B];
-        for (j, v) in wv.iter_mut().enumerate() {
-            *v = _mm512_loadu_si512(w.add((j * rw + kk) * PANEL) as *const __m512i);
-        }
-        for (r, row) in acc.iter_mut().enumerate() {
-            let xv = _mm512_set1_epi64(x.word(r0 + r, kk) as i64);
-            for (a, &v) in row.iter_mut().zip(&wv) {
-                *a = _mm512_add_epi64(*a, _mm512_popcnt_epi64(_mm512_xor_si512(xv, v)));
+    // SAFETY: the contract above: panel words of panels `p0..p0 + B`, window words of windows
+    // `r0..r0 + R` (checked frame reads), outputs `< panels.outputs` of those windows in `dst`.
+    unsafe {
+        let rw = panels.row_words;
+        let w = panels.data.as_ptr().add(p0 * rw * PANEL);
+        let mut acc = [[_mm512_setzero_si512(); B]; R];
+        for kk in 0..rw {
+            let mut wv = [_mm512_setzero_si512(); B];
+            for (j, v) in wv.iter_mut().enumerate() {
+                *v = _mm512_loadu_si512(w.add((j * rw + kk) * PANEL) as *const __m512i);
+            }
+            for (r, row) in acc.iter_mut().enumerate() {
+                let xv = _mm512_set1_epi64(x.word(r0 + r, kk) as i64);
+                for (a, &v) in row.iter_mut().zip(&wv) {
+                    *a = _mm512_add_epi64(*a, _mm512_popcnt_epi64(_mm512_xor_si512(xv, v)));
+                }
             }
         }
-    }
-    let kv = _mm512_set1_epi64(k as i64);
-    for (r, row) in acc.iter().enumerate() {
-        for (j, a) in row.iter().enumerate() {
-            // K - 2*count, narrowed to i32 (|K| < 2^31 by construction of the layer).
-            let d = _mm512_cvtepi64_epi32(_mm512_sub_epi64(kv, _mm512_slli_epi64(*a, 1)));
-            let at = dst.add((r0 + r) * ld + (p0 + j) * PANEL);
-            let n = (panels.outputs - (p0 + j) * PANEL).min(PANEL);
-            if n == PANEL {
-                _mm256_storeu_si256(at as *mut __m256i, d);
-            } else {
-                let mut tmp = [0i32; PANEL];
-                _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, d);
-                std::ptr::copy_nonoverlapping(tmp.as_ptr(), at, n);
+        let kv = _mm512_set1_epi64(k as i64);
+        for (r, row) in acc.iter().enumerate() {
+            for (j, a) in row.iter().enumerate() {
+                // K - 2*count, narrowed to i32 (|K| < 2^31 by construction of the layer).
+                let d = _mm512_cvtepi64_epi32(_mm512_sub_epi64(kv, _mm512_slli_epi64(*a, 1)));
+                let at = dst.add((r0 + r) * ld + (p0 + j) * PANEL);
+                let n = (panels.outputs - (p0 + j) * PANEL).min(PANEL);
+                if n == PANEL {
+                    _mm256_storeu_si256(at as *mut __m256i, d);
+                } else {
+                    let mut tmp = [0i32; PANEL];
+                    _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, d);
+                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), at, n);
+                }
             }
         }
     }
 }
 
 /// All windows for the `B` panels from `p0`, `R` at a time, then one at a time.
+///
+/// # Safety
+/// As [`dots_tile`], for every window: `p0 + B <= panels.npanels` and `out` holds
+/// `(x.rows - 1) * ld + panels.outputs` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
 #[inline]
@@ -306,35 +333,45 @@ unsafe fn dots_panels<const R: usize, const B: usize>(
 ) {
     let mut r = 0;
     while r + R <= x.rows {
-        dots_tile::<R, B>(x, r, panels, p0, k, out.as_mut_ptr(), ld);
+        // SAFETY: windows r..r + R <= rows; the rest by this function's contract.
+        unsafe { dots_tile::<R, B>(x, r, panels, p0, k, out.as_mut_ptr(), ld) };
         r += R;
     }
     while r < x.rows {
-        dots_tile::<1, B>(x, r, panels, p0, k, out.as_mut_ptr(), ld);
+        // SAFETY: window r < rows; the rest by this function's contract.
+        unsafe { dots_tile::<1, B>(x, r, panels, p0, k, out.as_mut_ptr(), ld) };
         r += 1;
     }
 }
 
+/// [`dots_windows_body`] on AVX-512, in register tiles of windows x panels.
+///
+/// # Safety
+/// The CPU has avx512f + vpopcntdq, and the checks of [`dots_windows`] passed.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
 unsafe fn dots_windows_avx512(x: &WindowRows, panels: &Panels, k: i32, out: &mut [i32], ld: usize) {
     let np = panels.npanels;
-    // Panel blocks of up to 8 (64 outputs); windows per tile so that about 16
-    // accumulators are live.
-    let mut p = 0;
-    while p + 8 <= np {
-        dots_panels::<2, 8>(x, panels, p, k, out, ld);
-        p += 8;
-    }
-    match np - p {
-        0 => {}
-        1 => dots_panels::<8, 1>(x, panels, p, k, out, ld),
-        2 => dots_panels::<8, 2>(x, panels, p, k, out, ld),
-        3 => dots_panels::<5, 3>(x, panels, p, k, out, ld),
-        4 => dots_panels::<4, 4>(x, panels, p, k, out, ld),
-        5 => dots_panels::<3, 5>(x, panels, p, k, out, ld),
-        6 => dots_panels::<2, 6>(x, panels, p, k, out, ld),
-        _ => dots_panels::<2, 7>(x, panels, p, k, out, ld),
+    // SAFETY: every block of panels below ends at or before `np`; the rest is this function's
+    // contract.
+    unsafe {
+        // Panel blocks of up to 8 (64 outputs); windows per tile so that about 16
+        // accumulators are live.
+        let mut p = 0;
+        while p + 8 <= np {
+            dots_panels::<2, 8>(x, panels, p, k, out, ld);
+            p += 8;
+        }
+        match np - p {
+            0 => {}
+            1 => dots_panels::<8, 1>(x, panels, p, k, out, ld),
+            2 => dots_panels::<8, 2>(x, panels, p, k, out, ld),
+            3 => dots_panels::<5, 3>(x, panels, p, k, out, ld),
+            4 => dots_panels::<4, 4>(x, panels, p, k, out, ld),
+            5 => dots_panels::<3, 5>(x, panels, p, k, out, ld),
+            6 => dots_panels::<2, 6>(x, panels, p, k, out, ld),
+            _ => dots_panels::<2, 7>(x, panels, p, k, out, ld),
+        }
     }
 }
 
@@ -349,19 +386,18 @@ pub(crate) fn dots_windows(
     out: &mut [i32],
     ld: usize,
 ) {
-    debug_assert!(path.is_available());
+    assert!(path.is_available(), "{path:?} popcount on a CPU without it");
     x.check(panels.row_words);
     assert!(ld >= panels.outputs);
     assert!(x.rows == 0 || out.len() >= (x.rows - 1) * ld + panels.outputs);
     match path {
         PopcountPath::Portable => dots_windows_body(x, panels, k, out, ld),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the path was checked available (CPU has popcnt); reads checked above.
+        // SAFETY: the path is available (asserted): the CPU has popcnt.
         PopcountPath::Popcnt => unsafe { dots_windows_popcnt(x, panels, k, out, ld) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the path was checked available (avx512f + vpopcntdq); frame reads checked
-        // by `check`, `out` holds every window's outputs (asserted), panel reads stay within
-        // the panel data (`npanels * row_words * PANEL` words).
+        // SAFETY: the path is available (asserted): avx512f + vpopcntdq; frame reads checked
+        // by `check`, `out` holds every window's outputs (asserted).
         PopcountPath::Avx512 => unsafe { dots_windows_avx512(x, panels, k, out, ld) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => dots_windows_body(x, panels, k, out, ld),
@@ -395,9 +431,10 @@ fn gemm_cols_body(
     }
 }
 
+/// [`gemm_cols_body`] with `count_ones` as one instruction.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]
-unsafe fn gemm_cols_popcnt(
+fn gemm_cols_popcnt(
     a_t: &[u64],
     cols: usize,
     cols8: usize,
@@ -409,9 +446,11 @@ unsafe fn gemm_cols_popcnt(
     gemm_cols_body(a_t, cols, cols8, filters, rw, k, out)
 }
 
+/// [`gemm_cols_body`] on AVX-512: 8 pixels per vector, 32 per pass. Panics unless the
+/// buffers hold what [`gemm_cols`] states.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-unsafe fn gemm_cols_avx512(
+fn gemm_cols_avx512(
     a_t: &[u64],
     cols: usize,
     cols8: usize,
@@ -428,61 +467,67 @@ unsafe fn gemm_cols_avx512(
     let finish = |c: __m512i| _mm512_cvtepi64_epi32(_mm512_sub_epi64(kv, _mm512_slli_epi64(c, 1)));
     let a = a_t.as_ptr();
     for o in 0..outputs {
-        let w = filters.as_ptr().add(o * rw);
-        let dst = out.as_mut_ptr().add(o * cols);
-        let mut b = 0;
-        // 32 pixels per pass: one filter-word broadcast feeds four XOR+popcount+add chains.
-        while b + 32 <= cols {
-            let mut c0 = _mm512_setzero_si512();
-            let mut c1 = _mm512_setzero_si512();
-            let mut c2 = _mm512_setzero_si512();
-            let mut c3 = _mm512_setzero_si512();
-            for kk in 0..rw {
-                let wv = _mm512_set1_epi64(*w.add(kk) as i64);
-                let p = a.add(kk * cols8 + b) as *const __m512i;
-                c0 = _mm512_add_epi64(
-                    c0,
-                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p))),
-                );
-                c1 = _mm512_add_epi64(
-                    c1,
-                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(1)))),
-                );
-                c2 = _mm512_add_epi64(
-                    c2,
-                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(2)))),
-                );
-                c3 = _mm512_add_epi64(
-                    c3,
-                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(3)))),
-                );
+        // SAFETY: buffer sizes asserted above: filter `o < outputs` is `rw` words at `o * rw`,
+        // output row `o` is `cols` values at `o * cols`, and every vector load reads pixel
+        // columns `b..b + 8 <= cols8` of a row `kk < rw` of `a_t`; partial blocks store only
+        // `n` values.
+        unsafe {
+            let w = filters.as_ptr().add(o * rw);
+            let dst = out.as_mut_ptr().add(o * cols);
+            let mut b = 0;
+            // 32 pixels per pass: one filter-word broadcast feeds four XOR+popcount+add chains.
+            while b + 32 <= cols {
+                let mut c0 = _mm512_setzero_si512();
+                let mut c1 = _mm512_setzero_si512();
+                let mut c2 = _mm512_setzero_si512();
+                let mut c3 = _mm512_setzero_si512();
+                for kk in 0..rw {
+                    let wv = _mm512_set1_epi64(*w.add(kk) as i64);
+                    let p = a.add(kk * cols8 + b) as *const __m512i;
+                    c0 = _mm512_add_epi64(
+                        c0,
+                        _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p))),
+                    );
+                    c1 = _mm512_add_epi64(
+                        c1,
+                        _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(1)))),
+                    );
+                    c2 = _mm512_add_epi64(
+                        c2,
+                        _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(2)))),
+                    );
+                    c3 = _mm512_add_epi64(
+                        c3,
+                        _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p.add(3)))),
+                    );
+                }
+                for (j, c) in [c0, c1, c2, c3].into_iter().enumerate() {
+                    _mm256_storeu_si256(dst.add(b + 8 * j) as *mut __m256i, finish(c));
+                }
+                b += 32;
             }
-            for (j, c) in [c0, c1, c2, c3].into_iter().enumerate() {
-                _mm256_storeu_si256(dst.add(b + 8 * j) as *mut __m256i, finish(c));
+            while b < cols {
+                let mut c0 = _mm512_setzero_si512();
+                for kk in 0..rw {
+                    let wv = _mm512_set1_epi64(*w.add(kk) as i64);
+                    let p = a.add(kk * cols8 + b) as *const __m512i;
+                    c0 = _mm512_add_epi64(
+                        c0,
+                        _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p))),
+                    );
+                }
+                let r = finish(c0);
+                let n = (cols - b).min(8);
+                if n == 8 {
+                    _mm256_storeu_si256(dst.add(b) as *mut __m256i, r);
+                } else {
+                    // Partial block: the padded pixel columns are not outputs.
+                    let mut tmp = [0i32; 8];
+                    _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, r);
+                    std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst.add(b), n);
+                }
+                b += 8;
             }
-            b += 32;
-        }
-        while b < cols {
-            let mut c0 = _mm512_setzero_si512();
-            for kk in 0..rw {
-                let wv = _mm512_set1_epi64(*w.add(kk) as i64);
-                let p = a.add(kk * cols8 + b) as *const __m512i;
-                c0 = _mm512_add_epi64(
-                    c0,
-                    _mm512_popcnt_epi64(_mm512_xor_si512(wv, _mm512_loadu_si512(p))),
-                );
-            }
-            let r = finish(c0);
-            let n = (cols - b).min(8);
-            if n == 8 {
-                _mm256_storeu_si256(dst.add(b) as *mut __m256i, r);
-            } else {
-                // Partial block: the padded pixel columns are not outputs.
-                let mut tmp = [0i32; 8];
-                _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, r);
-                std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst.add(b), n);
-            }
-            b += 8;
         }
     }
 }
@@ -501,19 +546,18 @@ pub(crate) fn gemm_cols(
     k: i32,
     out: &mut [i32],
 ) {
-    debug_assert!(path.is_available());
+    assert!(path.is_available(), "{path:?} popcount on a CPU without it");
     assert!(row_words > 0 && cols8.is_multiple_of(8) && cols <= cols8);
     assert!(a_t.len() >= row_words * cols8 && out.len() >= filters.len() / row_words * cols);
     match path {
         PopcountPath::Portable => gemm_cols_body(a_t, cols, cols8, filters, row_words, k, out),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the path was checked available (CPU has popcnt).
+        // SAFETY: the path is available (asserted): the CPU has popcnt.
         PopcountPath::Popcnt => unsafe {
             gemm_cols_popcnt(a_t, cols, cols8, filters, row_words, k, out)
         },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the path was checked available (avx512f + vpopcntdq); buffer sizes are asserted
-        // above, and every vector load reads pixel columns < cols8 of a row of a_t.
+        // SAFETY: the path is available (asserted): the CPU has avx512f + vpopcntdq.
         PopcountPath::Avx512 => unsafe {
             gemm_cols_avx512(a_t, cols, cols8, filters, row_words, k, out)
         },

@@ -14,6 +14,7 @@
 //! NaN is an input error, never a silent +1.
 
 use super::pack::nan_error;
+use crate::engine::cpu::{self, Features, Isa};
 use crate::Result;
 
 /// Spare bytes after the last pixel (one `u64` of over-read).
@@ -44,19 +45,16 @@ pub(crate) fn pack_framed(
     image: usize,
     out: &mut [u8],
 ) -> Result<()> {
-    pack_framed_with(avx512(), x, dims, pad, image, out)
+    pack_framed_with(cpu::isa(), x, dims, pad, image, out)
 }
 
-fn avx512() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx512f");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
+/// The features of the AVX-512 row writers.
+const AVX512: Features = Features::AVX512F;
 
-/// [`pack_framed`] with the AVX-512 row packer (`fast`, must be available) or the portable one.
+/// [`pack_framed`] at level `isa`: the AVX-512 row packer where it allows it, else the
+/// portable one.
 fn pack_framed_with(
-    fast: bool,
+    isa: Isa,
     x: &[f32],
     (h, w, c): (usize, usize, usize),
     pad: usize,
@@ -65,6 +63,7 @@ fn pack_framed_with(
 ) -> Result<()> {
     assert!(supports(c) && x.len() == h * w * c && out.len() == framed_len(h, w, c, pad));
     out.fill(0);
+    let fast = isa.allows(AVX512);
     let mut nan = false;
     for y in 0..h {
         let at = row_start(y, w, c, pad);
@@ -72,7 +71,7 @@ fn pack_framed_with(
         let src = &x[y * w * c..(y + 1) * w * c];
         nan |= match fast {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: callers pass `fast` only when AVX-512F is available.
+            // SAFETY: `fast` means the CPU has AVX-512F.
             true => unsafe { pack_row_avx512(src, row) },
             _ => pack_row(src, row),
         };
@@ -102,14 +101,15 @@ fn pack_row(src: &[f32], dst: &mut [u8]) -> bool {
 /// [`pack_row`] sixteen floats per compare-to-mask.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pack_row_avx512(src: &[f32], dst: &mut [u8]) -> bool {
+fn pack_row_avx512(src: &[f32], dst: &mut [u8]) -> bool {
     use std::arch::x86_64::*;
     assert_eq!(src.len(), 8 * dst.len());
     let n16 = dst.len() / 2;
     let zero = _mm512_setzero_ps();
     let mut nan: __mmask16 = 0;
     for i in 0..n16 {
-        let v = _mm512_loadu_ps(src.as_ptr().add(16 * i));
+        // SAFETY: floats 16i..16i + 16 <= 8 * dst.len() = src.len().
+        let v = unsafe { _mm512_loadu_ps(src.as_ptr().add(16 * i)) };
         // Ordered less-than: false for NaN (reported below) and for -0.0 (sign(-0) = +1).
         let m = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero);
         nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
@@ -126,11 +126,16 @@ unsafe fn pack_row_avx512(src: &[f32], dst: &mut [u8]) -> bool {
 /// float values are never formed. `dst` is the row's pixels in the frame (`ow * C / 8`
 /// bytes); `sums` is pixel-major `[ow][C]`.
 pub(crate) fn write_interval_bits(sums: &[i32], lo: &[i32], hi: &[i32], dst: &mut [u8]) {
+    write_interval_bits_with(cpu::isa(), sums, lo, hi, dst)
+}
+
+/// [`write_interval_bits`] at level `isa`.
+fn write_interval_bits_with(isa: Isa, sums: &[i32], lo: &[i32], hi: &[i32], dst: &mut [u8]) {
     let c = lo.len();
     assert!(supports(c) && hi.len() == c && sums.len() == dst.len() * 8);
-    match avx512() {
+    match isa.allows(AVX512) {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX-512F was detected.
+        // SAFETY: the level allows AVX-512F, so the CPU has it.
         true if c.is_multiple_of(16) => unsafe { interval_bits_avx512(sums, lo, hi, dst) },
         _ => interval_bits(sums, lo, hi, dst),
     }
@@ -153,14 +158,20 @@ fn interval_bits(sums: &[i32], lo: &[i32], hi: &[i32], dst: &mut [u8]) {
 /// [`interval_bits`] sixteen channels per pair of compares (`C % 16 == 0`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn interval_bits_avx512(sums: &[i32], lo: &[i32], hi: &[i32], dst: &mut [u8]) {
+fn interval_bits_avx512(sums: &[i32], lo: &[i32], hi: &[i32], dst: &mut [u8]) {
     use std::arch::x86_64::*;
     let c = lo.len();
+    assert!(hi.len() == c && c.is_multiple_of(16));
     for (px, d) in sums.chunks_exact(c).zip(dst.chunks_exact_mut(c / 8)) {
         for g in 0..c / 16 {
-            let s = _mm512_loadu_si512(px.as_ptr().add(16 * g) as *const __m512i);
-            let l = _mm512_loadu_si512(lo.as_ptr().add(16 * g) as *const __m512i);
-            let h = _mm512_loadu_si512(hi.as_ptr().add(16 * g) as *const __m512i);
+            // SAFETY: channels 16g..16g + 16 <= c of `px`, `lo` and `hi` (each `c` long).
+            let (s, l, h) = unsafe {
+                (
+                    _mm512_loadu_si512(px.as_ptr().add(16 * g) as *const __m512i),
+                    _mm512_loadu_si512(lo.as_ptr().add(16 * g) as *const __m512i),
+                    _mm512_loadu_si512(hi.as_ptr().add(16 * g) as *const __m512i),
+                )
+            };
             let m = _mm512_cmpge_epi32_mask(s, l) & _mm512_cmple_epi32_mask(s, h);
             d[2 * g..2 * g + 2].copy_from_slice(&m.to_le_bytes());
         }
@@ -188,12 +199,9 @@ mod tests {
         assert_eq!(out, want);
     }
 
-    /// The AVX-512 row packer equals the portable one (signed zeros, infinities, odd tails).
+    /// Every level's row packer against the definition (signed zeros, infinities, odd tails).
     #[test]
     fn packers_agree() {
-        if !avx512() {
-            return;
-        }
         use rand::{Rng, SeedableRng};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
         for (h, w, c, pad) in [(3, 5, 8, 1), (4, 4, 16, 0), (2, 7, 24, 2), (5, 3, 64, 1)] {
@@ -205,19 +213,26 @@ mod tests {
                     _ => rng.gen_range(-1.0..1.0),
                 })
                 .collect();
-            let mut a = vec![1u8; framed_len(h, w, c, pad)];
-            let mut b = vec![2u8; framed_len(h, w, c, pad)];
-            pack_framed_with(false, &x, (h, w, c), pad, 0, &mut a).unwrap();
-            pack_framed_with(true, &x, (h, w, c), pad, 0, &mut b).unwrap();
-            assert_eq!(a, b, "{h}x{w}x{c} pad {pad}");
-            let mut bad = x.clone();
-            bad[h * w * c - 1] = f32::NAN;
-            let e = pack_framed_with(true, &bad, (h, w, c), pad, 3, &mut b).unwrap_err();
-            assert!(e.to_string().contains("NaN at [3, "), "{e}");
+            // The definition: bit c of pixel (y, x) iff the value is below zero.
+            let mut want = vec![0u8; framed_len(h, w, c, pad)];
+            for (i, &v) in x.iter().enumerate() {
+                let (px, ch) = (i / c, i % c);
+                let at = row_start(px / w, w, c, pad) + (px % w) * c / 8 + ch / 8;
+                want[at] |= u8::from(v < 0.0) << (ch % 8);
+            }
+            for isa in cpu::test_levels() {
+                let mut a = vec![1u8; framed_len(h, w, c, pad)];
+                pack_framed_with(isa, &x, (h, w, c), pad, 0, &mut a).unwrap();
+                assert_eq!(a, want, "{isa:?} {h}x{w}x{c} pad {pad}");
+                let mut bad = x.clone();
+                bad[h * w * c - 1] = f32::NAN;
+                let e = pack_framed_with(isa, &bad, (h, w, c), pad, 3, &mut a).unwrap_err();
+                assert!(e.to_string().contains("NaN at [3, "), "{isa:?} {e}");
+            }
         }
     }
 
-    /// Interval bits: the AVX-512 writer equals the portable one and the definition.
+    /// Interval bits: every level's writer against the definition.
     #[test]
     fn interval_bits_by_definition() {
         use rand::{Rng, SeedableRng};
@@ -227,16 +242,16 @@ mod tests {
             let sums: Vec<i32> = (0..px * c).map(|_| rng.gen_range(-20..20)).collect();
             let lo: Vec<i32> = (0..c).map(|_| rng.gen_range(-25..10)).collect();
             let hi: Vec<i32> = lo.iter().map(|&l| l + rng.gen_range(-3..30)).collect();
-            let mut a = vec![0xAAu8; px * c / 8];
-            write_interval_bits(&sums, &lo, &hi, &mut a);
-            let mut b = vec![0x55u8; px * c / 8];
-            interval_bits(&sums, &lo, &hi, &mut b);
-            assert_eq!(a, b, "c {c}");
-            for p in 0..px {
-                for o in 0..c {
-                    let s = sums[p * c + o];
-                    let bit = a[p * c / 8 + o / 8] >> (o % 8) & 1;
-                    assert_eq!(bit == 1, lo[o] <= s && s <= hi[o], "c {c} p {p} o {o}");
+            for isa in cpu::test_levels() {
+                let mut a = vec![0xAAu8; px * c / 8];
+                write_interval_bits_with(isa, &sums, &lo, &hi, &mut a);
+                for p in 0..px {
+                    for o in 0..c {
+                        let s = sums[p * c + o];
+                        let bit = a[p * c / 8 + o / 8] >> (o % 8) & 1;
+                        let want = lo[o] <= s && s <= hi[o];
+                        assert_eq!(bit == 1, want, "{isa:?} c {c} p {p} o {o}");
+                    }
                 }
             }
         }

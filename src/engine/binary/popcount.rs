@@ -8,12 +8,13 @@
 //! - [`PopcountPath::Avx512`]: AVX-512 VPOPCNTDQ (`_mm512_popcnt_epi64`), eight words per
 //!   instruction.
 //!
-//! [`PopcountPath::detect`] picks the fastest one the CPU has; every kernel has a `_with` variant
-//! taking a path so tests can force each one. Forcing a path the CPU lacks is an input error, never
-//! undefined behaviour.
+//! [`PopcountPath::detect`] picks the fastest one the process may run ([`crate::engine::cpu`]:
+//! the CPU and `BBED_ISA`); every kernel has a `_with` variant taking a path so tests can force
+//! each one. Forcing a path the CPU lacks is an input error, never undefined behaviour.
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::cpu::{self, Features, Isa};
 use crate::{Error, Result};
 
 /// Which popcount implementation a kernel uses.
@@ -32,20 +33,18 @@ impl PopcountPath {
         PopcountPath::Avx512,
     ];
 
-    /// Whether this CPU can run the path.
-    pub fn is_available(self) -> bool {
+    /// The features the path's kernels are compiled with (their `#[target_feature]` lists).
+    pub const fn needs(self) -> Features {
         match self {
-            PopcountPath::Portable => true,
-            #[cfg(target_arch = "x86_64")]
-            PopcountPath::Popcnt => std::arch::is_x86_feature_detected!("popcnt"),
-            #[cfg(target_arch = "x86_64")]
-            PopcountPath::Avx512 => {
-                std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
+            PopcountPath::Portable => Features::NONE,
+            PopcountPath::Popcnt => Features::POPCNT,
+            PopcountPath::Avx512 => Features::AVX512F.with(Features::AVX512VPOPCNTDQ),
         }
+    }
+
+    /// Whether this CPU can run the path (whatever `BBED_ISA` says).
+    pub fn is_available(self) -> bool {
+        Isa::Avx512.allows(self.needs())
     }
 
     /// The paths this CPU can run, slowest first.
@@ -53,9 +52,17 @@ impl PopcountPath {
         Self::ALL.into_iter().filter(|p| p.is_available()).collect()
     }
 
-    /// The fastest available path.
+    /// The fastest path allowed at level `isa` on this CPU.
+    pub fn for_isa(isa: Isa) -> PopcountPath {
+        Self::ALL
+            .into_iter()
+            .rfind(|p| isa.allows(p.needs()))
+            .unwrap_or(PopcountPath::Portable)
+    }
+
+    /// The fastest path this process may run ([`cpu::isa`]).
     pub fn detect() -> PopcountPath {
-        *Self::available().last().unwrap_or(&PopcountPath::Portable)
+        Self::for_isa(cpu::isa())
     }
 
     /// `Ok(self)` if the CPU can run it, else an input error naming the path.
@@ -79,46 +86,57 @@ fn xor_popcount_body(a: &[u64], b: &[u64]) -> u64 {
         .sum()
 }
 
+/// [`xor_popcount_body`] with `count_ones` as one instruction.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]
-unsafe fn xor_popcount_popcnt(a: &[u64], b: &[u64]) -> u64 {
+fn xor_popcount_popcnt(a: &[u64], b: &[u64]) -> u64 {
     xor_popcount_body(a, b)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-unsafe fn xor_popcount_avx512(a: &[u64], b: &[u64]) -> u64 {
+fn xor_popcount_avx512(a: &[u64], b: &[u64]) -> u64 {
     use std::arch::x86_64::*;
     let n = a.len().min(b.len());
     let mut acc = _mm512_setzero_si512();
     let mut i = 0;
     while i + 8 <= n {
-        let va = _mm512_loadu_si512(a.as_ptr().add(i) as *const __m512i);
-        let vb = _mm512_loadu_si512(b.as_ptr().add(i) as *const __m512i);
+        // SAFETY: words i..i + 8 exist in both slices (i + 8 <= n).
+        let (va, vb) = unsafe {
+            (
+                _mm512_loadu_si512(a.as_ptr().add(i) as *const __m512i),
+                _mm512_loadu_si512(b.as_ptr().add(i) as *const __m512i),
+            )
+        };
         acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(va, vb)));
         i += 8;
     }
     // The tail (< 8 words) goes through a masked load so no word is read twice or out of bounds.
     if i < n {
         let mask: __mmask8 = (1u8 << (n - i)) - 1;
-        let va = _mm512_maskz_loadu_epi64(mask, a.as_ptr().add(i) as *const i64);
-        let vb = _mm512_maskz_loadu_epi64(mask, b.as_ptr().add(i) as *const i64);
+        // SAFETY: the mask enables only words i..n, which exist in both slices.
+        let (va, vb) = unsafe {
+            (
+                _mm512_maskz_loadu_epi64(mask, a.as_ptr().add(i) as *const i64),
+                _mm512_maskz_loadu_epi64(mask, b.as_ptr().add(i) as *const i64),
+            )
+        };
         acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(_mm512_xor_si512(va, vb)));
     }
     _mm512_reduce_add_epi64(acc) as u64
 }
 
 /// `sum_i popcount(a[i] XOR b[i])` over `min(a.len(), b.len())` words on the given path.
-/// The path must be available (see [`PopcountPath::checked`]); callers validate first.
+/// Panics unless the path is available (see [`PopcountPath::checked`]); callers validate first.
 pub(crate) fn xor_popcount(path: PopcountPath, a: &[u64], b: &[u64]) -> u64 {
-    debug_assert!(path.is_available());
+    assert!(path.is_available(), "{path:?} popcount on a CPU without it");
     match path {
         PopcountPath::Portable => xor_popcount_body(a, b),
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the path was checked available, i.e. the CPU has popcnt.
+        // SAFETY: the path is available (asserted), i.e. the CPU has popcnt.
         PopcountPath::Popcnt => unsafe { xor_popcount_popcnt(a, b) },
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the path was checked available, i.e. the CPU has avx512f + vpopcntdq.
+        // SAFETY: the path is available (asserted), i.e. the CPU has avx512f + vpopcntdq.
         PopcountPath::Avx512 => unsafe { xor_popcount_avx512(a, b) },
         #[cfg(not(target_arch = "x86_64"))]
         _ => xor_popcount_body(a, b),
@@ -145,5 +163,13 @@ mod tests {
     fn detect_is_available_and_portable_always_is() {
         assert!(PopcountPath::detect().is_available());
         assert!(PopcountPath::Portable.checked().is_ok());
+        assert_eq!(PopcountPath::for_isa(Isa::Portable), PopcountPath::Portable);
+        for isa in cpu::test_levels() {
+            let p = PopcountPath::for_isa(isa);
+            assert!(p.is_available() && isa.allows(p.needs()), "{isa:?}: {p:?}");
+        }
+        if Isa::Avx512.allows(PopcountPath::Avx512.needs()) {
+            assert_eq!(PopcountPath::for_isa(Isa::Avx512), PopcountPath::Avx512);
+        }
     }
 }

@@ -28,6 +28,7 @@
 
 use super::pack::PackedWeights;
 use super::signs::SignTable;
+use crate::engine::cpu::{self, Features};
 
 /// Outputs per block: one 512-bit vector of `u32` lanes.
 const BLOCK: usize = 16;
@@ -74,7 +75,7 @@ impl TapPanels {
         })
     }
 
-    /// Whether [`dots_taps`] can run this layer on this CPU (at any stride).
+    /// Whether [`dots_taps`] runs this layer in this process (at any stride).
     pub(crate) fn usable(&self) -> bool {
         available(self.unit)
     }
@@ -85,19 +86,21 @@ fn lane_words(unit: usize) -> usize {
     BLOCK * unit.max(32) / 32
 }
 
+/// The features the kernel for `unit`-bit units is compiled with.
+fn needs(unit: usize) -> Features {
+    let base = Features::AVX512F.with(Features::AVX512VPOPCNTDQ);
+    match unit {
+        16 => base
+            .with(Features::AVX512BITALG)
+            .with(Features::AVX512BW)
+            .with(Features::BMI2),
+        _ => base,
+    }
+}
+
+/// Whether this process runs the kernel for `unit`-bit units ([`cpu::allows`]).
 fn available(unit: usize) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::is_x86_feature_detected as has;
-        has!("avx512f")
-            && has!("avx512vpopcntdq")
-            && (unit != 16 || (has!("avx512bitalg") && has!("avx512bw") && has!("bmi2")))
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = unit;
-        false
-    }
+    cpu::allows(needs(unit))
 }
 
 /// The input side of [`dots_taps`]: `rows` windows of a byte-packed frame, window `r`'s tap
@@ -130,15 +133,19 @@ impl TapRows<'_> {
     /// `r < rows`, `t < taps`, and [`TapRows::check`] passed for `max(4, step + 2)` bytes.
     #[inline(always)]
     unsafe fn pair16<const ADJ: bool>(&self, r: usize, t: usize) -> u32 {
-        if ADJ {
-            // Stride 1: the next window's unit follows in the frame.
-            return self.unit32(r, t);
+        // SAFETY: `t < taps` indexes `tap_off` (checked `taps` long); `check` showed the
+        // `max(4, step + 2)` bytes from window `r < rows`'s tap `t` lie in the frame.
+        unsafe {
+            if ADJ {
+                // Stride 1: the next window's unit follows in the frame.
+                return self.unit32(r, t);
+            }
+            let at = self.base + r * self.step + *self.tap_off.get_unchecked(t);
+            let p = self.frame.as_ptr().add(at);
+            let lo = u16::from_le(std::ptr::read_unaligned(p as *const u16)) as u32;
+            let hi = u16::from_le(std::ptr::read_unaligned(p.add(self.step) as *const u16)) as u32;
+            lo | (hi << 16)
         }
-        let at = self.base + r * self.step + *self.tap_off.get_unchecked(t);
-        let p = self.frame.as_ptr().add(at);
-        let lo = u16::from_le(std::ptr::read_unaligned(p as *const u16)) as u32;
-        let hi = u16::from_le(std::ptr::read_unaligned(p.add(self.step) as *const u16)) as u32;
-        lo | (hi << 16)
     }
 
     /// The 64 bits at tap `t` of window `r`.
@@ -147,10 +154,14 @@ impl TapRows<'_> {
     /// `r < rows`, `t < taps`, and [`TapRows::check`] passed for 8 bytes.
     #[inline(always)]
     unsafe fn unit64(&self, r: usize, t: usize) -> u64 {
-        let at = self.base + r * self.step + *self.tap_off.get_unchecked(t);
-        u64::from_le(std::ptr::read_unaligned(
-            self.frame.as_ptr().add(at) as *const u64
-        ))
+        // SAFETY: `t < taps` indexes `tap_off` (checked `taps` long); `check` showed the
+        // bytes read at window `r < rows`'s tap `t` lie in the frame.
+        unsafe {
+            let at = self.base + r * self.step + *self.tap_off.get_unchecked(t);
+            u64::from_le(std::ptr::read_unaligned(
+                self.frame.as_ptr().add(at) as *const u64
+            ))
+        }
     }
 
     /// The 32 bits at tap `t` of window `r`.
@@ -159,10 +170,14 @@ impl TapRows<'_> {
     /// `r < rows`, `t < taps`, and [`TapRows::check`] passed for 4 bytes.
     #[inline(always)]
     unsafe fn unit32(&self, r: usize, t: usize) -> u32 {
-        let at = self.base + r * self.step + *self.tap_off.get_unchecked(t);
-        u32::from_le(std::ptr::read_unaligned(
-            self.frame.as_ptr().add(at) as *const u32
-        ))
+        // SAFETY: `t < taps` indexes `tap_off` (checked `taps` long); `check` showed the
+        // bytes read at window `r < rows`'s tap `t` lie in the frame.
+        unsafe {
+            let at = self.base + r * self.step + *self.tap_off.get_unchecked(t);
+            u32::from_le(std::ptr::read_unaligned(
+                self.frame.as_ptr().add(at) as *const u32
+            ))
+        }
     }
 }
 
@@ -259,7 +274,7 @@ struct Store {
 #[inline(always)]
 pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, out: TapOut) {
     assert!(
-        available(p.unit),
+        cpu::has(needs(p.unit)),
         "dots_taps needs AVX-512 (BITALG and BMI2 for 16-bit units)"
     );
     // 16-bit units read 4 bytes at a window (its unit and, at stride 1, the next one's), or
@@ -334,16 +349,19 @@ pub(crate) fn dots_taps(x: &TapRows, p: &TapPanels, out: TapOut) {
 /// The kernel for the unit width and stride, storing sums or bits.
 ///
 /// # Safety
-/// The CPU features of [`available`]; `x` passed [`TapRows::check`] for the kernel's read
-/// width; `bias` covers `x.rows` windows (sums) or `st`'s sign tables do (bits); the stores
-/// of `x.rows` windows stay inside the buffers of `st`.
+/// The CPU has the features of [`needs`] for `p.unit`; `x` passed [`TapRows::check`] for the
+/// kernel's read width; `bias` covers `x.rows` windows (sums) or `st`'s sign tables do (bits);
+/// the stores of `x.rows` windows stay inside the buffers of `st`.
 unsafe fn run<const BITS: bool>(x: &TapRows, p: &TapPanels, bias: &TapBias, st: Store) {
     #[cfg(target_arch = "x86_64")]
-    match p.unit {
-        64 => avx512::run64::<BITS>(x, p, bias, st),
-        32 => avx512::run32::<BITS>(x, p, bias, st),
-        _ if x.step == 2 => avx512::run16::<BITS, true>(x, p, bias, st),
-        _ => avx512::run16::<BITS, false>(x, p, bias, st),
+    // SAFETY: this function's contract is each kernel's.
+    unsafe {
+        match p.unit {
+            64 => avx512::run64::<BITS>(x, p, bias, st),
+            32 => avx512::run32::<BITS>(x, p, bias, st),
+            _ if x.step == 2 => avx512::run16::<BITS, true>(x, p, bias, st),
+            _ => avx512::run16::<BITS, false>(x, p, bias, st),
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     unreachable!(
@@ -359,6 +377,9 @@ mod avx512 {
 
     /// Stores block `blk` of window `r` (`u32` counts): the sums `bias[cls] - 2 * count`, or
     /// if `BITS` the sign bits `(count >= T[cls]) ^ flip` ([`super::super::signs`]).
+    ///
+    /// # Safety
+    /// [`super::run`]'s contract for the windows and blocks named.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn store<const BITS: bool>(
@@ -369,26 +390,32 @@ mod avx512 {
         blk: usize,
         count: __m512i,
     ) {
-        if BITS {
-            let t = st.by_class.add(*st.cls.add(r) as usize * o + blk * BLOCK);
-            let m = _mm512_cmpge_epi32_mask(count, _mm512_loadu_si512(t as *const __m512i));
-            let at = st.bits.add(r * (o / 8) + blk * 2);
-            std::ptr::write_unaligned(at as *mut u16, (m ^ *st.flip.add(blk)).to_le());
-            return;
+        // SAFETY: this function's contract (the caller's checks of `run`).
+        unsafe {
+            if BITS {
+                let t = st.by_class.add(*st.cls.add(r) as usize * o + blk * BLOCK);
+                let m = _mm512_cmpge_epi32_mask(count, _mm512_loadu_si512(t as *const __m512i));
+                let at = st.bits.add(r * (o / 8) + blk * 2);
+                std::ptr::write_unaligned(at as *mut u16, (m ^ *st.flip.add(blk)).to_le());
+                return;
+            }
+            let row = bias
+                .table
+                .as_ptr()
+                .add(*bias.cls.get_unchecked(r) as usize * o);
+            let b = _mm512_loadu_si512(row.add(blk * BLOCK) as *const __m512i);
+            let s = _mm512_sub_epi32(b, _mm512_slli_epi32(count, 1));
+            _mm512_storeu_si512(st.sums.add(r * st.ld + blk * BLOCK) as *mut __m512i, s)
         }
-        let row = bias
-            .table
-            .as_ptr()
-            .add(*bias.cls.get_unchecked(r) as usize * o);
-        let b = _mm512_loadu_si512(row.add(blk * BLOCK) as *const __m512i);
-        let s = _mm512_sub_epi32(b, _mm512_slli_epi32(count, 1));
-        _mm512_storeu_si512(st.sums.add(r * st.ld + blk * BLOCK) as *mut __m512i, s)
     }
 
     /// Stores block `blk` of the window pair `win`, `win + 1` (`win` even; the second only
     /// if it is below `rows`) as sign bits from the pair's 16-bit counts (lane `2i + q` =
     /// output `16 * blk + i` of window `win + q`): one compare, then the even and odd mask
     /// bits taken apart.
+    ///
+    /// # Safety
+    /// [`super::run`]'s contract for the windows and blocks named.
     #[target_feature(enable = "avx512f,avx512bw,bmi2")]
     #[inline]
     unsafe fn store_pair_bits(
@@ -399,19 +426,25 @@ mod avx512 {
         blk: usize,
         a: __m512i,
     ) {
-        let t = st.by_pair.add(((win / 2) * (o / BLOCK) + blk) * 2 * BLOCK);
-        let m = _mm512_cmpge_epu16_mask(a, _mm512_loadu_si512(t as *const __m512i));
-        let flip = *st.flip.add(blk);
-        let at = st.bits.add(win * (o / 8) + blk * 2);
-        let even = _pext_u32(m, 0x5555_5555) as u16 ^ flip;
-        std::ptr::write_unaligned(at as *mut u16, even.to_le());
-        if win + 1 < rows {
-            let odd = _pext_u32(m, 0xAAAA_AAAA) as u16 ^ flip;
-            std::ptr::write_unaligned(at.add(o / 8) as *mut u16, odd.to_le());
+        // SAFETY: this function's contract (the caller's checks of `run`).
+        unsafe {
+            let t = st.by_pair.add(((win / 2) * (o / BLOCK) + blk) * 2 * BLOCK);
+            let m = _mm512_cmpge_epu16_mask(a, _mm512_loadu_si512(t as *const __m512i));
+            let flip = *st.flip.add(blk);
+            let at = st.bits.add(win * (o / 8) + blk * 2);
+            let even = _pext_u32(m, 0x5555_5555) as u16 ^ flip;
+            std::ptr::write_unaligned(at as *mut u16, even.to_le());
+            if win + 1 < rows {
+                let odd = _pext_u32(m, 0xAAAA_AAAA) as u16 ^ flip;
+                std::ptr::write_unaligned(at.add(o / 8) as *mut u16, odd.to_le());
+            }
         }
     }
 
     /// `R` windows from `r0` times `B` blocks from `b0`, 32-bit units.
+    ///
+    /// # Safety
+    /// [`super::run`]'s contract for the windows and blocks named.
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     #[inline]
     unsafe fn tile32<const R: usize, const B: usize, const BITS: bool>(
@@ -422,29 +455,37 @@ mod avx512 {
         bias: &TapBias,
         st: Store,
     ) {
-        let w = p.data.as_ptr();
-        let mut acc = [[_mm512_setzero_si512(); B]; R];
-        for t in 0..p.taps {
-            let mut wv = [_mm512_setzero_si512(); B];
-            for (j, v) in wv.iter_mut().enumerate() {
-                *v = _mm512_loadu_si512(w.add(((b0 + j) * p.taps + t) * BLOCK) as *const __m512i);
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let xv = _mm512_set1_epi32(x.unit32(r0 + r, t) as i32);
-                for (a, &v) in row.iter_mut().zip(&wv) {
-                    *a = _mm512_add_epi32(*a, _mm512_popcnt_epi32(_mm512_xor_si512(xv, v)));
+        // SAFETY: this function's contract (the caller's checks of `run`).
+        unsafe {
+            let w = p.data.as_ptr();
+            let mut acc = [[_mm512_setzero_si512(); B]; R];
+            for t in 0..p.taps {
+                let mut wv = [_mm512_setzero_si512(); B];
+                for (j, v) in wv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_si512(
+                        w.add(((b0 + j) * p.taps + t) * BLOCK) as *const __m512i
+                    );
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let xv = _mm512_set1_epi32(x.unit32(r0 + r, t) as i32);
+                    for (a, &v) in row.iter_mut().zip(&wv) {
+                        *a = _mm512_add_epi32(*a, _mm512_popcnt_epi32(_mm512_xor_si512(xv, v)));
+                    }
                 }
             }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            for (j, a) in row.iter().enumerate() {
-                store::<BITS>(st, bias, p.outputs, r0 + r, b0 + j, *a);
+            for (r, row) in acc.iter().enumerate() {
+                for (j, a) in row.iter().enumerate() {
+                    store::<BITS>(st, bias, p.outputs, r0 + r, b0 + j, *a);
+                }
             }
         }
     }
 
     /// `R` windows from `r0` times `B` blocks from `b0`, 64-bit units: each block is two
     /// vectors of 8 `u64` counts, narrowed to 16 `i32` for the store.
+    ///
+    /// # Safety
+    /// [`super::run`]'s contract for the windows and blocks named.
     #[target_feature(enable = "avx512f,avx512vpopcntdq")]
     #[inline]
     unsafe fn tile64<const R: usize, const B: usize, const BITS: bool>(
@@ -455,31 +496,34 @@ mod avx512 {
         bias: &TapBias,
         st: Store,
     ) {
-        let w = p.data.as_ptr();
-        let lw = 2 * BLOCK;
-        let mut acc = [[[_mm512_setzero_si512(); 2]; B]; R];
-        for t in 0..p.taps {
-            let mut wv = [[_mm512_setzero_si512(); 2]; B];
-            for (j, v) in wv.iter_mut().enumerate() {
-                let at = w.add(((b0 + j) * p.taps + t) * lw);
-                v[0] = _mm512_loadu_si512(at as *const __m512i);
-                v[1] = _mm512_loadu_si512(at.add(BLOCK) as *const __m512i);
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let xv = _mm512_set1_epi64(x.unit64(r0 + r, t) as i64);
-                for (a, v) in row.iter_mut().zip(&wv) {
-                    for h in 0..2 {
-                        let c = _mm512_popcnt_epi64(_mm512_xor_si512(xv, v[h]));
-                        a[h] = _mm512_add_epi64(a[h], c);
+        // SAFETY: this function's contract (the caller's checks of `run`).
+        unsafe {
+            let w = p.data.as_ptr();
+            let lw = 2 * BLOCK;
+            let mut acc = [[[_mm512_setzero_si512(); 2]; B]; R];
+            for t in 0..p.taps {
+                let mut wv = [[_mm512_setzero_si512(); 2]; B];
+                for (j, v) in wv.iter_mut().enumerate() {
+                    let at = w.add(((b0 + j) * p.taps + t) * lw);
+                    v[0] = _mm512_loadu_si512(at as *const __m512i);
+                    v[1] = _mm512_loadu_si512(at.add(BLOCK) as *const __m512i);
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let xv = _mm512_set1_epi64(x.unit64(r0 + r, t) as i64);
+                    for (a, v) in row.iter_mut().zip(&wv) {
+                        for h in 0..2 {
+                            let c = _mm512_popcnt_epi64(_mm512_xor_si512(xv, v[h]));
+                            a[h] = _mm512_add_epi64(a[h], c);
+                        }
                     }
                 }
             }
-        }
-        for (r, row) in acc.iter().enumerate() {
-            for (j, a) in row.iter().enumerate() {
-                let lo = _mm512_castsi256_si512(_mm512_cvtepi64_epi32(a[0]));
-                let count = _mm512_inserti64x4::<1>(lo, _mm512_cvtepi64_epi32(a[1]));
-                store::<BITS>(st, bias, p.outputs, r0 + r, b0 + j, count);
+            for (r, row) in acc.iter().enumerate() {
+                for (j, a) in row.iter().enumerate() {
+                    let lo = _mm512_castsi256_si512(_mm512_cvtepi64_epi32(a[0]));
+                    let count = _mm512_inserti64x4::<1>(lo, _mm512_cvtepi64_epi32(a[1]));
+                    store::<BITS>(st, bias, p.outputs, r0 + r, b0 + j, count);
+                }
             }
         }
     }
@@ -487,6 +531,9 @@ mod avx512 {
     /// `R` window pairs from `r0` (windows `r0 + 2i` and `r0 + 2i + 1`; a second window at or
     /// past `x.rows` is computed from frame bytes and not stored) times `B` blocks from `b0`,
     /// 16-bit units.
+    ///
+    /// # Safety
+    /// [`super::run`]'s contract for the windows and blocks named.
     #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bitalg,avx512bw,bmi2")]
     #[inline]
     unsafe fn tile16<const R: usize, const B: usize, const BITS: bool, const ADJ: bool>(
@@ -497,39 +544,44 @@ mod avx512 {
         bias: &TapBias,
         st: Store,
     ) {
-        let w = p.data.as_ptr();
-        let mut acc = [[_mm512_setzero_si512(); B]; R];
-        for t in 0..p.taps {
-            let mut wv = [_mm512_setzero_si512(); B];
-            for (j, v) in wv.iter_mut().enumerate() {
-                *v = _mm512_loadu_si512(w.add(((b0 + j) * p.taps + t) * BLOCK) as *const __m512i);
-            }
-            for (r, row) in acc.iter_mut().enumerate() {
-                let xv = _mm512_set1_epi32(x.pair16::<ADJ>(r0 + 2 * r, t) as i32);
-                for (a, &v) in row.iter_mut().zip(&wv) {
-                    *a = _mm512_add_epi16(*a, _mm512_popcnt_epi16(_mm512_xor_si512(xv, v)));
-                }
-            }
-        }
-        let low = _mm512_set1_epi32(0xffff);
-        for (r, row) in acc.iter().enumerate() {
-            let win = r0 + 2 * r;
-            for (j, a) in row.iter().enumerate() {
-                if BITS {
-                    store_pair_bits(st, p.outputs, x.rows, win, b0 + j, *a);
-                    continue;
-                }
-                // u32 lane o holds window `win`'s count in its low half, `win + 1`'s in its high.
-                store::<false>(st, bias, p.outputs, win, b0 + j, _mm512_and_si512(*a, low));
-                if win + 1 < x.rows {
-                    store::<false>(
-                        st,
-                        bias,
-                        p.outputs,
-                        win + 1,
-                        b0 + j,
-                        _mm512_srli_epi32(*a, 16),
+        // SAFETY: this function's contract (the caller's checks of `run`).
+        unsafe {
+            let w = p.data.as_ptr();
+            let mut acc = [[_mm512_setzero_si512(); B]; R];
+            for t in 0..p.taps {
+                let mut wv = [_mm512_setzero_si512(); B];
+                for (j, v) in wv.iter_mut().enumerate() {
+                    *v = _mm512_loadu_si512(
+                        w.add(((b0 + j) * p.taps + t) * BLOCK) as *const __m512i
                     );
+                }
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let xv = _mm512_set1_epi32(x.pair16::<ADJ>(r0 + 2 * r, t) as i32);
+                    for (a, &v) in row.iter_mut().zip(&wv) {
+                        *a = _mm512_add_epi16(*a, _mm512_popcnt_epi16(_mm512_xor_si512(xv, v)));
+                    }
+                }
+            }
+            let low = _mm512_set1_epi32(0xffff);
+            for (r, row) in acc.iter().enumerate() {
+                let win = r0 + 2 * r;
+                for (j, a) in row.iter().enumerate() {
+                    if BITS {
+                        store_pair_bits(st, p.outputs, x.rows, win, b0 + j, *a);
+                        continue;
+                    }
+                    // u32 lane o holds window `win`'s count in its low half, `win + 1`'s in its high.
+                    store::<false>(st, bias, p.outputs, win, b0 + j, _mm512_and_si512(*a, low));
+                    if win + 1 < x.rows {
+                        store::<false>(
+                            st,
+                            bias,
+                            p.outputs,
+                            win + 1,
+                            b0 + j,
+                            _mm512_srli_epi32(*a, 16),
+                        );
+                    }
                 }
             }
         }
@@ -542,6 +594,8 @@ mod avx512 {
     macro_rules! drivers {
         ($blocks:ident, $run:ident, $tile:ident, $feat:literal, $win:literal, [$($extra:ident)?],
          $r4:literal, $r1:literal, $r2:literal, $r3:literal) => {
+            /// # Safety
+            /// [`super::run`]'s contract for the blocks from `b0`.
             #[target_feature(enable = $feat)]
             #[inline]
             unsafe fn $blocks<
@@ -558,15 +612,19 @@ mod avx512 {
             ) {
                 let mut r = 0;
                 while r + $win * R <= x.rows {
-                    $tile::<R, B, BITS $(, $extra)?>(x, r, p, b0, bias, st);
+                    // SAFETY: windows below `rows`; the rest is this function's contract.
+                    unsafe { $tile::<R, B, BITS $(, $extra)?>(x, r, p, b0, bias, st) };
                     r += $win * R;
                 }
                 while r < x.rows {
-                    $tile::<1, B, BITS $(, $extra)?>(x, r, p, b0, bias, st);
+                    // SAFETY: as above, one tile.
+                    unsafe { $tile::<1, B, BITS $(, $extra)?>(x, r, p, b0, bias, st) };
                     r += $win;
                 }
             }
 
+            /// # Safety
+            /// [`super::run`]'s contract.
             #[target_feature(enable = $feat)]
             pub(super) unsafe fn $run<const BITS: bool $(, const $extra: bool)?>(
                 x: &TapRows,
@@ -576,15 +634,19 @@ mod avx512 {
             ) {
                 let nb = p.outputs / BLOCK;
                 let mut b = 0;
-                while b + 4 <= nb {
-                    $blocks::<$r4, 4, BITS $(, $extra)?>(x, p, b, bias, st);
-                    b += 4;
-                }
-                match nb - b {
-                    0 => {}
-                    1 => $blocks::<$r1, 1, BITS $(, $extra)?>(x, p, b, bias, st),
-                    2 => $blocks::<$r2, 2, BITS $(, $extra)?>(x, p, b, bias, st),
-                    _ => $blocks::<$r3, 3, BITS $(, $extra)?>(x, p, b, bias, st),
+                // SAFETY: every block run ends at or before `nb`; the rest is this function's
+                // contract.
+                unsafe {
+                    while b + 4 <= nb {
+                        $blocks::<$r4, 4, BITS $(, $extra)?>(x, p, b, bias, st);
+                        b += 4;
+                    }
+                    match nb - b {
+                        0 => {}
+                        1 => $blocks::<$r1, 1, BITS $(, $extra)?>(x, p, b, bias, st),
+                        2 => $blocks::<$r2, 2, BITS $(, $extra)?>(x, p, b, bias, st),
+                        _ => $blocks::<$r3, 3, BITS $(, $extra)?>(x, p, b, bias, st),
+                    }
                 }
             }
         };
@@ -670,8 +732,9 @@ mod tests {
             };
             let w = Array4::from_shape_fn((o, c, kh, kw), |_| if rng.gen() { 1i8 } else { -1 });
             let p = TapPanels::new(&pack_weights_i8(&w).unwrap()).unwrap();
-            if !available(c) {
-                eprintln!("skipping unit {c}: CPU lacks the AVX-512 features");
+            // Fails under CI if the CPU lacks a feature; elsewhere a skip notice.
+            cpu::test_levels();
+            if !cpu::has(needs(c)) {
                 continue;
             }
             let bpp = c / 8;

@@ -15,26 +15,30 @@
 //!
 //! Written by hand because no crate offers a direct convolution with this exact rounding.
 
+use crate::engine::cpu::{self, Features, Isa};
 use crate::model::geom::ConvGeom;
 
 /// Longest reduction (`C * KH * KW`) taken: one depth block of the GEMM for certain.
 pub const MAX_K: usize = 64;
 
-/// Whether [`conv_nhwc_image`] runs this geometry on this CPU: AVX-512F, at most [`MAX_K`]
-/// reduction terms, and 16, 32 or 64 output channels.
+/// The features the kernel is compiled with.
+const NEEDS: Features = Features::AVX512F.with(Features::FMA);
+
+/// Whether the geometry suits the kernel: at most [`MAX_K`] reduction terms and 16, 32 or 64
+/// output channels.
+fn fits(g: &ConvGeom) -> bool {
+    g.c * g.kh * g.kw <= MAX_K && matches!(g.o, 16 | 32 | 64)
+}
+
+/// Whether [`conv_nhwc_image`] runs this geometry in this process: it [`fits`] and the
+/// level allows AVX-512F + FMA ([`cpu::allows`]).
 pub fn usable(g: &ConvGeom) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        g.c * g.kh * g.kw <= MAX_K
-            && matches!(g.o, 16 | 32 | 64)
-            && std::arch::is_x86_feature_detected!("avx512f")
-            && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = g;
-        false
-    }
+    usable_with(cpu::isa(), g)
+}
+
+/// [`usable`] at level `isa`.
+pub fn usable_with(isa: Isa, g: &ConvGeom) -> bool {
+    cfg!(target_arch = "x86_64") && fits(g) && isa.allows(NEEDS)
 }
 
 /// The filters as the kernel reads them: `[k][O]`, `k = (c * KH + ky) * KW + kx`.
@@ -51,11 +55,11 @@ pub fn framed_len(g: &ConvGeom) -> usize {
 
 /// One image `x` (`[C][H][W]`) into `out` (`[HO][WO][O]`), with filters from
 /// [`filters_by_tap`]; `pad_buf` (contents unspecified, [`framed_len`] long) is scratch.
-/// Needs [`usable`].
+/// Needs [`usable_with`] at some level (the geometry and the CPU's features; panics otherwise).
 pub fn conv_nhwc_image(g: &ConvGeom, x: &[f32], wk: &[f32], pad_buf: &mut [f32], out: &mut [f32]) {
     assert!(
-        usable(g),
-        "direct conv needs AVX-512F and a short reduction"
+        usable_with(Isa::Avx512, g),
+        "direct conv needs AVX-512F + FMA and a short reduction"
     );
     let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
     assert!(x.len() == g.c * g.h * g.w && out.len() == g.ho * g.wo * g.o);
@@ -78,8 +82,8 @@ pub fn conv_nhwc_image(g: &ConvGeom, x: &[f32], wk: &[f32], pad_buf: &mut [f32],
         ((g.c - 1) * hp + (g.ho - 1) * g.stride + g.kh - 1) * wp + (g.wo - 1) * g.stride + g.kw - 1;
     assert!(last < pad_buf.len());
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: features checked by `usable`; every load is at most `last` (asserted), every
-    // store inside `out` (its length asserted).
+    // SAFETY: the CPU has the features (`usable_with` asserted above); every load is at most
+    // `last` (asserted), every store inside `out` (its length asserted).
     unsafe {
         let p = avx512::Conv {
             g: *g,
@@ -107,6 +111,10 @@ mod avx512 {
 
     /// Raw operands (checked by the caller): padded planes `x` of width `wp`, `plane`
     /// floats apart; filters `[k][O]`; output `[HO][WO][O]`.
+    ///
+    /// The kernels' shared contract (their `# Safety`): the CPU has AVX-512F + FMA; `g.o` is
+    /// `16 * B`; every tap of every output window lies inside the planes at `x`; `w` holds
+    /// `C * KH * KW * O` floats and `out` `HO * WO * O`.
     pub(super) struct Conv {
         pub g: ConvGeom,
         pub x: *const f32,
@@ -118,21 +126,27 @@ mod avx512 {
 
     /// Every output pixel, `P` neighbours of a row at a time (then one), `B` vectors of 16
     /// channels each; `ROW3` for stride 1 and three taps per kernel row.
+    ///
+    /// # Safety
+    /// The contract of [`Conv`] for `p`.
     #[target_feature(enable = "avx512f,fma")]
     pub(super) unsafe fn image<const B: usize, const P: usize, const ROW3: bool>(p: &Conv) {
-        let g = &p.g;
-        for oy in 0..g.ho {
-            let mut ox = 0;
-            while ox + P <= g.wo {
-                match ROW3 {
-                    true => pixels_row3::<B, P>(p, oy, ox),
-                    false => pixels::<B, P>(p, oy, ox),
+        // SAFETY: the contract of `Conv`; pixel runs end at or before `WO`.
+        unsafe {
+            let g = &p.g;
+            for oy in 0..g.ho {
+                let mut ox = 0;
+                while ox + P <= g.wo {
+                    match ROW3 {
+                        true => pixels_row3::<B, P>(p, oy, ox),
+                        false => pixels::<B, P>(p, oy, ox),
+                    }
+                    ox += P;
                 }
-                ox += P;
-            }
-            while ox < g.wo {
-                pixels::<B, 1>(p, oy, ox);
-                ox += 1;
+                while ox < g.wo {
+                    pixels::<B, 1>(p, oy, ox);
+                    ox += 1;
+                }
             }
         }
     }
@@ -142,38 +156,48 @@ mod avx512 {
     /// (a broadcast per FMA halved the rate; more than 8 pixels of 16 channels were not
     /// unrolled and spilled the accumulators). Each accumulator still takes its taps in `k`
     /// order.
+    ///
+    /// # Safety
+    /// The contract of [`Conv`] for `p`. `ROW3` (stride 1,
+    /// `KW = 3`), `ox + P <= WO`.
     #[target_feature(enable = "avx512f,fma")]
     #[inline]
     unsafe fn pixels_row3<const B: usize, const P: usize>(p: &Conv, oy: usize, ox: usize) {
-        let g = &p.g;
-        let mut acc = [[_mm512_setzero_ps(); B]; P];
-        let mut k = 0;
-        for c in 0..g.c {
-            for ky in 0..g.kh {
-                let row = p.x.add(c * p.plane + (oy + ky) * p.wp + ox);
-                let mut wv = [[_mm512_setzero_ps(); B]; 3];
-                for (kx, t) in wv.iter_mut().enumerate() {
-                    for (j, v) in t.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(p.w.add((k + kx) * g.o + 16 * j));
+        // SAFETY: this function's contract.
+        unsafe {
+            let g = &p.g;
+            let mut acc = [[_mm512_setzero_ps(); B]; P];
+            let mut k = 0;
+            for c in 0..g.c {
+                for ky in 0..g.kh {
+                    let row = p.x.add(c * p.plane + (oy + ky) * p.wp + ox);
+                    let mut wv = [[_mm512_setzero_ps(); B]; 3];
+                    for (kx, t) in wv.iter_mut().enumerate() {
+                        for (j, v) in t.iter_mut().enumerate() {
+                            *v = _mm512_loadu_ps(p.w.add((k + kx) * g.o + 16 * j));
+                        }
                     }
-                }
-                for m in 0..P + 2 {
-                    let xv = _mm512_set1_ps(*row.add(m));
-                    for (kx, t) in wv.iter().enumerate() {
-                        if m >= kx && m - kx < P {
-                            for (aj, &v) in acc[m - kx].iter_mut().zip(t) {
-                                *aj = _mm512_fmadd_ps(xv, v, *aj);
+                    for m in 0..P + 2 {
+                        let xv = _mm512_set1_ps(*row.add(m));
+                        for (kx, t) in wv.iter().enumerate() {
+                            if m >= kx && m - kx < P {
+                                for (aj, &v) in acc[m - kx].iter_mut().zip(t) {
+                                    *aj = _mm512_fmadd_ps(xv, v, *aj);
+                                }
                             }
                         }
                     }
+                    k += 3;
                 }
-                k += 3;
             }
+            store::<B, P>(p, oy, ox, &acc);
         }
-        store::<B, P>(p, oy, ox, &acc);
     }
 
     /// The accumulators of pixels `ox .. ox + P` of row `oy`.
+    ///
+    /// # Safety
+    /// The contract of [`Conv`] for `p`. `ox + P <= WO`, `oy < HO`.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn store<const B: usize, const P: usize>(
@@ -182,41 +206,50 @@ mod avx512 {
         ox: usize,
         acc: &[[__m512; B]; P],
     ) {
-        for (i, a) in acc.iter().enumerate() {
-            let at = p.out.add((oy * p.g.wo + ox + i) * p.g.o);
-            for (j, &v) in a.iter().enumerate() {
-                _mm512_storeu_ps(at.add(16 * j), v);
+        // SAFETY: this function's contract.
+        unsafe {
+            for (i, a) in acc.iter().enumerate() {
+                let at = p.out.add((oy * p.g.wo + ox + i) * p.g.o);
+                for (j, &v) in a.iter().enumerate() {
+                    _mm512_storeu_ps(at.add(16 * j), v);
+                }
             }
         }
     }
 
     /// Pixels `ox .. ox + P` of row `oy`: one FMA chain per output in `k` order from `+0`.
+    ///
+    /// # Safety
+    /// The contract of [`Conv`] for `p`. `ox + P <= WO`, `oy < HO`.
     #[target_feature(enable = "avx512f,fma")]
     #[inline]
     unsafe fn pixels<const B: usize, const P: usize>(p: &Conv, oy: usize, ox: usize) {
-        let g = &p.g;
-        let mut acc = [[_mm512_setzero_ps(); B]; P];
-        let mut k = 0;
-        for c in 0..g.c {
-            for ky in 0..g.kh {
-                let row =
-                    p.x.add(c * p.plane + (oy * g.stride + ky) * p.wp + ox * g.stride);
-                for kx in 0..g.kw {
-                    let mut wv = [_mm512_setzero_ps(); B];
-                    for (j, v) in wv.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(p.w.add(k * g.o + 16 * j));
-                    }
-                    for (i, a) in acc.iter_mut().enumerate() {
-                        let xv = _mm512_set1_ps(*row.add(i * g.stride + kx));
-                        for (aj, &v) in a.iter_mut().zip(&wv) {
-                            *aj = _mm512_fmadd_ps(xv, v, *aj);
+        // SAFETY: this function's contract.
+        unsafe {
+            let g = &p.g;
+            let mut acc = [[_mm512_setzero_ps(); B]; P];
+            let mut k = 0;
+            for c in 0..g.c {
+                for ky in 0..g.kh {
+                    let row =
+                        p.x.add(c * p.plane + (oy * g.stride + ky) * p.wp + ox * g.stride);
+                    for kx in 0..g.kw {
+                        let mut wv = [_mm512_setzero_ps(); B];
+                        for (j, v) in wv.iter_mut().enumerate() {
+                            *v = _mm512_loadu_ps(p.w.add(k * g.o + 16 * j));
                         }
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            let xv = _mm512_set1_ps(*row.add(i * g.stride + kx));
+                            for (aj, &v) in a.iter_mut().zip(&wv) {
+                                *aj = _mm512_fmadd_ps(xv, v, *aj);
+                            }
+                        }
+                        k += 1;
                     }
-                    k += 1;
                 }
             }
+            store::<B, P>(p, oy, ox, &acc);
         }
-        store::<B, P>(p, oy, ox, &acc);
     }
 }
 
@@ -258,8 +291,10 @@ mod tests {
                 .as_standard_layout()
                 .into_owned();
             let (_, g) = geometry(x.dim(), wt.dim(), stride, pad).unwrap();
-            if !usable(&g) {
-                eprintln!("no AVX-512: nothing to compare");
+            // Fails under CI if the CPU lacks a feature; elsewhere a skip notice.
+            cpu::test_levels();
+            assert!(fits(&g), "every case fits the kernel");
+            if !cpu::has(NEEDS) {
                 return;
             }
             let wk = filters_by_tap(wt.as_slice().unwrap(), &g);

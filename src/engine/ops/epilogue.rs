@@ -11,6 +11,8 @@
 
 use std::mem::MaybeUninit;
 
+use crate::engine::cpu::{self, Features, Isa};
+
 /// Elementwise activation applied last.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
@@ -144,10 +146,21 @@ impl PixelRows {
     /// `dst = act(bn(0 + k*sums + bias) + residual)` for one row (`sums.len()` is the row
     /// length the tiles were made for).
     pub fn apply(&self, dst: &mut [MaybeUninit<f32>], sums: &[i32], residual: Option<&[f32]>) {
+        self.apply_with(cpu::isa(), dst, sums, residual)
+    }
+
+    /// [`PixelRows::apply`] at level `isa`.
+    fn apply_with(
+        &self,
+        isa: Isa,
+        dst: &mut [MaybeUninit<f32>],
+        sums: &[i32],
+        residual: Option<&[f32]>,
+    ) {
         assert_eq!(sums.len(), self.len, "pixel row length");
-        if self.simd() {
+        if self.simd_with(isa) {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `simd` checked AVX-512F; lengths are checked inside.
+            // SAFETY: `simd_with` means the CPU has AVX-512F.
             unsafe {
                 self.rows_avx512(dst, sums, residual, None);
             }
@@ -187,14 +200,15 @@ impl PixelRows {
 
     /// Whether rows run the explicit AVX-512 sweep, which [`PixelRows::apply_signs`] needs.
     pub fn simd(&self) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        {
-            self.channels.is_multiple_of(16)
-                && self.act != Activation::Relu
-                && std::arch::is_x86_feature_detected!("avx512f")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
+        self.simd_with(cpu::isa())
+    }
+
+    /// [`PixelRows::simd`] at level `isa`.
+    fn simd_with(&self, isa: Isa) -> bool {
+        cfg!(target_arch = "x86_64")
+            && self.channels.is_multiple_of(16)
+            && self.act != Activation::Relu
+            && isa.allows(Features::AVX512F)
     }
 
     /// [`PixelRows::apply`], also writing each value's sign bit (1 iff `v < 0`, so sign(0) =
@@ -209,18 +223,33 @@ impl PixelRows {
         residual: Option<&[f32]>,
         signs: &mut [u8],
     ) -> bool {
-        assert!(self.simd(), "sign output needs the AVX-512 sweep");
+        self.apply_signs_with(cpu::isa(), dst, sums, residual, signs)
+    }
+
+    /// [`PixelRows::apply_signs`] at level `isa` (needs [`PixelRows::simd_with`] there).
+    fn apply_signs_with(
+        &self,
+        isa: Isa,
+        dst: &mut [MaybeUninit<f32>],
+        sums: &[i32],
+        residual: Option<&[f32]>,
+        signs: &mut [u8],
+    ) -> bool {
+        assert!(self.simd_with(isa), "sign output needs the AVX-512 sweep");
         assert_eq!(sums.len(), self.len, "pixel row length");
         assert_eq!(signs.len() * 8, self.len, "one sign bit per value");
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `simd` checked AVX-512F; lengths are checked inside.
+        // SAFETY: `simd_with` means the CPU has AVX-512F.
         return unsafe { self.rows_avx512(dst, sums, residual, Some(signs)) };
         #[cfg(not(target_arch = "x86_64"))]
         unreachable!("simd() is false")
     }
 
     /// The AVX-512 sweep: per block of 16 channels, the parameters in registers, then every
-    /// pixel. Returns `false` if any value is NaN.
+    /// pixel. Returns `false` if any value is NaN. Panics unless the lengths match the tiles.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f")]
     unsafe fn rows_avx512(
@@ -249,7 +278,9 @@ impl PixelRows {
         };
         // Which steps run is fixed per call, so each combination is its own branch-free loop.
         let hardtanh = self.act == Activation::Hardtanh;
-        simd::dispatch(&p, hardtanh) == 0
+        // SAFETY: the CPU has AVX-512F (this function's contract); the lengths of every
+        // buffer behind `p` were asserted above, and each tile holds `n` values.
+        unsafe { simd::dispatch(&p, hardtanh) == 0 }
     }
 }
 
@@ -260,6 +291,10 @@ mod simd {
 
     /// Raw operands of one sweep (lengths checked by the caller): `n` values of `c`
     /// channels; null pointers for the steps that do not run.
+    ///
+    /// The sweeps' shared contract (their `# Safety`): the CPU has AVX-512F; `c` is a
+    /// multiple of 16 dividing `n`; every non-null pointer addresses `n` values (`n / 8`
+    /// bytes for `signs`).
     pub(super) struct Sweep {
         pub n: usize,
         pub c: usize,
@@ -276,15 +311,20 @@ mod simd {
     }
 
     /// Picks the loop for the steps present; returns the NaN mask (sign output only).
+    ///
+    /// # Safety
+    /// The contract of [`Sweep`] for `p`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn dispatch(p: &Sweep, hardtanh: bool) -> u16 {
-        let (bias, bn, res, signs) = (
-            !p.bias.is_null(),
-            !p.s.is_null(),
-            !p.res.is_null(),
-            !p.signs.is_null(),
-        );
-        macro_rules! pick {
+        // SAFETY: the contract of `Sweep`, which this function's caller upholds.
+        unsafe {
+            let (bias, bn, res, signs) = (
+                !p.bias.is_null(),
+                !p.s.is_null(),
+                !p.res.is_null(),
+                !p.signs.is_null(),
+            );
+            macro_rules! pick {
             ($($b:literal $n:literal $r:literal),*) => {
                 match (bias, bn, res, hardtanh, signs) {
                     $(
@@ -296,11 +336,15 @@ mod simd {
                 }
             };
         }
-        pick!(false false false, false false true, false true false, false true true,
+            pick!(false false false, false false true, false true false, false true true,
               true false false, true false true, true true false, true true true)
+        }
     }
 
     /// [`sweep_with`], with or without the `0 +` (a branch per vector cost 15%).
+    ///
+    /// # Safety
+    /// The contract of [`Sweep`] for `p`.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn sweep<
@@ -312,15 +356,21 @@ mod simd {
     >(
         p: &Sweep,
     ) -> u16 {
-        match p.zero_add {
-            true => sweep_with::<BIAS, BN, RES, HARDTANH, SIGNS, true>(p),
-            false => sweep_with::<BIAS, BN, RES, HARDTANH, SIGNS, false>(p),
+        // SAFETY: the contract of `Sweep`, which this function's caller upholds.
+        unsafe {
+            match p.zero_add {
+                true => sweep_with::<BIAS, BN, RES, HARDTANH, SIGNS, true>(p),
+                false => sweep_with::<BIAS, BN, RES, HARDTANH, SIGNS, false>(p),
+            }
         }
     }
 
     /// Per block of 16 channels the parameters in registers, then every pixel, step by step
     /// as the portable sweep: `0 + k*s` (`k*s` unless `ZADD`), `+ bias`, `s*v + t`, `+ r`,
     /// activation.
+    ///
+    /// # Safety
+    /// The contract of [`Sweep`] for `p`.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn sweep_with<
@@ -333,69 +383,72 @@ mod simd {
     >(
         p: &Sweep,
     ) -> u16 {
-        let (zero, one, minus_one) = (
-            _mm512_setzero_ps(),
-            _mm512_set1_ps(1.0),
-            _mm512_set1_ps(-1.0),
-        );
-        let mut nan: __mmask16 = 0;
-        for b in (0..p.c).step_by(16) {
-            // The tiles repeat the per-channel values, so their first C entries are them.
-            let k = _mm512_loadu_ps(p.k.add(b));
-            let bv = if BIAS {
-                _mm512_loadu_ps(p.bias.add(b))
-            } else {
-                zero
-            };
-            let (sv, tv) = if BN {
-                (_mm512_loadu_ps(p.s.add(b)), _mm512_loadu_ps(p.t.add(b)))
-            } else {
-                (zero, zero)
-            };
-            // One pixel's 16 values, stored, and their sign bits written.
-            let value = |at: usize| -> __m512 {
-                let s = _mm512_loadu_si512(p.sums.add(at) as *const __m512i);
-                let mut v = _mm512_mul_ps(k, _mm512_cvtepi32_ps(s));
-                if ZADD {
-                    v = _mm512_add_ps(zero, v);
+        // SAFETY: the contract of `Sweep`, which this function's caller upholds.
+        unsafe {
+            let (zero, one, minus_one) = (
+                _mm512_setzero_ps(),
+                _mm512_set1_ps(1.0),
+                _mm512_set1_ps(-1.0),
+            );
+            let mut nan: __mmask16 = 0;
+            for b in (0..p.c).step_by(16) {
+                // The tiles repeat the per-channel values, so their first C entries are them.
+                let k = _mm512_loadu_ps(p.k.add(b));
+                let bv = if BIAS {
+                    _mm512_loadu_ps(p.bias.add(b))
+                } else {
+                    zero
+                };
+                let (sv, tv) = if BN {
+                    (_mm512_loadu_ps(p.s.add(b)), _mm512_loadu_ps(p.t.add(b)))
+                } else {
+                    (zero, zero)
+                };
+                // One pixel's 16 values, stored, and their sign bits written.
+                let value = |at: usize| -> __m512 {
+                    let s = _mm512_loadu_si512(p.sums.add(at) as *const __m512i);
+                    let mut v = _mm512_mul_ps(k, _mm512_cvtepi32_ps(s));
+                    if ZADD {
+                        v = _mm512_add_ps(zero, v);
+                    }
+                    if BIAS {
+                        v = _mm512_add_ps(v, bv);
+                    }
+                    if BN {
+                        v = _mm512_add_ps(_mm512_mul_ps(sv, v), tv);
+                    }
+                    if RES {
+                        v = _mm512_add_ps(v, _mm512_loadu_ps(p.res.add(at)));
+                    }
+                    if HARDTANH {
+                        // vmaxps/vminps return the second operand when one is NaN: NaN stays NaN.
+                        v = _mm512_min_ps(one, _mm512_max_ps(minus_one, v));
+                    }
+                    _mm512_storeu_ps(p.dst.add(at), v);
+                    if SIGNS {
+                        let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero);
+                        std::ptr::write_unaligned(p.signs.add(at / 8) as *mut u16, neg.to_le());
+                    }
+                    v
+                };
+                // Two pixels per step: one unordered compare finds a NaN in either.
+                let mut at = b;
+                while at + p.c < p.n {
+                    let (v0, v1) = (value(at), value(at + p.c));
+                    if SIGNS {
+                        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v0, v1);
+                    }
+                    at += 2 * p.c;
                 }
-                if BIAS {
-                    v = _mm512_add_ps(v, bv);
+                if at < p.n {
+                    let v = value(at);
+                    if SIGNS {
+                        nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                    }
                 }
-                if BN {
-                    v = _mm512_add_ps(_mm512_mul_ps(sv, v), tv);
-                }
-                if RES {
-                    v = _mm512_add_ps(v, _mm512_loadu_ps(p.res.add(at)));
-                }
-                if HARDTANH {
-                    // vmaxps/vminps return the second operand when one is NaN: NaN stays NaN.
-                    v = _mm512_min_ps(one, _mm512_max_ps(minus_one, v));
-                }
-                _mm512_storeu_ps(p.dst.add(at), v);
-                if SIGNS {
-                    let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, zero);
-                    std::ptr::write_unaligned(p.signs.add(at / 8) as *mut u16, neg.to_le());
-                }
-                v
-            };
-            // Two pixels per step: one unordered compare finds a NaN in either.
-            let mut at = b;
-            while at + p.c < p.n {
-                let (v0, v1) = (value(at), value(at + p.c));
-                if SIGNS {
-                    nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v0, v1);
-                }
-                at += 2 * p.c;
             }
-            if at < p.n {
-                let v = value(at);
-                if SIGNS {
-                    nan |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
-                }
-            }
+            nan
         }
-        nan
     }
 }
 
@@ -588,9 +641,9 @@ mod tests {
         }
     }
 
-    /// The AVX-512 sweep equals the portable one bit for bit (NaN for NaN) over every
+    /// Every level's sweep equals the portable one bit for bit (NaN for NaN) over every
     /// combination of steps, with signed zeros, infinities and NaN among the residuals, and
-    /// its sign bits are `v < 0`, with NaN reported.
+    /// the AVX-512 sign bits are `v < 0`, with NaN reported.
     #[test]
     fn simd_pixel_rows_equal_the_portable_sweep() {
         use rand::{Rng, SeedableRng};
@@ -636,30 +689,42 @@ mod tests {
                     (None, Some((&s[..], &t[..])), Some(&with_nan[..])),
                 ] {
                     let rows = Epilogue { bias, bn, act }.pixel_rows(c, px, k);
-                    if !rows.simd() {
-                        eprintln!("no AVX-512: nothing to compare");
-                        return;
-                    }
                     let mut want = vec![MaybeUninit::uninit(); n];
                     rows.apply_scalar(&mut want, &sums, r);
-                    let mut got = vec![MaybeUninit::uninit(); n];
-                    let mut signs = vec![0xA5u8; n / 8];
-                    let clean = rows.apply_signs(&mut got, &sums, r, &mut signs);
-                    // SAFETY: both sweeps write every element.
-                    let (want, got): (Vec<f32>, Vec<f32>) = unsafe {
-                        (
-                            want.iter().map(|v| v.assume_init()).collect(),
-                            got.iter().map(|v| v.assume_init()).collect(),
-                        )
-                    };
-                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                        let same = g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan());
-                        assert!(same, "C{c} {act:?} i{i}: {g} vs {w}");
-                    }
-                    assert_eq!(clean, !want.iter().any(|v| v.is_nan()), "NaN reported");
-                    for (i, v) in want.iter().enumerate().filter(|(_, v)| !v.is_nan()) {
-                        let bit = signs[i / 8] >> (i % 8) & 1 == 1;
-                        assert_eq!(bit, *v < 0.0, "sign of {v} at {i}");
+                    // SAFETY: the portable sweep writes every element.
+                    let want: Vec<f32> = unsafe { want.iter().map(|v| v.assume_init()).collect() };
+                    for isa in cpu::test_levels() {
+                        // The explicit sweep runs wherever the level has AVX-512F.
+                        assert_eq!(rows.simd_with(isa), isa.allows(Features::AVX512F));
+                        let mut got = vec![MaybeUninit::uninit(); n];
+                        rows.apply_with(isa, &mut got, &sums, r);
+                        let mut with_signs = vec![MaybeUninit::uninit(); n];
+                        let mut signs = vec![0xA5u8; n / 8];
+                        let clean = rows.simd_with(isa).then(|| {
+                            rows.apply_signs_with(isa, &mut with_signs, &sums, r, &mut signs)
+                        });
+                        // SAFETY: the sweeps write every element (`with_signs` only if run).
+                        let (got, with_signs): (Vec<f32>, Vec<f32>) = unsafe {
+                            (
+                                got.iter().map(|v| v.assume_init()).collect(),
+                                match clean {
+                                    Some(_) => with_signs.iter().map(|v| v.assume_init()).collect(),
+                                    None => got.iter().map(|v| v.assume_init()).collect(),
+                                },
+                            )
+                        };
+                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                            let same =
+                                |g: &f32| g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan());
+                            assert!(same(g), "{isa:?} C{c} {act:?} i{i}: {g} vs {w}");
+                            assert!(same(&with_signs[i]), "{isa:?} signs C{c} {act:?} i{i}");
+                        }
+                        let Some(clean) = clean else { continue };
+                        assert_eq!(clean, !want.iter().any(|v| v.is_nan()), "NaN reported");
+                        for (i, v) in want.iter().enumerate().filter(|(_, v)| !v.is_nan()) {
+                            let bit = signs[i / 8] >> (i % 8) & 1 == 1;
+                            assert_eq!(bit, *v < 0.0, "{isa:?} sign of {v} at {i}");
+                        }
                     }
                 }
             }
