@@ -29,10 +29,10 @@ use rayon::prelude::*;
 use super::bgemm::{dots_windows, gemm_cols, Panels, WindowRows};
 use super::frame;
 use super::im2col::{run_weight_rows, weight_rows, Im2col, Windows};
+use super::output_transform::{write_interval_bits, SignTable};
 use super::pack::{PackedActivations, PackedWeights};
 use super::padding::PaddingBias;
 use super::popcount::PopcountPath;
-use super::signs::SignTable;
 use super::taps::{dots_taps, ClassBias, TapOut, TapPanels, TapRows};
 use crate::model::geom::ConvGeom;
 use crate::{Error, Result};
@@ -315,7 +315,7 @@ impl BConv2d {
 
     /// [`BConv2d::forward_framed`] for a layer whose output the next conv reads only as signs:
     /// pixel `p`, channel `o` of output row `oy` gets bit 1 iff `lo[o] <= sum <= hi[o]`
-    /// (see [`super::frame::write_interval_bits`]), written into `dst`, the next conv's frame
+    /// (see [`super::output_transform`]), written into `dst`, the next conv's frame
     /// with padding `dst_pad` (its frame bytes are left as they are: zero for a fresh frame).
     /// Where the tap kernel runs, the bits come straight from its registers.
     #[allow(clippy::too_many_arguments)]
@@ -362,7 +362,7 @@ impl BConv2d {
         for oy in 0..g.ho {
             self.row_sums(path, &plan, framed, oy, &mut sums);
             let at = row_at(oy);
-            frame::write_interval_bits(&sums, lo, hi, &mut dst[at..at + g.wo * bpp]);
+            write_interval_bits(&sums, lo, hi, &mut dst[at..at + g.wo * bpp]);
         }
         Ok(())
     }
@@ -382,8 +382,14 @@ impl BConv2d {
             }
         }
         let o = self.out_channels;
-        let table =
-            SignTable::new(&plan.class_bias, t.unit, o, (lo, hi), plan.g.reduction()).map(Arc::new);
+        let table = SignTable::new(
+            plan.class_bias.parts(),
+            t.unit,
+            o,
+            (lo, hi),
+            plan.g.reduction(),
+        )
+        .map(Arc::new);
         *cache = Some((plan.g, lo.to_vec(), hi.to_vec(), table.clone()));
         table
     }
@@ -573,7 +579,7 @@ mod tests {
             let kk = (k * k * c) as i32;
             // Random intervals (mostly inside `-kk..=kk`: sums compared in the kernel's
             // fallback), then one-sided ones as a monotone epilogue gives (prefix, suffix,
-            // empty, all: the tap kernel's one-compare sign table, `super::signs`).
+            // empty, all: the tap kernel's one-compare sign table, `super::output_transform`).
             let lo: Vec<i32> = (0..o).map(|_| rng.gen_range(-kk..kk / 2)).collect();
             let hi: Vec<i32> = lo.iter().map(|&l| l + rng.gen_range(-3..kk)).collect();
             let one_sided: Vec<(i32, i32)> = (0..o)

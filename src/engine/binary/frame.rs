@@ -119,65 +119,6 @@ fn pack_row_avx512(src: &[f32], dst: &mut [u8]) -> bool {
     nan != 0 || tail
 }
 
-/// Writes one output row of a binary layer straight into the next layer's frame: pixel `p`,
-/// channel `o` gets bit 1 iff `lo[o] <= sums[p * C + o] <= hi[o]`. A layer whose output
-/// reaches the next binary conv only through a monotone epilogue (scale, bias, BN,
-/// activation) uses this with the interval of sums its epilogue maps below zero, so the
-/// float values are never formed. `dst` is the row's pixels in the frame (`ow * C / 8`
-/// bytes); `sums` is pixel-major `[ow][C]`.
-pub(crate) fn write_interval_bits(sums: &[i32], lo: &[i32], hi: &[i32], dst: &mut [u8]) {
-    write_interval_bits_with(cpu::isa(), sums, lo, hi, dst)
-}
-
-/// [`write_interval_bits`] at level `isa`.
-fn write_interval_bits_with(isa: Isa, sums: &[i32], lo: &[i32], hi: &[i32], dst: &mut [u8]) {
-    let c = lo.len();
-    assert!(supports(c) && hi.len() == c && sums.len() == dst.len() * 8);
-    match isa.allows(AVX512) {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: the level allows AVX-512F, so the CPU has it.
-        true if c.is_multiple_of(16) => unsafe { interval_bits_avx512(sums, lo, hi, dst) },
-        _ => interval_bits(sums, lo, hi, dst),
-    }
-}
-
-fn interval_bits(sums: &[i32], lo: &[i32], hi: &[i32], dst: &mut [u8]) {
-    let c = lo.len();
-    for (px, d) in sums.chunks_exact(c).zip(dst.chunks_exact_mut(c / 8)) {
-        for (g, byte) in d.iter_mut().enumerate() {
-            let mut bits = 0u8;
-            for i in 0..8 {
-                let (s, o) = (px[8 * g + i], 8 * g + i);
-                bits |= u8::from(lo[o] <= s && s <= hi[o]) << i;
-            }
-            *byte = bits;
-        }
-    }
-}
-
-/// [`interval_bits`] sixteen channels per pair of compares (`C % 16 == 0`).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn interval_bits_avx512(sums: &[i32], lo: &[i32], hi: &[i32], dst: &mut [u8]) {
-    use std::arch::x86_64::*;
-    let c = lo.len();
-    assert!(hi.len() == c && c.is_multiple_of(16));
-    for (px, d) in sums.chunks_exact(c).zip(dst.chunks_exact_mut(c / 8)) {
-        for g in 0..c / 16 {
-            // SAFETY: channels 16g..16g + 16 <= c of `px`, `lo` and `hi` (each `c` long).
-            let (s, l, h) = unsafe {
-                (
-                    _mm512_loadu_si512(px.as_ptr().add(16 * g) as *const __m512i),
-                    _mm512_loadu_si512(lo.as_ptr().add(16 * g) as *const __m512i),
-                    _mm512_loadu_si512(hi.as_ptr().add(16 * g) as *const __m512i),
-                )
-            };
-            let m = _mm512_cmpge_epi32_mask(s, l) & _mm512_cmple_epi32_mask(s, h);
-            d[2 * g..2 * g + 2].copy_from_slice(&m.to_le_bytes());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,31 +169,6 @@ mod tests {
                 bad[h * w * c - 1] = f32::NAN;
                 let e = pack_framed_with(isa, &bad, (h, w, c), pad, 3, &mut a).unwrap_err();
                 assert!(e.to_string().contains("NaN at [3, "), "{isa:?} {e}");
-            }
-        }
-    }
-
-    /// Interval bits: every level's writer against the definition.
-    #[test]
-    fn interval_bits_by_definition() {
-        use rand::{Rng, SeedableRng};
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
-        for c in [8usize, 16, 32, 48, 64] {
-            let px = 5;
-            let sums: Vec<i32> = (0..px * c).map(|_| rng.gen_range(-20..20)).collect();
-            let lo: Vec<i32> = (0..c).map(|_| rng.gen_range(-25..10)).collect();
-            let hi: Vec<i32> = lo.iter().map(|&l| l + rng.gen_range(-3..30)).collect();
-            for isa in cpu::test_levels() {
-                let mut a = vec![0xAAu8; px * c / 8];
-                write_interval_bits_with(isa, &sums, &lo, &hi, &mut a);
-                for p in 0..px {
-                    for o in 0..c {
-                        let s = sums[p * c + o];
-                        let bit = a[p * c / 8 + o / 8] >> (o % 8) & 1;
-                        let want = lo[o] <= s && s <= hi[o];
-                        assert_eq!(bit == 1, want, "{isa:?} c {c} p {p} o {o}");
-                    }
-                }
             }
         }
     }

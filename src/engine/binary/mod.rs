@@ -13,7 +13,8 @@
 //!
 //! One concern per file: [`pack`] (layout), [`popcount`] (paths), [`dot`], [`frame`] (the
 //! channel-last byte-packed image of the inference path), [`im2col`] (bit rows),
-//! [`bgemm`] (the hot loop; [`taps`] its tap-per-lane form for 16, 32 and 64 channels), [`padding`] (exact zero padding), [`signs`] (the tap kernel's sign-bit output), [`bconv`], [`linear`],
+//! [`bgemm`] (the hot loop; [`taps`] its tap-per-lane form for 16, 32 and 64 channels), [`padding`] (exact zero padding), [`output_transform`] (sums to the next layer's floats
+//! or sign bits: intervals, their writer, the tap kernel's thresholds), [`bconv`], [`linear`],
 //! [`transform`] (i32 -> scaled f32), [`multibase`] (XNOR / ABC layers), and [`reference`]
 //! (slow i8 truth the fast kernels are tested against).
 //!
@@ -39,7 +40,6 @@ pub mod pack;
 mod padding;
 pub mod popcount;
 pub mod reference;
-mod signs;
 mod taps;
 pub mod transform;
 

@@ -22,12 +22,12 @@
 //! a per-pixel-class bias table ([`super::padding`]), `sum = bias[class][o] - 2 * count`, so
 //! border pixels need no second pass. The store writes either those sums ([`TapOut::Sums`]) or
 //! straight away the sign bits the next conv reads ([`TapOut::Bits`]: one compare of the
-//! count against a per-class threshold, [`super::signs`]). AVX-512 only, chosen per layer by
+//! count against a per-class threshold, [`super::output_transform`]). AVX-512 only, chosen per layer by
 //! [`TapPanels::usable`]; every other case runs `dots_windows`, and the tests check this
 //! kernel against the definition.
 
+use super::output_transform::SignTable;
 use super::pack::PackedWeights;
-use super::signs::SignTable;
 use crate::engine::cpu::{self, Features};
 
 /// Outputs per block: one 512-bit vector of `u32` lanes.
@@ -242,7 +242,7 @@ pub(crate) enum TapOut<'a> {
     },
     /// Every output row `oy` of `signs` (its windows are those of `x` moved `oy * row_step`
     /// bytes on): bit `o % 8` of byte `base + oy * step + r * O / 8 + o / 8` of `out` is the
-    /// sign bit `signs` gives window `r`'s sum ([`super::signs`]), so `out` is the next conv's
+    /// sign bit `signs` gives window `r`'s sum ([`super::output_transform`]), so `out` is the next conv's
     /// frame ([`super::frame`]). One call per map, so bounds are checked once, not per row.
     Bits {
         signs: &'a SignTable,
@@ -260,7 +260,7 @@ struct Store {
     sums: *mut i32,
     ld: usize,
     bits: *mut u8,
-    /// The tables of a [`super::signs::SignRow`].
+    /// The tables of a [`super::output_transform::SignRow`].
     flip: *const u16,
     by_class: *const i32,
     cls: *const u32,
@@ -376,7 +376,7 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     /// Stores block `blk` of window `r` (`u32` counts): the sums `bias[cls] - 2 * count`, or
-    /// if `BITS` the sign bits `(count >= T[cls]) ^ flip` ([`super::super::signs`]).
+    /// if `BITS` the sign bits `(count >= T[cls]) ^ flip` ([`super::super::output_transform`]).
     ///
     /// # Safety
     /// [`super::run`]'s contract for the windows and blocks named.
@@ -693,8 +693,8 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::binary::output_transform::SignTable;
     use crate::engine::binary::pack::pack_weights_i8;
-    use crate::engine::binary::signs::SignTable;
     use ndarray::Array4;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
@@ -787,7 +787,7 @@ mod tests {
                 }
             }
             // Sign bits: for each channel a prefix, a suffix, an empty or a full interval of
-            // `-k..=k`, which the table turns into one side each ([`super::super::signs`]);
+            // `-k..=k`, which the table turns into one side each ([`super::super::output_transform`]);
             // the tables' biases here let `s` leave `-k..=k`, which shows the one side.
             let kinds: Vec<(i32, i32)> = (0..o)
                 .map(|oc| match oc % 4 {
@@ -804,7 +804,7 @@ mod tests {
                 2 => false,
                 _ => s <= k,
             };
-            let table = SignTable::new(&classes, c, o, (&lo, &hi), k as usize).unwrap();
+            let table = SignTable::new(classes.parts(), c, o, (&lo, &hi), k as usize).unwrap();
             let mut bits = vec![0x5Au8; rows * o / 8 + 3];
             let out = TapOut::Bits {
                 signs: &table,
