@@ -9,4 +9,5 @@ mod io_dataset;
 mod io_folder;
 mod io_idx;
 mod io_jsonl;
+mod io_output;
 mod io_weights;
