@@ -20,6 +20,7 @@ use super::format::{render, Format, Tabular};
 use crate::engine::classifier::{BinaryEngine, FloatEngine};
 use crate::engine::exec::Net;
 use crate::engine::params;
+use crate::io::limits::{at_least_one, check_memory};
 use crate::model::Normalization;
 use crate::variant::{apply, CompressedNetwork};
 use crate::{Error, Result};
@@ -63,11 +64,17 @@ pub struct NetArgs {
 }
 
 impl NetArgs {
-    /// The compressed network and its parameters (loaded, or initialised from the seed).
-    pub fn net(&self) -> Result<Net> {
+    /// The compressed network and its parameters (loaded, or initialised from the seed), after
+    /// the memory guard for forward passes of `batch` images.
+    pub fn net(&self, batch: usize) -> Result<Net> {
         let network = self.model.load()?;
         let spec = self.variant.spec()?;
         let cn = apply(&network, &spec)?;
+        check_memory(
+            &format!("model {}", network.name),
+            network.memory_estimate(batch, 2, 2),
+            "choose a smaller model or lower --batch",
+        )?;
         let p = match &self.weights {
             Some(path) => params::load(&cn, path)?,
             None => params::init(&cn, self.seed),
@@ -161,10 +168,11 @@ impl Engine {
 }
 
 pub fn infer(args: &InferArgs) -> Result<InferReport> {
-    if args.batch == 0 {
-        return Err(Error::input("--batch", "must be at least 1"));
+    at_least_one("--batch", args.batch)?;
+    if let Some(n) = args.limit {
+        at_least_one("--limit", n)?;
     }
-    let net = args.net.net()?;
+    let net = args.net.net(args.batch)?;
     let (_, test) = args.folder.load(&args.data)?;
     let network = &net.cn.network;
     if test.image_shape() != network.input {

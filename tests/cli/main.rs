@@ -5,3 +5,4 @@ mod common;
 
 mod cli_errors;
 mod cli_output;
+mod cli_safety;
