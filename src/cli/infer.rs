@@ -8,7 +8,6 @@
 //! `--engine binary` on a variant with no binarized layer is an error rather than a silent
 //! fallback: the binary engine would then just be the float engine under another name.
 
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -21,6 +20,7 @@ use crate::engine::classifier::{BinaryEngine, FloatEngine};
 use crate::engine::exec::Net;
 use crate::engine::params;
 use crate::io::limits::{at_least_one, check_memory};
+use crate::io::progress::Progress;
 use crate::model::Normalization;
 use crate::variant::{apply, CompressedNetwork};
 use crate::{Error, Result};
@@ -219,11 +219,7 @@ pub fn infer(args: &InferArgs) -> Result<InferReport> {
         EngineKind::Float => Engine::Float(FloatEngine::new(net)?),
         EngineKind::Binary => Engine::Binary(BinaryEngine::new(net)?),
     };
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(n as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = Progress::new("infer", "images", n as u64, true);
     let mut images = Vec::with_capacity(n);
     let mut correct = 0;
     let mut start = 0;

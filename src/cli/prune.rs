@@ -111,6 +111,9 @@ impl PruneArgs {
         if let Some(r) = rates_out {
             output::check_file("--rates-out", r, self.force, &inputs)?;
         }
+        if let Some(h) = &self.search.history {
+            output::check_file("--history", h, self.force, &inputs)?;
+        }
         if let Some(o) = &self.out {
             output::check_file("--out", o, self.force, &inputs)?;
         }

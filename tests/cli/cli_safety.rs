@@ -134,6 +134,35 @@ fn outputs_never_replace_inputs_or_existing_files_silently() {
     call(prune(&p, &[]), &["already exists"]);
     assert_eq!(prune(&p, &["--force"]).0, 0);
 
+    // The agent's rates file (both spellings) follows the same rule, before any search.
+    let rates = d("rates.toml");
+    std::fs::write(&rates, "\"conv1\" = 0.5\n").unwrap();
+    let rs = s(&rates);
+    for cmd in [
+        vec!["prune-agent", "--out", rs.as_str()],
+        vec!["prune", "--agent", "--rates-out", rs.as_str()],
+    ] {
+        let mut a = cmd.clone();
+        a.extend([
+            "--model",
+            "resnet8",
+            "--input",
+            INPUT,
+            "--weights",
+            &ws,
+            "--data",
+            &data,
+            "--budget",
+            "0.5",
+        ]);
+        user_error(&a, &["already exists"]);
+        a.extend(["--force", "--history", &ws]);
+        user_error(&a, &["--history", "same file as --weights"]);
+    }
+    assert_eq!(
+        std::fs::read_to_string(&rates).unwrap(),
+        "\"conv1\" = 0.5\n"
+    );
     // train --init X --out X: refused even with --force.
     user_error(
         &train_args(&data, &ws, &["--init", &ws, "--force"]),
@@ -557,4 +586,17 @@ fn progress_lines_when_stderr_is_not_a_terminal() {
         "{err}"
     );
     assert!(lines[7].contains("8/8 updates (100.0%)"), "{err}");
+    // infer too: 20 test images in batches of 8, a line per batch.
+    let o = Command::new(env!("CARGO_BIN_EXE_bbed"))
+        .args([
+            "infer", "--model", "resnet8", "--input", INPUT, "--data", &data, "--batch", "8",
+        ])
+        .env("BBED_PROGRESS_SECS", "0")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("infer: ")).collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(lines[2].contains("20/20 images (100.0%)"), "{err}");
 }
