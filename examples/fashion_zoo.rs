@@ -132,6 +132,7 @@ fn main() {
             weights: file.into(),
             accuracy: Some(acc),
             cost: None,
+            training: None,
         });
     };
     let no_mask = Params::new();

@@ -33,6 +33,11 @@ pub struct ZooEntry {
     /// Free-form cost summary (e.g. `cost::CostTotals` as JSON).
     #[serde(default)]
     pub cost: Option<serde_json::Value>,
+    /// Every setting `bbed zoo` trained the entry with (epochs, rate, batch, subsets, seed, data
+    /// and initial-weight fingerprints), so a re-run with other settings re-trains the entry
+    /// instead of skipping it; `None` for entries written by hand or by older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<serde_json::Value>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -8,7 +8,6 @@
 //! `--engine binary` on a variant with no binarized layer is an error rather than a silent
 //! fallback: the binary engine would then just be the float engine under another name.
 
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
@@ -20,6 +19,8 @@ use super::format::{render, Format, Tabular};
 use crate::engine::classifier::{BinaryEngine, FloatEngine};
 use crate::engine::exec::Net;
 use crate::engine::params;
+use crate::io::limits::{at_least_one, check_memory};
+use crate::io::progress::Progress;
 use crate::model::Normalization;
 use crate::variant::{apply, CompressedNetwork};
 use crate::{Error, Result};
@@ -63,11 +64,17 @@ pub struct NetArgs {
 }
 
 impl NetArgs {
-    /// The compressed network and its parameters (loaded, or initialised from the seed).
-    pub fn net(&self) -> Result<Net> {
+    /// The compressed network and its parameters (loaded, or initialised from the seed), after
+    /// the memory guard for forward passes of `batch` images.
+    pub fn net(&self, batch: usize) -> Result<Net> {
         let network = self.model.load()?;
         let spec = self.variant.spec()?;
         let cn = apply(&network, &spec)?;
+        check_memory(
+            &format!("model {}", network.name),
+            network.memory_estimate(batch, 2, 2),
+            "choose a smaller model or lower --batch",
+        )?;
         let p = match &self.weights {
             Some(path) => params::load(&cn, path)?,
             None => params::init(&cn, self.init_seed),
@@ -162,10 +169,11 @@ impl Engine {
 }
 
 pub fn infer(args: &InferArgs) -> Result<InferReport> {
-    if args.batch == 0 {
-        return Err(Error::input("--batch", "must be at least 1"));
+    at_least_one("--batch", args.batch)?;
+    if let Some(n) = args.limit {
+        at_least_one("--limit", n)?;
     }
-    let net = args.net.net()?;
+    let net = args.net.net(args.batch)?;
     let (_, test) = args.folder.load(&args.data)?;
     let network = &net.cn.network;
     if test.image_shape() != network.input {
@@ -212,11 +220,7 @@ pub fn infer(args: &InferArgs) -> Result<InferReport> {
         EngineKind::Float => Engine::Float(FloatEngine::new(net)?),
         EngineKind::Binary => Engine::Binary(BinaryEngine::new(net)?),
     };
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(n as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = Progress::new("infer", "images", n as u64, true);
     let mut images = Vec::with_capacity(n);
     let mut correct = 0;
     let mut start = 0;

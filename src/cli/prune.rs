@@ -17,6 +17,8 @@ use clap::Args;
 use super::args::{ModelArgs, VariantArgs};
 use super::prune_agent::{search_rates, AgentOptions};
 use crate::engine::params;
+use crate::io::limits::check_memory;
+use crate::io::output;
 use crate::train::physical::{save_with_masks, sparse_masks, structured};
 use crate::variant::{self, VariantKind, VariantSpec};
 use crate::{Error, Result};
@@ -64,6 +66,9 @@ pub struct PruneArgs {
     pub rates_out: Option<PathBuf>,
     #[command(flatten)]
     pub search: AgentOptions,
+    /// Replace an existing --out / --rates-out (never one of the inputs)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Global rate when `--rate` is not given.
@@ -77,12 +82,7 @@ impl PruneArgs {
     /// The variant spec of the pruned model (without `--agent`).
     pub fn spec(&self) -> Result<VariantSpec> {
         let rate = self.rate.unwrap_or(DEFAULT_RATE);
-        if !(rate > 0.0 && rate < 1.0) {
-            return Err(Error::input(
-                "--rate",
-                format!("pruning rate {rate} is not in the open interval (0, 1)"),
-            ));
-        }
+        // Range rules: VariantSpec::validate, shared by every command.
         let va = VariantArgs {
             variant: self.scheme().to_string(),
             m: None,
@@ -96,34 +96,29 @@ impl PruneArgs {
             bias: None,
             index_bits: None,
         };
-        let spec = va.spec()?;
-        check_overrides(&spec)?;
-        Ok(spec)
+        va.spec()
     }
-}
 
-/// Per-layer overrides must be below 1; 0 (leave the layer uncut) only for the physical cuts,
-/// which is what the agent writes for a layer it chose not to prune.
-fn check_overrides(spec: &VariantSpec) -> Result<()> {
-    let physical = matches!(spec.kind, VariantKind::Filter | VariantKind::Channel);
-    for (k, &r) in &spec.options.rates {
-        let ok = if physical {
-            (0.0..1.0).contains(&r)
-        } else {
-            r > 0.0 && r < 1.0
-        };
-        if !ok {
-            let range = if physical { "[0, 1)" } else { "(0, 1)" };
-            return Err(Error::input(
-                format!("--rates \"{k}\""),
-                format!(
-                    "pruning rate {r} is not in {range} for {} pruning",
-                    spec.kind.name()
-                ),
-            ));
+    /// The output rule ([`crate::io::output`]) for `--out` and `--rates-out`, before any work.
+    fn check_outputs(&self, rates_out: Option<&Path>) -> Result<()> {
+        let mut inputs: Vec<(&str, &Path)> = vec![("--weights", &self.weights)];
+        if let Some(r) = &self.rates {
+            inputs.push(("--rates", r));
         }
+        if let Some(d) = &self.data {
+            inputs.push(("--data", d));
+        }
+        if let Some(r) = rates_out {
+            output::check_file("--rates-out", r, self.force, &inputs)?;
+        }
+        if let Some(h) = &self.search.history {
+            output::check_file("--history", h, self.force, &inputs)?;
+        }
+        if let Some(o) = &self.out {
+            output::check_file("--out", o, self.force, &inputs)?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Prunes and saves; returns the pruned network's parameter count before/after.
@@ -132,6 +127,7 @@ pub fn prune(args: &PruneArgs) -> Result<(u64, u64)> {
         .out
         .as_ref()
         .ok_or_else(|| Error::input("--out", "where to write the pruned weights is required"))?;
+    args.check_outputs(None)?;
     prune_with(&args.model, &args.weights, &args.spec()?, out)
 }
 
@@ -145,6 +141,12 @@ pub fn prune_with(
 ) -> Result<(u64, u64)> {
     spec.validate()?;
     let net = model.load()?;
+    // The input weights, the pruned copy and the masks.
+    check_memory(
+        &format!("pruning {}", net.name),
+        net.memory_estimate(0, 3, 0),
+        "choose a smaller model",
+    )?;
     let spec = spec.clone();
     let base = variant::apply(&net, &VariantSpec::new(VariantKind::Vanilla))?;
     let p = params::load(&base, weights).map_err(|e| match e {
@@ -233,6 +235,7 @@ fn run_agent(args: &PruneArgs) -> Result<String> {
             "is the same file as --out; the rates and the weights need two files",
         ));
     }
+    args.check_outputs(Some(&rates_out))?;
     let (res, mut text) = search_rates(
         &args.model,
         &args.weights,
@@ -246,7 +249,6 @@ fn run_agent(args: &PruneArgs) -> Result<String> {
         // Every channel-prunable layer is listed; a global rate of 0 keeps any other uncut.
         spec.options.rate = 0.0;
         spec.options.rates = res.rates.clone();
-        check_overrides(&spec)?;
         let (before, after) = prune_with(&args.model, &args.weights, &spec, out)?;
         text.push_str(&format!(
             "{} channel pruning at the agent's rates: non-zero parameters {before} -> {after}; \

@@ -84,9 +84,20 @@ pub struct PruneAgentArgs {
     pub out: PathBuf,
     #[command(flatten)]
     pub search: AgentOptions,
+    /// Replace an existing --out (never one of the inputs)
+    #[arg(long)]
+    pub force: bool,
 }
 
 pub fn run(a: PruneAgentArgs) -> Result<String> {
+    let inputs = [
+        ("--weights", a.weights.as_path()),
+        ("--data", a.data.as_path()),
+    ];
+    crate::io::output::check_file("--out", &a.out, a.force, &inputs)?;
+    if let Some(h) = &a.search.history {
+        crate::io::output::check_file("--history", h, a.force, &inputs)?;
+    }
     search_rates(&a.model, &a.weights, &a.data, a.budget, &a.search, &a.out).map(|(_, text)| text)
 }
 

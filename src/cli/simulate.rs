@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::args::{ModelArgs, VariantArgs};
 use super::format::{render, Format, Tabular};
 use crate::hw::Device;
+use crate::io::limits::{at_least_one, check_memory};
 use crate::sim::check::{check_layers, FunctionalReport};
 use crate::sim::network::{layer_specs, sparse_layers};
 use crate::sim::{simulate_layers, Precision, SimReport};
@@ -196,9 +197,14 @@ pub fn simulate(a: &SimulateArgs) -> Result<SimulateOutput> {
     let specs = layer_specs(&compressed)?;
     let report = simulate_layers(&specs, &dev)?;
     let functional = if a.functional {
-        if a.images == 0 {
-            return Err(Error::input("--images", "must be at least 1"));
-        }
+        at_least_one("--images", a.images)?;
+        // Layer by layer: weights plus inputs and outputs of `--images` images, as integers
+        // and floats (the two sides compared).
+        check_memory(
+            &format!("functional check of {}", net.name),
+            net.memory_estimate(a.images, 2, 2),
+            "lower --images or choose a smaller model",
+        )?;
         let pb = progress(specs.len());
         let f = check_layers(&specs, &dev, a.images, a.seed, || pb.inc(1))?;
         pb.finish_and_clear();

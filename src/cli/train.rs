@@ -17,6 +17,7 @@
 //! continues it exactly. Masks stored in the `--init` file (`{weight}.mask`, from `bbed prune`)
 //! stay fixed throughout.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -24,8 +25,10 @@ use clap::Args;
 
 use super::args::{FolderArgs, ModelArgs, VariantArgs};
 use crate::engine::params;
-use crate::io::Dataset;
+use crate::io::limits::check_memory;
+use crate::io::{output, Dataset};
 use crate::model::Network;
+use crate::sweep::plan::{digest, fnv1a, FNV_OFFSET};
 use crate::train::physical::{load_with_masks, save_with_masks};
 use crate::train::{
     evaluate, train, KdConfig, NetModel, OptimizerConfig, RunOptions, Schedule, TrainConfig,
@@ -100,6 +103,9 @@ pub struct TrainArgs {
     /// JSONL log of loss/accuracy per epoch
     #[arg(long)]
     pub log: Option<PathBuf>,
+    /// Replace an existing --out (never one of the inputs)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// What a finished run produced.
@@ -278,36 +284,144 @@ fn load_teacher(
     crate::engine::exec::Net::new(cn, p)
 }
 
-/// Trains with already loaded data (also used by `bbed zoo`).
+/// The checkpoint file of a run: `--checkpoint`, else `{out}.ckpt`.
+fn checkpoint_path(args: &TrainArgs) -> PathBuf {
+    args.checkpoint.clone().unwrap_or_else(|| {
+        let mut s = args.out.clone().into_os_string();
+        s.push(".ckpt");
+        PathBuf::from(s)
+    })
+}
+
+/// The output rule ([`crate::io::output`]) for every file a run writes, checked before any work.
+/// An existing `--out` is accepted without `--force` when `--resume` continues the checkpoint
+/// that produced it (the checkpoint's fingerprint is checked when it is loaded).
+pub fn check_outputs(args: &TrainArgs) -> Result<()> {
+    let ck = checkpoint_path(args);
+    let mut inputs: Vec<(&str, &Path)> = vec![("--data", &args.data)];
+    for (flag, p) in [
+        ("--init", &args.init),
+        ("--teacher", &args.teacher),
+        ("--rates", &args.variant.rates),
+    ] {
+        if let Some(p) = p {
+            inputs.push((flag, p));
+        }
+    }
+    let continuing = args.resume && ck.is_file();
+    output::check_file("--out", &args.out, args.force || continuing, &inputs)?;
+    inputs.push(("--out", &args.out));
+    // An existing checkpoint is the loop's business (resume it or refuse); only its place and
+    // that it is no input are checked here.
+    output::check_file("--checkpoint", &ck, true, &inputs)?;
+    if ck == args.out {
+        return Err(Error::input(
+            "--checkpoint",
+            "is the same file as --out; the checkpoint and the weights need two files",
+        ));
+    }
+    if let Some(log) = &args.log {
+        inputs.push(("--checkpoint", &ck));
+        // The log is appended to on --resume, so an existing one is replaced only with --force.
+        output::check_file("--log", log, args.force || args.resume, &inputs)?;
+    }
+    Ok(())
+}
+
+/// Hex digest of a file's bytes, or "none".
+fn file_digest(path: Option<&PathBuf>) -> Result<String> {
+    match path {
+        None => Ok("none".into()),
+        Some(p) => {
+            let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+            Ok(digest(&bytes))
+        }
+    }
+}
+
+/// Content fingerprint of a data split (pixels, labels, classes): moving the folder keeps it,
+/// another subset or other files change it.
+pub fn data_digest(d: &Dataset) -> String {
+    let mut h = fnv1a(FNV_OFFSET, &(d.classes as u64).to_le_bytes());
+    for s in d.image_shape() {
+        h = fnv1a(h, &(s as u64).to_le_bytes());
+    }
+    h = fnv1a(h, d.images.as_slice().unwrap_or(&[]));
+    h = fnv1a(
+        h,
+        &d.labels
+            .iter()
+            .flat_map(|l| l.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    );
+    format!("{h:016x}")
+}
+
+/// Every setting outside the [`TrainConfig`] that changes the result, by flag (see
+/// [`RunOptions::identity`]); keys that are flags sort before the content fingerprints, so a
+/// changed `--subset` is named as such rather than as changed data.
+fn identity(
+    args: &TrainArgs,
+    net: &Network,
+    spec: &VariantSpec,
+    train_set: &Dataset,
+    test_set: &Dataset,
+) -> Result<BTreeMap<String, String>> {
+    let show = |v: Option<usize>| v.map(|n| n.to_string()).unwrap_or_else(|| "all".into());
+    let mut m = BTreeMap::new();
+    m.insert(
+        "--model".into(),
+        format!(
+            "{} {:?} {} classes ({})",
+            net.name,
+            net.input,
+            net.num_classes,
+            digest(format!("{:?}", net.layers).as_bytes())
+        ),
+    );
+    m.insert(
+        "--variant".into(),
+        format!(
+            "{} ({})",
+            spec.label(),
+            digest(serde_json::to_string(spec).unwrap_or_default().as_bytes())
+        ),
+    );
+    m.insert("--subset".into(), show(args.subset));
+    m.insert("--test-subset".into(), show(args.test_subset));
+    m.insert(
+        "--teacher-model".into(),
+        args.teacher_model.clone().unwrap_or_default(),
+    );
+    m.insert("data content (train)".into(), data_digest(train_set));
+    m.insert("data content (test)".into(), data_digest(test_set));
+    m.insert("--init content".into(), file_digest(args.init.as_ref())?);
+    m.insert(
+        "--teacher content".into(),
+        file_digest(args.teacher.as_ref())?,
+    );
+    Ok(m)
+}
+
+/// Trains with already loaded data (also used by `bbed zoo`). `epoch_lines` prints each epoch's
+/// line to stdout as it ends (flushed), for `bbed train`.
 pub fn train_with_data(
     args: &TrainArgs,
     train_set: &Dataset,
     test_set: &Dataset,
     progress: bool,
+    epoch_lines: bool,
 ) -> Result<TrainOutcome> {
     let started = Instant::now();
+    check_outputs(args)?;
     let net = args.model.load()?;
     let spec = args.variant.spec()?;
-    // A per-layer override of 0 leaves a layer uncut, meaningful for the physical filter/channel
-    // cut (the pruning agent writes it); masks (kernel/weight) need a rate in (0, 1).
-    let physical = matches!(spec.kind, VariantKind::Filter | VariantKind::Channel);
-    for (flag, r) in std::iter::once(("--rate", spec.options.rate))
-        .chain(spec.options.rates.values().map(|&r| ("--rates", r)))
-    {
-        let zero_ok = physical && flag == "--rates" && r == 0.0;
-        if matches!(
-            spec.kind,
-            VariantKind::Filter | VariantKind::Channel | VariantKind::Kernel | VariantKind::Weight
-        ) && !(r > 0.0 && r < 1.0)
-            && !zero_ok
-        {
-            return Err(Error::input(
-                flag,
-                format!("pruning rate {r} is not in the open interval (0, 1)"),
-            ));
-        }
-    }
     check_input(&net, train_set)?;
+    check_memory(
+        &format!("training {}", net.name),
+        net.memory_estimate(args.batch.max(500), 4, 2),
+        "lower --batch or choose a smaller model",
+    )?;
     let cn = variant::apply(&net, &spec)?;
     if spec.kind == VariantKind::Kd && args.teacher.is_none() {
         return Err(Error::input(
@@ -343,17 +457,14 @@ pub fn train_with_data(
     };
     let cfg = config(args, &spec, net.input[0])?;
     let mut model = NetModel::new(cn.clone(), p)?;
-    let ck = args.checkpoint.clone().unwrap_or_else(|| {
-        let mut s = args.out.clone().into_os_string();
-        s.push(".ckpt");
-        PathBuf::from(s)
-    });
     let run = RunOptions {
-        checkpoint: Some(ck),
+        checkpoint: Some(checkpoint_path(args)),
         log: args.log.clone(),
         resume: args.resume,
         progress,
         halt_after_steps: None,
+        identity: identity(args, &net, &spec, train_set, test_set)?,
+        epoch_lines,
     };
     let report = train(
         &mut model,
@@ -376,6 +487,7 @@ pub fn train_with_data(
 }
 
 pub fn run(args: TrainArgs) -> Result<String> {
+    check_outputs(&args)?;
     let (train_set, test_set) = load_data(
         &args.data,
         &args.folder,
@@ -383,19 +495,9 @@ pub fn run(args: TrainArgs) -> Result<String> {
         args.test_subset,
         args.seed,
     )?;
-    let o = train_with_data(&args, &train_set, &test_set, true)?;
+    // The epoch lines are printed (and flushed) by the loop as each epoch ends.
+    let o = train_with_data(&args, &train_set, &test_set, true, true)?;
     let mut s = String::new();
-    for e in &o.report.epochs {
-        s.push_str(&format!(
-            "epoch {:>3}  lr {:.5}  train_loss {:.4}  test_loss {:.4}  test_acc {:.2}%  {:.1}s\n",
-            e.epoch,
-            e.lr,
-            e.train_loss,
-            e.test_loss,
-            100.0 * e.test_accuracy,
-            e.seconds
-        ));
-    }
     s.push_str(&format!(
         "{} {}: test accuracy {:.2}% on {} images, {} updates, {:.1}s; weights -> {}\n",
         o.network.network.name,

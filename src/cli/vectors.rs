@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 use super::args::{ModelArgs, VariantArgs};
 use super::format::{render, Format, Tabular};
 use super::simulate::load_device;
+use crate::io::atomic::write_bytes_atomic;
+use crate::io::limits::{at_least_one, check_memory};
+use crate::io::output;
 use crate::sim::network::layer_specs;
 use crate::sim::random::{layer_data, LayerData};
 use crate::sim::vectors::{write, VectorData};
@@ -96,29 +99,6 @@ pub struct VectorsSummary {
     pub sets: Vec<VectorSet>,
 }
 
-fn check_out_dir(dir: &Path, force: bool) -> Result<()> {
-    match std::fs::read_dir(dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() && !force {
-                return Err(Error::input(
-                    "--out",
-                    format!(
-                        "{} is not empty; choose an empty directory or pass --force",
-                        dir.display()
-                    ),
-                ));
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) if dir.is_file() => Err(Error::input(
-            "--out",
-            format!("{} is a file, not a directory ({e})", dir.display()),
-        )),
-        Err(e) => Err(Error::io(dir, e)),
-    }
-}
-
 /// Writes the vectors; the typed summary of `bbed vectors`.
 pub fn vectors(a: &VectorsArgs) -> Result<VectorsSummary> {
     let spec = a.variant.spec()?;
@@ -138,10 +118,14 @@ pub fn vectors(a: &VectorsArgs) -> Result<VectorsSummary> {
             ),
         ));
     };
-    if a.images == 0 {
-        return Err(Error::input("--images", "must be at least 1"));
-    }
-    check_out_dir(&a.out, a.force)?;
+    at_least_one("--images", a.images)?;
+    check_memory(
+        &format!("vectors of {}", net.name),
+        net.memory_estimate(a.images, 2, 2),
+        "lower --images or choose a smaller model",
+    )?;
+    let inputs: Vec<(&str, &Path)> = a.hw.iter().map(|p| ("--hw", p.as_path())).collect();
+    output::check_dir("--out", &a.out, a.force, |_| false, &inputs)?;
     let layer = specs[index].clone();
     let g = layer.geometry()?;
     let data = layer_data(&layer, &g, &dev, a.images, a.seed, index)?;
@@ -216,7 +200,7 @@ pub fn vectors(a: &VectorsArgs) -> Result<VectorsSummary> {
     };
     let path = a.out.join("vectors.json");
     let text = serde_json::to_string_pretty(&summary).expect("summary serialises");
-    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    write_bytes_atomic(&path, text.as_bytes())?;
     Ok(summary)
 }
 

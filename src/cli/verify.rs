@@ -18,6 +18,7 @@ use super::format::{render, Format, Tabular};
 use super::infer::{argmax, has_binary_layers, NetArgs};
 use crate::engine::classifier::{BinaryEngine, FloatEngine};
 use crate::engine::exec::Net;
+use crate::io::limits::at_least_one;
 use crate::{Error, Result};
 
 /// Why [`VerifyReport::tolerance`] is 0.
@@ -105,13 +106,9 @@ fn inputs(args: &VerifyArgs, shape: [usize; 3]) -> Result<(Array4<f32>, String)>
 }
 
 pub fn verify(args: &VerifyArgs) -> Result<VerifyReport> {
-    if args.images == 0 {
-        return Err(Error::input("--images", "must be at least 1"));
-    }
-    if args.batch == 0 {
-        return Err(Error::input("--batch", "must be at least 1"));
-    }
-    let net = args.net.net()?;
+    at_least_one("--images", args.images)?;
+    at_least_one("--batch", args.batch)?;
+    let net = args.net.net(args.batch)?;
     if !has_binary_layers(&net.cn) {
         return Err(Error::input(
             "--variant",

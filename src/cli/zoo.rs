@@ -4,9 +4,13 @@
 //! at `--rate` and fine-tuned with masks fixed; XNOR and ABC 1x1/3x3/5x5 initialised from the
 //! vanilla model.
 //!
-//! Resumable: an entry already in the manifest whose weight file exists is skipped; an entry
-//! whose training was killed resumes from its own checkpoint (`{entry}.safetensors.ckpt`). The
-//! manifest is rewritten (atomically) after each entry.
+//! Resumable: each manifest entry records the settings it was trained with (epochs, rate,
+//! batch, subsets, seed, data and vanilla-model fingerprints). An entry whose weight file exists
+//! and whose settings equal this run's is skipped; one trained with other settings is refused
+//! naming the setting, or re-trained from scratch with `--force`. An entry whose training was
+//! killed resumes from its own checkpoint (`{entry}.safetensors.ckpt`), whose fingerprint refuses
+//! other settings. The manifest is rewritten (atomically) after each entry. `--out` must be new,
+//! empty or an earlier zoo (any other folder only with `--force`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,8 +19,11 @@ use clap::Args;
 
 use super::args::{FolderArgs, ModelArgs, VariantArgs};
 use super::prune::prune_with;
-use super::train::{load_data, train_with_data, TrainArgs};
+use super::train::{data_digest, load_data, train_with_data, TrainArgs};
 use crate::cost::{cost, NccParams};
+use crate::io::output;
+use crate::sweep::plan::digest;
+use crate::variant::{check_rate, RateScope, VariantKind};
 use crate::zoo::{ZooEntry, ZooManifest};
 use crate::{Error, Result};
 
@@ -55,6 +62,10 @@ pub struct ZooArgs {
     /// xnor,abc1x1,abc3x3,abc5x5); default all
     #[arg(long, value_delimiter = ',')]
     pub only: Option<Vec<String>>,
+    /// Use a non-empty --out that holds no zoo, and re-train entries whose recorded settings
+    /// differ from this run's (their weights, checkpoint and log are replaced)
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Every entry suffix in training order (later ones depend on `vanilla`).
@@ -86,15 +97,13 @@ fn variant_args(kind: &str) -> VariantArgs {
 
 /// Builds the zoo; returns a summary table.
 pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
-    if !(args.rate > 0.0 && args.rate < 1.0) {
-        return Err(Error::input(
-            "--rate",
-            format!(
-                "pruning rate {} is not in the open interval (0, 1)",
-                args.rate
-            ),
-        ));
-    }
+    // The rate of the four pruning schemes: the shared rule, as for a filter cut.
+    check_rate(
+        VariantKind::Filter,
+        "--rate",
+        args.rate,
+        RateScope::Global { overrides: false },
+    )?;
     let only: Vec<String> = match &args.only {
         Some(v) => {
             for e in v {
@@ -109,7 +118,13 @@ pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
         }
         None => ENTRIES.iter().map(|s| s.to_string()).collect(),
     };
-    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    output::check_dir(
+        "--out",
+        &args.out,
+        args.force,
+        |d| d.join(crate::zoo::MANIFEST).is_file(),
+        &[("--data", &args.data)],
+    )?;
     let (train_set, test_set) = load_data(
         &args.data,
         &args.folder,
@@ -132,6 +147,13 @@ pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
         .unwrap_or(base.clone());
     let file = |suffix: &str| format!("{stem}-{suffix}.safetensors");
     let vanilla = args.out.join(file("vanilla"));
+    let data_id = serde_json::json!({
+        "train": data_digest(&train_set),
+        "test": data_digest(&test_set),
+        "resize": args.folder.resize,
+        "crop": args.folder.crop,
+        "limit_per_class": args.folder.limit_per_class,
+    });
     let ncc = NccParams::reference();
     for kind in ENTRIES {
         if !only.iter().any(|o| o == kind) {
@@ -139,22 +161,54 @@ pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
         }
         let name = format!("{stem}-{kind}");
         let weights = file(kind);
-        if manifest
-            .entries
-            .iter()
-            .any(|e| e.name == name && args.out.join(&e.weights).is_file())
-        {
-            eprintln!("zoo: {name} already trained, skipping");
-            continue;
-        }
         if kind != "vanilla" && !vanilla.is_file() {
             return Err(Error::input(
                 "--only",
                 format!("{name} needs the vanilla model {} first", vanilla.display()),
             ));
         }
-        let started = Instant::now();
         let pruned = matches!(kind, "filter" | "channel" | "kernel" | "weight");
+        let epochs = if pruned {
+            args.finetune_epochs.unwrap_or(args.epochs)
+        } else {
+            args.epochs
+        };
+        let settings = settings(args, kind, epochs, &data_id, &vanilla)?;
+        let ckpt = args.out.join(format!("{weights}.ckpt"));
+        let log = args.out.join(format!("{stem}-{kind}.log.jsonl"));
+        let mut retrain = false;
+        if let Some(e) = manifest
+            .entries
+            .iter()
+            .find(|e| e.name == name && args.out.join(&e.weights).is_file())
+        {
+            match changed(e.training.as_ref(), &settings) {
+                None => {
+                    eprintln!("zoo: {name} already trained with these settings, skipping");
+                    continue;
+                }
+                Some(why) if !args.force => {
+                    return Err(Error::input(
+                        format!("zoo entry {name}"),
+                        format!(
+                            "was trained with other settings ({why}); pass --force to re-train                              it (its weights, checkpoint and log are replaced), or use another                              --out"
+                        ),
+                    ));
+                }
+                Some(why) => {
+                    eprintln!("zoo: {name}: settings changed ({why}); re-training (--force)");
+                    retrain = true;
+                }
+            }
+        }
+        if retrain {
+            for f in [&ckpt, &log] {
+                if f.exists() {
+                    std::fs::remove_file(f).map_err(|e| Error::io(f, e))?;
+                }
+            }
+        }
+        let started = Instant::now();
         let mut init = None;
         if pruned {
             let p = args.out.join(format!("{stem}-{kind}.pruned.safetensors"));
@@ -175,11 +229,7 @@ pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
             variant: va,
             data: args.data.clone(),
             folder: args.folder.clone(),
-            epochs: if pruned {
-                args.finetune_epochs.unwrap_or(args.epochs)
-            } else {
-                args.epochs
-            },
+            epochs,
             out: args.out.join(&weights),
             seed: args.seed,
             init,
@@ -198,11 +248,14 @@ pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
             subset: None,
             test_subset: None,
             checkpoint: None,
-            // Continue a killed run of this entry from its own checkpoint.
-            resume: args.out.join(format!("{weights}.ckpt")).exists(),
-            log: Some(args.out.join(format!("{stem}-{kind}.log.jsonl"))),
+            // Continue a killed run of this entry from its own checkpoint (its fingerprint
+            // refuses one written with other settings).
+            resume: ckpt.exists(),
+            log: Some(log),
+            // The zoo owns its folder; whether an entry may be replaced was decided above.
+            force: true,
         };
-        let o = train_with_data(&targs, &train_set, &test_set, progress)?;
+        let o = train_with_data(&targs, &train_set, &test_set, progress, false)?;
         let c = cost(&o.network, &ncc);
         eprintln!(
             "zoo: {name}: accuracy {:.2}% ({:.0}s)",
@@ -221,10 +274,70 @@ pub fn build(args: &ZooArgs, progress: bool) -> Result<ZooManifest> {
             cost: Some(serde_json::to_value(&c.total).map_err(|e| {
                 Error::internal("cost", format!("cannot serialise the cost report: {e}"))
             })?),
+            training: Some(settings),
         });
         manifest.save(&args.out)?;
     }
     Ok(manifest)
+}
+
+/// The settings an entry is trained with (recorded in its manifest entry): every flag that
+/// changes its weights, the data's content fingerprint and, for entries built from the vanilla
+/// model, that model's fingerprint (a re-trained vanilla model makes them stale).
+fn settings(
+    args: &ZooArgs,
+    kind: &str,
+    epochs: usize,
+    data: &serde_json::Value,
+    vanilla: &Path,
+) -> Result<serde_json::Value> {
+    let pruned = matches!(kind, "filter" | "channel" | "kernel" | "weight");
+    let from_vanilla = if kind == "vanilla" {
+        None
+    } else {
+        let bytes = std::fs::read(vanilla).map_err(|e| Error::io(vanilla, e))?;
+        Some(digest(&bytes))
+    };
+    Ok(serde_json::json!({
+        "model": args.model.model,
+        "input": args.model.input,
+        "classes": args.model.classes,
+        "epochs": epochs,
+        "rate": pruned.then_some(args.rate),
+        "batch": args.batch,
+        "subset": args.subset,
+        "test_subset": args.test_subset,
+        "seed": args.seed,
+        "data": data,
+        "vanilla": from_vanilla,
+    }))
+}
+
+/// The first setting that differs between the recorded and this run's (`None`: same).
+fn changed(recorded: Option<&serde_json::Value>, now: &serde_json::Value) -> Option<String> {
+    let Some(old) = recorded else {
+        return Some("no settings recorded in the manifest".into());
+    };
+    if old == now {
+        return None;
+    }
+    let empty = serde_json::Map::new();
+    let (a, b) = (
+        old.as_object().unwrap_or(&empty),
+        now.as_object().unwrap_or(&empty),
+    );
+    let key = b
+        .keys()
+        .chain(a.keys())
+        .find(|k| a.get(*k) != b.get(*k))
+        .cloned()
+        .unwrap_or_default();
+    let show = |m: &serde_json::Map<String, serde_json::Value>| {
+        m.get(&key)
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "-".into())
+    };
+    Some(format!("{key}: manifest {}, now {}", show(a), show(b)))
 }
 
 pub fn run(args: ZooArgs) -> Result<String> {

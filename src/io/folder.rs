@@ -280,7 +280,23 @@ pub fn load_split(split: &Path, classes: &[String], opts: &FolderOptions) -> Res
     Dataset::new(images, labels, classes.len(), split.display().to_string())
 }
 
+/// Largest width or height an image may declare, in pixels (photos of data sets are far smaller;
+/// a corrupt header claiming more is refused before anything is allocated).
+pub const MAX_IMAGE_SIDE: u32 = 8192;
+
+/// Most a decoder may allocate for one image, in bytes.
+pub const MAX_DECODE_BYTES: u64 = 256 << 20;
+
+fn decode_limits() -> image::Limits {
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(MAX_IMAGE_SIDE);
+    l.max_image_height = Some(MAX_IMAGE_SIDE);
+    l.max_alloc = Some(MAX_DECODE_BYTES);
+    l
+}
+
 /// Decode, resize, centre-crop one image file; returns its `3 x crop x crop` CHW bytes.
+/// Images beyond [`MAX_IMAGE_SIDE`] or needing more than [`MAX_DECODE_BYTES`] are refused.
 pub fn load_image(path: &Path, opts: &FolderOptions) -> Result<Vec<u8>> {
     let side = opts.crop as usize;
     let mut out = vec![0u8; 3 * side * side];
@@ -291,10 +307,12 @@ pub fn load_image(path: &Path, opts: &FolderOptions) -> Result<Vec<u8>> {
 /// As [`load_image`], writing into `out` (`3 * crop * crop` bytes).
 fn load_image_into(path: &Path, opts: &FolderOptions, out: &mut [u8]) -> Result<()> {
     let bad = |msg: String| Error::input(path.display().to_string(), msg);
-    let img = image::ImageReader::open(path)
+    let mut reader = image::ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?
+        .map_err(|e| Error::io(path, e))?;
+    reader.limits(decode_limits());
+    let img = reader
         .decode()
         .map_err(|e| bad(format!("cannot decode image: {e}")))?
         .to_rgb8();

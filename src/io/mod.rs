@@ -4,7 +4,10 @@
 //! Conventions: images are kept as raw `u8` pixels (0-255) in NCHW until a caller asks for unit
 //! scale ([0,1], `/255`); labels are class indices `0..classes`. Every writer that produces a file a
 //! later run depends on (weights, datasets) writes a temporary file in the same directory and renames
-//! it into place ([`atomic::write_atomic`]), so a killed run never leaves a half-written file behind.
+//! it into place ([`atomic::write_atomic`]), so a killed run never leaves a half-written file behind,
+//! and every command checks its outputs before starting ([`output`]: no silent overwrite, never
+//! onto an input). [`limits`] holds the shared count rules and the memory guard, [`progress`] the
+//! progress display that also works when stderr is a file.
 //! Every malformed file is an [`crate::Error::Input`] naming the file (and record / line / tensor).
 
 pub mod atomic;
@@ -14,6 +17,9 @@ pub mod dataset;
 pub mod folder;
 pub mod idx;
 pub mod jsonl;
+pub mod limits;
+pub mod output;
+pub mod progress;
 pub mod weights;
 
 pub use dataset::{normalize, Dataset};

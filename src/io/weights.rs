@@ -329,7 +329,8 @@ impl WeightStore {
 
     /// Fail, naming every affected tensor and its first bad element, if any value is NaN or
     /// infinite (a diverged training run saves such weights; they would turn every prediction into
-    /// an arbitrary class rather than an error). Loading does not call this: callers decide.
+    /// an arbitrary class rather than an error), or if a batch-norm `running_var` is negative
+    /// (naming the layer). Loading does not call this: callers decide.
     pub fn check_finite(&self) -> Result<()> {
         let bad: Vec<String> = self
             .tensors
@@ -343,13 +344,30 @@ impl WeightStore {
                 ))
             })
             .collect();
-        if bad.is_empty() {
-            return Ok(());
+        if !bad.is_empty() {
+            return Err(Error::input(
+                self.origin(),
+                format!("non-finite weights in {}", bad.join(", ")),
+            ));
         }
-        Err(Error::input(
-            self.origin(),
-            format!("non-finite weights in {}", bad.join(", ")),
-        ))
+        // A variance is never negative; caught here the error names the tensor (so the layer)
+        // and the file, instead of surfacing later as a nameless batch-norm fold error.
+        for (name, t) in self
+            .tensors
+            .iter()
+            .filter(|(n, _)| n.ends_with("running_var"))
+        {
+            if let Some((i, v)) = t.iter().enumerate().find(|(_, v)| **v < 0.0) {
+                let layer = name.trim_end_matches(".running_var");
+                return Err(Error::input(
+                    self.origin(),
+                    format!(
+                        "batch-norm layer {layer:?}: {name} channel {i} is {v}, a variance must                          be >= 0 (corrupt or not a running variance)"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Store `value` as a JSON string under metadata `key` (e.g. the variant's options).

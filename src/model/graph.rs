@@ -360,6 +360,26 @@ impl Network {
             .sum()
     }
 
+    /// Bytes of f32 memory the float engine needs for this network on `batch` images, from
+    /// shapes only (nothing is allocated): every parameter tensor `param_copies` times (1 to
+    /// infer; 4 to train: weights, gradients, two optimizer slots) plus every layer output for
+    /// `batch` images `act_copies` times (1 to infer, 2 to train: outputs and their gradients).
+    /// Saturates instead of overflowing, so an absurd shape reads as "too big".
+    pub fn memory_estimate(&self, batch: usize, param_copies: u64, act_copies: u64) -> u64 {
+        let product = |s: &[usize]| s.iter().fold(1u64, |acc, &d| acc.saturating_mul(d as u64));
+        let params = self
+            .param_shapes()
+            .iter()
+            .fold(0u64, |acc, (_, s)| acc.saturating_add(product(s)));
+        let acts = self.layers.iter().fold(product(&self.input), |acc, l| {
+            acc.saturating_add(product(&l.out_shape))
+        });
+        params
+            .saturating_mul(param_copies)
+            .saturating_add(acts.saturating_mul(batch as u64).saturating_mul(act_copies))
+            .saturating_mul(4)
+    }
+
     /// Dense MACs of layer `i` (0 for layers without weights).
     pub fn layer_macs(&self, i: usize) -> u64 {
         let l = &self.layers[i];

@@ -83,6 +83,14 @@ pub fn cifar_resnet(depth: usize, input: [usize; 3], num_classes: usize) -> Resu
         ));
     }
     let n = (depth - 2) / 6;
+    // The description alone grows with the depth (a basic block is at most 9 layers, each a
+    // `Layer` plus a name): refuse before building one too big to hold.
+    let per_block = 9 * (std::mem::size_of::<Layer>() as u64 + 24);
+    crate::io::limits::check_memory(
+        &format!("model resnet{depth}"),
+        (3 * n as u64).saturating_mul(per_block),
+        "choose a smaller depth",
+    )?;
     // The first layer reads the network input, encoded as an empty input list.
     let mut b = Builder { layers: Vec::new() };
     b.push(

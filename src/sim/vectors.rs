@@ -87,7 +87,8 @@ fn write_hex(dir: &Path, name: &str, values: &[i64], width: u32, layout: &str) -
         s.push('\n');
     }
     let path = dir.join(name);
-    std::fs::write(&path, s).map_err(|e| Error::io(&path, e))?;
+    // Temp file + rename: a full disk leaves no truncated vector file behind.
+    crate::io::atomic::write_bytes_atomic(&path, s.as_bytes())?;
     Ok(HexFile {
         path: name.to_string(),
         words: values.len(),
@@ -202,7 +203,7 @@ pub fn write(dir: &Path, spec: &LayerSpec, dev: &Device, data: &VectorData) -> R
     };
     let path = dir.join("manifest.json");
     let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
-    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    crate::io::atomic::write_bytes_atomic(&path, text.as_bytes())?;
     Ok(manifest)
 }
 

@@ -25,7 +25,8 @@ use ndarray::{Array2, Array4};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::io::IsTerminal;
+use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -136,6 +137,79 @@ pub struct RunOptions {
     /// Stop right after this many updates as if killed: no checkpoint or log line is written for
     /// the interrupted epoch (for testing resume).
     pub halt_after_steps: Option<u64>,
+    /// Settings outside [`TrainConfig`] that change the result (model, variant, data, initial
+    /// weights, ...), by the name the user knows them under (a flag) -> a fingerprint. Stored in
+    /// the checkpoint; a resume with any differing value is refused naming it.
+    pub identity: BTreeMap<String, String>,
+    /// Print each epoch's [`EpochRecord::line`] to stdout as soon as the epoch ends, flushed, so
+    /// a batch job's log shows it even if the run is killed later.
+    pub epoch_lines: bool,
+}
+
+/// What a checkpoint of the loop stores as its config: the [`TrainConfig`] (flattened, so older
+/// checkpoints still load) plus [`RunOptions::identity`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stamp {
+    #[serde(flatten)]
+    pub config: TrainConfig,
+    #[serde(default)]
+    pub identity: BTreeMap<String, String>,
+}
+
+/// Why a checkpoint written with `theirs` cannot be continued with `ours`, naming the first
+/// differing setting; `None` when it can. Only `epochs` may change, and only grow (the schedule's
+/// epoch-derived fields, cosine `total_epochs` and step `milestones`, follow it).
+pub fn resume_mismatch(theirs: &Stamp, ours: &Stamp) -> Option<String> {
+    if ours.config.epochs < theirs.config.epochs {
+        return Some(format!(
+            "epochs: the checkpoint was written for {} epochs, now {}; epochs may only grow",
+            theirs.config.epochs, ours.config.epochs
+        ));
+    }
+    let comparable = |c: &TrainConfig| {
+        let mut v = serde_json::to_value(c).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("epochs");
+            if let Some(sched) = o.get_mut("schedule").and_then(|v| v.as_object_mut()) {
+                sched.remove("total_epochs");
+                sched.remove("milestones");
+            }
+        }
+        v
+    };
+    let (a, b) = (comparable(&theirs.config), comparable(&ours.config));
+    if a != b {
+        let empty = serde_json::Map::new();
+        let (ma, mb) = (
+            a.as_object().unwrap_or(&empty),
+            b.as_object().unwrap_or(&empty),
+        );
+        let field = ma
+            .iter()
+            .find(|(k, v)| mb.get(*k) != Some(*v))
+            .map(|(k, _)| k.clone())
+            .unwrap_or_else(|| "config".into());
+        let show = |m: &serde_json::Map<String, serde_json::Value>| {
+            m.get(&field)
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "-".into())
+        };
+        return Some(format!(
+            "{field}: checkpoint {}, now {}",
+            show(ma),
+            show(mb)
+        ));
+    }
+    let keys: std::collections::BTreeSet<&String> =
+        theirs.identity.keys().chain(ours.identity.keys()).collect();
+    for k in keys {
+        let (x, y) = (theirs.identity.get(k), ours.identity.get(k));
+        if x != y {
+            let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(not recorded)".into());
+            return Some(format!("{k}: checkpoint {}, now {}", show(x), show(y)));
+        }
+    }
+    None
 }
 
 /// One line of the JSONL log.
@@ -149,6 +223,21 @@ pub struct EpochRecord {
     pub test_loss: f64,
     pub test_accuracy: f64,
     pub seconds: f64,
+}
+
+impl EpochRecord {
+    /// The human-readable line `bbed train` prints per epoch.
+    pub fn line(&self) -> String {
+        format!(
+            "epoch {:>3}  lr {:.5}  train_loss {:.4}  test_loss {:.4}  test_acc {:.2}%  {:.1}s",
+            self.epoch,
+            self.lr,
+            self.train_loss,
+            self.test_loss,
+            100.0 * self.test_accuracy,
+            self.seconds
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -283,6 +372,10 @@ pub fn train<M: Trainable>(
         epoch_loss_sum_bits: 0f64.to_bits(),
     };
     let mut resumed_from = None;
+    let stamp = Stamp {
+        config: cfg.clone(),
+        identity: run.identity.clone(),
+    };
     if let Some(path) = &run.checkpoint {
         if path.exists() {
             if !run.resume {
@@ -291,18 +384,15 @@ pub fn train<M: Trainable>(
                     "a checkpoint already exists: resume it (--resume) or delete it",
                 ));
             }
-            let ck: Checkpoint<TrainConfig> = Checkpoint::load(path)?;
+            let ck: Checkpoint<Stamp> = Checkpoint::load(path)?;
             let ctx = path.display().to_string();
-            let mut theirs = ck.config.clone();
-            theirs.epochs = cfg.epochs;
-            if &theirs != cfg {
+            if let Some(why) = resume_mismatch(&ck.config, &stamp) {
                 return Err(Error::input(
                     ctx,
                     format!(
-                        "was written with another training config (only epochs may change):\n  \
-                         checkpoint: {}\n  now:        {}",
-                        serde_json::to_string(&ck.config).unwrap_or_default(),
-                        serde_json::to_string(cfg).unwrap_or_default()
+                        "was written with another training config ({why}); only --epochs may \
+                         change, and only grow: start a new run (new --out or --checkpoint) \
+                         instead"
                     ),
                 ));
             }
@@ -339,11 +429,7 @@ pub fn train<M: Trainable>(
     let ranges = train_set.batch_ranges(cfg.batch_size)?;
     let spe = ranges.len() as u64;
     let total = spe * cfg.epochs as u64;
-    let bar = if run.progress && std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(total)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = crate::io::progress::Progress::new("train", "updates", total, run.progress);
     bar.set_position(progress.global_step.min(total));
 
     let save = |model: &M, opt: &Optimizer, rng: &ChaCha8Rng, progress: &Progress| -> Result<()> {
@@ -355,7 +441,7 @@ pub fn train<M: Trainable>(
                 masks: opt.masks().clone(),
                 progress: progress.clone(),
                 rng: RngState::capture(rng),
-                config: cfg.clone(),
+                config: stamp.clone(),
             }
             .save(path),
             None => Ok(()),
@@ -455,6 +541,12 @@ pub fn train<M: Trainable>(
         progress.step_in_epoch = 0;
         progress.epoch_loss_sum_bits = 0f64.to_bits();
         save(model, &opt, &rng, &progress)?;
+        if run.epoch_lines {
+            // Written and flushed per epoch: stdout to a file is block-buffered otherwise.
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", record.line());
+            let _ = out.flush();
+        }
         report.epochs.push(record);
         if run.halt_after_steps == Some(progress.global_step) {
             report.halted = progress.epoch < cfg.epochs;

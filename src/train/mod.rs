@@ -22,7 +22,7 @@ pub use net::NetModel;
 pub use optim::{apply_masks, Optimizer, OptimizerConfig, OptimizerState, Params};
 pub use prune::{prune_masks, PruneResult, PruneScheme, PruneSpec};
 pub use r#loop::{
-    evaluate, train, EpochRecord, LogitLoss, Predict, RunOptions, TrainConfig, TrainReport,
-    Trainable,
+    evaluate, resume_mismatch, train, EpochRecord, LogitLoss, Predict, RunOptions, Stamp,
+    TrainConfig, TrainReport, Trainable,
 };
 pub use schedule::Schedule;

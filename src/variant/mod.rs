@@ -178,9 +178,16 @@ impl VariantSpec {
     /// Checks option ranges; errors name the option.
     pub fn validate(&self) -> Result<()> {
         let o = &self.options;
-        check_rate("rate", o.rate)?;
+        check_rate(
+            self.kind,
+            "rate",
+            o.rate,
+            RateScope::Global {
+                overrides: !o.rates.is_empty(),
+            },
+        )?;
         for (k, &r) in &o.rates {
-            check_rate(&format!("rates.\"{k}\""), r)?;
+            check_rate(self.kind, &format!("rates.\"{k}\""), r, RateScope::Layer)?;
         }
         if self.kind == VariantKind::Abc {
             for (field, v) in [("m", o.m), ("n", o.n)] {
@@ -202,11 +209,48 @@ impl VariantSpec {
     }
 }
 
-fn check_rate(field: &str, r: f64) -> Result<()> {
-    if !(0.0..=1.0).contains(&r) {
+/// Which pruning rate [`check_rate`] looks at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateScope {
+    /// The global rate (`--rate`); `overrides` says per-layer rates are given too.
+    Global { overrides: bool },
+    /// A per-layer override (`--rates` entry).
+    Layer,
+}
+
+/// The one rule for a pruning rate, used by every command (through [`VariantSpec::validate`]):
+/// - below 1 always: 1 would remove every unit (the cost model used to keep one per layer
+///   silently while `prune` refused);
+/// - for a pruning variant, above 0, with two exceptions for the physical cuts (filter,
+///   channel), where 0 means "leave uncut": a per-layer override (the pruning agent writes 0
+///   for a layer it keeps whole), and the global rate when per-layer overrides are given (the
+///   agent's rates file lists every layer it cuts; the rest stay whole);
+/// - for other variants the rate is unused and only has to lie in [0, 1).
+pub fn check_rate(kind: VariantKind, field: &str, r: f64, scope: RateScope) -> Result<()> {
+    let physical = matches!(kind, VariantKind::Filter | VariantKind::Channel);
+    let prunes = physical || matches!(kind, VariantKind::Kernel | VariantKind::Weight);
+    let zero_ok = !prunes
+        || (physical
+            && matches!(
+                scope,
+                RateScope::Layer | RateScope::Global { overrides: true }
+            ));
+    let (ok, range) = if zero_ok {
+        ((0.0..1.0).contains(&r), "[0, 1)")
+    } else {
+        (r > 0.0 && r < 1.0, "the open interval (0, 1)")
+    };
+    if !ok {
         return Err(Error::input(
             field,
-            format!("pruning rate must be in [0, 1], got {r}"),
+            format!(
+                "pruning rate {r} is not in {range}{}",
+                if prunes {
+                    format!(" for {} pruning", kind.name())
+                } else {
+                    String::new()
+                }
+            ),
         ));
     }
     Ok(())

@@ -38,6 +38,8 @@ fn unknown_variant() {
     );
 }
 
+/// One rate rule for every command (issue 18): a pruning rate lies in (0, 1); the message names
+/// that range (it said [0, 1] while a rate of 1 silently kept one filter per layer).
 #[test]
 fn rate_out_of_range() {
     assert_user_error(
@@ -50,7 +52,7 @@ fn rate_out_of_range() {
             "--rate",
             "-0.1",
         ],
-        &["--rate", "[0, 1]"],
+        &["--rate", "(0, 1)"],
     );
     assert_user_error(
         &[
@@ -80,7 +82,7 @@ fn rate_override_out_of_range_or_unmatched() {
             "--rates",
             &p,
         ],
-        &["rates.\"layer1.*\"", "[0, 1]"],
+        &["rates.\"layer1.*\"", "(0, 1)"],
     );
     let p = write(&d, "typo.toml", "\"layr1.*\" = 0.3\n");
     assert_user_error(

@@ -6,3 +6,4 @@ mod common;
 mod cli_errors;
 mod cli_exit_codes;
 mod cli_output;
+mod cli_safety;

@@ -155,7 +155,7 @@ fn bad_config_errors_name_the_row_and_field() {
     let bad_rate =
         TABLE1_TOML.replacen("\"layer1.*.conv2\" = 0.85", "\"layer1.*.conv2\" = 1.85", 1);
     let e = parse(&bad_rate, "t.toml").unwrap_err().to_string();
-    assert!(e.contains("rows[2].options") && e.contains("[0, 1]"), "{e}");
+    assert!(e.contains("rows[2].options") && e.contains("[0, 1)"), "{e}");
     let bad_value = TABLE1_TOML.replacen(
         "paper_memory_mb = \"1.07\"",
         "paper_memory_mb = \"1,07\"",

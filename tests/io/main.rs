@@ -7,6 +7,8 @@ mod io_augment;
 mod io_cifar;
 mod io_dataset;
 mod io_folder;
+mod io_fuzz;
 mod io_idx;
 mod io_jsonl;
+mod io_output;
 mod io_weights;

@@ -121,6 +121,7 @@ pub fn write_zoo(dir: &Path) -> PathBuf {
             weights: file.into(),
             accuracy: None,
             cost: None,
+            training: None,
         });
     }
     ZooManifest {

@@ -20,5 +20,6 @@ mod train_net_cli;
 mod train_net_prune;
 mod train_optim;
 mod train_prune;
+mod train_resume_identity;
 mod train_schedule;
 mod zoo_fashion;

@@ -51,6 +51,7 @@ fn zoo_fast_mode_builds_and_resumes() {
                 .map(String::from)
                 .to_vec(),
         ),
+        force: false,
     };
     let m = build(&args, false).unwrap();
     assert_eq!(m.entries.len(), 6);
