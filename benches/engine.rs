@@ -15,13 +15,13 @@
 //! 37,945 (10.88x), onnxruntime 4,553.
 //!
 //! Portable build (no `target-cpu=native`; kernels chosen at run time, `engine::cpu`), A/B
-//! against the native build of the previous commit, same machine, interleaved, 2026-12-06 at
-//! load 3.1-3.6 (other builds running), images/s, median of 3 (range): 1 thread, before / after:
-//! float b1 1,742 (1,575-1,772) / 1,658 (1,194-1,733); b128 1,526 (1,209-1,605) / 1,592
-//! (1,516-1,778); XNOR b1 19,241 (18,753-20,926) / 19,782 (14,362-20,521); b128 16,622
-//! (13,055-18,149) / 15,187 (14,372-17,673); XNOR/float b1 11.0x / 11.9x, b128 10.9x / 9.5x.
-//! 2 threads, one run each: float b128 1,880 / 1,880, XNOR b128 25,738 / 20,643. The
-//! differences are within the run-to-run spread of this shared machine.
+//! against the native build of the commit before the change (same bench, both binaries run
+//! interleaved A B A B on the same machine, 2026-12-06, quiet machine at load 1.0-2.1), images/s,
+//! median of 3 runs, 1 thread, before / after: float b1 1,945 / 1,872, b128 1,935 / 1,955; XNOR
+//! b1 22,610 / 22,239, b128 22,068 / 22,006; XNOR/float b1 11.6x / 11.9x, b128 11.4x / 11.3x.
+//! 2 threads, b128, two runs each: float 3,640 and 3,803 / 3,611 and 3,702; XNOR 40,725 and
+//! 42,510 / 41,672 and 42,306. After/before is 0.96-1.01 everywhere, within the run-to-run spread
+//! (an earlier A/B at load 3-16, with other builds running, had 3-10x lower and overlapping numbers).
 
 use breakingbed::engine::classifier::{BinaryEngine, FloatEngine};
 use breakingbed::engine::exec::Net;
