@@ -5,6 +5,7 @@ mod common;
 
 mod attack_black;
 mod attack_cli;
+mod attack_counts;
 mod attack_engine;
 mod attack_flags;
 mod attack_white_analytic;
