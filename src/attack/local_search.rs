@@ -123,6 +123,7 @@ impl LocalSearchConfig {
     pub fn validate(&self) -> Result<()> {
         let field = |f: &str| format!("local_search.{f}");
         let ctx = "local_search";
+        check_count(self.rounds, "rounds", ctx)?;
         check_positive(self.p, "p", ctx)?;
         check_nonneg(self.r, "r", ctx)?;
         if self.t == 0 {

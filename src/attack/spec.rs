@@ -541,7 +541,11 @@ impl AttackSpec {
     }
 
     /// Checks what serde cannot: targeting consistency and parameter ranges. `context` prefixes
-    /// the field path in errors (`context.eps`).
+    /// the field path in errors (`context.eps`). This is the one place each rule lives: the
+    /// command-line flags, spec files and sweep grids all pass through it. Every iteration count
+    /// (`iterations`, `max_iterations`, `rounds`, `generations`) is at least 1: an attack of zero
+    /// steps only evaluates its start point (PGD: a random point of the ball) and would be
+    /// reported as if it were a robustness figure.
     pub fn validate(&self, context: &str) -> Result<()> {
         match self {
             AttackSpec::Fgsm(s) => {
@@ -551,6 +555,7 @@ impl AttackSpec {
             AttackSpec::Pgd(s) => {
                 s.eps.validate(&format!("{context}.eps"))?;
                 s.step.validate(&format!("{context}.step"))?;
+                check_count(s.iterations, "iterations", context)?;
                 check_count(s.restarts, "restarts", context)?;
                 check_target(s.targeted, s.target, context)
             }
@@ -559,9 +564,11 @@ impl AttackSpec {
                 check_positive(s.learning_rate, "learning_rate", context)?;
                 check_nonneg(s.confidence, "confidence", context)?;
                 check_count(s.binary_search_steps, "binary_search_steps", context)?;
+                check_count(s.max_iterations, "max_iterations", context)?;
                 check_target(s.targeted, s.target, context)
             }
             AttackSpec::DeepFool(s) => {
+                check_count(s.max_iterations, "max_iterations", context)?;
                 check_nonneg(s.overshoot, "overshoot", context)?;
                 if s.candidates == Some(0) || s.candidates == Some(1) {
                     return Err(Error::input(
@@ -573,6 +580,7 @@ impl AttackSpec {
             }
             AttackSpec::LocalSearch(s) => {
                 s.eps.validate(&format!("{context}.eps"))?;
+                check_count(s.rounds, "rounds", context)?;
                 check_positive(s.p, "p", context)?;
                 check_nonneg(s.r, "r", context)?;
                 check_count(s.t, "t", context)

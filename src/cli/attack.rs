@@ -12,11 +12,21 @@
 //! [`crate::report::SweepRecord`] (what `bbed report` reads), keyed by image index; images are
 //! processed in chunks of `--chunk` (in parallel inside a chunk) so a killed run loses at most one
 //! chunk. `--resume` skips images already in the file; a sidecar `<out>.meta.json` holds the run's
-//! settings and a resume with different settings is refused. The final output covers every
-//! selected image, old and new.
+//! settings ([`RunMeta`]) and a resume with different settings is refused, naming what changed.
+//! The final output covers every selected image, old and new.
+//!
+//! Inputs are identified by content, as the sweep identifies its zoo, config and data
+//! ([`crate::sweep::header`]): the weights file, the data set's test split (pixels and labels)
+//! and the resolved model description are fingerprinted; the attack spec and the variant are
+//! recorded in full. Paths are kept for the reader only, so a moved but identical file resumes
+//! and a changed file under the same path is refused.
+//!
+//! Before the weights are loaded and the engines built, the shared memory guard
+//! ([`crate::io::limits::check_memory`]) checks the network's estimate for the images in flight.
+//! Progress goes to stderr through [`crate::io::progress::Progress`] (a bar on a terminal, a line
+//! every few seconds otherwise).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -30,9 +40,15 @@ use crate::attack::driver::{attack_image, setting_of, Engines};
 use crate::attack::spec::ATTACK_NAMES;
 use crate::attack::{summarize, AttackSpec, ImageResult, Scale, Target};
 use crate::engine::{exec::Net, params};
+use crate::io::dataset::Dataset;
 use crate::io::jsonl::{read_jsonl, JsonlWriter};
+use crate::io::limits::check_memory;
+use crate::io::progress::Progress;
+use crate::model::Network;
 use crate::model::Normalization;
 use crate::report::record::SweepRecord;
+use crate::sweep::header::{dataset_digest, file_digest};
+use crate::sweep::plan::digest;
 use crate::variant::apply;
 use crate::{Error, Result};
 
@@ -160,18 +176,123 @@ fn load_spec(a: &AttackArgs) -> Result<(AttackSpec, Source<'_>)> {
     }
 }
 
-/// Everything that determines a run's per-image records; a resume must match it exactly.
+/// Everything that determines a run's per-image records; a resume must match it exactly, except
+/// the paths (`model`, `weights`, `data`), which are for the reader: identity is by content
+/// (module doc).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunMeta {
+    /// `--model` as given (informational).
     pub model: String,
+    /// Fingerprint of the resolved network description (built-in or TOML, with --input and
+    /// --classes applied). Empty in files written before fingerprints were recorded.
+    #[serde(default)]
+    pub model_digest: String,
     pub input: [usize; 3],
     pub classes: usize,
     pub variant: crate::variant::VariantSpec,
+    /// `--weights` as given (informational).
     pub weights: Option<String>,
+    /// Fingerprint of the weights file's bytes.
+    #[serde(default)]
+    pub weights_digest: Option<String>,
     pub init_seed: Option<u64>,
+    /// `--data` as given (informational).
     pub data: String,
+    /// Fingerprint of the test split's pixels and labels (every image, so a larger --limit
+    /// resumes).
+    #[serde(default)]
+    pub data_digest: String,
     pub attack: AttackSpec,
     pub seed: u64,
+}
+
+impl RunMeta {
+    /// What differs from `new` (this is the stored run), one `what: stored vs new` per field;
+    /// the paths are named beside their fingerprints, never compared.
+    pub fn differences(&self, new: &RunMeta) -> Vec<String> {
+        fn show<T: Serialize>(v: &T) -> String {
+            serde_json::to_string(v).unwrap_or_default()
+        }
+        let mut d = Vec::new();
+        let mut cmp = |what: String, stored: String, now: String| {
+            if stored != now {
+                d.push(format!("{what}: {stored} vs {now}"));
+            }
+        };
+        cmp(
+            format!(
+                "model_digest (model description of --model {} / {})",
+                self.model, new.model
+            ),
+            self.model_digest.clone(),
+            new.model_digest.clone(),
+        );
+        cmp("input".into(), show(&self.input), show(&new.input));
+        cmp("classes".into(), show(&self.classes), show(&new.classes));
+        cmp("variant".into(), show(&self.variant), show(&new.variant));
+        let path = |p: &Option<String>| p.as_deref().unwrap_or("none").to_string();
+        cmp(
+            format!(
+                "weights_digest (content of --weights {} / {})",
+                path(&self.weights),
+                path(&new.weights)
+            ),
+            show(&self.weights_digest),
+            show(&new.weights_digest),
+        );
+        cmp(
+            "init_seed".into(),
+            show(&self.init_seed),
+            show(&new.init_seed),
+        );
+        cmp(
+            format!(
+                "data_digest (test images and labels of --data {} / {})",
+                self.data, new.data
+            ),
+            self.data_digest.clone(),
+            new.data_digest.clone(),
+        );
+        cmp("attack".into(), show(&self.attack), show(&new.attack));
+        cmp("seed".into(), show(&self.seed), show(&new.seed));
+        d
+    }
+}
+
+/// The settings of a run; the content fingerprints of its inputs (module doc) only with
+/// `fingerprints` (they read every weight and pixel byte, and only `--out` runs compare them).
+fn run_meta(
+    a: &AttackArgs,
+    network: &Network,
+    variant: &crate::variant::VariantSpec,
+    test: &Dataset,
+    spec: &AttackSpec,
+    fingerprints: bool,
+) -> Result<RunMeta> {
+    let (model_digest, weights_digest, data_digest) = if fingerprints {
+        let model_json = serde_json::to_vec(network).expect("a network serializes");
+        (
+            digest(&model_json),
+            a.weights.as_deref().map(file_digest).transpose()?,
+            dataset_digest(test),
+        )
+    } else {
+        Default::default()
+    };
+    Ok(RunMeta {
+        model: a.model.model.clone(),
+        model_digest,
+        input: network.input,
+        classes: network.num_classes,
+        variant: variant.clone(),
+        weights: a.weights.as_deref().map(display),
+        weights_digest,
+        init_seed: a.weights.is_none().then_some(a.init_seed),
+        data: display(&a.data),
+        data_digest,
+        attack: spec.clone(),
+        seed: a.seed,
+    })
 }
 
 fn meta_path(out: &Path) -> PathBuf {
@@ -190,27 +311,15 @@ fn check_meta(out: &Path, meta: &RunMeta, resume: bool) -> Result<()> {
                 format!("malformed run settings: {e}"),
             )
         })?;
-        if &old != meta {
-            let (a, b) = (
-                serde_json::to_value(&old).unwrap_or_default(),
-                serde_json::to_value(meta).unwrap_or_default(),
-            );
-            let differ: Vec<String> = b
-                .as_object()
-                .map(|o| {
-                    o.keys()
-                        .filter(|k| a.get(k.as_str()) != b.get(k.as_str()))
-                        .cloned()
-                        .collect()
-                })
-                .unwrap_or_default();
+        let differ = old.differences(meta);
+        if !differ.is_empty() {
             return Err(Error::input(
                 "--resume",
                 format!(
-                    "{} was written with different settings ({}); use the same flags or another \
-                     --out",
+                    "{} was written with different settings ({}); use the same flags and inputs \
+                     or another --out",
                     out.display(),
-                    differ.join(", ")
+                    differ.join("; ")
                 ),
             ));
         }
@@ -218,6 +327,17 @@ fn check_meta(out: &Path, meta: &RunMeta, resume: bool) -> Result<()> {
     }
     let bytes = serde_json::to_vec_pretty(meta).expect("meta serializes");
     crate::io::atomic::write_bytes_atomic(&path, &bytes)
+}
+
+/// Images one attack of one image sends through the network at once: one for a white-box attack
+/// (a forward and a backward pass), the population for GenAttack, at most one probe batch for
+/// LocalSearch (for the memory guard).
+fn images_per_attack(spec: &AttackSpec) -> usize {
+    match spec {
+        AttackSpec::GenAttack(s) => s.population,
+        AttackSpec::LocalSearch(s) => s.config().batch,
+        _ => 1,
+    }
 }
 
 /// One image in the output (the JSONL records keep the full [`ImageResult`], trace included).
@@ -299,20 +419,6 @@ pub struct AttackReport {
     pub images: Vec<ImageRow>,
 }
 
-fn progress(n: u64) -> indicatif::ProgressBar {
-    if std::io::stderr().is_terminal() {
-        let bar = indicatif::ProgressBar::new(n);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "attack {bar:30} {pos}/{len} images  {elapsed_precise} eta {eta}",
-        ) {
-            bar.set_style(style);
-        }
-        bar
-    } else {
-        indicatif::ProgressBar::hidden()
-    }
-}
-
 fn display(p: &Path) -> String {
     p.display().to_string()
 }
@@ -325,10 +431,6 @@ pub fn run(a: AttackArgs) -> Result<String> {
     let vspec = a.variant.spec()?;
     let network = a.model.load()?;
     let cn = apply(&network, &vspec)?;
-    let params = match &a.weights {
-        Some(p) => params::load(&cn, p)?,
-        None => params::init(&cn, a.init_seed),
-    };
     let (_, test) = a.folder.load(&a.data)?;
     let shape = network.input;
     if test.image_shape() != shape {
@@ -372,20 +474,32 @@ pub fn run(a: AttackArgs) -> Result<String> {
     if n == 0 {
         return Err(Error::input("--limit", "no images selected"));
     }
+    // The guard runs before the weights are loaded and the engines built. Images in flight: one
+    // per thread of a chunk, each sending `images_per_attack` at once. The estimate counts the
+    // parameters twice (the loaded ones and an engine's), every layer's output and gradient for
+    // as many images as there are threads (the engines run each image through the network on
+    // its own thread, so no more are alive at once; a white-box step keeps its tape), the query
+    // batches' inputs and the chunk's images in unit scale.
+    let threads = rayon::current_num_threads().max(1);
+    let in_flight = a.chunk.min(n).min(threads);
+    let queried = in_flight.saturating_mul(images_per_attack(&spec));
+    let image_bytes = (shape.iter().product::<usize>() as u64).saturating_mul(4);
+    let inputs = (a.chunk.min(n).saturating_add(queried) as u64).saturating_mul(image_bytes);
+    check_memory(
+        &format!("model {}", network.name),
+        network
+            .memory_estimate(queried.min(threads), 2, 2)
+            .saturating_add(inputs),
+        "choose a smaller model or a lower --chunk",
+    )?;
+    let params = match &a.weights {
+        Some(p) => params::load(&cn, p)?,
+        None => params::init(&cn, a.init_seed),
+    };
     let engines = Engines::for_attack(Net::new(cn, params)?, &spec)?;
     let victim = engines.victim(&spec)?;
     let model_name = network.name.clone();
-    let meta = RunMeta {
-        model: a.model.model.clone(),
-        input: shape,
-        classes: network.num_classes,
-        variant: vspec.clone(),
-        weights: a.weights.as_deref().map(display),
-        init_seed: a.weights.is_none().then_some(a.init_seed),
-        data: display(&a.data),
-        attack: spec.clone(),
-        seed: a.seed,
-    };
+    let meta = run_meta(&a, &network, &vspec, &test, &spec, a.out.is_some())?;
 
     let key = |v: &serde_json::Value| v["result"]["index"].as_u64();
     let (mut writer, done) = match &a.out {
@@ -407,7 +521,8 @@ pub fn run(a: AttackArgs) -> Result<String> {
         result: r,
     };
 
-    let bar = progress(todo.len() as u64);
+    let bar = Progress::new("attack", "images", n as u64, true);
+    bar.set_position((n - todo.len()) as u64);
     let mut fresh: BTreeMap<usize, ImageResult> = BTreeMap::new();
     for chunk in todo.chunks(a.chunk) {
         let (lo, hi) = (chunk[0], chunk[chunk.len() - 1] + 1);

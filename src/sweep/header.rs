@@ -4,19 +4,46 @@
 //!
 //! Identity is by content, not path: the zoo manifest and the config file are fingerprinted
 //! (FNV-1a of their bytes) and so is the sampled image subset (pixels and labels), so a zoo or a
-//! data set copied to another machine still matches while an edited one does not.
+//! data set copied to another machine still matches while an edited one does not. The
+//! fingerprints are [`super::plan::digest`] (FNV-1a) of the bytes: [`file_digest`] for files,
+//! [`dataset_digest`] for images and labels; `bbed attack --resume` identifies its inputs with
+//! the same functions.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::Shard;
+use super::plan::{digest, fnv1a, Shard, FNV_OFFSET};
 use crate::io::atomic::write_bytes_atomic;
+use crate::io::dataset::Dataset;
 use crate::{Error, Result};
 
 pub const HEADER_FILE: &str = "sweep.json";
 pub const RESULTS_FILE: &str = "results.jsonl";
 pub const FORMAT: u32 = 1;
+
+/// Fingerprint of a file's bytes (its path plays no part).
+pub fn file_digest(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(digest(&bytes))
+}
+
+/// Fingerprint of a data set's pixels (in image order) and labels. Labels count one byte each
+/// while every label fits one (as before labels were widened to u16), so digests recorded by
+/// earlier sweeps of CIFAR / MNIST data stay valid for resuming; two little-endian bytes
+/// otherwise.
+pub fn dataset_digest(d: &Dataset) -> String {
+    let h = match d.images.as_slice() {
+        Some(px) => fnv1a(FNV_OFFSET, px),
+        None => d.images.iter().fold(FNV_OFFSET, |h, &b| fnv1a(h, &[b])),
+    };
+    let h = if d.classes <= 256 {
+        d.labels.iter().fold(h, |h, &l| fnv1a(h, &[l as u8]))
+    } else {
+        d.labels.iter().fold(h, |h, l| fnv1a(h, &l.to_le_bytes()))
+    };
+    format!("{h:016x}")
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -10,6 +10,9 @@
 //! in the file, so a killed sweep resumed any number of times ends with exactly the records of an
 //! uninterrupted run. Each result depends only on its seed (see [`super::plan`]), not on the
 //! shard, the thread count or what ran before.
+//!
+//! Progress: [`Progress`] on stderr (a bar on a terminal, a line every few seconds in a batch
+//! job), counting this shard's records from those already present, with the cells finished.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -21,7 +24,7 @@ use ndarray::{Array4, ArrayView3, Axis};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::header::{SweepHeader, FORMAT, RESULTS_FILE};
+use super::header::{dataset_digest, SweepHeader, FORMAT, RESULTS_FILE};
 use super::plan::{all_cells, cell_seed, digest, plan_attacks, shard_cells, PlannedAttack, Shard};
 use crate::attack::driver::{attack_image, Engines};
 use crate::attack::spec::Grid;
@@ -30,6 +33,7 @@ use crate::attack::ImageResult;
 use crate::engine::classifier::FloatEngine;
 use crate::io::dataset::Dataset;
 use crate::io::jsonl::{JsonlOptions, JsonlWriter};
+use crate::io::progress::Progress;
 use crate::report::{canonical_attack, SweepRecord};
 use crate::variant::{VariantKind, VariantSpec};
 use crate::zoo::{ZooEntry, ZooManifest, MANIFEST};
@@ -53,7 +57,8 @@ pub struct SweepOptions {
     pub skip_corrupt: bool,
     /// Stop after appending this many records (tests use it to simulate a kill).
     pub max_records: Option<usize>,
-    /// Draw a progress bar on stderr (only if it is a terminal).
+    /// Show progress on stderr ([`crate::io::progress::Progress`]: a bar on a terminal, a line
+    /// every few seconds otherwise).
     pub progress: bool,
 }
 
@@ -218,18 +223,10 @@ pub fn sample_images(data: &Dataset, n: usize, seed: u64) -> Result<ImageSubset>
     }
     let indices = data.sample_indices(n, seed)?;
     let sub = data.subset(&indices)?;
-    let mut bytes: Vec<u8> = sub.images.iter().copied().collect();
-    // One byte per label while every label fits one (as before labels were widened to u16), so
-    // digests recorded by earlier sweeps of CIFAR / MNIST data stay valid for resuming.
-    if data.classes <= 256 {
-        bytes.extend(sub.labels.iter().map(|&l| l as u8));
-    } else {
-        bytes.extend(sub.labels.iter().flat_map(|l| l.to_le_bytes()));
-    }
     Ok(ImageSubset {
         images: sub.to_unit(0..sub.len())?,
         labels: sub.labels.iter().map(|&l| l as usize).collect(),
-        digest: digest(&bytes),
+        digest: dataset_digest(&sub),
         indices,
     })
 }
@@ -357,21 +354,10 @@ pub fn run_sweep(opts: &SweepOptions, data: &Dataset) -> Result<SweepSummary> {
         }
     }
     let records_total = cells.len() * n_img;
-    let to_do: usize = pending.iter().map(|p| p.1.len()).sum();
 
-    use std::io::IsTerminal;
-    let bar = if opts.progress && std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(to_do as u64)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} records, {msg}, {per_sec}, ETA {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
+    // Counts are records of this shard; a resumed run starts at the records already present.
+    let bar = Progress::new("sweep", "records", records_total as u64, opts.progress);
+    bar.set_position(records_existing as u64);
     let cells_done_before = cells.len() - pending.len();
     bar.set_message(format!("cells {cells_done_before}/{}", cells.len()));
 
@@ -411,7 +397,11 @@ pub fn run_sweep(opts: &SweepOptions, data: &Dataset) -> Result<SweepSummary> {
         cells_done += 1;
         bar.set_message(format!("cells {cells_done}/{}", cells.len()));
     }
-    bar.finish_and_clear();
+    if stopped.load(Ordering::SeqCst) {
+        bar.abandon();
+    } else {
+        bar.finish_and_clear();
+    }
     let writer = writer.into_inner().expect("writer lock");
     writer.sync()?;
     Ok(SweepSummary {

@@ -19,16 +19,16 @@ use serde_json::Value;
 use crate::common;
 use common::bbed;
 
-const N_IMAGES: usize = 8;
+pub(crate) const N_IMAGES: usize = 8;
 
-fn json(args: &[&str]) -> Value {
+pub(crate) fn json(args: &[&str]) -> Value {
     let (code, out, err) = bbed(args);
     assert_eq!(code, 0, "{args:?}: {err}");
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
 /// A CIFAR-10 binary file of `N_IMAGES` pseudo-random images (LCG bytes) with labels i % 10.
-fn cifar_file(dir: &Path) -> PathBuf {
+pub(crate) fn cifar_file(dir: &Path) -> PathBuf {
     let mut bytes = Vec::new();
     let mut s: u32 = 12345;
     for i in 0..N_IMAGES {
@@ -57,12 +57,12 @@ fn pixels(path: &Path) -> (Array4<f32>, Vec<usize>) {
     (x, labels)
 }
 
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
 /// The attack subcommand and its flags: they come after the run's flags.
-const PGD: [&str; 11] = [
+pub(crate) const PGD: [&str; 11] = [
     "pgd",
     "--eps",
     "0.5",
@@ -76,7 +76,7 @@ const PGD: [&str; 11] = [
     "2",
 ];
 
-fn with<'a>(base: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
+pub(crate) fn with<'a>(base: &[&'a str], more: &[&'a str]) -> Vec<&'a str> {
     base.iter().chain(more).copied().collect()
 }
 
@@ -172,7 +172,7 @@ fn json_has_the_issue_keys_and_consistent_aggregates() {
     assert!((v["mean_loss"].as_f64().unwrap() - mean).abs() < 1e-4);
 }
 
-fn records(path: &Path) -> Vec<Value> {
+pub(crate) fn records(path: &Path) -> Vec<Value> {
     let mut r: Vec<Value> = std::fs::read_to_string(path)
         .unwrap()
         .lines()
@@ -437,7 +437,7 @@ fn gradient_masking_warning_is_visible_in_every_format() {
 }
 
 /// Exit 2, nothing on stdout, an `error:` line naming `flag`, no panic.
-fn assert_flag_error(args: &[&str], flag: &str) {
+pub(crate) fn assert_flag_error(args: &[&str], flag: &str) {
     let (code, out, err) = bbed(args);
     assert_eq!(code, 2, "{args:?}: {err}");
     assert!(out.is_empty(), "{args:?}: {out}");

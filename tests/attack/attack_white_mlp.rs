@@ -165,16 +165,20 @@ fn cw_strength_sweep_over_c() {
 
 #[test]
 fn deepfool_iteration_sweep() {
-    let accs: Vec<f32> = [0, 1, 2, 3, 20]
-        .iter()
-        .map(|i| {
-            accuracy(&AttackSpec::DeepFool(DeepFoolSpec {
-                max_iterations: *i,
-                overshoot: 0.02,
-                candidates: None,
-                report_scale: Scale::Unit,
-            }))
+    let spec = |i: usize| {
+        AttackSpec::DeepFool(DeepFoolSpec {
+            max_iterations: i,
+            overshoot: 0.02,
+            candidates: None,
+            report_scale: Scale::Unit,
         })
+    };
+    // Zero iterations (the clean image) is no longer an attack spec (counts are at least 1):
+    // the curve starts at the clean accuracy.
+    let (m, x, y) = trained();
+    let clean = summarize(&run_white(m, &spec(1), x, y, 7).unwrap()).accuracy_clean;
+    let accs: Vec<f32> = std::iter::once(clean)
+        .chain([1, 2, 3, 20].into_iter().map(|i| accuracy(&spec(i))))
         .collect();
     assert!(accs[0] >= 0.95);
     assert_monotone("deepfool", &accs, 0.02);

@@ -5,8 +5,11 @@ mod common;
 
 mod attack_black;
 mod attack_cli;
+mod attack_counts;
 mod attack_engine;
 mod attack_flags;
+mod attack_run_guards;
+mod attack_run_identity;
 mod attack_white_analytic;
 mod attack_white_mlp;
 mod attack_white_props;

@@ -9,5 +9,6 @@ mod sweep_support;
 
 mod sweep_driver;
 mod sweep_errors;
+mod sweep_progress;
 mod sweep_report;
 mod sweep_resume;
