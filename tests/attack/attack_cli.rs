@@ -437,6 +437,14 @@ fn gradient_masking_warning_is_visible_in_every_format() {
 }
 
 /// Exit 2, nothing on stdout, an `error:` line naming `flag`, no panic.
+/// `bbed attack` on ResNet8 (random weights) and the first image of `data`, before the attack
+/// subcommand.
+pub(crate) fn one_image_attack(data: &str) -> [&str; 7] {
+    [
+        "attack", "--model", "resnet8", "--data", data, "--limit", "1",
+    ]
+}
+
 pub(crate) fn assert_flag_error(args: &[&str], flag: &str) {
     let (code, out, err) = bbed(args);
     assert_eq!(code, 2, "{args:?}: {err}");
@@ -450,15 +458,7 @@ pub(crate) fn assert_flag_error(args: &[&str], flag: &str) {
 fn bad_input_names_the_flag() {
     let dir = tempfile::tempdir().unwrap();
     let data = cifar_file(dir.path());
-    let base = [
-        "attack",
-        "--model",
-        "resnet8",
-        "--data",
-        s(&data),
-        "--limit",
-        "1",
-    ];
+    let base = one_image_attack(s(&data));
     let pgd = |more: &[&'static str]| -> Vec<String> {
         let mut v: Vec<String> = base.iter().map(|a| a.to_string()).collect();
         v.extend(more.iter().map(|a| a.to_string()));

@@ -5,7 +5,7 @@
 
 use breakingbed::attack::spec::{AttackSpec, Grid};
 
-use crate::attack_cli::{assert_flag_error, cifar_file, s};
+use crate::attack_cli::{assert_flag_error, cifar_file, one_image_attack, s};
 
 /// Each attack with one count set to zero: (attack, field, its flag, the rest of the flags,
 /// the same attack as TOML fields).
@@ -88,15 +88,7 @@ sweep = { iterations = [2, 0] }
 fn zero_counts_are_refused_from_flags_and_spec_files() {
     let dir = tempfile::tempdir().unwrap();
     let data = cifar_file(dir.path());
-    let base = [
-        "attack",
-        "--model",
-        "resnet8",
-        "--data",
-        s(&data),
-        "--limit",
-        "1",
-    ];
+    let base = one_image_attack(s(&data));
     for (attack, field, flag, rest, rest_toml) in CASES {
         let mut args: Vec<&str> = base.to_vec();
         args.push(attack);
