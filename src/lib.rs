@@ -21,6 +21,7 @@ pub mod error;
 pub mod hw;
 pub mod io;
 pub mod model;
+pub mod onnx;
 pub mod report;
 pub mod sim;
 pub mod sweep;

@@ -1,0 +1,6 @@
+//! ONNX and QONNX interchange: reading a user's network (description + trained weights) from an
+//! ONNX file, and writing a variant back out for onnxruntime / FINN.
+//!
+//! - [`proto`]: the generated protobuf messages, decode / encode.
+
+pub mod proto;
