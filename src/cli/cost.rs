@@ -14,7 +14,8 @@ const AFTER: &str = "\
 Units: MACs and binary ops are counts; binary ops = XNOR-popcount MACs x M x N; params are
 counts of stored values (fp32) or binarized weights; memory in MB = 10^6 bytes (fp32 4 B,
 1 bit per binary weight per base rounded up to bytes per layer and base, sparse index bits);
-NCC in 10^6 = fp MACs + binary ops / xnor_lanes (48 in hw/reference.toml).
+NCC in 10^6 = fp MACs + binary ops / xnor_lanes (48 in hw/reference.toml). Any hardware file
+(the one schema `simulate` reads) works with --hw; its [ncc] table is the paper's reference unit.
 
 Examples:
   bbed cost --model resnet20 --variant xnor
@@ -29,7 +30,9 @@ pub struct CostArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub variant: VariantArgs,
-    /// Hardware TOML with an [ncc] table (default: embedded hw/reference.toml)
+    /// Hardware: a built-in name (reference, paper, zcu102, zu3eg, zynq7020) or a TOML file of
+    /// the one hardware schema (its [ncc] table; an old [ncc]-only file also works); default:
+    /// embedded hw/reference.toml
     #[arg(long)]
     pub hw: Option<PathBuf>,
     /// Print every layer, not only the totals
@@ -88,10 +91,7 @@ fn table(report: &CostReport, per_layer: bool) -> Tabular {
 pub fn run(a: CostArgs) -> Result<String> {
     let spec = a.variant.spec()?;
     let net = a.model.load()?;
-    let ncc = match &a.hw {
-        Some(p) => NccParams::load(p)?,
-        None => NccParams::reference(),
-    };
+    let ncc = NccParams::resolve(a.hw.as_deref())?;
     let compressed = apply(&net, &spec)?;
     let mut report = cost(&compressed, &ncc);
     let t = table(&report, a.per_layer);

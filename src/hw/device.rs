@@ -32,6 +32,19 @@ pub struct DeviceSpec {
     /// Bytes per clock cycle that memory can deliver to the array; absent = unlimited.
     #[serde(default)]
     pub mem_bytes_per_cycle: Option<u32>,
+    /// Fabric capacity (vendor product table): CLB LUTs, CLB flip-flops, 18 Kb block RAMs,
+    /// 288 Kb UltraRAMs. Absent = not modelled (reported as null, never binding).
+    #[serde(default)]
+    pub lut: Option<u64>,
+    #[serde(default)]
+    pub ff: Option<u64>,
+    #[serde(default)]
+    pub bram18: Option<u64>,
+    #[serde(default)]
+    pub uram: Option<u64>,
+    /// Off-chip (DDR) bandwidth of the board in 10^9 bytes/s; absent = not modelled.
+    #[serde(default)]
+    pub ddr_gbytes_per_s: Option<f64>,
 }
 
 /// `[slice.mac]` table.
@@ -60,6 +73,10 @@ pub struct XnorLanes {
 #[serde(deny_unknown_fields)]
 pub struct SliceSpec {
     pub family: String,
+    /// `true` for a slice that is an abstraction (the paper's 2 x 16-bit DSP48): skips the check
+    /// against the DSP48E1/E2 datasheet limits. Physical files omit it.
+    #[serde(default, rename = "abstract")]
+    pub is_abstract: bool,
     /// Multiplier A-side width (after the pre-adder), bits.
     pub a_width: u32,
     /// Multiplier B-side width, bits.
@@ -87,7 +104,68 @@ struct HwFile {
     device: DeviceSpec,
     slice: SliceSpec,
     popcount: PopcountSpec,
+    #[serde(default)]
+    ncc: Option<NccParams>,
 }
+
+/// `[ncc]` table: the reference compute unit of the paper's normalised compute complexity
+/// (Sec. 4.1). It is a normalisation, not a property of the part, so every shipped file carries
+/// the paper's values; a file without `[ncc]` gets them too ([`NccParams::PAPER`]). The NCC
+/// formula is in [`crate::cost::ncc`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NccParams {
+    /// 16-bit fixed-point MACs one DSP48 issues per cycle (the paper's abstraction).
+    pub mac_lanes: u32,
+    /// XNOR operations one DSP48 ALU issues per cycle.
+    pub xnor_lanes: u32,
+    /// NCC divides fp MACs by `mac_lanes` if true (the paper's Table 1 does not).
+    pub divide_macs_by_lanes: bool,
+}
+
+impl NccParams {
+    /// The paper's reference unit: 2 MAC lanes, 48 XNOR lanes, MACs not divided (Table 1).
+    pub const PAPER: NccParams = NccParams {
+        mac_lanes: 2,
+        xnor_lanes: 48,
+        divide_macs_by_lanes: false,
+    };
+
+    /// Checks the lanes; `origin` names the file in errors.
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        if self.mac_lanes == 0 {
+            return Err(Error::input(
+                format!("{origin}: ncc.mac_lanes"),
+                "must be > 0",
+            ));
+        }
+        if self.xnor_lanes == 0 {
+            return Err(Error::input(
+                format!("{origin}: ncc.xnor_lanes"),
+                "must be > 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Datasheet limits of a DSP48 family: multiplier A-side (after the pre-adder) and B widths,
+/// P register width (DSP48E1: UG479; DSP48E2: UG579).
+pub fn family_limits(family: &str) -> Option<(u32, u32, u32)> {
+    match family {
+        "DSP48E1" => Some((25, 18, 48)),
+        "DSP48E2" => Some((27, 18, 48)),
+        _ => None,
+    }
+}
+
+/// Largest pipeline latency accepted for the slice or the popcount tree, cycles. Real DSP48
+/// pipelines have at most 4 register stages and popcount trees a handful; the bound keeps every
+/// cycle sum far from overflow.
+pub const MAX_LATENCY: u32 = 1024;
+
+/// Largest DSP count accepted (the largest Versal parts have under 15,000 DSP58s).
+pub const MAX_DSP_COUNT: u32 = 1_000_000;
 
 /// A validated hardware description.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +175,8 @@ pub struct Device {
     pub device: DeviceSpec,
     pub slice: SliceSpec,
     pub popcount: PopcountSpec,
+    /// The file's `[ncc]` table, or [`NccParams::PAPER`] when it has none.
+    pub ncc: NccParams,
 }
 
 /// Largest P register we model (the register is simulated in a `u128`).
@@ -112,12 +192,23 @@ impl Device {
 
     /// Parses and validates TOML text; `source` names it in errors.
     pub fn from_toml_str(text: &str, source: &str) -> Result<Device> {
+        if let Ok(table) = text.parse::<toml::Table>() {
+            if !table.contains_key("device") && table.contains_key("ncc") {
+                return Err(Error::input(
+                    format!("{source}: device"),
+                    "this file has only an [ncc] table (the old cost-only format), which `cost` \
+                     still reads; the hardware model needs [device], [slice] and [popcount] \
+                     beside [ncc] (see hw/paper.toml)",
+                ));
+            }
+        }
         let file: HwFile = toml::from_str(text).map_err(|e| Error::input(source, e.to_string()))?;
         let dev = Device {
             source: source.to_string(),
             device: file.device,
             slice: file.slice,
             popcount: file.popcount,
+            ncc: file.ncc.unwrap_or(NccParams::PAPER),
         };
         dev.validate()?;
         Ok(dev)
@@ -139,9 +230,15 @@ impl Device {
         self.slice.latency
     }
 
-    /// Cycles from issue to an XNOR word's popcount being accumulated in fabric.
+    /// Cycles from issue to an XNOR word's popcount being accumulated in fabric (both terms are
+    /// at most [`MAX_LATENCY`], so the sum cannot overflow).
     pub fn xnor_latency(&self) -> u32 {
         self.slice.latency + self.popcount.latency
+    }
+
+    /// Whether the slice is a real DSP48E1/E2 mode (`false` for `abstract = true` files).
+    pub fn physical(&self) -> bool {
+        !self.slice.is_abstract
     }
 
     fn err(&self, field: &str, msg: impl Into<String>) -> Error {
@@ -152,6 +249,17 @@ impl Device {
         let d = &self.device;
         if d.dsp_count == 0 {
             return Err(self.err("device.dsp_count", "must be at least 1"));
+        }
+        if d.dsp_count > MAX_DSP_COUNT {
+            return Err(self.err(
+                "device.dsp_count",
+                format!("must be at most {MAX_DSP_COUNT}, got {}", d.dsp_count),
+            ));
+        }
+        if let Some(bw) = d.ddr_gbytes_per_s {
+            if !(bw.is_finite() && bw > 0.0) {
+                return Err(self.err("device.ddr_gbytes_per_s", "must be a positive number"));
+            }
         }
         if !(d.clock_mhz.is_finite() && d.clock_mhz > 0.0) {
             return Err(self.err("device.clock_mhz", "must be a positive number"));
@@ -175,8 +283,20 @@ impl Device {
         if s.b_width == 0 {
             return Err(self.err("slice.b_width", "must be at least 1"));
         }
-        if s.latency == 0 {
-            return Err(self.err("slice.latency", "must be at least 1 cycle"));
+        if !(1..=MAX_LATENCY).contains(&s.latency) {
+            return Err(self.err(
+                "slice.latency",
+                format!("must be in 1..={MAX_LATENCY} cycles, got {}", s.latency),
+            ));
+        }
+        if self.popcount.latency > MAX_LATENCY {
+            return Err(self.err(
+                "popcount.latency",
+                format!(
+                    "must be in 0..={MAX_LATENCY} cycles, got {}",
+                    self.popcount.latency
+                ),
+            ));
         }
         let m = &s.mac;
         if m.lanes == 0 {
@@ -259,6 +379,59 @@ impl Device {
                 format!(
                     "{} inputs cannot reduce {x} XNOR lanes",
                     self.popcount.inputs
+                ),
+            ));
+        }
+        self.ncc.validate(&self.source)?;
+        if !s.is_abstract {
+            self.validate_family()?;
+        }
+        Ok(())
+    }
+
+    /// A physical slice must respect its family's datasheet: multiplier ports, the 48-bit P
+    /// register, one multiplier (so lanes > 1 only as shared-operand packing) and the 48-bit ALU.
+    fn validate_family(&self) -> Result<()> {
+        let s = &self.slice;
+        let Some((a, b, p)) = family_limits(&s.family) else {
+            return Err(self.err(
+                "slice.family",
+                format!(
+                    "`{}` is not a DSP family we model (DSP48E1, DSP48E2); declare \
+                     `abstract = true` in [slice] for a virtual slice",
+                    s.family
+                ),
+            ));
+        };
+        let limit = |field: &str, got: u32, max: u32, what: &str| -> Result<()> {
+            if got > max {
+                return Err(self.err(
+                    field,
+                    format!(
+                        "{got} bits exceed the {} {what} ({max} bits); declare `abstract = true` \
+                         in [slice] for a virtual slice",
+                        s.family
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        limit(
+            "slice.a_width",
+            s.a_width,
+            a,
+            "multiplier A/pre-adder width",
+        )?;
+        limit("slice.b_width", s.b_width, b, "multiplier B width")?;
+        limit("slice.acc_width", s.acc_width, p, "P register")?;
+        limit("slice.xnor.lanes", s.xnor.lanes, p, "ALU logic unit")?;
+        if s.mac.lanes > 1 && s.mac.packing == Packing::Independent {
+            return Err(self.err(
+                "slice.mac.packing",
+                format!(
+                    "{} independent lanes need {} multipliers; a {} has one (use \
+                     \"shared_operand\", or `abstract = true` for a virtual slice)",
+                    s.mac.lanes, s.mac.lanes, s.family
                 ),
             ));
         }

@@ -20,6 +20,7 @@ clock_mhz = 250.0
 {mem}
 [slice]
 family = "test"
+abstract = true
 a_width = 27
 b_width = 18
 acc_width = 96

@@ -20,6 +20,7 @@ dsp_count = 1
 clock_mhz = 100.0
 [slice]
 family = "test"
+abstract = true
 a_width = {a_width}
 b_width = {b}
 acc_width = {acc}
