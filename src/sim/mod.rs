@@ -9,6 +9,8 @@
 //! - [`reference`]: naive implementations the simulator is tested against.
 //! - [`vectors`]: golden vectors for RTL testbenches.
 //! - [`network`]: a compressed network's conv/linear layers as [`LayerSpec`]s.
+//! - [`resources`]: DSP/LUT/FF/BRAM18/URAM per layer and in total, capacity and fit, DDR traffic.
+//! - [`fold`]: FINN-style PE x SIMD folding, the dataflow execution style and the folding search.
 //! - [`random`], [`check`]: seeded random layer inputs, and the functional check of simulated
 //!   layers against the reference.
 //!
@@ -17,17 +19,20 @@
 
 pub mod check;
 pub mod data;
+pub mod fold;
 pub mod functional;
 pub mod layer;
 pub mod network;
 pub mod random;
 pub mod reference;
 pub mod report;
+pub mod resources;
 pub mod schedule;
 pub mod slice;
 pub mod vectors;
 
 pub use data::{quantize, FixedFormat, PackedActs, PackedWeights};
+pub use fold::{dataflow, DataflowReport, Fold, Target};
 pub use functional::{acc_to_f32, run_binary, run_fixed, BinaryInputs, BinaryOutput};
 pub use layer::{LayerKind, LayerSpec, Precision};
 pub use network::layer_specs;

@@ -1,7 +1,9 @@
 //! Per-layer and whole-network simulation reports (plain serde data, SCALE-Sim-like fields).
 //!
 //! Layers run one after another, one frame at a time (no inter-layer pipelining), so the frame
-//! latency is the sum of layer latencies and `frames_per_s = 1 / latency`.
+//! latency is the sum of layer latencies and `frames_per_s = 1 / latency`. Resources per layer
+//! and of the whole array, and DDR bytes per frame, follow [`super::resources::sequential`]; the
+//! dataflow style is in [`super::fold`].
 //!
 //! `ncc` is the paper's normalised compute complexity (Table 1), in 10^6: one unit per
 //! full-precision MAC plus one unit per 48 +/-1 products (all M x N passes). It reproduces Table 1
@@ -11,6 +13,7 @@
 //! pipeline overhead, i.e. below NCC for full-precision layers.
 
 use super::layer::{LayerSpec, Precision};
+use super::resources::{sequential, Resources};
 use super::schedule::{grouped_cycles, Mapping, Mode};
 use crate::hw::Device;
 use crate::Result;
@@ -41,6 +44,10 @@ pub struct LayerReport {
     pub latency_us: f64,
     /// This layer's NCC contribution, 10^6.
     pub ncc: f64,
+    /// What the layer occupies of the shared array while it runs (filled by
+    /// [`simulate_layers`], which knows the next layer's input precision).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +57,12 @@ pub struct SimReport {
     pub dsp_count: u32,
     pub clock_mhz: f64,
     pub mem_bytes_per_cycle: Option<u32>,
+    /// Whether the slice is a real DSP48 mode (false for the paper's abstraction).
+    pub physical: bool,
+    /// Resources of the whole array (built once, shared by the layers in time).
+    pub resources: Resources,
+    /// DDR bytes per frame: all weights, the input image and the last output.
+    pub ddr_bytes_per_frame: u64,
     /// Paper's NCC, 10^6.
     pub ncc: f64,
     pub total_cycles: u64,
@@ -88,6 +101,7 @@ pub fn simulate_layer(spec: &LayerSpec, dev: &Device) -> Result<LayerReport> {
         efficiency: m.ideal_cycles() as f64 / c.cycles as f64,
         latency_us: c.cycles as f64 / dev.device.clock_mhz,
         ncc,
+        resources: None,
     })
 }
 
@@ -101,6 +115,10 @@ pub fn simulate_layers(layers: &[LayerSpec], dev: &Device) -> Result<SimReport> 
         compute += r.compute_cycles;
         reports.push(r);
     }
+    let (per_layer, resources, ddr_bytes_per_frame) = sequential::estimate(layers, dev)?;
+    for (r, res) in reports.iter_mut().zip(per_layer) {
+        r.resources = Some(res);
+    }
     let total_cycles: u64 = reports.iter().map(|r| r.cycles).sum();
     let latency_us = total_cycles as f64 / dev.device.clock_mhz;
     Ok(SimReport {
@@ -109,6 +127,9 @@ pub fn simulate_layers(layers: &[LayerSpec], dev: &Device) -> Result<SimReport> 
         dsp_count: dev.device.dsp_count,
         clock_mhz: dev.device.clock_mhz,
         mem_bytes_per_cycle: dev.device.mem_bytes_per_cycle,
+        physical: dev.physical(),
+        resources,
+        ddr_bytes_per_frame,
         ncc: reports.iter().map(|r| r.ncc).sum(),
         total_cycles,
         ideal_cycles: reports.iter().map(|r| r.ideal_cycles).sum(),
