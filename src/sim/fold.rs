@@ -367,9 +367,10 @@ pub fn dataflow(layers: &[LayerSpec], dev: &Device, target: Target) -> Result<Da
     let resources = out
         .iter()
         .fold(Resources::default(), |a, l| a.plus(&l.resources));
+    // The first of the slowest layers (ties: the earliest in the network).
     let slowest = out
         .iter()
-        .max_by_key(|l| l.cycles)
+        .min_by_key(|l| std::cmp::Reverse(l.cycles))
         .expect("at least one layer");
     let ii = slowest.cycles;
     let fill: u64 = layers

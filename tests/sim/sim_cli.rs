@@ -392,3 +392,155 @@ fn bad_options_are_user_errors() {
         &["--variant", "ternary"],
     );
 }
+
+/// Done-when of issue 16: without --hw, `simulate` reports the physical ZCU102 part with
+/// resources in total and per layer, the capacity, `fits` and the binding resource. The array's
+/// LUTs are the per-slice logic times its 2,520 slices, and every layer's share of it is at
+/// most the total.
+#[test]
+fn default_is_physical_zcu102_with_resources() {
+    let v = json(&[
+        "simulate",
+        "--model",
+        "resnet20",
+        "--variant",
+        "xnor",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(v["physical"], Value::Bool(true));
+    assert_eq!(v["mode"], "sequential");
+    assert!(
+        v["device"].as_str().unwrap().contains("xczu9eg"),
+        "{}",
+        v["device"]
+    );
+    assert_eq!(v["source"], "hw/zcu102.toml");
+    let keys = ["dsp", "lut", "ff", "bram18", "uram"];
+    let cap = &v["capacity"];
+    assert_eq!(cap["dsp"], 2520);
+    assert_eq!(cap["lut"], 274_080);
+    let total = &v["resources"];
+    for k in keys {
+        let t = total[k].as_u64().unwrap();
+        for l in v["layers"].as_array().unwrap() {
+            assert!(l["resources"][k].as_u64().unwrap() <= t, "{k}: {l}");
+        }
+    }
+    assert_eq!(total["dsp"], 2520);
+    assert_eq!(total["lut"].as_u64().unwrap() % 2520, 0);
+    let fits = keys
+        .iter()
+        .all(|k| total[k].as_u64().unwrap() <= cap[k].as_u64().unwrap());
+    assert_eq!(v["fits"], Value::Bool(fits));
+    assert!(keys.contains(&v["binding"].as_str().unwrap()));
+    assert!(v["ddr"]["bytes_per_frame"].as_u64().unwrap() > 0);
+    // The paper slice is an explicit choice and says it is not physical.
+    let p = json(&[
+        "simulate", "--model", "resnet8", "--hw", "paper", "--format", "json",
+    ]);
+    assert_eq!(p["physical"], Value::Bool(false));
+    assert_eq!(p["capacity"]["lut"], Value::Null);
+    let (_, text, _) = bbed(&["simulate", "--model", "resnet8", "--hw", "paper"]);
+    assert!(text.contains("abstract slice (not physical)"), "{text}");
+    let (_, text, _) = bbed(&["simulate", "--model", "resnet8"]);
+    assert!(text.contains("physical slice"), "{text}");
+}
+
+/// Dataflow mode: the II is the slowest layer's, every fold is legal and its cycles are FINN's
+/// (MH/PE) x (MW/SIMD) x output pixels; frames/s = clock / II; the design fits the part (the
+/// default budget). A target no folding reaches (conv1 needs >= 9,216 cycles) is reported, and
+/// the final linear layer then uses more than 5 DSPs.
+#[test]
+fn dataflow_mode_json() {
+    let v = json(&[
+        "simulate",
+        "--model",
+        "resnet20",
+        "--variant",
+        "xnor",
+        "--mode",
+        "dataflow",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(v["mode"], "dataflow");
+    assert_eq!(v["physical"], Value::Bool(true));
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 20);
+    let mut max = (0, "");
+    for l in layers {
+        let (mh, mw, pe, simd) = (
+            l["mh"].as_u64().unwrap(),
+            l["mw"].as_u64().unwrap(),
+            l["pe"].as_u64().unwrap(),
+            l["simd"].as_u64().unwrap(),
+        );
+        assert_eq!(mh % pe, 0, "{l}");
+        assert_eq!(mw % simd, 0, "{l}");
+        let c = l["cycles"].as_u64().unwrap();
+        assert_eq!(
+            c,
+            (mh / pe) * (mw / simd) * l["output_pixels"].as_u64().unwrap()
+        );
+        assert_eq!(c, l["finn"]["cycles"].as_u64().unwrap());
+        if c > max.0 {
+            max = (c, l["name"].as_str().unwrap());
+        }
+    }
+    assert_eq!(v["ii_cycles"].as_u64().unwrap(), max.0);
+    let fps = v["frames_per_s"].as_f64().unwrap();
+    assert!((fps - 300e6 / max.0 as f64).abs() < 1e-6 * fps);
+    assert_eq!(v["fits"], Value::Bool(true));
+    assert_eq!(v["target_met"], Value::Bool(true));
+    let fast = json(&[
+        "simulate",
+        "--model",
+        "resnet20",
+        "--variant",
+        "xnor",
+        "--mode",
+        "dataflow",
+        "--target-fps",
+        "1e8",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(fast["target_met"], Value::Bool(false));
+    assert_eq!(fast["bottleneck"], "conv1");
+    let fc = fast["layers"].as_array().unwrap().last().unwrap();
+    assert_eq!(fc["name"], "linear");
+    assert!(fc["resources"]["dsp"].as_u64().unwrap() > 5, "{fc}");
+}
+
+#[test]
+fn hardware_errors_name_file_and_field() {
+    let good =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/hw/zcu102.toml")).unwrap();
+    let (_d, lat) = bad_hw(&good.replace("latency = 4 ", "latency = 4294967295 "));
+    user_error(
+        &["simulate", "--model", "resnet8", "--hw", &lat],
+        &["bad.toml", "slice.latency"],
+    );
+    let (_d2, fam) = bad_hw(&good.replace("a_width = 27", "a_width = 28"));
+    user_error(
+        &["simulate", "--model", "resnet8", "--hw", &fam],
+        &["bad.toml", "slice.a_width", "DSP48E2"],
+    );
+    user_error(
+        &["simulate", "--model", "resnet8", "--target-fps", "100"],
+        &["--target-fps", "dataflow"],
+    );
+    user_error(
+        &[
+            "simulate",
+            "--model",
+            "resnet8",
+            "--mode",
+            "dataflow",
+            "--target-fps",
+            "0",
+        ],
+        &["--target-fps"],
+    );
+}
