@@ -156,17 +156,6 @@ pub struct DataflowOutput {
     pub design: DataflowReport,
 }
 
-impl SimulateOutput {
-    /// Total resources of the design.
-    pub fn resources(&self) -> Resources {
-        match (&self.report, &self.dataflow) {
-            (Some(r), _) => r.resources,
-            (None, Some(d)) => d.design.resources,
-            (None, None) => Resources::default(),
-        }
-    }
-}
-
 fn precision_label(p: Precision) -> String {
     match p {
         Precision::Full => "full".into(),
@@ -180,6 +169,18 @@ fn resource_cells(r: Option<&Resources>) -> Vec<String> {
         Some(r) => r.values().iter().map(|v| v.to_string()).collect(),
         None => vec![String::new(); 5],
     }
+}
+
+/// The functional verdict of layer `name` (None without --functional).
+fn verdict(o: &SimulateOutput, name: &str) -> Option<String> {
+    o.functional.as_ref().map(|f| {
+        f.layers
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| if l.matched { "match" } else { "MISMATCH" })
+            .unwrap_or("")
+            .to_string()
+    })
 }
 
 fn fit_cell(o: &SimulateOutput) -> String {
@@ -235,16 +236,6 @@ fn sequential_table(o: &SimulateOutput, r: &SimReport, per_layer: bool) -> Tabul
         headers.push("functional");
     }
     let mut t = Tabular::new(&headers);
-    let verdict = |name: &str| -> Option<String> {
-        o.functional.as_ref().map(|f| {
-            f.layers
-                .iter()
-                .find(|l| l.name == name)
-                .map(|l| if l.matched { "match" } else { "MISMATCH" })
-                .unwrap_or("")
-                .to_string()
-        })
-    };
     if per_layer {
         for l in &r.layers {
             let mut row = vec![
@@ -260,7 +251,7 @@ fn sequential_table(o: &SimulateOutput, r: &SimReport, per_layer: bool) -> Tabul
             ];
             row.extend(resource_cells(l.resources.as_ref()));
             row.push(String::new());
-            if let Some(v) = verdict(&l.name) {
+            if let Some(v) = verdict(o, &l.name) {
                 row.push(v);
             }
             t.push(row);
@@ -312,16 +303,6 @@ fn dataflow_table(o: &SimulateOutput, d: &DataflowOutput, per_layer: bool) -> Ta
     }
     let mut t = Tabular::new(&headers);
     let g = &d.design;
-    let functional = |name: &str| -> Option<String> {
-        o.functional.as_ref().map(|f| {
-            f.layers
-                .iter()
-                .find(|l| l.name == name)
-                .map(|l| if l.matched { "match" } else { "MISMATCH" })
-                .unwrap_or("")
-                .to_string()
-        })
-    };
     if per_layer {
         for l in &g.layers {
             let mut row = vec![
@@ -343,7 +324,7 @@ fn dataflow_table(o: &SimulateOutput, d: &DataflowOutput, per_layer: bool) -> Ta
                     String::new()
                 },
             ]);
-            if let Some(v) = functional(&l.name) {
+            if let Some(v) = verdict(o, &l.name) {
                 row.push(v);
             }
             t.push(row);

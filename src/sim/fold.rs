@@ -20,6 +20,7 @@
 //!   SIMD products of a lane summed in DSP cascades and a fabric tree ([`logic::lane_drain`]);
 //! - weights on chip: `PE * SIMD * bits` wide, `MW * MH / (PE * SIMD)` deep (x `m` bases);
 //! - a line buffer for `k > 1`: `((k - 1) * in_w + k) * in_c` activations, `SIMD * act_bits` wide.
+//!
 //! Weights never leave the chip, so DDR carries only the input image and the last output.
 //!
 //! ## Search
@@ -98,7 +99,7 @@ impl Unit {
 
     /// Whether `f` is a legal fold (PE | MH, SIMD | in_c).
     pub fn legal(&self, f: Fold) -> bool {
-        f.pe >= 1 && f.simd >= 1 && self.mh % f.pe == 0 && self.in_c % f.simd == 0
+        f.pe >= 1 && f.simd >= 1 && self.mh.is_multiple_of(f.pe) && self.in_c.is_multiple_of(f.simd)
     }
 
     /// All legal folds, by PE then SIMD.
@@ -187,7 +188,7 @@ pub fn divisors(n: u64) -> Vec<u64> {
     let mut large = Vec::new();
     let mut d = 1;
     while d * d <= n {
-        if n % d == 0 {
+        if n.is_multiple_of(d) {
             small.push(d);
             if d != n / d {
                 large.push(n / d);

@@ -71,7 +71,7 @@ proptest! {
         let cands = u.candidates();
         let f = cands[pick.index(cands.len())];
         let (mh, mw, px) = (out_c as u64, (in_c * k * k) as u64, g.pixels() as u64);
-        prop_assert!(mh % f.pe == 0 && (in_c as u64) % f.simd == 0);
+        prop_assert!(mh.is_multiple_of(f.pe) && (in_c as u64).is_multiple_of(f.simd));
         let want = (mh / f.pe) * (mw / f.simd) * px * (m * n) as u64;
         prop_assert_eq!(u.cycles(f), want);
         prop_assert_eq!(u.cycles(f), mvau_steps(mh, mw, f.pe, f.simd, px) * (m * n) as u64);
@@ -86,7 +86,7 @@ proptest! {
         let mut want = Vec::new();
         for pe in 1..=out_c as u64 {
             for simd in 1..=in_c as u64 {
-                if out_c as u64 % pe == 0 && in_c as u64 % simd == 0 {
+                if (out_c as u64).is_multiple_of(pe) && (in_c as u64).is_multiple_of(simd) {
                     want.push(Fold { pe, simd });
                 }
             }
