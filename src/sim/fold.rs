@@ -52,8 +52,9 @@ pub struct Fold {
     pub simd: u64,
 }
 
-/// What the search aims at.
+/// What the search aims at (JSON: `{"fps": F}` or `{"budget": {"dsp": D, "lut": L}}`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Target {
     /// At least this many frames per second, at least cost.
     Fps(f64),
