@@ -8,6 +8,7 @@ mod binary_dot;
 mod binary_layers;
 mod engine_cli;
 mod engine_crosscheck;
+mod engine_export;
 mod engine_gradcheck;
 mod engine_isa;
 mod engine_known_answer;
