@@ -13,6 +13,7 @@ mod engine_gradcheck;
 mod engine_isa;
 mod engine_known_answer;
 mod engine_props;
+mod engine_pytorch;
 mod ops_conv;
 mod ops_gradcheck;
 mod ops_known;
