@@ -92,31 +92,27 @@ struct Builder {
     bipolar: usize,
 }
 
-fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
+/// An attribute of type `kind`; `set` fills in its value field.
+fn attr(name: &str, kind: AttributeType, set: impl FnOnce(&mut AttributeProto)) -> AttributeProto {
+    let mut a = AttributeProto {
         name: Some(name.into()),
-        r#type: Some(AttributeType::Ints as i32),
-        ints: v.to_vec(),
+        r#type: Some(kind as i32),
         ..Default::default()
-    }
+    };
+    set(&mut a);
+    a
+}
+
+fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
+    attr(name, AttributeType::Ints, |a| a.ints = v.to_vec())
 }
 
 fn attr_int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(v),
-        ..Default::default()
-    }
+    attr(name, AttributeType::Int, |a| a.i = Some(v))
 }
 
 fn attr_float(name: &str, v: f32) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Float as i32),
-        f: Some(v),
-        ..Default::default()
-    }
+    attr(name, AttributeType::Float, |a| a.f = Some(v))
 }
 
 fn value_info(name: &str, dims: Vec<dimension::Value>) -> ValueInfoProto {
@@ -281,6 +277,30 @@ impl Geometry {
             "Gemm"
         }
     }
+}
+
+/// One full-precision conv / linear layer: `Conv` or `Gemm` on `x` with the layer's weight and
+/// bias as initializers.
+fn full_precision(
+    b: &mut Builder,
+    net: &Net,
+    name: &str,
+    x: &str,
+    g: &Geometry,
+    out: &str,
+    shape: &[usize],
+) -> Result<String> {
+    let wt = param_init(b, net, &format!("{name}.weight"))?;
+    let bias = if g.bias {
+        Some(param_init(b, net, &format!("{name}.bias"))?)
+    } else {
+        None
+    };
+    let inputs: Vec<&str> = [Some(x), Some(wt.as_str()), bias.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(b.node(g.op(), &inputs, out, shape, g.attrs()))
 }
 
 /// One binarized conv / linear layer (see the module doc); `x` is its (flattened for linear)
@@ -494,19 +514,7 @@ pub fn export(net: &Net, format: ExportFormat) -> Result<(ModelProto, ExportSumm
                 };
                 match &bws[i] {
                     Some(bw) => binarized(&mut b, net, name, &x, &xs, bw, &g, name, &shape)?,
-                    None => {
-                        let wt = param_init(&mut b, net, &format!("{name}.weight"))?;
-                        let mut inputs = vec![x.as_str(), wt.as_str()];
-                        let bname = if *bias {
-                            Some(param_init(&mut b, net, &format!("{name}.bias"))?)
-                        } else {
-                            None
-                        };
-                        if let Some(bn) = &bname {
-                            inputs.push(bn);
-                        }
-                        b.node("Conv", &inputs, name, &shape, g.attrs())
-                    }
+                    None => full_precision(&mut b, net, name, &x, &g, name, &shape)?,
                 }
             }
             Op::Linear { out_f, bias, .. } => {
@@ -539,19 +547,7 @@ pub fn export(net: &Net, format: ExportFormat) -> Result<(ModelProto, ExportSumm
                         &gemm_out,
                         &[*out_f],
                     )?,
-                    None => {
-                        let wt = param_init(&mut b, net, &format!("{name}.weight"))?;
-                        let mut inputs = vec![flat.as_str(), wt.as_str()];
-                        let bname = if *bias {
-                            Some(param_init(&mut b, net, &format!("{name}.bias"))?)
-                        } else {
-                            None
-                        };
-                        if let Some(bn) = &bname {
-                            inputs.push(bn);
-                        }
-                        b.node("Gemm", &inputs, &gemm_out, &[*out_f], g.attrs())
-                    }
+                    None => full_precision(&mut b, net, name, &flat, &g, &gemm_out, &[*out_f])?,
                 };
                 if last {
                     outs.push((y, vec![*out_f]));

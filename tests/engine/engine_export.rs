@@ -163,9 +163,9 @@ fn float_variants_run_in_onnxruntime_with_our_logits() {
     check(n, ExportFormat::Onnx, "resnet18_vanilla");
 }
 
-#[test]
-fn pools_and_hidden_linear_layers_run_in_onnxruntime_with_our_logits() {
-    let toml = r#"
+/// A small net with a conv bias, max and average pooling (with padding) and a hidden linear
+/// layer.
+const POOLS: &str = r#"
 name = "pools"
 input = [2, 13, 13]
 num_classes = 10
@@ -212,11 +212,19 @@ name = "fc2"
 op = "linear"
 out_f = 10
 "#;
-    let network = model::custom::from_toml_str(toml, "pools.toml").unwrap();
-    let cn = apply(&network, &VariantSpec::new(VariantKind::Vanilla)).unwrap();
-    let p = params::init(&cn, 9);
+
+fn pools_net(spec: VariantSpec, seed: u64) -> Net {
+    let network = model::custom::from_toml_str(POOLS, "pools.toml").unwrap();
+    let cn = apply(&network, &spec).unwrap();
+    let p = params::init(&cn, seed);
     let mut n = Net::new(cn, p).unwrap();
-    perturb_bn(&mut n, 10);
+    perturb_bn(&mut n, seed + 1);
+    n
+}
+
+#[test]
+fn pools_and_hidden_linear_layers_run_in_onnxruntime_with_our_logits() {
+    let n = pools_net(VariantSpec::new(VariantKind::Vanilla), 9);
     check(n, ExportFormat::Onnx, "pools");
 }
 
@@ -242,6 +250,13 @@ fn binarized_variants_run_in_the_qonnx_executor_with_our_logits() {
     let mut n = net("resnet8", [1, 28, 28], spec, 16);
     perturb_bn(&mut n, 17);
     check(n, ExportFormat::Qonnx, "resnet8_xnor_all");
+    // ABC on every layer of the small net: multi-base conv with a bias, binarized linear
+    // layers with biases, pools between them.
+    let mut spec = VariantSpec::new(VariantKind::Abc);
+    spec.options.m = 2;
+    spec.options.n = 2;
+    spec.options.fp_first_last = false;
+    check(pools_net(spec, 18), ExportFormat::Qonnx, "pools_abc2x2_all");
 }
 
 #[test]
