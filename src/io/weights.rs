@@ -404,6 +404,13 @@ pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
     f.read_exact(&mut len)
         .map_err(|_| Error::input(ctx(), describe(SafeTensorError::HeaderTooSmall)))?;
     let n = u64::from_le_bytes(len);
+    // The same limit and messages as the full reader (safetensors' 100 MB header cap).
+    if n > 100_000_000 {
+        return Err(Error::input(
+            ctx(),
+            describe(SafeTensorError::HeaderTooLarge),
+        ));
+    }
     if n > file_len.saturating_sub(8) {
         return Err(Error::input(
             ctx(),
