@@ -493,7 +493,10 @@ pub fn run(a: AttackArgs) -> Result<String> {
         "choose a smaller model or a lower --chunk",
     )?;
     let params = match &a.weights {
-        Some(p) => params::load(&cn, p)?,
+        Some(p) => {
+            crate::io::weights::check_variant(p, &cn.spec)?;
+            params::load(&cn, p)?
+        }
         None => params::init(&cn, a.init_seed),
     };
     let engines = Engines::for_attack(Net::new(cn, params)?, &spec)?;

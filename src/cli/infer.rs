@@ -7,6 +7,8 @@
 //! ([`crate::engine::params::init`] with `--init-seed`), useful for checking the plumbing, not accuracy.
 //! `--engine binary` on a variant with no binarized layer is an error rather than a silent
 //! fallback: the binary engine would then just be the float engine under another name.
+//! A weight file whose metadata names another variant than `--variant` is refused
+//! ([`crate::io::weights::check_variant`]; shared with `verify`, `export` and `attack`).
 
 use std::path::PathBuf;
 
@@ -55,7 +57,8 @@ pub struct NetArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub variant: VariantArgs,
-    /// safetensors weights (PyTorch state-dict names); default: random init from --init-seed
+    /// safetensors weights (PyTorch state-dict names, docs/weights.md); refused if its metadata
+    /// names another variant. Default: random init from --init-seed
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Seed of the random weight initialisation used when no --weights are given
@@ -76,7 +79,10 @@ impl NetArgs {
             "choose a smaller model or lower --batch",
         )?;
         let p = match &self.weights {
-            Some(path) => params::load(&cn, path)?,
+            Some(path) => {
+                crate::io::weights::check_variant(path, &cn.spec)?;
+                params::load(&cn, path)?
+            }
             None => params::init(&cn, self.init_seed),
         };
         Net::new(cn, p)

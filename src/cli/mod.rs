@@ -10,6 +10,7 @@
 pub mod args;
 pub mod attack;
 pub mod cost;
+pub mod export;
 pub mod format;
 pub mod infer;
 pub mod merge;
@@ -91,6 +92,8 @@ pub enum Command {
     Infer(Box<infer::InferArgs>),
     /// Compare the float and bit-exact binary engines on the same inputs (accumulators, logits).
     Verify(Box<verify::VerifyArgs>),
+    /// Write a variant with its weights as ONNX (float) or QONNX (binarized, BipolarQuant).
+    Export(Box<export::ExportArgs>),
 }
 
 fn dispatch(command: Command) -> Result<String> {
@@ -109,6 +112,7 @@ fn dispatch(command: Command) -> Result<String> {
         Command::Zoo(a) => zoo::run(*a),
         Command::Infer(a) => infer::run(*a),
         Command::Verify(a) => verify::run(*a),
+        Command::Export(a) => export::run(*a),
     }
 }
 

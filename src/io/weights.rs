@@ -392,3 +392,134 @@ impl WeightStore {
         }
     }
 }
+
+/// The metadata (`__metadata__`) of a safetensors file, read from its header alone (the
+/// tensors are not read). A file without metadata gives an empty map.
+pub fn read_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
+    use std::io::Read;
+    let ctx = || path.display().to_string();
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| Error::input(ctx(), describe(SafeTensorError::HeaderTooSmall)))?;
+    let n = u64::from_le_bytes(len);
+    // The same limit and messages as the full reader (safetensors' 100 MB header cap).
+    if n > 100_000_000 {
+        return Err(Error::input(
+            ctx(),
+            describe(SafeTensorError::HeaderTooLarge),
+        ));
+    }
+    if n > file_len.saturating_sub(8) {
+        return Err(Error::input(
+            ctx(),
+            describe(SafeTensorError::InvalidHeaderLength),
+        ));
+    }
+    let mut head = vec![0u8; n as usize];
+    f.read_exact(&mut head).map_err(|e| Error::io(path, e))?;
+    let header: serde_json::Value = serde_json::from_slice(&head)
+        .map_err(|_| Error::input(ctx(), describe(SafeTensorError::InvalidHeader)))?;
+    let Some(meta) = header.get("__metadata__") else {
+        return Ok(BTreeMap::new());
+    };
+    let meta = meta
+        .as_object()
+        .ok_or_else(|| Error::input(ctx(), "header field __metadata__ is not a map of strings"))?;
+    meta.iter()
+        .map(|(k, v)| match v.as_str() {
+            Some(s) => Ok((k.clone(), s.to_string())),
+            None => Err(Error::input(
+                ctx(),
+                format!("metadata {k:?} is not a string"),
+            )),
+        })
+        .collect()
+}
+
+/// Options of a variant that change how the weights are read: which layers are binarized
+/// (`fp_first_last`, `shortcut`) and how many bases they have (`m`, `n`). Compared only for
+/// binarized kinds; other options (pruning rates, cost-accounting switches) change the cost
+/// report, not the arithmetic on the loaded weights, and tensor shapes are checked on loading.
+const BINARY_READ_OPTIONS: [&str; 4] = ["m", "n", "fp_first_last", "shortcut"];
+
+/// Refuses a weight file whose stored variant (metadata `variant`, the JSON of a
+/// [`crate::variant::VariantSpec`] as `bbed train` / `bbed prune` write it) disagrees with the
+/// variant asked for: a different kind, or for `xnor` / `abc` a different
+/// [`BINARY_READ_OPTIONS`] value (an option missing from the stored JSON counts as its
+/// default). Running full-precision weights as XNOR, or the reverse, would give numbers that mean
+/// nothing. A file without a `variant` entry (e.g. a PyTorch state dict) is accepted: nothing
+/// says what it holds.
+pub fn check_variant(path: &Path, asked: &crate::variant::VariantSpec) -> Result<()> {
+    use crate::variant::{VariantKind, VariantOptions};
+    let meta = read_metadata(path)?;
+    let Some(text) = meta.get("variant") else {
+        return Ok(());
+    };
+    let ctx = || path.display().to_string();
+    let bad = |why: String| {
+        Error::input(
+            ctx(),
+            format!("metadata \"variant\" is not a variant description ({why}): {text}"),
+        )
+    };
+    let stored: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let kind: VariantKind = serde_json::from_value(stored.get("kind").cloned().unwrap_or_default())
+        .map_err(|e| bad(format!("kind: {e}")))?;
+    let as_json = |o: &VariantOptions| serde_json::to_value(o).expect("options serialise");
+    let mut options = as_json(&VariantOptions::default());
+    if let (Some(all), Some(given)) = (
+        options.as_object_mut(),
+        stored.get("options").and_then(|o| o.as_object()),
+    ) {
+        for (k, v) in given {
+            all.insert(k.clone(), v.clone());
+        }
+    }
+    let asked_options = as_json(&asked.options);
+    let describe_spec = |kind: VariantKind, o: &serde_json::Value| -> String {
+        match kind {
+            VariantKind::Xnor => format!(
+                "xnor (fp_first_last={}, shortcut={})",
+                o["fp_first_last"], o["shortcut"]
+            ),
+            VariantKind::Abc => format!(
+                "{} (m={}, n={}, fp_first_last={}, shortcut={})",
+                kind.name(),
+                o["m"],
+                o["n"],
+                o["fp_first_last"],
+                o["shortcut"]
+            ),
+            k => k.name().to_string(),
+        }
+    };
+    // `apply` forces m = n = 1 for XNOR; compare the spec as the engine will run it.
+    let normalize = |kind: VariantKind, mut o: serde_json::Value| {
+        if kind == VariantKind::Xnor {
+            o["m"] = 1.into();
+            o["n"] = 1.into();
+        }
+        o
+    };
+    let options = normalize(kind, options);
+    let asked_options = normalize(asked.kind, asked_options);
+    let differs = kind != asked.kind
+        || (matches!(kind, VariantKind::Xnor | VariantKind::Abc)
+            && BINARY_READ_OPTIONS
+                .iter()
+                .any(|k| options[*k] != asked_options[*k]));
+    if differs {
+        return Err(Error::input(
+            ctx(),
+            format!(
+                "the weights were saved for variant {} but --variant asks for {}; pass the \
+                 variant flags the file was trained with, or other weights",
+                describe_spec(kind, &options),
+                describe_spec(asked.kind, &asked_options)
+            ),
+        ));
+    }
+    Ok(())
+}

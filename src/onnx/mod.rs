@@ -2,5 +2,7 @@
 //! ONNX file, and writing a variant back out for onnxruntime / FINN.
 //!
 //! - [`proto`]: the generated protobuf messages, decode / encode.
+//! - [`export`]: a variant with its weights as ONNX (float) or QONNX (binarized) graph.
 
+pub mod export;
 pub mod proto;
