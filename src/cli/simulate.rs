@@ -15,8 +15,9 @@ use super::args::{ModelArgs, VariantArgs};
 use super::format::{render, Format, Tabular};
 use crate::hw::Device;
 use crate::io::limits::{at_least_one, check_memory};
-use crate::sim::check::{check_layers, FunctionalReport};
+use crate::sim::check::{check_layers, check_layers_data, FunctionalReport};
 use crate::sim::network::{layer_specs, sparse_layers};
+use crate::sim::real::real_layer_data;
 use crate::sim::{simulate_layers, Precision, SimReport};
 use crate::variant::apply;
 use crate::{Error, Result};
@@ -47,7 +48,8 @@ of its shape (binary: +/-1 weights and activations; full precision: values in [-
 to the lane's Q format, e.g. Q8.8 activations / Q2.14 weights for 16-bit lanes) and compares it
 with the engines: binary accumulators must equal the bit-exact engine's (bconv2d), full-precision
 outputs must lie within the stated fixed-point error bound of the float engine's conv2d.
-functional_match is true when every layer passes.
+functional_match is true when every layer passes. With --data (and --weights) the layers get
+their real inputs for those test images instead (see `bbed vectors --help`).
 
 Examples:
   bbed simulate --model resnet20 --variant xnor --hw hw/zcu102.toml --per-layer
@@ -77,6 +79,9 @@ pub struct SimulateArgs {
     /// Seed of the random inputs for --functional
     #[arg(long, default_value_t = 0, requires = "functional")]
     pub seed: u64,
+    /// --functional on real data: trained weights and real images (see `bbed vectors --help`)
+    #[command(flatten)]
+    pub real: super::vectors::RealArgs,
     /// Output format (json carries full-precision numbers)
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -196,6 +201,9 @@ pub fn simulate(a: &SimulateArgs) -> Result<SimulateOutput> {
     let compressed = apply(&net, &spec)?;
     let specs = layer_specs(&compressed)?;
     let report = simulate_layers(&specs, &dev)?;
+    if a.real.data.is_some() && !a.functional {
+        return Err(Error::input("--data", "needs --functional"));
+    }
     let functional = if a.functional {
         at_least_one("--images", a.images)?;
         // Layer by layer: weights plus inputs and outputs of `--images` images, as integers
@@ -206,7 +214,14 @@ pub fn simulate(a: &SimulateArgs) -> Result<SimulateOutput> {
             "lower --images or choose a smaller model",
         )?;
         let pb = progress(specs.len());
-        let f = check_layers(&specs, &dev, a.images, a.seed, || pb.inc(1))?;
+        let f = match a.real.load(&compressed, a.images, a.seed)? {
+            Some(r) => {
+                let all: Vec<usize> = (0..specs.len()).collect();
+                let data = real_layer_data(&r.net, &specs, &all, &dev, &r.x)?;
+                check_layers_data(&specs, &dev, &data, a.images, r.describe, || pb.inc(1))?
+            }
+            None => check_layers(&specs, &dev, a.images, a.seed, || pb.inc(1))?,
+        };
         pb.finish_and_clear();
         Some(f)
     } else {
