@@ -120,6 +120,38 @@ fn fixed_manifest_and_stress_sets() {
             c.max_abs_weight,
             Some(w.iter().map(|v| v.abs() as i64).max().unwrap())
         );
+        // Read-outs recomputed here: lane sums per chunk of 4 issued taps (padded ones included)
+        // in the stated order in_c, kh, kw; a negative lower-lane chunk below a real channel is a
+        // borrow read-out.
+        let (mut peak_ro, mut borrows) = (0i64, 0u64);
+        for o in 0..16 {
+            for oy in 0..10 {
+                for ox in 0..10 {
+                    let mut taps = Vec::new();
+                    for ci in 0..3 {
+                        for kh in 0..3 {
+                            for kw in 0..3 {
+                                let (y, xx) = (oy + kh, ox + kw); // padded coordinates
+                                let inside = (1..=10).contains(&y) && (1..=10).contains(&xx);
+                                taps.push(if inside {
+                                    w[((o * 3 + ci) * 3 + kh) * 3 + kw] as i64
+                                        * x[(ci * 10 + y - 1) * 10 + xx - 1] as i64
+                                } else {
+                                    0
+                                });
+                            }
+                        }
+                    }
+                    for chunk in taps.chunks(4) {
+                        let v: i64 = chunk.iter().sum();
+                        peak_ro = peak_ro.max(v.abs());
+                        borrows += u64::from(o.is_multiple_of(2) && v < 0);
+                    }
+                }
+            }
+        }
+        assert_eq!(c.readout_peak, Some(peak_ro), "{d}");
+        assert_eq!(c.borrow_readouts, Some(borrows), "{d}");
         // 10x10 output with padding 1: the 36 border pixels of 16 channels touch padding.
         assert_eq!(c.outputs_with_padding, 36 * 16);
     }
