@@ -18,8 +18,9 @@ use super::args::{ModelArgs, VariantArgs};
 use super::format::{render, Format, Tabular};
 use crate::hw::{self, Device};
 use crate::io::limits::{at_least_one, check_memory};
-use crate::sim::check::{check_layers, FunctionalReport};
+use crate::sim::check::{check_layers, check_layers_data, FunctionalReport};
 use crate::sim::network::{layer_specs, sparse_layers};
+use crate::sim::real::real_layer_data;
 use crate::sim::resources::{fit, Capacity, DdrTraffic, Resources};
 use crate::sim::{dataflow, simulate_layers, DataflowReport, Precision, SimReport, Target};
 use crate::variant::apply;
@@ -68,7 +69,8 @@ of its shape (binary: +/-1 weights and activations; full precision: values in [-
 to the lane's Q format, e.g. Q8.8 activations / Q2.14 weights for 16-bit lanes) and compares it
 with the engines: binary accumulators must equal the bit-exact engine's (bconv2d), full-precision
 outputs must lie within the stated fixed-point error bound of the float engine's conv2d.
-functional_match is true when every layer passes.
+functional_match is true when every layer passes. With --data (and --weights) the layers get
+their real inputs for those test images instead (see `bbed vectors --help`).
 
 Examples:
   bbed simulate --model resnet20 --variant xnor --per-layer
@@ -112,6 +114,9 @@ pub struct SimulateArgs {
     /// Seed of the random inputs for --functional
     #[arg(long, default_value_t = 0, requires = "functional")]
     pub seed: u64,
+    /// --functional on real data: trained weights and real images (see `bbed vectors --help`)
+    #[command(flatten)]
+    pub real: super::vectors::RealArgs,
     /// Output format (json carries full-precision numbers)
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -379,6 +384,9 @@ pub fn simulate(a: &SimulateArgs) -> Result<SimulateOutput> {
     let dev = load_device(a.hw.as_ref())?;
     let compressed = apply(&net, &spec)?;
     let specs = layer_specs(&compressed)?;
+    if a.real.data.is_some() && !a.functional {
+        return Err(Error::input("--data", "needs --functional"));
+    }
     let dataflow_only = a.target_fps.is_some() || a.dsp_budget.is_some() || a.lut_budget.is_some();
     if dataflow_only && a.mode != ExecMode::Dataflow {
         return Err(Error::input(
@@ -425,7 +433,14 @@ pub fn simulate(a: &SimulateArgs) -> Result<SimulateOutput> {
             "lower --images or choose a smaller model",
         )?;
         let pb = progress(specs.len());
-        let f = check_layers(&specs, &dev, a.images, a.seed, || pb.inc(1))?;
+        let f = match a.real.load(&compressed, a.images, a.seed)? {
+            Some(r) => {
+                let all: Vec<usize> = (0..specs.len()).collect();
+                let data = real_layer_data(&r.net, &specs, &all, &dev, &r.x)?;
+                check_layers_data(&specs, &dev, &data, a.images, r.describe, || pb.inc(1))?
+            }
+            None => check_layers(&specs, &dev, a.images, a.seed, || pb.inc(1))?,
+        };
         pb.finish_and_clear();
         Some(f)
     } else {

@@ -14,12 +14,10 @@
 //! simulator (bit-im2col + XOR-popcount GEMM for binary layers, im2col + `f32` GEMM for full
 //! precision). Engine errors are reported against the layer name.
 
-use super::functional::{acc_to_f32, run_binary, run_fixed, BinaryInputs, BinaryOutput};
+use super::functional::{acc_to_f32, run_binary_images, run_fixed, BinaryOutput};
 use super::layer::{LayerSpec, Precision};
 use super::random::{layer_data, BinaryData, FixedData, LayerData};
 use super::reference::fixed_error_bound;
-use super::PackedActs;
-use super::PackedWeights;
 use crate::engine::binary::{bconv2d, pack_activations_i8, pack_weights_i8};
 use crate::engine::ops::conv::conv2d;
 use crate::hw::Device;
@@ -56,6 +54,9 @@ pub struct LayerCheck {
 pub struct FunctionalReport {
     pub images: usize,
     pub seed: u64,
+    /// Where the layer inputs came from: seeded random data, or real images through the engine
+    /// (see [`super::real`]).
+    pub inputs: String,
     pub reference: String,
     pub layers: Vec<LayerCheck>,
     /// True when every layer matched.
@@ -141,28 +142,8 @@ fn check_binary(
     dev: &Device,
     d: &BinaryData,
 ) -> Result<LayerCheck> {
-    let lanes = dev.slice.xnor.lanes;
-    let pw: Vec<PackedWeights> = d
-        .weights
-        .iter()
-        .map(|w| PackedWeights::from_pm1(w, g.o, g.c, g.kh, lanes))
-        .collect::<Result<_>>()?;
     let mut t = Tally::default();
-    for img in &d.images {
-        let pa: Vec<PackedActs> = img
-            .iter()
-            .map(|x| PackedActs::from_pm1(x, g.c, g.h, g.w, lanes))
-            .collect::<Result<_>>()?;
-        let sim = run_binary(
-            spec,
-            dev,
-            &BinaryInputs {
-                weights: &pw,
-                acts: &pa,
-                alpha: &d.alpha,
-                beta: &d.beta,
-            },
-        )?;
+    for (img, sim) in d.images.iter().zip(run_binary_images(spec, dev, d)?) {
         let mut refs = Vec::with_capacity(d.weights.len() * img.len());
         for w in &d.weights {
             for x in img {
@@ -234,10 +215,45 @@ pub fn check_layer(
     seed: u64,
 ) -> Result<LayerCheck> {
     let g = spec.geometry()?;
-    match layer_data(spec, &g, dev, images, seed, index)? {
-        LayerData::Binary(d) => check_binary(spec, &g, dev, &d),
-        LayerData::Fixed(d) => check_fixed(spec, &g, dev, &d),
+    check_data(spec, dev, &layer_data(spec, &g, dev, images, seed, index)?)
+}
+
+/// Checks one layer on the given data (random, or real from [`super::real`]).
+pub fn check_data(spec: &LayerSpec, dev: &Device, data: &LayerData) -> Result<LayerCheck> {
+    let g = spec.geometry()?;
+    match data {
+        LayerData::Binary(d) => check_binary(spec, &g, dev, d),
+        LayerData::Fixed(d) => check_fixed(spec, &g, dev, d),
     }
+}
+
+/// Checks every layer on real data (`data[i]` for `specs[i]`, as [`super::real::real_layer_data`]
+/// returns them); `inputs` describes their origin for the report.
+pub fn check_layers_data(
+    specs: &[LayerSpec],
+    dev: &Device,
+    data: &[LayerData],
+    images: usize,
+    inputs: String,
+    done: impl Fn() + Sync,
+) -> Result<FunctionalReport> {
+    let layers = specs
+        .par_iter()
+        .zip(data)
+        .map(|(s, d)| {
+            let r = check_data(s, dev, d);
+            done();
+            r
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(FunctionalReport {
+        images,
+        seed: 0,
+        inputs,
+        reference: REFERENCE.into(),
+        functional_match: layers.iter().all(|l| l.matched),
+        layers,
+    })
 }
 
 /// Checks every layer (in parallel; results do not depend on the thread count because each
@@ -261,6 +277,7 @@ pub fn check_layers(
     Ok(FunctionalReport {
         images,
         seed,
+        inputs: format!("seeded random data (seed {seed}, sim::random)"),
         reference: REFERENCE.into(),
         functional_match: layers.iter().all(|l| l.matched),
         layers,
@@ -271,7 +288,7 @@ pub fn check_layers(
 mod tests {
     use super::*;
     use crate::sim::reference::{binary_conv, float_conv};
-    use crate::sim::LayerKind;
+    use crate::sim::{run_binary, BinaryInputs, LayerKind, PackedActs, PackedWeights};
 
     fn dev() -> Device {
         Device::from_toml_str(crate::cli::simulate::PAPER_HW_TOML, "paper").unwrap()

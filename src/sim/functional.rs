@@ -274,6 +274,41 @@ pub fn run_fixed(
     Ok(out)
 }
 
+/// Packs `d` (`m` weight bases, per image `n` activation bases, scales) and simulates every
+/// image; one output per image.
+pub fn run_binary_images(
+    spec: &LayerSpec,
+    dev: &Device,
+    d: &super::random::BinaryData,
+) -> Result<Vec<BinaryOutput>> {
+    let g = spec.geometry()?;
+    let lanes = dev.slice.xnor.lanes;
+    let pw: Vec<PackedWeights> = d
+        .weights
+        .iter()
+        .map(|w| PackedWeights::from_pm1(w, g.o, g.c, g.kh, lanes))
+        .collect::<Result<_>>()?;
+    d.images
+        .iter()
+        .map(|img| {
+            let pa: Vec<PackedActs> = img
+                .iter()
+                .map(|x| PackedActs::from_pm1(x, g.c, g.h, g.w, lanes))
+                .collect::<Result<_>>()?;
+            run_binary(
+                spec,
+                dev,
+                &BinaryInputs {
+                    weights: &pw,
+                    acts: &pa,
+                    alpha: &d.alpha,
+                    beta: &d.beta,
+                },
+            )
+        })
+        .collect()
+}
+
 /// Converts accumulators with `frac` fractional bits to `f32` (rounded once from the exact value).
 pub fn acc_to_f32(acc: &[i64], frac: u32) -> Vec<f32> {
     let s = (-(frac as f64)).exp2();

@@ -13,6 +13,9 @@
 //! - [`fold`]: FINN-style PE x SIMD folding, the dataflow execution style and the folding search.
 //! - [`random`], [`check`]: seeded random layer inputs, and the functional check of simulated
 //!   layers against the reference.
+//! - [`real`]: a layer's trained weights and real input activations (engine forward pass).
+//! - [`stress`], [`testbench`]: corner-case vector sets and the self-checking Verilog testbench
+//!   with its reference PE.
 //!
 //! Conventions are the crate's (sign(0) = +1; +1 -> bit 0, -1 -> bit 1; zero padding skipped in
 //! binary layers); fixed-point formats are described in [`data`].
@@ -24,11 +27,14 @@ pub mod functional;
 pub mod layer;
 pub mod network;
 pub mod random;
+pub mod real;
 pub mod reference;
 pub mod report;
 pub mod resources;
 pub mod schedule;
 pub mod slice;
+pub mod stress;
+pub mod testbench;
 pub mod vectors;
 
 pub use data::{quantize, FixedFormat, PackedActs, PackedWeights};

@@ -67,6 +67,36 @@ pub struct FixedData {
     pub images_q: Vec<Vec<i32>>,
 }
 
+impl FixedData {
+    /// Rounds float weights and images to their codes in `format` on `width`-bit lanes (errors
+    /// name `layer` and the tensor); the ranges are recorded as given.
+    pub fn quantized(
+        layer: &str,
+        format: FixedFormat,
+        width: u32,
+        (act_range, weight_range): (f32, f32),
+        weights: Vec<f32>,
+        images: Vec<Vec<f32>>,
+    ) -> Result<FixedData> {
+        let ctx = |f: &str| format!("layer `{layer}`: {f}");
+        let weights_q = quantize(&weights, width, format.weight_frac, &ctx("weights"))?;
+        let images_q = images
+            .iter()
+            .map(|x| quantize(x, width, format.act_frac, &ctx("activations")))
+            .collect::<Result<_>>()?;
+        Ok(FixedData {
+            format,
+            width,
+            act_range,
+            weight_range,
+            weights,
+            weights_q,
+            images,
+            images_q,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum LayerData {
     Binary(BinaryData),
@@ -115,24 +145,16 @@ pub fn layer_data(
             let format = FixedFormat::for_width(width);
             let ra = value_range(width, format.act_frac);
             let rw = value_range(width, format.weight_frac);
-            let ctx = |f: &str| format!("layer `{}`: {f}", spec.name);
             let weights = uniform(&mut rng, nw, rw);
-            let weights_q = quantize(&weights, width, format.weight_frac, &ctx("weights"))?;
             let images: Vec<Vec<f32>> = (0..images).map(|_| uniform(&mut rng, na, ra)).collect();
-            let images_q = images
-                .iter()
-                .map(|x| quantize(x, width, format.act_frac, &ctx("activations")))
-                .collect::<Result<_>>()?;
-            Ok(LayerData::Fixed(FixedData {
+            Ok(LayerData::Fixed(FixedData::quantized(
+                &spec.name,
                 format,
                 width,
-                act_range: ra,
-                weight_range: rw,
+                (ra, rw),
                 weights,
-                weights_q,
                 images,
-                images_q,
-            }))
+            )?))
         }
     }
 }
