@@ -10,8 +10,10 @@
 //! Per image the convolution is one GEMM `y_n [O, HO*WO] = W [O, C*KH*KW] x col_n [C*KH*KW,
 //! HO*WO]`, where `col_n` holds the receptive fields (rows ordered c-major, then kh, then kw, so
 //! `W` needs no reshaping). 1x1 stride-1 unpadded convolutions skip im2col: `col_n` is `x_n`.
-//! Backward uses the same layout: `dcol_n = W^T dy_n` folded back by col2im, and
-//! `dW = sum_n dy_n col_n^T`. The weight-gradient sum runs over fixed batch groups whose
+//! Backward uses the same layout: `dW = sum_n dy_n col_n^T`; the input gradient of a stride-1
+//! convolution is the forward convolution of `dy` with the flipped kernel (see
+//! `transposed_pad`), of other convolutions `dcol_n = W^T dy_n` folded back by col2im.
+//! [`conv2d_backward_input`] gives the input gradient alone, one image per GEMM. The weight-gradient sum runs over fixed batch groups whose
 //! partial sums are added in order, so the result does not depend on the thread count.
 //!
 //! The forward pass multiplies one image at a time, so results do not depend on the batch;
