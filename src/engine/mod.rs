@@ -6,5 +6,6 @@ pub mod classifier;
 pub mod cpu;
 pub mod exec;
 mod fmap;
+pub mod heap;
 pub mod ops;
 pub mod params;

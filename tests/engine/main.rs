@@ -10,6 +10,7 @@ mod engine_cli;
 mod engine_crosscheck;
 mod engine_export;
 mod engine_gradcheck;
+mod engine_input_grad;
 mod engine_isa;
 mod engine_known_answer;
 mod engine_props;

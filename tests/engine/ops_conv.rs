@@ -3,7 +3,8 @@
 
 use breakingbed::engine::ops::batchnorm as bn;
 use breakingbed::engine::ops::conv::{
-    conv2d, conv2d_backward, conv2d_backward_with, conv2d_fused, conv2d_fused_nhwc, conv2d_with,
+    conv2d, conv2d_backward, conv2d_backward_input, conv2d_backward_input_with,
+    conv2d_backward_with, conv2d_fused, conv2d_fused_nhwc, conv2d_with, flipped,
 };
 use breakingbed::engine::ops::epilogue::{Activation, Epilogue};
 use breakingbed::engine::ops::gemm::GemmBackend;
@@ -328,5 +329,31 @@ proptest! {
                 prop_assert!((*a as f64 - b).abs() < 1e-4 * b.abs().max(1.0));
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The input-gradient-only backward (the attacks' path: the transposed forward conv for
+    /// stride 1 with `pad < k`, col2im otherwise), with and without a prepared flipped kernel.
+    #[test]
+    fn input_only_backward_equals_reference(
+        n in 1usize..4, c in 1usize..6, o in 1usize..6, h in 1usize..9, wd in 1usize..9,
+        k in 1usize..4, stride in 1usize..4, pad in 0usize..3, seed in any::<u64>(),
+    ) {
+        prop_assume!(h + 2 * pad >= k && wd + 2 * pad >= k);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x = rand4(&mut rng, (n, c, h, wd));
+        let w = rand4(&mut rng, (o, c, k, k));
+        let y = refc::conv2d(&to64(&x), &to64(&w), None, stride, pad);
+        let dy = rand4(&mut rng, y.dim());
+        let (rdx, _, _) = refc::conv2d_backward(&to64(&x), &to64(&w), stride, pad, &to64(&dy));
+        let dx = conv2d_backward_input(x.dim(), &w, stride, pad, &dy).unwrap();
+        prop_assert_eq!(dx.dim(), x.dim());
+        prop_assert!(rel_err(&dx, &rdx) < 1e-5, "err {}", rel_err(&dx, &rdx));
+        let wf = flipped(&w);
+        let dx2 = conv2d_backward_input_with(x.dim(), &w, Some(&wf), stride, pad, &dy).unwrap();
+        prop_assert_eq!(dx2, dx);
     }
 }

@@ -282,3 +282,60 @@ fn losses_hand_examples() {
     let e = loss::softmax_cross_entropy(&array![[f32::NAN, 0.0]], &[0]).unwrap_err();
     assert!(e.to_string().contains("non-finite"), "{e}");
 }
+
+/// Training-mode BN on shapes whose planes are not a multiple of the 8 summation lanes (and
+/// several images), forward and backward against the textbook formulas evaluated in f64.
+#[test]
+fn batch_norm_train_matches_f64_formulas_on_odd_planes() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for &(n, c, h, w) in &[(3usize, 4usize, 7usize, 7usize), (5, 2, 3, 5), (2, 3, 8, 8)] {
+        let x = Array4::from_shape_simple_fn((n, c, h, w), || rng.gen_range(-2.0f32..3.0));
+        let dy = Array4::from_shape_simple_fn((n, c, h, w), || rng.gen_range(-1.0f32..1.0));
+        let g: Array1<f32> = (0..c).map(|_| rng.gen_range(0.5f32..1.5)).collect();
+        let b: Array1<f32> = (0..c).map(|_| rng.gen_range(-0.5f32..0.5)).collect();
+        let eps = 1e-5;
+        let (y, st) = bn::batch_norm_train(&x, &g, &b, eps).unwrap();
+        let (dx, dg, db) = bn::batch_norm_train_backward(&x, &g, &st, &dy).unwrap();
+        let m = (n * h * w) as f64;
+        for ci in 0..c {
+            let xs: Vec<f64> = x
+                .index_axis(Axis(1), ci)
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let ds: Vec<f64> = dy
+                .index_axis(Axis(1), ci)
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
+            let mean = xs.iter().sum::<f64>() / m;
+            let var = xs.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / m;
+            let is = 1.0 / (var + eps as f64).sqrt();
+            let xh: Vec<f64> = xs.iter().map(|v| (v - mean) * is).collect();
+            let (gc, bc) = (g[ci] as f64, b[ci] as f64);
+            let sdy: f64 = ds.iter().sum();
+            let sdxh: f64 = ds.iter().zip(&xh).map(|(d, v)| d * v).sum();
+            assert!((st.mean[ci] as f64 - mean).abs() < 1e-6 * mean.abs().max(1.0));
+            assert!((st.var[ci] as f64 - var).abs() < 1e-6 * var.max(1.0));
+            assert!(
+                (db[ci] as f64 - sdy).abs() < 1e-5 * sdy.abs().max(1.0),
+                "dbeta {ci}"
+            );
+            assert!(
+                (dg[ci] as f64 - sdxh).abs() < 1e-5 * sdxh.abs().max(1.0),
+                "dgamma {ci}"
+            );
+            let ys = y.index_axis(Axis(1), ci);
+            let dxs = dx.index_axis(Axis(1), ci);
+            for (k, (yv, dxv)) in ys.iter().zip(dxs.iter()).enumerate() {
+                let want_y = gc * xh[k] + bc;
+                let want_dx = gc * is * (ds[k] - sdy / m - xh[k] * sdxh / m);
+                assert!((*yv as f64 - want_y).abs() < 1e-5, "y[{ci}, {k}]");
+                assert!(
+                    (*dxv as f64 - want_dx).abs() < 1e-5 * (gc * is).max(1.0),
+                    "dx[{ci}, {k}]: {dxv} vs {want_dx}"
+                );
+            }
+        }
+    }
+}

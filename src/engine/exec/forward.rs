@@ -1,8 +1,11 @@
 //! The taped forward pass: runs every layer in topological order on a batch and records on a
-//! [`Tape`] what each op's backward needs (its input, BN batch statistics, pooling argmax,
-//! optionally the binarized layers' integer accumulators).
+//! [`Tape`] what each op's backward needs beyond the layer inputs, which the tape already holds
+//! as the producers' outputs (BN batch statistics, pooling argmax, the binarized layers'
+//! combined activations, optionally their integer accumulators), plus the eval-mode taped pass
+//! the attacks' input gradients use ([`Net::forward_taped_eval`]: one tape per image).
 
 use ndarray::{Array2, Array4};
+use rayon::prelude::*;
 
 use super::binary_layer::bin_forward;
 use super::params::{p1, p4, BinWeights};
@@ -11,22 +14,18 @@ use crate::engine::ops;
 use crate::model::Op;
 use crate::{Error, Result};
 
+/// What a layer's backward needs besides its inputs (read from the tape, see
+/// [`Tape::layer_input`]).
 pub(super) enum Cache {
     None,
-    Conv {
-        x: Array4<f32>,
-    },
+    Conv,
     BinConv {
-        x: Array4<f32>,
         a: Array4<f32>,
     },
     Bn {
-        x: Array4<f32>,
         stats: Option<ops::batchnorm::BnBatchStats>,
     },
-    Act {
-        x: Array4<f32>,
-    },
+    Act,
     MaxPool {
         dim: (usize, usize, usize, usize),
         arg: Array4<usize>,
@@ -36,11 +35,17 @@ pub(super) enum Cache {
     },
 }
 
-/// What the forward pass recorded for the backward pass.
+/// What the forward pass recorded for the backward pass: every layer's output (so each layer's
+/// input too) and the normalised network input. A tape from [`Net::forward_taped_eval`] holds
+/// one such tape per image instead (`images`), and only [`Net::input_grad`] reads it.
 pub struct Tape {
     pub(super) outs: Vec<Array4<f32>>,
     pub(super) caches: Vec<Cache>,
+    pub(super) input: Array4<f32>,
     pub(super) input_dim: (usize, usize, usize, usize),
+    /// Shape of every layer output (kept when [`Net::forward_taped_eval`] drops the output).
+    pub(super) dims: Vec<(usize, usize, usize, usize)>,
+    pub(super) images: Vec<Tape>,
     /// Integer accumulators `s_ij` of every binarized layer, when requested:
     /// (layer index, weight base i, activation base j, sums).
     pub accumulators: Vec<(usize, usize, usize, Array4<f32>)>,
@@ -58,11 +63,15 @@ impl Net {
         keep_accumulators: bool,
     ) -> Result<(Array2<f32>, Tape)> {
         let net = &self.cn.network;
+        crate::engine::heap::keep_freed_memory();
         let x0 = self.normalized_input(x)?;
         let mut tape = Tape {
             outs: Vec::with_capacity(net.layers.len()),
             caches: Vec::with_capacity(net.layers.len()),
+            input: Array4::zeros((0, 0, 0, 0)),
             input_dim: x.dim(),
+            dims: Vec::with_capacity(net.layers.len()),
+            images: Vec::new(),
             accumulators: Vec::new(),
         };
         for (i, layer) in net.layers.iter().enumerate() {
@@ -76,14 +85,18 @@ impl Net {
             let (y, cache) = match &layer.op {
                 op @ (Op::Conv { .. } | Op::Linear { .. }) => {
                     // Linear layers run as 1x1 convolutions on the flattened `[N, C*H*W, 1, 1]`.
+                    let flat;
                     let (xi, stride, pad, bias) = match op {
                         Op::Conv {
                             stride,
                             padding,
                             bias,
                             ..
-                        } => (input(0).clone(), *stride, *padding, *bias),
-                        Op::Linear { bias, .. } => (to_flat4(input(0)), 1, 0, *bias),
+                        } => (input(0), *stride, *padding, *bias),
+                        Op::Linear { bias, .. } => {
+                            flat = to_flat4(input(0));
+                            (&flat, 1, 0, *bias)
+                        }
                         _ => unreachable!("matched conv or linear"),
                     };
                     let b = if bias {
@@ -94,12 +107,12 @@ impl Net {
                     match &bw[i] {
                         None => {
                             let wt = p4(&self.params, &format!("{name}.weight"))?;
-                            let y = ops::conv::conv2d(&xi, &wt, b.as_ref(), stride, pad)?;
-                            (y, Cache::Conv { x: xi })
+                            let y = ops::conv::conv2d(xi, &wt, b.as_ref(), stride, pad)?;
+                            (y, Cache::Conv)
                         }
                         Some(bwi) => {
                             let (y, a, accs) = bin_forward(
-                                &xi,
+                                xi,
                                 bwi,
                                 b.as_ref(),
                                 stride,
@@ -112,7 +125,7 @@ impl Net {
                                 tape.accumulators
                                     .extend(accs.into_iter().map(|(wi, aj, s)| (i, wi, aj, s)));
                             }
-                            (y, Cache::BinConv { x: xi, a })
+                            (y, Cache::BinConv { a })
                         }
                     }
                 }
@@ -126,41 +139,22 @@ impl Net {
                             let rv = p1(&self.params, &format!("{name}.running_var"))?;
                             let y =
                                 ops::batchnorm::batch_norm_inference(xi, &g, &b, &rm, &rv, BN_EPS)?;
-                            (
-                                y,
-                                Cache::Bn {
-                                    x: xi.clone(),
-                                    stats: None,
-                                },
-                            )
+                            (y, Cache::Bn { stats: None })
                         }
                         Mode::Train => {
                             let (y, stats) = ops::batchnorm::batch_norm_train(xi, &g, &b, BN_EPS)?;
-                            (
-                                y,
-                                Cache::Bn {
-                                    x: xi.clone(),
-                                    stats: Some(stats),
-                                },
-                            )
+                            (y, Cache::Bn { stats: Some(stats) })
                         }
                     }
                 }
-                Op::Relu => (
-                    ops::activation::relu(input(0)),
-                    Cache::Act {
-                        x: input(0).clone(),
-                    },
-                ),
-                Op::Hardtanh => (
-                    ops::activation::hardtanh(input(0)),
-                    Cache::Act {
-                        x: input(0).clone(),
-                    },
-                ),
+                Op::Relu => (ops::activation::relu(input(0)), Cache::Act),
+                Op::Hardtanh => (ops::activation::hardtanh(input(0)), Cache::Act),
                 Op::Add => {
-                    let mut y = input(0).clone();
-                    for s in 1..layer.inputs.len().max(1) {
+                    let mut y = match layer.inputs.len() {
+                        0 | 1 => input(0).clone(),
+                        _ => ops::shortcut::residual_add(input(0), input(1))?,
+                    };
+                    for s in 2..layer.inputs.len() {
                         y = ops::shortcut::residual_add(&y, input(s))?;
                     }
                     (y, Cache::None)
@@ -202,9 +196,11 @@ impl Net {
                     )
                 }
             };
+            tape.dims.push(y.dim());
             tape.outs.push(y);
             tape.caches.push(cache);
         }
+        tape.input = x0;
         let last = tape
             .outs
             .last()
@@ -236,9 +232,157 @@ impl Net {
             .collect()
     }
 
+    /// Eval-mode taped forward for input gradients (the attacks' path): logits `[N, classes]`
+    /// bit-identical to [`Net::forward`] in [`Mode::Eval`] on the float backend (and so to
+    /// [`Net::infer`]), and a tape for [`Net::input_grad`].
+    ///
+    /// Each image runs through the network on its own (in parallel over images), and so does
+    /// its backward pass in [`Net::input_grad`]: every GEMM holds one image, so an image's
+    /// logits and input gradient are bitwise the same whatever other images share the batch and
+    /// whatever the thread count. Only layer outputs and what the input gradient needs are
+    /// recorded (no accumulators); the tape is not for [`Net::backward`].
+    pub fn forward_taped_eval(
+        &self,
+        x: &Array4<f32>,
+        bw: &[Option<BinWeights>],
+    ) -> Result<(Array2<f32>, Tape)> {
+        self.check_input(x)?;
+        let keep = self.kept_for_input_grad(bw);
+        let per: Vec<(Array2<f32>, Tape)> = (0..x.dim().0)
+            .into_par_iter()
+            .map(|i| self.image_tape(x, i, bw, &keep))
+            .collect::<Result<_>>()?;
+        let classes = self.cn.network.num_classes;
+        let mut logits = Array2::<f32>::zeros((per.len(), classes));
+        let mut images = Vec::with_capacity(per.len());
+        for (i, (z, t)) in per.into_iter().enumerate() {
+            logits.row_mut(i).assign(&z.row(0));
+            images.push(t);
+        }
+        Ok((
+            logits,
+            Tape {
+                outs: Vec::new(),
+                caches: Vec::new(),
+                input: Array4::zeros((0, 0, 0, 0)),
+                input_dim: x.dim(),
+                dims: Vec::new(),
+                images,
+                accumulators: Vec::new(),
+            },
+        ))
+    }
+
+    /// [`Net::forward_taped_eval`] and [`Net::input_grad`] in one call, each image's forward
+    /// and backward back to back while its tape is in cache: `dloss(i, logits_i)` gives
+    /// `d loss / d logits` of image `i` (e.g. the gradient of that image's cross-entropy).
+    /// Returns the logits `[N, classes]` and the input gradients `[N, C, H, W]`, bitwise equal
+    /// to the two-call route's and, like them, independent of the batch and the thread count.
+    pub fn logits_and_input_grad<F>(
+        &self,
+        x: &Array4<f32>,
+        bw: &[Option<BinWeights>],
+        dloss: F,
+    ) -> Result<(Array2<f32>, Array4<f32>)>
+    where
+        F: Fn(usize, ndarray::ArrayView1<'_, f32>) -> Result<ndarray::Array1<f32>> + Sync,
+    {
+        self.check_input(x)?;
+        let keep = self.kept_for_input_grad(bw);
+        let kernels = self.transposed_kernels(bw)?;
+        let n = x.dim().0;
+        let per: Vec<(Array2<f32>, Array4<f32>)> = (0..n)
+            .into_par_iter()
+            .map(|i| {
+                let (z, tape) = self.image_tape(x, i, bw, &keep)?;
+                let dz = dloss(i, z.row(0))?;
+                if dz.len() != z.len() {
+                    return Err(Error::input(
+                        "dloss",
+                        format!("gave {} values for {} logits", dz.len(), z.len()),
+                    ));
+                }
+                let dz = dz.into_shape_with_order((1, z.len())).expect("one row");
+                Ok((z, self.image_input_grad(&tape, bw, &dz, &kernels)?))
+            })
+            .collect::<Result<_>>()?;
+        let classes = self.cn.network.num_classes;
+        let mut logits = Array2::<f32>::zeros((n, classes));
+        let mut grad = Array4::<f32>::zeros(x.dim());
+        for (i, (z, g)) in per.into_iter().enumerate() {
+            logits.row_mut(i).assign(&z.row(0));
+            grad.slice_mut(ndarray::s![i..i + 1, .., .., ..]).assign(&g);
+        }
+        Ok((logits, grad))
+    }
+
+    /// Which layer outputs (and, last slot, the network input) an input-only backward reads:
+    /// the inputs of activations (their masks) and of binarized layers (the straight-through
+    /// estimator's mask). Convs, eval-mode BN, adds and pools need only shapes.
+    fn kept_for_input_grad(&self, bw: &[Option<BinWeights>]) -> Vec<bool> {
+        let layers = &self.cn.network.layers;
+        let mut keep = vec![false; layers.len() + 1];
+        for (i, l) in layers.iter().enumerate() {
+            if matches!(l.op, Op::Relu | Op::Hardtanh) || bw[i].is_some() {
+                if l.inputs.is_empty() {
+                    keep[layers.len()] = true;
+                }
+                for &j in &l.inputs {
+                    keep[j] = true;
+                }
+            }
+        }
+        keep
+    }
+
+    /// The eval-mode taped forward of image `i` of `x` (checked), keeping only the outputs an
+    /// input-only backward reads (`keep`, from [`Net::kept_for_input_grad`]).
+    fn image_tape(
+        &self,
+        x: &Array4<f32>,
+        i: usize,
+        bw: &[Option<BinWeights>],
+        keep: &[bool],
+    ) -> Result<(Array2<f32>, Tape)> {
+        let xi = x.slice(ndarray::s![i..i + 1, .., .., ..]).to_owned();
+        let (z, mut t) = self.forward(&xi, Mode::Eval, ConvBackend::Float, bw, false)?;
+        let empty = || Array4::zeros((0, 0, 0, 0));
+        for (o, k) in t.outs.iter_mut().zip(keep) {
+            if !k {
+                *o = empty();
+            }
+        }
+        if !keep[keep.len() - 1] {
+            t.input = empty();
+        }
+        Ok((z, t))
+    }
+
     /// Output of layer `name` recorded on the tape (e.g. the last conv feature maps for CAM).
     pub fn layer_output<'t>(&self, tape: &'t Tape, name: &str) -> Option<&'t Array4<f32>> {
         let i = self.cn.network.index_of(name)?;
         tape.outs.get(i)
+    }
+}
+
+impl Tape {
+    /// Shape of input `slot` of `layer`.
+    pub(super) fn layer_input_dim(
+        &self,
+        layer: &crate::model::Layer,
+        slot: usize,
+    ) -> (usize, usize, usize, usize) {
+        match layer.inputs.get(slot) {
+            Some(&j) => self.dims[j],
+            None => self.input_dim,
+        }
+    }
+
+    /// Input `slot` of `layer` (the network input for a layer without inputs).
+    pub(super) fn layer_input(&self, layer: &crate::model::Layer, slot: usize) -> &Array4<f32> {
+        match layer.inputs.get(slot) {
+            Some(&j) => &self.outs[j],
+            None => &self.input,
+        }
     }
 }

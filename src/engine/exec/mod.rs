@@ -1,6 +1,8 @@
 //! The network executor shared by both engines: walks a [`CompressedNetwork`] layer by layer
 //! (topological order), records what each op's backward needs on a [`Tape`], and runs the
-//! backward pass for input and parameter gradients.
+//! backward pass for input and parameter gradients ([`Net::backward`], training) or for the
+//! input gradient alone, image by image ([`Net::input_grad`], [`Net::logits_and_input_grad`]:
+//! the white-box attacks).
 //!
 //! Binarized layers (see [`BinScheme`]) compute, for weight base `i` and activation base `j`, the
 //! integer +/-1 convolution `s_ij = conv(a_j, B_i)` and then `y = sum_i sum_j (alpha_i * beta_j) *

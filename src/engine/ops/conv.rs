@@ -10,8 +10,10 @@
 //! Per image the convolution is one GEMM `y_n [O, HO*WO] = W [O, C*KH*KW] x col_n [C*KH*KW,
 //! HO*WO]`, where `col_n` holds the receptive fields (rows ordered c-major, then kh, then kw, so
 //! `W` needs no reshaping). 1x1 stride-1 unpadded convolutions skip im2col: `col_n` is `x_n`.
-//! Backward uses the same layout: `dcol_n = W^T dy_n` folded back by col2im, and
-//! `dW = sum_n dy_n col_n^T`. The weight-gradient sum runs over fixed batch groups whose
+//! Backward uses the same layout: `dW = sum_n dy_n col_n^T`; the input gradient of a stride-1
+//! convolution is the forward convolution of `dy` with the flipped kernel (see
+//! `transposed_pad`), of other convolutions `dcol_n = W^T dy_n` folded back by col2im.
+//! [`conv2d_backward_input`] gives the input gradient alone, one image per GEMM. The weight-gradient sum runs over fixed batch groups whose
 //! partial sums are added in order, so the result does not depend on the thread count.
 //!
 //! The forward pass multiplies one image at a time, so results do not depend on the batch;
@@ -614,6 +616,85 @@ fn group_size(n: usize, g: &ConvGeom) -> usize {
 /// the summation order, and hence the rounding, is the same on any machine.
 const GRAD_GROUPS: usize = 16;
 
+/// The padding with which the input gradient of a stride-1 convolution is itself a forward
+/// convolution: `dx = conv2d(dy, flipped(W), pad = K - 1 - pad)` (square kernel, `pad < K`).
+/// That runs the forward path's im2col + GEMM (`[C x O*K*K] x [O*K*K x H*W]`) instead of the
+/// GEMM `W^T dy` (inner dimension only `O`, which the `gemm` crate runs slowly) and col2im.
+fn transposed_pad(g: &ConvGeom) -> Option<usize> {
+    (g.stride == 1 && g.kh == g.kw && g.pad < g.kh).then(|| g.kh - 1 - g.pad)
+}
+
+/// `[C, O, KH, KW]` with `wf[c, o, p, q] = w[o, c, KH-1-p, KW-1-q]`: the kernel of the
+/// transposed convolution (see [`transposed_pad`]); prepare it once per weight and pass it to
+/// [`conv2d_backward_input_with`] when the same weight serves many images.
+pub fn flipped(w: &Array4<f32>) -> Array4<f32> {
+    let (o, c, kh, kw) = w.dim();
+    Array4::from_shape_fn((c, o, kh, kw), |(ci, oi, p, q)| {
+        w[[oi, ci, kh - 1 - p, kw - 1 - q]]
+    })
+}
+
+/// The input gradient alone (no weight or bias gradient), for `x` of shape `x_dim` and `dy
+/// [N,O,HO,WO]`, one image per GEMM, so an image's gradient does not depend on the batch it is
+/// in (the attacks' gradient path; see [`crate::engine::exec::Net::input_grad`]). Stride-1
+/// convolutions run as the forward convolution of [`transposed_pad`]; others as
+/// `dcol_n = W^T dy_n` folded back by col2im.
+pub fn conv2d_backward_input(
+    x_dim: (usize, usize, usize, usize),
+    w: &Array4<f32>,
+    stride: usize,
+    pad: usize,
+    dy: &Array4<f32>,
+) -> Result<Array4<f32>> {
+    conv2d_backward_input_with(x_dim, w, None, stride, pad, dy)
+}
+
+/// [`conv2d_backward_input`] with `flipped(w)` prepared by the caller (ignored where the
+/// gradient is not a forward convolution).
+pub fn conv2d_backward_input_with(
+    x_dim: (usize, usize, usize, usize),
+    w: &Array4<f32>,
+    wflip: Option<&Array4<f32>>,
+    stride: usize,
+    pad: usize,
+    dy: &Array4<f32>,
+) -> Result<Array4<f32>> {
+    let (n, g) = geometry(x_dim, w.dim(), stride, pad)?;
+    check_output_shape(n, &g, "conv2d_backward_input dy", "gradient", dy)?;
+    if let Some(tpad) = transposed_pad(&g) {
+        return match wflip {
+            Some(wf) if wf.dim() == (g.c, g.o, g.kh, g.kw) => conv2d(dy, wf, None, 1, tpad),
+            _ => conv2d(dy, &flipped(w), None, 1, tpad),
+        };
+    }
+    let w = w.as_standard_layout();
+    let dy = dy.as_standard_layout();
+    let ws = w.as_slice().expect("standard layout");
+    let dys = dy.as_slice().expect("standard layout");
+    let (ckk, l) = (g.reduction(), g.pixels());
+    let (img_in, img_out) = (g.c * g.h * g.w, g.o * l);
+    let wt = MatRef::row_major(ws, g.o, ckk).t();
+    let mut dx = vec![0.0f32; n * img_in];
+    if n > 0 && img_in > 0 && l > 0 {
+        dx.par_chunks_mut(img_in)
+            .zip(dys.par_chunks(img_out))
+            .for_each(|(dxn, dyn_)| {
+                with_scratch(ckk * l, 0, |dcol, _| {
+                    sgemm(
+                        DEFAULT_BACKEND,
+                        wt,
+                        MatRef::row_major(dyn_, g.o, l),
+                        dcol,
+                        false,
+                        false,
+                    );
+                    col2im_at(&g, dcol, l, 0, dxn);
+                })
+            });
+    }
+    Ok(Array4::from_shape_vec(x_dim, dx).expect("shape"))
+}
+
 /// Backward convolution with the default backend: returns `(dx, dw, db)` for `dy [N,O,HO,WO]`.
 pub fn conv2d_backward(
     x: &Array4<f32>,
@@ -636,6 +717,16 @@ pub fn conv2d_backward_with(
 ) -> Result<(Array4<f32>, Array4<f32>, Array1<f32>)> {
     let (n, g) = geometry(x.dim(), w.dim(), stride, pad)?;
     check_output_shape(n, &g, "conv2d_backward dy", "gradient", dy)?;
+    let tpad = transposed_pad(&g);
+    let dx_fwd = match tpad {
+        Some(tp) => Some(
+            // A fresh array from the forward conv: standard layout, offset 0.
+            conv2d_with(backend, dy, &flipped(w), None, 1, tp)?
+                .into_raw_vec_and_offset()
+                .0,
+        ),
+        None => None,
+    };
     let x = x.as_standard_layout();
     let w = w.as_standard_layout();
     let dy = dy.as_standard_layout();
@@ -646,7 +737,12 @@ pub fn conv2d_backward_with(
     let img_in = g.c * g.h * g.w;
     let img_out = g.o * l;
     let wt = MatRef::row_major(ws, g.o, ckk).t();
-    let mut dx = vec![0.0f32; n * img_in];
+    // The input gradient as a forward convolution when it is one (see `transposed_pad`); the
+    // groups below then compute only the weight gradient.
+    let mut dx = match dx_fwd {
+        Some(dx) => dx,
+        None => vec![0.0f32; n * img_in],
+    };
     let per_group = n.div_ceil(GRAD_GROUPS).max(1);
     let inner = n.div_ceil(per_group) < rayon::current_num_threads();
     let sub = group_size(n, &g).min(per_group);
@@ -658,7 +754,7 @@ pub fn conv2d_backward_with(
             let mut dwt = vec![0.0f32; ckk * g.o];
             let mut db = vec![0.0f64; g.o];
             let mut col = vec![0.0f32; ckk * sub * l];
-            let mut dcol = vec![0.0f32; ckk * sub * l];
+            let mut dcol = vec![0.0f32; if tpad.is_none() { ckk * sub * l } else { 0 }];
             let mut dy_side = vec![0.0f32; if sub > 1 { g.o * sub * l } else { 0 }];
             // `sub` images side by side per GEMM, as in the forward pass.
             for ((dxs, xs), dys) in dxg
@@ -680,9 +776,11 @@ pub fn conv2d_backward_with(
                     MatRef::row_major(&dy_side, g.o, cols)
                 };
                 // dx: W^T dy, folded back onto each image.
-                sgemm(backend, wt, dymat, &mut dcol, false, inner);
-                for (i, dxn) in dxs.chunks_mut(img_in).enumerate() {
-                    col2im_at(&g, &mut dcol, cols, i * l, dxn);
+                if tpad.is_none() {
+                    sgemm(backend, wt, dymat, &mut dcol, false, inner);
+                    for (i, dxn) in dxs.chunks_mut(img_in).enumerate() {
+                        col2im_at(&g, &mut dcol, cols, i * l, dxn);
+                    }
                 }
                 // dW += dy col^T.
                 // Computed as dW^T = col dy^T ([CKK x cols] x [cols x O]): with `dy col^T` the
