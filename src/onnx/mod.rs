@@ -2,5 +2,7 @@
 //! ONNX file, and writing a variant back out for onnxruntime / FINN.
 //!
 //! - [`proto`]: the generated protobuf messages, decode / encode.
+//! - [`import`]: ONNX / QONNX file -> [`crate::model::Network`] + parameters (+ binarized layers).
 
+pub mod import;
 pub mod proto;
