@@ -12,3 +12,4 @@ mod io_idx;
 mod io_jsonl;
 mod io_output;
 mod io_weights;
+mod onnx_import;
