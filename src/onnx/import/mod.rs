@@ -21,6 +21,7 @@
 
 pub mod fold;
 pub mod graph;
+pub mod layers;
 pub mod qonnx;
 pub mod tensor;
 
@@ -349,8 +350,7 @@ fn normalization(
             ),
         ));
     }
-    if n.std.iter().any(|&s| s <= 0.0 || !s.is_finite()) || n.mean.iter().any(|m| !m.is_finite())
-    {
+    if n.std.iter().any(|&s| s <= 0.0 || !s.is_finite()) || n.mean.iter().any(|m| !m.is_finite()) {
         return Err(Error::input(
             format!("{origin}: normalization ({what})"),
             "every std must be positive and finite, every mean finite",
