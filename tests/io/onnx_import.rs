@@ -404,7 +404,7 @@ fn constructs_without_an_equivalent_are_refused() {
 }
 
 #[test]
-fn normalisation_is_never_applied_twice_and_a_binarized_model_refuses_other_variants() {
+fn normalisation_is_never_applied_twice() {
     let p = fixture("resnet20_cifar.onnx");
     let e = model::open(
         p.to_str().unwrap(),
@@ -414,6 +414,10 @@ fn normalisation_is_never_applied_twice_and_a_binarized_model_refuses_other_vari
     )
     .unwrap_err();
     assert!(e.to_string().contains("would apply it twice"), "{e}");
+}
+
+#[test]
+fn a_binarized_model_refuses_a_contradicting_variant() {
     let q = fixture("qonnx_resnet8_xnor.onnx");
     let (code, _, err) =
         crate::common::bbed(&["cost", "--model", q.to_str().unwrap(), "--variant", "abc"]);
