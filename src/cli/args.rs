@@ -64,6 +64,14 @@ impl ModelArgs {
         Ok((m, spec))
     }
 
+    /// Where the parameters come from, for reports: `--weights`, else an ONNX model file (its
+    /// initializers), else `None` (the seeded random initialisation).
+    pub fn weights_source(&self, weights: Option<&Path>) -> Option<String> {
+        weights
+            .map(|p| p.display().to_string())
+            .or_else(|| crate::model::is_onnx(&self.model).then(|| self.model.clone()))
+    }
+
     /// The parameters of `cn`: `--weights` when given, else the model file's own (ONNX
     /// initializers, checked against the variant's names and shapes), else the seeded random
     /// initialisation.

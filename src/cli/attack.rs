@@ -285,9 +285,13 @@ fn run_meta(
         input: network.input,
         classes: network.num_classes,
         variant: variant.clone(),
-        weights: a.weights.as_deref().map(display),
+        weights: a.model.weights_source(a.weights.as_deref()),
         weights_digest,
-        init_seed: a.weights.is_none().then_some(a.init_seed),
+        init_seed: a
+            .model
+            .weights_source(a.weights.as_deref())
+            .is_none()
+            .then_some(a.init_seed),
         data: display(&a.data),
         data_digest,
         attack: spec.clone(),

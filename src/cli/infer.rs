@@ -249,7 +249,7 @@ pub fn infer(args: &InferArgs) -> Result<InferReport> {
         model,
         variant,
         engine: args.engine,
-        weights: args.net.weights.as_ref().map(|p| p.display().to_string()),
+        weights: args.net.model.weights_source(args.net.weights.as_deref()),
         init_seed: args.net.init_seed,
         data: test.source.clone(),
         images,

@@ -37,7 +37,8 @@ pub struct Resolved {
     pub binarized: Vec<String>,
 }
 
-fn is_onnx(model: &str) -> bool {
+/// True when `--model` names an ONNX file (by its `.onnx` extension).
+pub fn is_onnx(model: &str) -> bool {
     model.to_ascii_lowercase().ends_with(".onnx")
 }
 
