@@ -443,3 +443,30 @@ fn a_binarized_model_refuses_a_contradicting_variant() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\"variant\": \"xnor\""), "{out}");
 }
+
+#[test]
+fn a_zoo_entry_may_name_an_onnx_model_relative_to_the_zoo() {
+    use breakingbed::zoo::ZooEntry;
+    let dir = fixture("");
+    let mut entry = ZooEntry {
+        name: "q".into(),
+        model: "qonnx_resnet8_xnor.onnx".into(),
+        input: None,
+        classes: None,
+        variant: VariantSpec::new(VariantKind::Vanilla),
+        weights: PathBuf::from("absent.safetensors"),
+        accuracy: None,
+        cost: None,
+        training: None,
+    };
+    // A binarized model cannot be an entry of another variant.
+    let e = entry.network(&dir).unwrap_err().to_string();
+    assert!(
+        e.contains("zoo entry \"q\"") && e.contains("must be xnor"),
+        "{e}"
+    );
+    entry.variant = VariantSpec::new(VariantKind::Xnor);
+    let cn = entry.network(&dir).unwrap();
+    assert_eq!(cn.network.name, "qonnx_resnet8_xnor");
+    assert_eq!(cn.spec.kind, VariantKind::Xnor);
+}
