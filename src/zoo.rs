@@ -17,7 +17,8 @@ pub const MANIFEST: &str = "manifest.json";
 pub struct ZooEntry {
     /// Unique name, e.g. `resnet20-xnor`.
     pub name: String,
-    /// Built-in model name or path to a network TOML (relative to the zoo folder or absolute).
+    /// Built-in model name or path to a network TOML or ONNX file (relative to the zoo folder or
+    /// absolute).
     pub model: String,
     /// Input size override `[C, H, W]` of a built-in (e.g. `[1, 28, 28]` for Fashion-MNIST).
     #[serde(default)]
@@ -79,13 +80,38 @@ impl ZooManifest {
 impl ZooEntry {
     /// The compressed network this entry describes.
     pub fn network(&self, dir: &Path) -> Result<CompressedNetwork> {
-        let model = if self.model.ends_with(".toml") && Path::new(&self.model).is_relative() {
+        let file =
+            self.model.ends_with(".toml") || self.model.to_ascii_lowercase().ends_with(".onnx");
+        let model = if file && Path::new(&self.model).is_relative() {
             dir.join(&self.model).display().to_string()
         } else {
             self.model.clone()
         };
-        let net = crate::model::resolve(&model, self.input, self.classes)?;
-        variant::apply(&net, &self.variant)
+        let m = crate::model::open(&model, self.input, self.classes, None)?;
+        if !m.binarized.is_empty() {
+            // A binarized (QONNX) model is the XNOR variant of its skeleton: the entry must say so.
+            let ctx = |e: Error| match e {
+                Error::Input { message, .. } => {
+                    Error::input(format!("zoo entry {:?}", self.name), message)
+                }
+                other => other,
+            };
+            if self.variant.kind != variant::VariantKind::Xnor {
+                return Err(ctx(Error::input(
+                    "variant",
+                    format!("{model} is binarized (QONNX), so the entry's variant must be xnor"),
+                )));
+            }
+            crate::onnx::import::qonnx::xnor_spec(
+                &m.network,
+                &m.binarized,
+                self.variant.clone(),
+                false,
+                false,
+            )
+            .map_err(ctx)?;
+        }
+        variant::apply(&m.network, &self.variant)
     }
 
     /// Network plus its weights, checked; a missing weight file is an error naming the entry.

@@ -9,13 +9,15 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
-use crate::model::{resnet::BUILTIN_NAMES, Network};
-use crate::variant::{BnMode, ShortcutPrecision, VariantKind, VariantSpec};
+use crate::engine::params::{self, Params};
+use crate::io::weights::WeightStore;
+use crate::model::{resnet::BUILTIN_NAMES, Network, Normalization, Resolved};
+use crate::variant::{BnMode, CompressedNetwork, ShortcutPrecision, VariantKind, VariantSpec};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
-    #[arg(long, help = format!("Built-in model ({BUILTIN_NAMES}) or path to a network TOML"))]
+    #[arg(long, help = format!("Built-in model ({BUILTIN_NAMES}), path to a network TOML, or an ONNX / QONNX file (.onnx; carries its weights)"))]
     pub model: String,
     /// Override the input size of a built-in model as C,H,W (e.g. 1,28,28)
     #[arg(long, value_parser = parse_shape)]
@@ -23,12 +25,87 @@ pub struct ModelArgs {
     /// Override the number of classes of a built-in model
     #[arg(long)]
     pub classes: Option<usize>,
+    /// ONNX models whose graph expects normalised input: per-channel mean on the [0,1] scale
+    /// (comma-separated; with --std)
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_negative_numbers = true,
+        requires = "std"
+    )]
+    pub mean: Option<Vec<f32>>,
+    /// ONNX models whose graph expects normalised input: per-channel std (with --mean)
+    #[arg(long, value_delimiter = ',', requires = "mean")]
+    pub std: Option<Vec<f32>>,
 }
 
 impl ModelArgs {
-    /// A built-in name, or a network TOML when the argument names a file.
+    /// The network description: a built-in, a network TOML, or an ONNX file's graph.
     pub fn load(&self) -> Result<Network> {
-        crate::model::resolve(&self.model, self.input, self.classes)
+        Ok(self.open()?.network)
+    }
+
+    /// The network with what the model file carries (ONNX weights, binarized layers).
+    pub fn open(&self) -> Result<Resolved> {
+        let norm = match (&self.mean, &self.std) {
+            (Some(mean), Some(std)) => Some(Normalization {
+                mean: mean.clone(),
+                std: std.clone(),
+            }),
+            _ => None,
+        };
+        crate::model::open(&self.model, self.input, self.classes, norm)
+    }
+
+    /// The model and the variant to run it as ([`VariantArgs::spec_for`]).
+    pub fn load_spec(&self, variant: &VariantArgs) -> Result<(Resolved, VariantSpec)> {
+        let m = self.open()?;
+        let spec = variant.spec_for(&m)?;
+        Ok((m, spec))
+    }
+
+    /// Where the parameters come from, for reports: `--weights`, else an ONNX model file (its
+    /// initializers), else `None` (the seeded random initialisation).
+    pub fn weights_source(&self, weights: Option<&Path>) -> Option<String> {
+        weights
+            .map(|p| p.display().to_string())
+            .or_else(|| crate::model::is_onnx(&self.model).then(|| self.model.clone()))
+    }
+
+    /// The parameters of `cn`: `--weights` when given, else the model file's own (ONNX
+    /// initializers, checked against the variant's names and shapes), else the seeded random
+    /// initialisation.
+    pub fn params(
+        &self,
+        m: &Resolved,
+        cn: &CompressedNetwork,
+        weights: Option<&Path>,
+        init_seed: u64,
+    ) -> Result<Params> {
+        if let Some(path) = weights {
+            crate::io::weights::check_variant(path, &cn.spec)?;
+            return params::load(cn, path);
+        }
+        let Some(w) = &m.weights else {
+            return Ok(params::init(cn, init_seed));
+        };
+        let mut store = WeightStore::new();
+        for (k, v) in w {
+            store.insert(k.clone(), v.clone());
+        }
+        store
+            .check(&params::expected(cn), &self.model)
+            .map_err(|e| match e {
+                Error::Input { context, message } => Error::input(
+                    context,
+                    format!(
+                        "the model file's weights do not fit variant {} ({message}); give weights trained for it",
+                        cn.spec.label()
+                    ),
+                ),
+                other => other,
+            })?;
+        Ok(store.tensors)
     }
 }
 
@@ -77,9 +154,10 @@ impl FolderArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct VariantArgs {
-    /// Variant: vanilla, kd, filter, channel, kernel, weight, xnor, abc
-    #[arg(long, default_value = "vanilla")]
-    pub variant: String,
+    /// Variant: vanilla, kd, filter, channel, kernel, weight, xnor, abc (default vanilla; a
+    /// binarized QONNX model is xnor)
+    #[arg(long)]
+    pub variant: Option<String>,
     /// ABC weight bases M (default 1)
     #[arg(long)]
     pub m: Option<usize>,
@@ -131,11 +209,46 @@ fn load_rates(path: &Path) -> Result<BTreeMap<String, f64>> {
 }
 
 impl VariantArgs {
-    /// The variant spec these flags describe; errors name the flag.
+    /// The variant spec these flags describe (vanilla when `--variant` is not given); errors
+    /// name the flag.
     pub fn spec(&self) -> Result<VariantSpec> {
-        let mut spec = VariantSpec::new(
-            VariantKind::parse(&self.variant).map_err(|e| recontext(e, "--variant"))?,
-        );
+        let kind = VariantKind::parse(self.variant.as_deref().unwrap_or("vanilla"))
+            .map_err(|e| recontext(e, "--variant"))?;
+        self.spec_as(kind)
+    }
+
+    /// The variant for model `m`: [`VariantArgs::spec`] for a float model; for a binarized
+    /// (QONNX) model the XNOR variant whose binarized layers are the file's, so a `--variant`
+    /// other than xnor, or options that binarize other layers, are an error.
+    pub fn spec_for(&self, m: &Resolved) -> Result<VariantSpec> {
+        if m.binarized.is_empty() {
+            return self.spec();
+        }
+        if let Some(v) = &self.variant {
+            let kind = VariantKind::parse(v).map_err(|e| recontext(e, "--variant"))?;
+            if kind != VariantKind::Xnor {
+                return Err(Error::input(
+                    "--variant",
+                    format!(
+                        "{}: the model is already binarized (QONNX: layers {}), i.e. the xnor variant; \
+                         omit --variant or pass --variant xnor",
+                        kind.name(),
+                        m.binarized.join(", ")
+                    ),
+                ));
+            }
+        }
+        crate::onnx::import::qonnx::xnor_spec(
+            &m.network,
+            &m.binarized,
+            self.spec_as(VariantKind::Xnor)?,
+            self.fp_first_last.is_none(),
+            self.shortcut.is_none(),
+        )
+    }
+
+    fn spec_as(&self, kind: VariantKind) -> Result<VariantSpec> {
+        let mut spec = VariantSpec::new(kind);
         let o = &mut spec.options;
         if let Some(m) = self.m {
             o.m = m;

@@ -39,7 +39,7 @@ use super::format::{render, Format, Tabular};
 use crate::attack::driver::{attack_image, setting_of, Engines};
 use crate::attack::spec::ATTACK_NAMES;
 use crate::attack::{summarize, AttackSpec, ImageResult, Scale, Target};
-use crate::engine::{exec::Net, params};
+use crate::engine::exec::Net;
 use crate::io::dataset::Dataset;
 use crate::io::jsonl::{read_jsonl, JsonlWriter};
 use crate::io::limits::check_memory;
@@ -285,9 +285,13 @@ fn run_meta(
         input: network.input,
         classes: network.num_classes,
         variant: variant.clone(),
-        weights: a.weights.as_deref().map(display),
+        weights: a.model.weights_source(a.weights.as_deref()),
         weights_digest,
-        init_seed: a.weights.is_none().then_some(a.init_seed),
+        init_seed: a
+            .model
+            .weights_source(a.weights.as_deref())
+            .is_none()
+            .then_some(a.init_seed),
         data: display(&a.data),
         data_digest,
         attack: spec.clone(),
@@ -428,8 +432,8 @@ pub fn run(a: AttackArgs) -> Result<String> {
         return Err(Error::input("--chunk", "must be at least 1"));
     }
     let (spec, source) = load_spec(&a)?;
-    let vspec = a.variant.spec()?;
-    let network = a.model.load()?;
+    let (model, vspec) = a.model.load_spec(&a.variant)?;
+    let network = model.network.clone();
     let cn = apply(&network, &vspec)?;
     let (_, test) = a.folder.load(&a.data)?;
     let shape = network.input;
@@ -492,13 +496,9 @@ pub fn run(a: AttackArgs) -> Result<String> {
             .saturating_add(inputs),
         "choose a smaller model or a lower --chunk",
     )?;
-    let params = match &a.weights {
-        Some(p) => {
-            crate::io::weights::check_variant(p, &cn.spec)?;
-            params::load(&cn, p)?
-        }
-        None => params::init(&cn, a.init_seed),
-    };
+    let params = a
+        .model
+        .params(&model, &cn, a.weights.as_deref(), a.init_seed)?;
     let engines = Engines::for_attack(Net::new(cn, params)?, &spec)?;
     let victim = engines.victim(&spec)?;
     let model_name = network.name.clone();

@@ -89,8 +89,8 @@ fn table(report: &CostReport, per_layer: bool) -> Tabular {
 }
 
 pub fn run(a: CostArgs) -> Result<String> {
-    let spec = a.variant.spec()?;
-    let net = a.model.load()?;
+    let (model, spec) = a.model.load_spec(&a.variant)?;
+    let net = model.network;
     let ncc = NccParams::resolve(a.hw.as_deref())?;
     let compressed = apply(&net, &spec)?;
     let mut report = cost(&compressed, &ncc);

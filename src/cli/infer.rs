@@ -58,7 +58,8 @@ pub struct NetArgs {
     #[command(flatten)]
     pub variant: VariantArgs,
     /// safetensors weights (PyTorch state-dict names, docs/weights.md); refused if its metadata
-    /// names another variant. Default: random init from --init-seed
+    /// names another variant. Default: an ONNX model's own weights, else random init from
+    /// --init-seed
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Seed of the random weight initialisation used when no --weights are given
@@ -70,21 +71,17 @@ impl NetArgs {
     /// The compressed network and its parameters (loaded, or initialised from the seed), after
     /// the memory guard for forward passes of `batch` images.
     pub fn net(&self, batch: usize) -> Result<Net> {
-        let network = self.model.load()?;
-        let spec = self.variant.spec()?;
-        let cn = apply(&network, &spec)?;
+        let (model, spec) = self.model.load_spec(&self.variant)?;
+        let network = &model.network;
+        let cn = apply(network, &spec)?;
         check_memory(
             &format!("model {}", network.name),
             network.memory_estimate(batch, 2, 2),
             "choose a smaller model or lower --batch",
         )?;
-        let p = match &self.weights {
-            Some(path) => {
-                crate::io::weights::check_variant(path, &cn.spec)?;
-                params::load(&cn, path)?
-            }
-            None => params::init(&cn, self.init_seed),
-        };
+        let p = self
+            .model
+            .params(&model, &cn, self.weights.as_deref(), self.init_seed)?;
         Net::new(cn, p)
     }
 }
@@ -255,7 +252,7 @@ pub fn infer(args: &InferArgs) -> Result<InferReport> {
         model,
         variant,
         engine: args.engine,
-        weights: args.net.weights.as_ref().map(|p| p.display().to_string()),
+        weights: args.net.model.weights_source(args.net.weights.as_deref()),
         init_seed: args.net.init_seed,
         data: test.source.clone(),
         images,

@@ -84,7 +84,7 @@ impl PruneArgs {
         let rate = self.rate.unwrap_or(DEFAULT_RATE);
         // Range rules: VariantSpec::validate, shared by every command.
         let va = VariantArgs {
-            variant: self.scheme().to_string(),
+            variant: Some(self.scheme().to_string()),
             m: None,
             n: None,
             rate: Some(rate),

@@ -379,8 +379,8 @@ fn progress(len: usize) -> ProgressBar {
 
 /// Simulates (and optionally checks) a network variant; the typed output of `bbed simulate`.
 pub fn simulate(a: &SimulateArgs) -> Result<SimulateOutput> {
-    let spec = a.variant.spec()?;
-    let net = a.model.load()?;
+    let (model, spec) = a.model.load_spec(&a.variant)?;
+    let net = model.network;
     let dev = load_device(a.hw.as_ref())?;
     let compressed = apply(&net, &spec)?;
     let specs = layer_specs(&compressed)?;

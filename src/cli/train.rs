@@ -414,8 +414,8 @@ pub fn train_with_data(
 ) -> Result<TrainOutcome> {
     let started = Instant::now();
     check_outputs(args)?;
-    let net = args.model.load()?;
-    let spec = args.variant.spec()?;
+    let (model, spec) = args.model.load_spec(&args.variant)?;
+    let net = model.network.clone();
     check_input(&net, train_set)?;
     check_memory(
         &format!("training {}", net.name),
@@ -429,14 +429,15 @@ pub fn train_with_data(
             "the kd variant is distilled from a teacher: pass --teacher T.safetensors",
         ));
     }
-    let fresh = params::init(&cn, args.seed);
+    // An ONNX model starts from its own weights (when the variant keeps their shapes).
+    let fresh = args.model.params(&model, &cn, None, args.seed)?;
     let (p, masks) = match &args.init {
         Some(path) => load_with_masks(&cn, path, Some(&fresh)).map_err(|e| match e {
             Error::Input { context, message } => Error::input(format!("--init {context}"), message),
             other => other,
         })?,
         None => {
-            if is_binary(&spec) {
+            if is_binary(&spec) && model.weights.is_none() {
                 eprintln!(
                     "note: training a binarized variant from random weights; the reference \
                      recipe initialises from a trained full-precision model (--init)"

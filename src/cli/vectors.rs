@@ -354,8 +354,8 @@ impl Written<'_> {
 
 /// Writes the vectors; the typed summary of `bbed vectors`.
 pub fn vectors(a: &VectorsArgs) -> Result<VectorsSummary> {
-    let spec = a.variant.spec()?;
-    let net = a.model.load()?;
+    let (model, spec) = a.model.load_spec(&a.variant)?;
+    let net = model.network;
     let dev = load_device(a.hw.as_ref())?;
     let compressed = apply(&net, &spec)?;
     let specs = layer_specs(&compressed)?;

@@ -81,7 +81,7 @@ fn variant_args(kind: &str) -> VariantArgs {
         k => (k, None, None),
     };
     VariantArgs {
-        variant: variant.into(),
+        variant: Some(variant.into()),
         m,
         n,
         rate: None,

@@ -123,6 +123,24 @@ impl Network {
     /// Checks the graph, fills in zero channel counts and sets every `out_shape`. Errors name
     /// the offending layer (`layer '<name>'`).
     pub fn infer(&mut self) -> Result<()> {
+        self.infer_shapes()?;
+        let last = self.layers.last().expect("non-empty");
+        let classes: usize = last.out_shape.iter().product();
+        if classes != self.num_classes {
+            return Err(Error::input(
+                format!("layer '{}'", last.name),
+                format!(
+                    "last layer outputs {classes} values but num_classes = {}",
+                    self.num_classes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`Network::infer`] without the final class-count check: every `out_shape` set (the ONNX
+    /// importer asks for shapes while the graph is still growing).
+    pub fn infer_shapes(&mut self) -> Result<()> {
         if self.input.contains(&0) {
             return Err(Error::input(
                 "network.input",
@@ -285,17 +303,6 @@ impl Network {
             }
             self.layers[i].op = op;
             self.layers[i].out_shape = out;
-        }
-        let last = self.layers.last().expect("non-empty");
-        let classes: usize = last.out_shape.iter().product();
-        if classes != self.num_classes {
-            return Err(Error::input(
-                format!("layer '{}'", last.name),
-                format!(
-                    "last layer outputs {classes} values but num_classes = {}",
-                    self.num_classes
-                ),
-            ));
         }
         Ok(())
     }

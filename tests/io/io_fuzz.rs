@@ -251,7 +251,7 @@ fn run(l: Loader, bytes: &[u8], dir: &Path) -> Option<String> {
         Loader::Rates => {
             let p = to_file("rates.toml");
             VariantArgs {
-                variant: "channel".into(),
+                variant: Some("channel".into()),
                 m: None,
                 n: None,
                 rate: None,

@@ -13,3 +13,4 @@ mod io_jsonl;
 mod io_output;
 mod io_weights;
 mod io_weights_variant;
+mod onnx_import;

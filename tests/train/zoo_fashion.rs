@@ -35,6 +35,8 @@ fn zoo_fast_mode_builds_and_resumes() {
             model: "resnet8".into(),
             input: Some([1, 28, 28]),
             classes: None,
+            mean: None,
+            std: None,
         },
         data: PathBuf::from(FASHION_MNIST_DIR),
         folder: FolderArgs::default(),
