@@ -23,6 +23,23 @@ pub trait WhiteBox: Model {
     /// For binarized variants the gradient flows through the straight-through estimator exactly
     /// as in training.
     fn input_vjp(&self, x: &Array4<f32>, dlogits: &Array2<f32>) -> Array4<f32>;
+
+    /// One gradient step's worth of work from a single forward pass: the logits `z` of `x`, then
+    /// `dlogits(&z)` names any number of cotangents (each N x classes, built from `z`), and the
+    /// input gradient of each is returned, in order. An empty list skips the backward pass.
+    ///
+    /// Every row depends only on its own image: results do not depend on what else is in the
+    /// batch. The default runs [`Model::logits`] and one [`WhiteBox::input_vjp`] per cotangent;
+    /// an engine overrides it to run one taped forward and only backward passes after it.
+    fn logits_and_vjps(
+        &self,
+        x: &Array4<f32>,
+        dlogits: &mut dyn FnMut(&Array2<f32>) -> Vec<Array2<f32>>,
+    ) -> (Array2<f32>, Vec<Array4<f32>>) {
+        let z = self.logits(x);
+        let grads = dlogits(&z).iter().map(|d| self.input_vjp(x, d)).collect();
+        (z, grads)
+    }
 }
 
 /// Query-only access to a model. The model is a private field: code outside this module can only

@@ -18,26 +18,34 @@
 //!
 //! # Determinism
 //! Image `index` uses only the streams `(seed, index)` ([`super::streams`]), so a record does
-//! not depend on the batch, the chunk, the thread count or what ran before.
+//! not depend on the batch, the chunk, the thread count or what ran before. White-box attacks
+//! run their images as batches ([`attack_images`]), and every per-image quantity is computed
+//! from that image's row alone, so this holds bit for bit (tested: batch sizes 1, 7 and all,
+//! one and two threads).
 //!
 //! # Gradient masking
-//! Before a white-box attack the cross-entropy gradient at the clean image is computed; if it is
-//! identically zero (or not finite) the result carries a `warning` (AutoAttack's check):
-//! "robust" under a white-box attack then means "no gradient", not robustness.
+//! Every white-box attack checks the first input gradient it computes for an image (no extra
+//! gradient): FGSM the cross-entropy gradient at the clean image, PGD the one at its first start
+//! (the clean image, or the random start), DeepFool the candidate-logit gradients at the clean
+//! image, CW its first margin gradient. If it is identically zero (or not finite) the result
+//! carries a `warning` (AutoAttack's check): "robust" under a white-box attack then means "no
+//! gradient", not robustness. Images that never get a gradient (DeepFool: already
+//! misclassified; CW: margin already met) are not checked.
 
-use ndarray::{Array4, ArrayView3, Axis};
+use ndarray::{Array4, ArrayView3, ArrayView4, Axis};
 use rand::Rng;
 use rayon::prelude::*;
 
+use super::batch::{stack, WhiteBatch};
 use super::classifier::{argmax, Model, Oracle, WhiteBox};
-use super::cw::cw;
-use super::deepfool::deepfool;
-use super::fgsm::fgsm;
+use super::cw::cw_batch;
+use super::deepfool::deepfool_batch;
+use super::fgsm::fgsm_batch;
 use super::genattack::genattack;
 use super::local_search::local_search;
-use super::loss::{ce_with_grad, cross_entropy, logits};
+use super::loss::{cross_entropy, logits};
 use super::output::AttackOutput;
-use super::pgd::pgd;
+use super::pgd::pgd_batch;
 use super::result::ImageResult;
 use super::spec::{AttackSpec, Target};
 use super::streams::{self, image_rng};
@@ -266,20 +274,9 @@ pub fn not_attacked(
     }
 }
 
-fn masking_warning(model: &dyn WhiteBox, x: ArrayView3<f32>, label: usize) -> Option<String> {
-    let (_, _, g) = ce_with_grad(model, x, label);
-    if g.iter().any(|v| !v.is_finite()) {
-        Some("input gradient is not finite at the clean image".to_string())
-    } else if g.iter().all(|v| *v == 0.0) {
-        Some(
-            "input gradient is identically zero at the clean image: gradient masking suspected, \
-             white-box accuracy is not a robustness measure here"
-                .to_string(),
-        )
-    } else {
-        None
-    }
-}
+/// Images a white-box attack sends through the model at once (at most): bounds the memory of
+/// the taped forward pass. Results do not depend on it (module doc).
+pub const WHITE_BATCH: usize = 32;
 
 /// Attacks image `index` (unit scale, CHW) with true label `label` under `seed`: target
 /// resolution, the attack, and its record (which carries `index`). Inputs are not validated
@@ -292,33 +289,78 @@ pub fn attack_image(
     index: usize,
     seed: u64,
 ) -> Result<AttackOutput> {
-    let classes = victim.model().num_classes();
-    let target = resolve_target(spec.target(), label, classes, seed, index);
-    if target == Some(label) {
-        return Ok(not_attacked(victim, spec, x, label, index));
+    let mut out = attack_images(
+        victim,
+        spec,
+        x.insert_axis(Axis(0)),
+        &[label],
+        &[index],
+        seed,
+    )?;
+    Ok(out.remove(0))
+}
+
+/// Attacks images `x` (unit scale, NCHW) with true labels `labels` and data-set indices
+/// `indices` under `seed`; outputs in input order, each exactly what [`attack_image`] gives for
+/// that image alone. White-box attacks run the images in batches of at most [`WHITE_BATCH`]
+/// through the engine (images whose target is their label are recorded as not attacked, outside
+/// the batch); black-box attacks run each image on its own [`Oracle`], in parallel.
+pub fn attack_images(
+    victim: Victim,
+    spec: &AttackSpec,
+    x: ArrayView4<f32>,
+    labels: &[usize],
+    indices: &[usize],
+    seed: u64,
+) -> Result<Vec<AttackOutput>> {
+    let n = labels.len();
+    if x.len_of(Axis(0)) != n || indices.len() != n {
+        return Err(Error::input(
+            "attack",
+            format!(
+                "{} images, {n} labels and {} indices",
+                x.len_of(Axis(0)),
+                indices.len()
+            ),
+        ));
     }
-    let mut out = match (victim, spec) {
-        (Victim::WhiteBox(m), _) if spec.is_white_box() => {
-            let masked = masking_warning(m, x, label);
-            let mut rng = image_rng(seed, index);
-            let mut out = match spec {
-                AttackSpec::Fgsm(s) => fgsm(m, s, x, label, target)?,
-                AttackSpec::Pgd(s) => pgd(m, s, x, label, target, &mut rng)?,
-                AttackSpec::Cw(s) => cw(m, s, x, label, target)?,
-                AttackSpec::DeepFool(s) => deepfool(m, s, x, label)?,
-                AttackSpec::LocalSearch(_) | AttackSpec::GenAttack(_) => {
-                    unreachable!("guarded by is_white_box")
+    let classes = victim.model().num_classes();
+    let targets: Vec<Option<usize>> = (0..n)
+        .map(|i| resolve_target(spec.target(), labels[i], classes, seed, indices[i]))
+        .collect();
+    let skip = |i: usize| targets[i] == Some(labels[i]);
+    let mut outs: Vec<Option<AttackOutput>> = (0..n).map(|_| None).collect();
+    match victim {
+        Victim::WhiteBox(m) if spec.is_white_box() => {
+            let todo: Vec<usize> = (0..n).filter(|&i| !skip(i)).collect();
+            for part in todo.chunks(WHITE_BATCH) {
+                let xb = stack(part.iter().map(|&i| x.index_axis(Axis(0), i)));
+                let ls: Vec<usize> = part.iter().map(|&i| labels[i]).collect();
+                let ts: Vec<Option<usize>> = part.iter().map(|&i| targets[i]).collect();
+                let b = WhiteBatch {
+                    x: xb.view(),
+                    labels: &ls,
+                    targets: &ts,
+                };
+                let got = match spec {
+                    AttackSpec::Fgsm(s) => fgsm_batch(m, s, &b)?,
+                    AttackSpec::Pgd(s) => {
+                        let mut rngs: Vec<_> =
+                            part.iter().map(|&i| image_rng(seed, indices[i])).collect();
+                        pgd_batch(m, s, &b, &mut rngs)?
+                    }
+                    AttackSpec::Cw(s) => cw_batch(m, s, &b)?,
+                    AttackSpec::DeepFool(s) => deepfool_batch(m, s, &b)?,
+                    AttackSpec::LocalSearch(_) | AttackSpec::GenAttack(_) => {
+                        unreachable!("guarded by is_white_box")
+                    }
+                };
+                for (&i, o) in part.iter().zip(got) {
+                    outs[i] = Some(o);
                 }
-            };
-            if let Some(w) = masked {
-                out.result.warning = Some(match out.result.warning.take() {
-                    Some(prev) => format!("{w}; {prev}"),
-                    None => w,
-                });
             }
-            out
         }
-        (Victim::Query(_), _) if spec.is_white_box() => {
+        Victim::Query(_) if spec.is_white_box() => {
             return Err(Error::input(
                 "attack",
                 format!(
@@ -327,25 +369,68 @@ pub fn attack_image(
                 ),
             ))
         }
-        (v, AttackSpec::LocalSearch(s)) => {
-            let o = local_search(&Oracle::new(v.model()), x, label, index, &s.config(), seed)?;
+        v => {
+            let black: Vec<(usize, AttackOutput)> = (0..n)
+                .into_par_iter()
+                .filter(|&i| !skip(i))
+                .map(|i| {
+                    let xi = x.index_axis(Axis(0), i);
+                    let o = black_box(v, spec, xi, labels[i], targets[i], indices[i], seed)?;
+                    Ok((i, o))
+                })
+                .collect::<Result<_>>()?;
+            for (i, o) in black {
+                outs[i] = Some(o);
+            }
+        }
+    }
+    Ok(outs
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let mut o = o.unwrap_or_else(|| {
+                not_attacked(
+                    victim,
+                    spec,
+                    x.index_axis(Axis(0), i),
+                    labels[i],
+                    indices[i],
+                )
+            });
+            o.result.index = indices[i];
+            o
+        })
+        .collect())
+}
+
+/// One image of a black-box attack, on its own [`Oracle`].
+fn black_box(
+    victim: Victim,
+    spec: &AttackSpec,
+    x: ArrayView3<f32>,
+    label: usize,
+    target: Option<usize>,
+    index: usize,
+    seed: u64,
+) -> Result<AttackOutput> {
+    let oracle = Oracle::new(victim.model());
+    Ok(match spec {
+        AttackSpec::LocalSearch(s) => {
+            let o = local_search(&oracle, x, label, index, &s.config(), seed)?;
             AttackOutput {
                 adv: o.adversarial,
                 result: o.result,
             }
         }
-        (v, AttackSpec::GenAttack(s)) => {
-            let oracle = Oracle::new(v.model());
+        AttackSpec::GenAttack(s) => {
             let o = genattack(&oracle, x, label, target, index, &s.config(), seed)?;
             AttackOutput {
                 adv: o.adversarial,
                 result: o.result,
             }
         }
-        _ => unreachable!("white-box attacks are matched above"),
-    };
-    out.result.index = index;
-    Ok(out)
+        _ => unreachable!("white-box attacks are matched by the caller"),
+    })
 }
 
 /// The record [`Setting`] of an attack spec: the Table 2 strength and iteration fields.
@@ -466,19 +551,15 @@ pub fn run_white_with_images(
     seed: u64,
 ) -> Result<(Vec<ImageResult>, Array4<f32>)> {
     check_white_inputs(model, spec, images, labels)?;
-    let outs: Vec<AttackOutput> = (0..labels.len())
-        .into_par_iter()
-        .map(|i| {
-            attack_image(
-                Victim::WhiteBox(model),
-                spec,
-                images.index_axis(Axis(0), i),
-                labels[i],
-                i,
-                seed,
-            )
-        })
-        .collect::<Result<_>>()?;
+    let indices: Vec<usize> = (0..labels.len()).collect();
+    let outs = attack_images(
+        Victim::WhiteBox(model),
+        spec,
+        images.view(),
+        labels,
+        &indices,
+        seed,
+    )?;
     let mut adv = Array4::<f32>::zeros(images.raw_dim());
     for (i, o) in outs.iter().enumerate() {
         adv.index_axis_mut(Axis(0), i).assign(&o.adv);
@@ -486,7 +567,7 @@ pub fn run_white_with_images(
     Ok((outs.into_iter().map(|o| o.result).collect(), adv))
 }
 
-/// Attacks every image in parallel; per-image results in image order.
+/// Attacks every image (in batches, see [`attack_images`]); per-image results in image order.
 pub fn run_white(
     model: &dyn WhiteBox,
     spec: &AttackSpec,

@@ -1,10 +1,8 @@
-//! Single-image helpers shared by the white-box attacks: logits, cross-entropy (natural log,
-//! mean over nothing — one image) and its input gradient through [`WhiteBox::input_vjp`].
-//!
-//! Images here are one CHW unit-scale array; the batch axis of the [`Model`] traits is added and
-//! removed locally, so attacks can be parallel over images without sharing batches.
+//! Loss helpers shared by the white-box attacks: per-image logits, cross-entropy (natural log,
+//! one image, never a batch mean) and its gradient, and the batched cross-entropy input gradient
+//! through [`WhiteBox::logits_and_vjps`] (one forward pass per gradient).
 
-use ndarray::{Array2, Array3, ArrayView3, Axis};
+use ndarray::{Array2, Array4, ArrayView3, Axis};
 
 use super::classifier::{Model, WhiteBox};
 
@@ -12,14 +10,6 @@ use super::classifier::{Model, WhiteBox};
 pub fn logits(model: &dyn Model, x: ArrayView3<f32>) -> Vec<f32> {
     let xb = x.insert_axis(Axis(0)).to_owned();
     model.logits(&xb).row(0).to_vec()
-}
-
-/// `d/dx sum_k dlogits[k] * logits(x)[k]` for one image.
-pub fn vjp(model: &dyn WhiteBox, x: ArrayView3<f32>, dlogits: &[f32]) -> Array3<f32> {
-    let xb = x.insert_axis(Axis(0)).to_owned();
-    let d =
-        Array2::from_shape_vec((1, dlogits.len()), dlogits.to_vec()).expect("one row of logits");
-    model.input_vjp(&xb, &d).index_axis_move(Axis(0), 0)
 }
 
 /// Numerically stable softmax.
@@ -44,16 +34,29 @@ pub fn cross_entropy_grad(z: &[f32], label: usize) -> Vec<f32> {
     p
 }
 
-/// Logits, cross-entropy w.r.t. `label` and its input gradient at `x`.
-pub fn ce_with_grad(
+/// Logits of a batch and, for each image `n`, the input gradient of its cross-entropy towards
+/// `towards[n]`, from one forward pass ([`WhiteBox::logits_and_vjps`]). Row `n` of the
+/// cotangent depends only on image `n`'s logits.
+pub fn ce_grads(
     model: &dyn WhiteBox,
-    x: ArrayView3<f32>,
-    label: usize,
-) -> (Vec<f32>, f32, Array3<f32>) {
-    let z = logits(model, x);
-    let loss = cross_entropy(&z, label);
-    let g = vjp(model, x, &cross_entropy_grad(&z, label));
-    (z, loss, g)
+    x: &Array4<f32>,
+    towards: &[usize],
+) -> (Array2<f32>, Array4<f32>) {
+    let mut dce = |z: &Array2<f32>| {
+        let mut d = Array2::<f32>::zeros(z.raw_dim());
+        for (n, (zr, mut dr)) in z.outer_iter().zip(d.outer_iter_mut()).enumerate() {
+            let zr = zr.to_vec();
+            dr.assign(&ndarray::Array1::from(cross_entropy_grad(&zr, towards[n])));
+        }
+        vec![d]
+    };
+    let (z, mut g) = model.logits_and_vjps(x, &mut dce);
+    (z, g.pop().expect("one cotangent, one gradient"))
+}
+
+/// Row `n` of a logits matrix as a vector.
+pub fn row(z: &Array2<f32>, n: usize) -> Vec<f32> {
+    z.row(n).to_vec()
 }
 
 pub use super::classifier::argmax;

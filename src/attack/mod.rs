@@ -7,11 +7,13 @@
 //! converted to unit scale per channel with the model's [`Normalization`].
 //!
 //! Layers (imports point downwards only): [`classifier`], [`threat`], [`streams`], [`result`],
-//! [`loss`] and [`spec`] are leaves; [`output`] builds records on them; the attacks — white-box
+//! [`batch`], [`loss`] and [`spec`] are leaves; [`output`] builds records on them; the attacks — white-box
 //! [`fgsm`], [`pgd`], [`cw`], [`deepfool`], black-box [`local_search`], [`genattack`] — depend on
 //! those; [`driver`] (engine choice, targets, per-image execution, batch runs) depends on the
-//! attacks, and `bbed attack` and `bbed sweep` call the driver.
+//! attacks, and `bbed attack` and `bbed sweep` call the driver; [`save`] writes adversarial
+//! examples to files.
 
+pub mod batch;
 pub mod classifier;
 pub mod cw;
 pub mod deepfool;
@@ -23,6 +25,7 @@ pub mod loss;
 pub mod output;
 pub mod pgd;
 pub mod result;
+pub mod save;
 pub mod spec;
 pub mod streams;
 #[cfg(any(test, feature = "testing"))]

@@ -59,13 +59,30 @@ pub struct Summary {
     pub accuracy_adv: f32,
     /// Mean of the final cross-entropy over images that report one (`None` if none do).
     pub mean_loss: Option<f32>,
-    /// Share of images with `success`.
-    pub success_rate: f32,
+    /// Share of *all* images with `success`. For an untargeted attack this counts an image the
+    /// model already misclassified as a success (it is > 0 at eps 0); see
+    /// `success_rate_on_correct`.
+    pub success_rate_all: f32,
+    /// Images the model classified correctly before the attack (`clean_pred == label`).
+    pub initially_correct: usize,
+    /// Share of `success` among the initially correct images: what the attack achieved (`None`
+    /// when no image was initially correct).
+    pub success_rate_on_correct: Option<f32>,
     /// Targeted attacks: accuracy to the original label (OA) and to the target label (TA).
     pub oa: Option<f32>,
     pub ta: Option<f32>,
     /// Images carrying a warning.
     pub warnings: usize,
+}
+
+/// Share of `success` among the results with `clean_pred == label` (`None` if there are none).
+pub fn success_on_correct<'a>(results: impl IntoIterator<Item = &'a ImageResult>) -> Option<f32> {
+    let (mut correct, mut won) = (0usize, 0usize);
+    for r in results.into_iter().filter(|r| r.clean_pred == r.label) {
+        correct += 1;
+        won += usize::from(r.success);
+    }
+    (correct > 0).then(|| won as f32 / correct as f32)
 }
 
 /// Aggregates of `results` (all zero for an empty slice).
@@ -74,6 +91,7 @@ pub fn summarize(results: &[ImageResult]) -> Summary {
     let frac = |k: usize| if n == 0 { 0.0 } else { k as f32 / n as f32 };
     let losses: Vec<f32> = results.iter().filter_map(|r| r.loss).collect();
     let targeted: Vec<&ImageResult> = results.iter().filter(|r| r.target.is_some()).collect();
+    let initially_correct = results.iter().filter(|r| r.clean_pred == r.label).count();
     let (oa, ta) = if targeted.is_empty() {
         (None, None)
     } else {
@@ -98,7 +116,9 @@ pub fn summarize(results: &[ImageResult]) -> Summary {
         } else {
             Some((losses.iter().map(|&l| l as f64).sum::<f64>() / losses.len() as f64) as f32)
         },
-        success_rate: frac(results.iter().filter(|r| r.success).count()),
+        success_rate_all: frac(results.iter().filter(|r| r.success).count()),
+        initially_correct,
+        success_rate_on_correct: success_on_correct(results),
         oa,
         ta,
         warnings: results.iter().filter(|r| r.warning.is_some()).count(),

@@ -60,7 +60,7 @@ macro_rules! default_fns {
 
 default_fns! {
     pgd_restarts: usize = defaults::PGD_RESTARTS;
-    pgd_random_start: bool = defaults::PGD_RANDOM_START;
+    pgd_random_start: RandomStart = RandomStart::from(defaults::PGD_RANDOM_START);
     pgd_trace_every: usize = defaults::PGD_TRACE_EVERY;
     cw_c: f32 = defaults::CW_C;
     cw_bs: usize = defaults::CW_BINARY_SEARCH_STEPS;
@@ -211,6 +211,60 @@ budget_field!(
     "Unit of --step [required]"
 );
 
+/// PGD's start: uniform in the ball (Madry et al.; the default) or the clean image. A bool in a
+/// spec file (`random_start = false`); on the command line `--random-start [BOOL]` or
+/// `--no-random-start` (the last one given wins). Read it with [`RandomStart::get`].
+#[derive(Clone, Copy, Debug, Args)]
+pub struct RandomStart {
+    /// Uniform random start in the ball (Madry et al.) [default: true]
+    #[arg(
+        long = "random-start",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = ArgAction::Set,
+        overrides_with = "no_random_start"
+    )]
+    random_start: Option<bool>,
+    /// Start at the clean image (the same as --random-start false)
+    #[arg(long = "no-random-start", overrides_with = "random_start")]
+    no_random_start: bool,
+}
+
+impl RandomStart {
+    /// Whether PGD starts at a uniform random point of the ball.
+    pub fn get(&self) -> bool {
+        !self.no_random_start && self.random_start.unwrap_or(defaults::PGD_RANDOM_START)
+    }
+}
+
+impl From<bool> for RandomStart {
+    fn from(on: bool) -> Self {
+        RandomStart {
+            random_start: Some(on),
+            no_random_start: false,
+        }
+    }
+}
+
+impl PartialEq for RandomStart {
+    fn eq(&self, other: &Self) -> bool {
+        self.get() == other.get()
+    }
+}
+
+impl Serialize for RandomStart {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_bool(self.get())
+    }
+}
+
+impl<'de> Deserialize<'de> for RandomStart {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        bool::deserialize(d).map(RandomStart::from)
+    }
+}
+
 /// FGSM (Goodfellow, Shlens & Szegedy, ICLR 2015): one L-inf step of size `eps` along the sign
 /// of the cross-entropy gradient (away from the label, or towards the target).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Args)]
@@ -251,10 +305,9 @@ pub struct PgdSpec {
     #[arg(long, default_value_t = defaults::PGD_RESTARTS)]
     #[serde(default = "pgd_restarts")]
     pub restarts: usize,
-    /// Uniform random start in the ball (Madry et al.); false starts at the clean image
-    #[arg(long, value_name = "BOOL", default_value_t = defaults::PGD_RANDOM_START, action = ArgAction::Set)]
+    #[command(flatten)]
     #[serde(default = "pgd_random_start")]
-    pub random_start: bool,
+    pub random_start: RandomStart,
     /// Record loss and prediction every N iterations (paper: every 5th; 0 = off)
     #[arg(long, value_name = "N", default_value_t = defaults::PGD_TRACE_EVERY)]
     #[serde(default = "pgd_trace_every")]

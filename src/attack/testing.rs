@@ -6,8 +6,8 @@
 //!   gradient is constant, `d logit_k / dx[c,h,w] = W[k, (c,h,w)] / std[c]`.
 //! - [`Mlp`]: one hidden ReLU layer (ReLU'(0) = 0), analytic backprop, and a tiny full-batch
 //!   gradient-descent trainer so tests can train a network on data they make.
-//! - [`Counting`]: forwards to a model and counts the images passed to `logits` and
-//!   `input_vjp` (gradient budget checks).
+//! - [`Counting`]: forwards to a model and counts the images sent through forward passes and
+//!   backward passes (gradient and forward budget checks).
 //!
 //! Compiled only for unit tests and with the `testing` feature (which the crate's
 //! dev-dependency on itself turns on for integration tests and benches), so the `bbed` binary
@@ -218,11 +218,12 @@ impl<M> Counting<M> {
             vjps: AtomicU64::new(0),
         }
     }
-    /// Images evaluated by `logits` so far.
+    /// Images sent through a forward pass so far (by `logits`, or taped by `logits_and_vjps`).
     pub fn logit_images(&self) -> u64 {
         self.logits.load(Ordering::Relaxed)
     }
-    /// Images differentiated by `input_vjp` so far.
+    /// Images differentiated so far (one per image and backward pass: `input_vjp`, or each
+    /// cotangent of `logits_and_vjps`).
     pub fn vjp_images(&self) -> u64 {
         self.vjps.load(Ordering::Relaxed)
     }
@@ -250,5 +251,17 @@ impl<M: WhiteBox> WhiteBox for Counting<M> {
         self.vjps
             .fetch_add(x.len_of(Axis(0)) as u64, Ordering::Relaxed);
         self.inner.input_vjp(x, dlogits)
+    }
+
+    fn logits_and_vjps(
+        &self,
+        x: &Array4<f32>,
+        dlogits: &mut dyn FnMut(&Array2<f32>) -> Vec<Array2<f32>>,
+    ) -> (Array2<f32>, Vec<Array4<f32>>) {
+        let n = x.len_of(Axis(0)) as u64;
+        self.logits.fetch_add(n, Ordering::Relaxed);
+        let (z, g) = self.inner.logits_and_vjps(x, dlogits);
+        self.vjps.fetch_add(n * g.len() as u64, Ordering::Relaxed);
+        (z, g)
     }
 }

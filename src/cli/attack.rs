@@ -30,19 +30,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use ndarray::Axis;
-use rayon::prelude::*;
+use ndarray::{Array3, Axis};
 use serde::{Deserialize, Serialize};
 
 use super::args::{FolderArgs, ModelArgs, VariantArgs};
 use super::format::{render, Format, Tabular};
-use crate::attack::driver::{attack_image, setting_of, Engines};
+use crate::attack::batch::stack;
+use crate::attack::driver::{attack_images, setting_of, Engines, WHITE_BATCH};
+use crate::attack::save::{self, AdvSet};
 use crate::attack::spec::ATTACK_NAMES;
 use crate::attack::{summarize, AttackSpec, ImageResult, Scale, Target};
 use crate::engine::exec::Net;
 use crate::io::dataset::Dataset;
 use crate::io::jsonl::{read_jsonl, JsonlWriter};
 use crate::io::limits::check_memory;
+use crate::io::output;
 use crate::io::progress::Progress;
 use crate::model::Network;
 use crate::model::Normalization;
@@ -107,7 +109,15 @@ pub struct AttackArgs {
     /// Continue an existing --out file, skipping images already in it
     #[arg(long, requires = "out")]
     pub resume: bool,
-    /// Images per chunk: attacked in parallel, then saved
+    /// Write the adversarial images (u8 pixels and unit-scale floats, with labels, predictions and
+    /// the settings) to FILE: .safetensors, or .npy (+ FILE.u8.npy, FILE.meta.json); also
+    /// STEM.grid.png (clean / adversarial / amplified difference of the first images)
+    #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+    pub save_adv: Option<PathBuf>,
+    /// Replace existing --save-adv files
+    #[arg(long, requires = "save_adv")]
+    pub force: bool,
+    /// Images per chunk: attacked as batches, then saved
     #[arg(long, default_value_t = 32)]
     pub chunk: usize,
     /// Output format (json: per-image results and aggregates)
@@ -117,6 +127,9 @@ pub struct AttackArgs {
     #[command(subcommand)]
     pub attack: Option<AttackSpec>,
 }
+
+/// Images of a run, one CHW array each.
+type Images = Vec<Array3<f32>>;
 
 /// Where a spec came from, for error messages.
 enum Source<'a> {
@@ -333,9 +346,8 @@ fn check_meta(out: &Path, meta: &RunMeta, resume: bool) -> Result<()> {
     crate::io::atomic::write_bytes_atomic(&path, &bytes)
 }
 
-/// Images one attack of one image sends through the network at once: one for a white-box attack
-/// (a forward and a backward pass), the population for GenAttack, at most one probe batch for
-/// LocalSearch (for the memory guard).
+/// Images one black-box attack of one image sends through the network at once: the population
+/// for GenAttack, at most one probe batch for LocalSearch (for the memory guard).
 fn images_per_attack(spec: &AttackSpec) -> usize {
     match spec {
         AttackSpec::GenAttack(s) => s.population,
@@ -413,7 +425,12 @@ pub struct AttackReport {
     pub accuracy_clean: f32,
     pub accuracy_adv: f32,
     pub mean_loss: Option<f32>,
-    pub success_rate: f32,
+    /// Share of all images with `success` (counts images already misclassified).
+    pub success_rate_all: f32,
+    /// Images classified correctly before the attack.
+    pub initially_correct: usize,
+    /// Share of `success` among the initially correct images.
+    pub success_rate_on_correct: Option<f32>,
     /// Targeted attacks: accuracy to the original label / to the target label.
     pub oa: Option<f32>,
     pub ta: Option<f32>,
@@ -432,6 +449,7 @@ pub fn run(a: AttackArgs) -> Result<String> {
         return Err(Error::input("--chunk", "must be at least 1"));
     }
     let (spec, source) = load_spec(&a)?;
+    let save_format = check_save_adv(&a)?;
     let (model, vspec) = a.model.load_spec(&a.variant)?;
     let network = model.network.clone();
     let cn = apply(&network, &vspec)?;
@@ -478,22 +496,30 @@ pub fn run(a: AttackArgs) -> Result<String> {
     if n == 0 {
         return Err(Error::input("--limit", "no images selected"));
     }
-    // The guard runs before the weights are loaded and the engines built. Images in flight: one
-    // per thread of a chunk, each sending `images_per_attack` at once. The estimate counts the
-    // parameters twice (the loaded ones and an engine's), every layer's output and gradient for
-    // as many images as there are threads (the engines run each image through the network on
-    // its own thread, so no more are alive at once; a white-box step keeps its tape), the query
+    // The guard runs before the weights are loaded and the engines built. Images in flight: a
+    // white-box attack sends one batch of at most `WHITE_BATCH` images of the chunk through the
+    // taped pass; a black-box attack one image per thread of a chunk, each sending
+    // `images_per_attack` at once. The estimate counts the parameters twice (the loaded ones and
+    // an engine's), every layer's output and gradient for the images alive in the network at
+    // once (a white-box batch keeps its tape; a black-box query runs on its thread), the query
     // batches' inputs and the chunk's images in unit scale.
     let threads = rayon::current_num_threads().max(1);
-    let in_flight = a.chunk.min(n).min(threads);
-    let queried = in_flight.saturating_mul(images_per_attack(&spec));
+    let (queried, live) = if spec.is_white_box() {
+        let batch = a.chunk.min(n).min(WHITE_BATCH);
+        (batch, batch)
+    } else {
+        let q = a
+            .chunk
+            .min(n)
+            .min(threads)
+            .saturating_mul(images_per_attack(&spec));
+        (q, q.min(threads))
+    };
     let image_bytes = (shape.iter().product::<usize>() as u64).saturating_mul(4);
     let inputs = (a.chunk.min(n).saturating_add(queried) as u64).saturating_mul(image_bytes);
     check_memory(
         &format!("model {}", network.name),
-        network
-            .memory_estimate(queried.min(threads), 2, 2)
-            .saturating_add(inputs),
+        network.memory_estimate(live, 2, 2).saturating_add(inputs),
         "choose a smaller model or a lower --chunk",
     )?;
     let params = a
@@ -524,6 +550,8 @@ pub fn run(a: AttackArgs) -> Result<String> {
         result: r,
     };
 
+    // (clean, adversarial) images of this run, kept for --save-adv.
+    let mut saved: Option<(Images, Images)> = save_format.map(|_| Default::default());
     let bar = Progress::new("attack", "images", n as u64, true);
     bar.set_position((n - todo.len()) as u64);
     let mut fresh: BTreeMap<usize, ImageResult> = BTreeMap::new();
@@ -531,20 +559,17 @@ pub fn run(a: AttackArgs) -> Result<String> {
         let (lo, hi) = (chunk[0], chunk[chunk.len() - 1] + 1);
         let x = test.to_unit(lo..hi)?;
         let labels = test.labels_of(lo..hi)?;
-        let results: Vec<ImageResult> = chunk
-            .par_iter()
-            .map(|&i| {
-                attack_image(
-                    victim,
-                    &spec,
-                    x.index_axis(Axis(0), i - lo),
-                    labels[i - lo] as usize,
-                    i,
-                    a.seed,
-                )
-                .map(|o| o.result)
-            })
-            .collect::<Result<_>>()?;
+        let xs = stack(chunk.iter().map(|&i| x.index_axis(Axis(0), i - lo)));
+        let ls: Vec<usize> = chunk.iter().map(|&i| labels[i - lo] as usize).collect();
+        let outs = attack_images(victim, &spec, xs.view(), &ls, chunk, a.seed)?;
+        let mut results = Vec::with_capacity(outs.len());
+        for (k, o) in outs.into_iter().enumerate() {
+            if let Some((clean, adv)) = saved.as_mut() {
+                clean.push(xs.index_axis(Axis(0), k).to_owned());
+                adv.push(o.adv);
+            }
+            results.push(o.result);
+        }
         for r in results {
             if let Some(w) = writer.as_mut() {
                 w.append(&record(r.clone()))?;
@@ -574,6 +599,26 @@ pub fn run(a: AttackArgs) -> Result<String> {
     }
     let results: Vec<ImageResult> = all.into_values().collect();
     let report = build_report(&a, &meta, &spec, &engines, &results);
+    if let (Some(path), Some(format), Some((clean, adv))) = (&a.save_adv, save_format, saved) {
+        // Without --resume every selected image is fresh, so `results` and the saved images
+        // are the same images in the same (index) order.
+        let set = AdvSet {
+            clean: &stack(clean.iter().map(|v| v.view())),
+            adv: &stack(adv.iter().map(|v| v.view())),
+            index: results.iter().map(|r| r.index).collect(),
+            label: results.iter().map(|r| r.label).collect(),
+            target: results.iter().map(|r| r.target).collect(),
+            clean_pred: results.iter().map(|r| r.clean_pred).collect(),
+            adv_pred: results.iter().map(|r| r.adv_pred).collect(),
+            settings: serde_json::json!({
+                "run": meta,
+                "engine": report.engine,
+                "scale": report.scale,
+                "normalization": report.normalization,
+            }),
+        };
+        save::save(path, format, &set)?;
+    }
     for w in &report.warnings {
         eprintln!(
             "warning: {} of {} images: {}",
@@ -581,6 +626,29 @@ pub fn run(a: AttackArgs) -> Result<String> {
         );
     }
     Ok(render(a.format, &table(&report), &report))
+}
+
+/// The --save-adv format, with every file it writes checked against the output rules before
+/// any work ([`crate::io::output`]).
+fn check_save_adv(a: &AttackArgs) -> Result<Option<save::Format>> {
+    let Some(path) = &a.save_adv else {
+        return Ok(None);
+    };
+    let format = save::format_of("--save-adv", path)?;
+    let mut inputs: Vec<(&str, &Path)> = vec![("--data", a.data.as_path())];
+    for (flag, p) in [
+        ("--weights", &a.weights),
+        ("--spec", &a.spec),
+        ("--out", &a.out),
+    ] {
+        if let Some(p) = p {
+            inputs.push((flag, p.as_path()));
+        }
+    }
+    for f in save::files(path, format) {
+        output::check_file("--save-adv", &f, a.force, &inputs)?;
+    }
+    Ok(Some(format))
 }
 
 fn build_report(
@@ -611,7 +679,9 @@ fn build_report(
         accuracy_clean: s.accuracy_clean,
         accuracy_adv: s.accuracy_adv,
         mean_loss: s.mean_loss,
-        success_rate: s.success_rate,
+        success_rate_all: s.success_rate_all,
+        initially_correct: s.initially_correct,
+        success_rate_on_correct: s.success_rate_on_correct,
         oa: s.oa,
         ta: s.ta,
         mean_queries: (!queries.is_empty())
@@ -636,7 +706,9 @@ fn table(r: &AttackReport) -> Tabular {
         ("images", r.count.to_string()),
         ("accuracy_clean", format!("{:.4}", r.accuracy_clean)),
         ("accuracy_adv", format!("{:.4}", r.accuracy_adv)),
-        ("success_rate", format!("{:.4}", r.success_rate)),
+        ("initially_correct", r.initially_correct.to_string()),
+        ("success_rate_on_correct", opt(r.success_rate_on_correct)),
+        ("success_rate_all", format!("{:.4}", r.success_rate_all)),
         ("mean_loss", opt(r.mean_loss)),
         ("oa", opt(r.oa)),
         ("ta", opt(r.ta)),

@@ -2,7 +2,8 @@
 //! gradients through the straight-through estimator) and [`BinaryEngine`] (bit-exact XNOR +
 //! popcount for binarized layers; query-only, it implements [`Model`] but not [`WhiteBox`]).
 //! Both wrap the same [`Net`]; weights are binarized and packed, and the inference plan built,
-//! once at construction.
+//! once at construction. Every gradient the attacks ask for goes through one private function
+//! of [`FloatEngine`] (one taped forward, then input-only backward passes from its tape).
 
 use ndarray::{Array2, Array4};
 
@@ -51,8 +52,25 @@ impl FloatEngine {
 
     /// Gradient w.r.t. the unit-scale input of `sum dlogits * logits`.
     pub fn try_input_vjp(&self, x: &Array4<f32>, dlogits: &Array2<f32>) -> Result<Array4<f32>> {
-        let (_, tape) = self.run(x, false)?;
-        Ok(self.net.backward(&tape, &self.bw, dlogits, false)?.input)
+        let mut one = |_: &Array2<f32>| vec![dlogits.clone()];
+        let (_, mut g) = self.taped_logits_and_input_grads(x, &mut one)?;
+        Ok(g.pop().expect("one cotangent, one gradient"))
+    }
+
+    /// The one place the attacks reach the engine's gradient path: one taped forward pass in
+    /// eval mode (its logits are bit-identical to [`FloatEngine::try_logits`]), then one
+    /// input-only backward pass per cotangent `dlogits(&logits)` names, all from the same tape.
+    fn taped_logits_and_input_grads(
+        &self,
+        x: &Array4<f32>,
+        dlogits: &mut dyn FnMut(&Array2<f32>) -> Vec<Array2<f32>>,
+    ) -> Result<(Array2<f32>, Vec<Array4<f32>>)> {
+        let (z, tape) = self.run(x, false)?;
+        let grads = dlogits(&z)
+            .iter()
+            .map(|d| Ok(self.net.backward(&tape, &self.bw, d, false)?.input))
+            .collect::<Result<_>>()?;
+        Ok((z, grads))
     }
 }
 
@@ -111,6 +129,15 @@ impl_model!(BinaryEngine);
 impl WhiteBox for FloatEngine {
     fn input_vjp(&self, x: &Array4<f32>, dlogits: &Array2<f32>) -> Array4<f32> {
         self.try_input_vjp(x, dlogits)
+            .unwrap_or_else(|e| panic!("engine: {e}"))
+    }
+
+    fn logits_and_vjps(
+        &self,
+        x: &Array4<f32>,
+        dlogits: &mut dyn FnMut(&Array2<f32>) -> Vec<Array2<f32>>,
+    ) -> (Array2<f32>, Vec<Array4<f32>>) {
+        self.taped_logits_and_input_grads(x, dlogits)
             .unwrap_or_else(|e| panic!("engine: {e}"))
     }
 }

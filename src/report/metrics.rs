@@ -52,6 +52,7 @@ use serde::{Deserialize, Serialize};
 
 use super::record::{canonical_attack, Setting, SweepRecord};
 use crate::attack::genattack::{accuracy_at_generations, GenerationAccuracy};
+use crate::attack::result::success_on_correct;
 use crate::attack::ImageResult;
 use crate::{Error, Result};
 
@@ -81,6 +82,9 @@ pub struct CellMetrics {
     pub mean_loss: Option<f32>,
     /// `(A - A*) / A`, `None` when `A = 0`.
     pub strain: Option<f32>,
+    /// Share of `success` among the results with `clean_pred == label` (`None` if none).
+    #[serde(default)]
+    pub success_rate_on_correct: Option<f32>,
 }
 
 /// `(A - A*) / A`; `None` when the clean accuracy is zero (strain is undefined).
@@ -152,6 +156,7 @@ pub fn cell_metrics(records: &[SweepRecord]) -> Vec<CellMetrics> {
                 accuracy: acc,
                 mean_loss: loss,
                 strain: strain(clean, acc),
+                success_rate_on_correct: success_on_correct(results.iter().copied()),
             }
         })
         .collect();

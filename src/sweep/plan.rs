@@ -142,7 +142,7 @@ pub fn plan_attacks(
                 ),
             ));
         }
-        let random = matches!(&p.spec, AttackSpec::Pgd(s) if s.random_start);
+        let random = matches!(&p.spec, AttackSpec::Pgd(s) if s.random_start.get());
         out.push(PlannedAttack {
             name: p.name.clone(),
             setting,

@@ -1,8 +1,8 @@
 //! `bbed sweep`: every attack x setting of a grid against every zoo entry, on a fixed seeded image
 //! subset, one JSONL record per (entry, attack, setting, rerun, image) appended as it finishes.
 //!
-//! Every image is attacked by [`crate::attack::driver::attack_image`], the driver `bbed attack`
-//! uses: the same engine rule (white-box on the float engine; black-box on the bit-exact engine
+//! Every image is attacked by [`crate::attack::driver::attack_images`] (batches of a cell's
+//! images), the driver `bbed attack` uses: the same engine rule (white-box on the float engine; black-box on the bit-exact engine
 //! iff a layer is binarized), the same target rule and the same record for the same seed.
 //!
 //! Crash safety: records go through [`crate::io::jsonl::JsonlWriter`] (one flushed line each, torn
@@ -16,17 +16,15 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use ndarray::{Array4, ArrayView3, Axis};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::header::{dataset_digest, SweepHeader, FORMAT, RESULTS_FILE};
 use super::plan::{all_cells, cell_seed, digest, plan_attacks, shard_cells, PlannedAttack, Shard};
-use crate::attack::driver::{attack_image, Engines};
+use crate::attack::batch::stack;
+use crate::attack::driver::{attack_image, attack_images, Engines, WHITE_BATCH};
 use crate::attack::spec::Grid;
 use crate::attack::threat::check_normalization;
 use crate::attack::ImageResult;
@@ -361,48 +359,57 @@ pub fn run_sweep(opts: &SweepOptions, data: &Dataset) -> Result<SweepSummary> {
     let cells_done_before = cells.len() - pending.len();
     bar.set_message(format!("cells {cells_done_before}/{}", cells.len()));
 
-    let writer = Mutex::new(writer);
-    let claimed = AtomicUsize::new(0);
+    let mut writer = writer;
+    let mut claimed = 0usize;
     let limit = opts.max_records.unwrap_or(usize::MAX);
-    let stopped = AtomicBool::new(false);
+    let mut stopped = false;
     let mut cells_done = cells_done_before;
-    for (ci, todo, seed) in &pending {
+    'cells: for (ci, todo, seed) in &pending {
         let c = cells[*ci];
         let l = &zoo[c.entry];
         let a = &attacks[c.attack];
-        todo.par_iter().try_for_each(|&k| -> Result<()> {
-            if claimed.fetch_add(1, Ordering::SeqCst) >= limit {
-                stopped.store(true, Ordering::SeqCst);
-                return Ok(());
+        let victim = l.engines.victim(&a.spec)?;
+        // Batches of the driver's white-box size: a white-box attack runs each as one batch
+        // through the engine, a black-box one runs its images in parallel.
+        for part in todo.chunks(WHITE_BATCH) {
+            let take = part.len().min(limit.saturating_sub(claimed));
+            if take < part.len() {
+                stopped = true;
             }
-            let index = subset.indices[k];
-            let x = subset.images.index_axis(Axis(0), k);
-            let result = attack_one(l, a, x, subset.labels[k], index, *seed)?;
-            let rec = SweepRecord {
-                variant: l.entry.name.clone(),
-                variant_kind: l.kind.clone(),
-                model: l.entry.model.clone(),
-                attack: a.name.clone(),
-                setting: a.setting.clone(),
-                rerun: c.rerun,
-                result,
-            };
-            writer.lock().expect("writer lock").append(&rec)?;
-            bar.inc(1);
-            Ok(())
-        })?;
-        if stopped.load(Ordering::SeqCst) {
-            break;
+            if take == 0 {
+                break 'cells;
+            }
+            let part = &part[..take];
+            claimed += take;
+            let x = stack(part.iter().map(|&k| subset.images.index_axis(Axis(0), k)));
+            let labels: Vec<usize> = part.iter().map(|&k| subset.labels[k]).collect();
+            let indices: Vec<usize> = part.iter().map(|&k| subset.indices[k]).collect();
+            let outs = attack_images(victim, &a.spec, x.view(), &labels, &indices, *seed)?;
+            for o in outs {
+                let rec = SweepRecord {
+                    variant: l.entry.name.clone(),
+                    variant_kind: l.kind.clone(),
+                    model: l.entry.model.clone(),
+                    attack: a.name.clone(),
+                    setting: a.setting.clone(),
+                    rerun: c.rerun,
+                    result: o.result,
+                };
+                writer.append(&rec)?;
+                bar.inc(1);
+            }
+            if stopped {
+                break 'cells;
+            }
         }
         cells_done += 1;
         bar.set_message(format!("cells {cells_done}/{}", cells.len()));
     }
-    if stopped.load(Ordering::SeqCst) {
+    if stopped {
         bar.abandon();
     } else {
         bar.finish_and_clear();
     }
-    let writer = writer.into_inner().expect("writer lock");
     writer.sync()?;
     Ok(SweepSummary {
         out: opts.out.clone(),
@@ -410,7 +417,7 @@ pub fn run_sweep(opts: &SweepOptions, data: &Dataset) -> Result<SweepSummary> {
         records_total,
         records_existing,
         records_written: writer.appended(),
-        stopped_early: stopped.load(Ordering::SeqCst),
+        stopped_early: stopped,
         seconds: start.elapsed().as_secs_f64(),
     })
 }

@@ -43,7 +43,7 @@ pub(crate) fn cifar_file(dir: &Path) -> PathBuf {
     p
 }
 
-fn pixels(path: &Path) -> (Array4<f32>, Vec<usize>) {
+pub(crate) fn pixels(path: &Path) -> (Array4<f32>, Vec<usize>) {
     let b = std::fs::read(path).unwrap();
     let n = b.len() / 3073;
     let mut x = Array4::<f32>::zeros((n, 3, 32, 32));

@@ -130,6 +130,11 @@ fn every_spec_field_is_a_flag_and_every_flag_a_field() {
             .get_arguments()
             .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
             .filter(|l| l != "--help")
+            // A negation (`--no-random-start`) is the flag of its positive's field.
+            .filter(|l| {
+                l.strip_prefix("--no-")
+                    .is_none_or(|pos| !fields.contains(&format!("--{pos}")))
+            })
             .collect();
         assert_eq!(fields, flags, "{name}: serde fields vs flags");
     }
@@ -150,7 +155,7 @@ fn flags_left_out_give_the_spec_file_defaults() {
     else {
         panic!("not pgd")
     };
-    assert!(!p.random_start);
+    assert!(!p.random_start.get());
     assert_eq!(p.restarts, 4);
     let AttackSpec::Cw(c) = from_flags(
         "cw",
@@ -173,6 +178,26 @@ fn flags_left_out_give_the_spec_file_defaults() {
         (2, 0.5, false)
     );
     assert_eq!(c.report_scale, breakingbed::attack::Scale::Pixel);
+}
+
+#[test]
+fn pgd_random_start_and_its_negation() {
+    let start = |more: &[&str]| match from_flags("pgd", more).unwrap() {
+        AttackSpec::Pgd(p) => p.random_start.get(),
+        _ => panic!("not pgd"),
+    };
+    assert!(start(&[]));
+    assert!(start(&["--random-start"]));
+    assert!(!start(&["--random-start", "false"]));
+    assert!(!start(&["--no-random-start"]));
+    // The last one given wins.
+    assert!(start(&["--no-random-start", "--random-start"]));
+    assert!(!start(&["--random-start", "--no-random-start"]));
+    // A spec file holds the resolved bool, and reads back to the same spec.
+    let spec = from_flags("pgd", &["--no-random-start"]).unwrap();
+    let toml = toml::to_string(&spec).unwrap();
+    assert!(toml.contains("random_start = false"), "{toml}");
+    assert_eq!(AttackSpec::from_toml(&toml, "t").unwrap(), spec);
 }
 
 #[test]

@@ -268,7 +268,7 @@ fn pgd_spec(norm: Norm, eps: Budget, step: Budget, iterations: usize) -> PgdSpec
         step: step.into(),
         iterations,
         restarts: 1,
-        random_start: false,
+        random_start: false.into(),
         trace_every: 5,
         targeted: false,
         target: None,
@@ -348,7 +348,7 @@ fn pgd_uses_iterations_times_restarts_gradients_and_traces_every_kth() {
         10,
     );
     spec.restarts = 3;
-    spec.random_start = true;
+    spec.random_start = true.into();
     let out = pgd(
         &m,
         &spec,

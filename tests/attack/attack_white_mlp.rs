@@ -99,7 +99,7 @@ fn pgd(norm: Norm, eps: f32, scale: Scale) -> AttackSpec {
         step: Budget::new(eps / 4.0, scale).into(),
         iterations: 10,
         restarts: 1,
-        random_start: true,
+        random_start: true.into(),
         trace_every: 5,
         targeted: false,
         target: None,
@@ -310,7 +310,10 @@ fn pgd_restarts_only_add_successes() {
             assert_eq!(a, b, "a first-restart success must be kept as is");
         }
     }
-    let (s1, s5) = (summarize(&r1).success_rate, summarize(&r5).success_rate);
+    let (s1, s5) = (
+        summarize(&r1).success_rate_all,
+        summarize(&r5).success_rate_all,
+    );
     eprintln!("pgd success 1 restart {s1}, 5 restarts {s5}");
     assert!(s5 > s1);
 }

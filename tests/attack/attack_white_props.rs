@@ -72,7 +72,7 @@ proptest! {
         let norm = if l2 { Norm::L2 } else { Norm::Linf };
         let spec = PgdSpec {
             norm, eps: eps.into(), step: budget(scale, frac * step_frac).into(), iterations: iters, restarts: 2,
-            random_start: true, trace_every: 1, targeted,
+            random_start: true.into(), trace_every: 1, targeted,
             target: target.map(breakingbed::attack::Target::Class),
         };
         let p = pgd(&m, &spec, x.view(), 1, target, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap();

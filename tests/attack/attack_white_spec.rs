@@ -29,7 +29,7 @@ fn parses_pgd_with_explicit_scales_and_defaults() {
     assert_eq!(p.eps, Budget::new(0.5, Scale::Normalized));
     assert_eq!(p.norm, Norm::Linf);
     assert_eq!(p.restarts, 5);
-    assert!(p.random_start);
+    assert!(p.random_start.get());
     // the paper tracks every 5th iteration
     assert_eq!(p.trace_every, 5);
 }
@@ -285,7 +285,30 @@ fn summary_and_curve_by_hand() {
         (4, 0.75, 0.25)
     );
     assert_eq!(s.mean_loss, Some(3.0));
-    assert_eq!((s.success_rate, s.oa, s.ta), (0.5, Some(0.25), Some(0.5)));
+    assert_eq!(
+        (s.success_rate_all, s.oa, s.ta),
+        (0.5, Some(0.25), Some(0.5))
+    );
+    // Images 0-2 were initially correct; 1 and 2 reached their targets.
+    assert_eq!(
+        (s.initially_correct, s.success_rate_on_correct),
+        (3, Some(2.0 / 3.0))
+    );
+    // Untargeted: an image already misclassified is a "success" over all images, but not one
+    // the attack achieved.
+    let u = summarize(&[result(0, 1, 1, None, 1.0), result(1, 1, 1, None, 1.0)]);
+    assert_eq!(
+        (
+            u.success_rate_all,
+            u.initially_correct,
+            u.success_rate_on_correct
+        ),
+        (0.5, 1, Some(0.0))
+    );
+    assert_eq!(
+        summarize(&[result(0, 1, 1, None, 1.0)]).success_rate_on_correct,
+        None
+    );
     let c = curve(&[rs.clone(), rs]);
     assert_eq!(c.len(), 1);
     assert_eq!(
