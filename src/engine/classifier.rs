@@ -65,10 +65,12 @@ impl FloatEngine {
         x: &Array4<f32>,
         dlogits: &mut dyn FnMut(&Array2<f32>) -> Vec<Array2<f32>>,
     ) -> Result<(Array2<f32>, Vec<Array4<f32>>)> {
-        let (z, tape) = self.run(x, false)?;
+        // Per-image tapes holding only what an input gradient reads, and an input-only backward
+        // (no parameter gradients): each image's result is bitwise independent of its batch.
+        let (z, tape) = self.net.forward_taped_eval(x, &self.bw)?;
         let grads = dlogits(&z)
             .iter()
-            .map(|d| Ok(self.net.backward(&tape, &self.bw, d, false)?.input))
+            .map(|d| self.net.input_grad(&tape, &self.bw, d))
             .collect::<Result<_>>()?;
         Ok((z, grads))
     }
