@@ -194,7 +194,9 @@ pub fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
 
 pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
-fn splitmix(mut z: u64) -> u64 {
+/// SplitMix64's output function (Steele, Lea, Flood: "Fast splittable pseudorandom number
+/// generators", 2014): a bijective mix of `z + golden`.
+pub fn splitmix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
