@@ -9,11 +9,12 @@ both sides use the same parameters by name.
 import argparse
 import json
 import os
-import struct
 import subprocess
 import time
 
 import numpy as np
+
+from common import pin, read_safetensors as _read_any  # noqa: F401 (pin is re-exported)
 
 MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
 STD = np.array([0.2470, 0.2435, 0.2616], np.float32)
@@ -31,23 +32,8 @@ def arg_parser():
 
 
 def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        dt = {"F32": np.float32, "F64": np.float64}[meta["dtype"]]
-        a, b = meta["data_offsets"]
-        out[name] = np.frombuffer(data[a:b], dt).reshape(meta["shape"]).astype(np.float32)
-    return out
-
-
-def pin(core):
-    """Pins this process (and the `bbed` children it starts) to one core."""
-    os.sched_setaffinity(0, {core})
+    """`common.read_safetensors` with every tensor as float32 (the weights torch and JAX load)."""
+    return {k: v.astype(np.float32) for k, v in _read_any(path).items()}
 
 
 def images(seed=2):
