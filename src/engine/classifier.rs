@@ -7,7 +7,7 @@
 
 use ndarray::{Array2, Array4};
 
-use super::exec::{BinWeights, ConvBackend, InferPlan, Mode, Net, Tape};
+use super::exec::{BinWeights, ConvBackend, InferPlan, InputGradKernels, Mode, Net, Tape};
 use crate::attack::{Model, WhiteBox};
 use crate::model::Normalization;
 use crate::Result;
@@ -17,6 +17,8 @@ pub struct FloatEngine {
     pub net: Net,
     bw: Vec<Option<BinWeights>>,
     plan: InferPlan,
+    /// Input-gradient kernels, prepared once like `bw` and `plan` (every attack step reads them).
+    kernels: InputGradKernels,
 }
 
 /// Bit-exact binarized engine (inference mode).
@@ -30,7 +32,13 @@ impl FloatEngine {
     pub fn new(net: Net) -> Result<Self> {
         let bw = net.binarize(false)?;
         let plan = net.infer_plan(&bw)?;
-        Ok(FloatEngine { net, bw, plan })
+        let kernels = net.input_grad_kernels(&bw)?;
+        Ok(FloatEngine {
+            net,
+            bw,
+            plan,
+            kernels,
+        })
     }
 
     /// Logits and the tape (accumulators of binarized layers kept when asked).
@@ -70,7 +78,7 @@ impl FloatEngine {
         let (z, tape) = self.net.forward_taped_eval(x, &self.bw)?;
         let grads = dlogits(&z)
             .iter()
-            .map(|d| self.net.input_grad(&tape, &self.bw, d))
+            .map(|d| self.net.input_grad_with(&tape, &self.bw, &self.kernels, d))
             .collect::<Result<_>>()?;
         Ok((z, grads))
     }

@@ -20,6 +20,11 @@ pub(super) struct Kernels {
     flipped: Array4<f32>,
 }
 
+/// Every layer's input-gradient kernels ([`Net::input_grad_kernels`]): a function of the weights
+/// only, so a caller that takes many input gradients of one network (the attacks) prepares them
+/// once instead of once per call.
+pub struct InputGradKernels(Vec<Option<Kernels>>);
+
 /// Gradients of one backward pass.
 pub struct Grads {
     /// d loss / d input, unit scale, `[N, C, H, W]`.
@@ -99,9 +104,25 @@ impl Net {
         bw: &[Option<BinWeights>],
         dlogits: &Array2<f32>,
     ) -> Result<Array4<f32>> {
-        let flips = self.transposed_kernels(bw)?;
+        self.input_grad_with(tape, bw, &self.input_grad_kernels(bw)?, dlogits)
+    }
+
+    /// The kernels [`Net::input_grad_with`] reads, for these weights and `bw`.
+    pub fn input_grad_kernels(&self, bw: &[Option<BinWeights>]) -> Result<InputGradKernels> {
+        Ok(InputGradKernels(self.transposed_kernels(bw)?))
+    }
+
+    /// [`Net::input_grad`] with kernels prepared once by [`Net::input_grad_kernels`] (same `bw`).
+    pub fn input_grad_with(
+        &self,
+        tape: &Tape,
+        bw: &[Option<BinWeights>],
+        kernels: &InputGradKernels,
+        dlogits: &Array2<f32>,
+    ) -> Result<Array4<f32>> {
+        let flips = &kernels.0;
         if tape.images.is_empty() {
-            return Ok(self.walk(tape, bw, dlogits, false, Some(&flips))?.input);
+            return Ok(self.walk(tape, bw, dlogits, false, Some(flips))?.input);
         }
         let n = tape.images.len();
         if dlogits.dim().0 != n {
@@ -116,7 +137,7 @@ impl Net {
             .enumerate()
             .map(|(i, t)| {
                 let di = dlogits.slice(ndarray::s![i..i + 1, ..]).to_owned();
-                self.image_input_grad(t, bw, &di, &flips)
+                self.image_input_grad(t, bw, &di, flips)
             })
             .collect::<Result<_>>()?;
         let views: Vec<_> = per.iter().map(|d| d.view()).collect();

@@ -55,7 +55,7 @@ use super::params::{schemes, BinScheme, Params};
 use crate::variant::CompressedNetwork;
 use crate::{Error, Result};
 
-pub use backward::Grads;
+pub use backward::{Grads, InputGradKernels};
 pub use forward::Tape;
 pub use params::BinWeights;
 pub use plan::InferPlan;
