@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use breakingbed::attack::genattack::{
-    accuracy_at_generations, genattack, genattack_batch, GenAttackConfig,
+    accuracy_at_generations, genattack, genattack_batch, pred_at_generation, GenAttackConfig,
 };
 use breakingbed::attack::local_search::{local_search, local_search_batch, LocalSearchConfig};
 use breakingbed::attack::testing::flatten_normalized;
@@ -813,4 +813,106 @@ fn local_search_initial_set_is_ten_percent_capped_at_128() {
         // At most t = 5 pixels (all channels) change in one round.
         assert!(r.l0 <= 5 * 3, "l0 {}", r.l0);
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// Premise of the report's stress curves from traces (report::metrics, "Curve points from
+// traces"): a run of N iterations stopped at iteration k is the run of k iterations.
+// ------------------------------------------------------------------------------------------
+
+/// Last trace point at or before `k` (the report's rule; iteration 0 is the clean image).
+fn trace_pred_at(r: &ImageResult, k: usize) -> Option<usize> {
+    r.trace
+        .iter()
+        .take_while(|p| p.iteration <= k)
+        .last()
+        .map(|p| p.pred)
+}
+
+/// Checks one image of a k-run against the same image of an N-run (N > k, same seed): the
+/// k-run's trace is the N-run's trace up to k, its final prediction is `n_pred_at_k` (the
+/// N-run's prediction at k by the report's rule), and where the N-run stopped by iteration k
+/// the two runs are identical, image included (the N-run stores no image at k otherwise).
+/// Returns whether the N-run went on beyond k.
+fn check_prefix(
+    short: (&ImageResult, &Array3<f32>),
+    long: (&ImageResult, &Array3<f32>),
+    k: usize,
+    n_pred_at_k: usize,
+) -> bool {
+    let (s, s_img) = short;
+    let (l, l_img) = long;
+    let prefix: Vec<_> = l.trace.iter().filter(|p| p.iteration <= k).cloned().collect();
+    assert_eq!(s.trace, prefix, "image {}: trace of the k-run", s.index);
+    assert_eq!(s.adv_pred, n_pred_at_k, "image {}: prediction at k", s.index);
+    let went_on = l.trace.last().is_some_and(|p| p.iteration > k);
+    if !went_on {
+        assert_eq!(s, l, "image {}: stopped by k, results must agree", s.index);
+        assert_eq!(s_img, l_img, "image {}: stopped by k, images must agree", s.index);
+    }
+    went_on
+}
+
+#[test]
+fn local_search_stopped_at_k_rounds_is_the_k_round_run() {
+    let model = trained_linear();
+    let (x, y) = correctly_classified(&model, 24);
+    let cfg = |rounds| LocalSearchConfig {
+        eps: Some(16.0),
+        scale: Scale::Pixel,
+        rounds,
+        ..LocalSearchConfig::default()
+    };
+    let long = local_search_batch(&model, x.view(), &y, 0, &cfg(50), 4).unwrap();
+    let mut counts = Vec::new();
+    for k in [1usize, 3, 10, 30] {
+        let short = local_search_batch(&model, x.view(), &y, 0, &cfg(k), 4).unwrap();
+        let (mut went_on, mut fooled_by_k) = (0, 0);
+        for (s, l) in short.iter().zip(&long) {
+            let at_k = trace_pred_at(&l.result, k).unwrap();
+            fooled_by_k += usize::from(at_k != l.result.label);
+            went_on += usize::from(check_prefix(
+                (&s.result, &s.adversarial),
+                (&l.result, &l.adversarial),
+                k,
+                at_k,
+            ));
+            assert_eq!(s.margins[..], l.margins[..s.margins.len()]);
+        }
+        eprintln!("LocalSearch k = {k}: {fooled_by_k} fooled by k, {went_on} ran on");
+        counts.push(went_on);
+    }
+    // Both branches are exercised: images that stop by k and images that go on.
+    assert!(counts.iter().any(|&c| c > 0) && counts.iter().any(|&c| c < long.len()));
+}
+
+#[test]
+fn genattack_stopped_at_k_generations_is_the_k_generation_run() {
+    let model = trained_mlp();
+    let (x, y) = correctly_classified(&model, 24);
+    let cfg = |generations| GenAttackConfig {
+        eps: 8.0,
+        population: 16,
+        generations,
+        ..GenAttackConfig::default()
+    };
+    let long = genattack_batch(&model, x.view(), &y, None, 0, &cfg(60), 6).unwrap();
+    let mut counts = Vec::new();
+    for k in [1usize, 5, 20, 40] {
+        let short = genattack_batch(&model, x.view(), &y, None, 0, &cfg(k), 6).unwrap();
+        let mut went_on = 0;
+        for (s, l) in short.iter().zip(&long) {
+            // The report reads GenAttack traces through its failure rule.
+            let at_k = pred_at_generation(&l.result, k);
+            went_on += usize::from(check_prefix(
+                (&s.result, &s.adversarial),
+                (&l.result, &l.adversarial),
+                k,
+                at_k,
+            ));
+        }
+        eprintln!("GenAttack k = {k}: {went_on} of {} ran on", long.len());
+        counts.push(went_on);
+    }
+    assert!(counts.iter().any(|&c| c > 0) && counts.iter().any(|&c| c < long.len()));
 }
