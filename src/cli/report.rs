@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::report::cam::choose_cam_image;
+use crate::report::claims::{BootstrapConfig, DEFAULT_RESAMPLES};
 use crate::report::{load_many, results_files, write_report, ReportInputs};
 use crate::sweep::{cam::cam_row, load_zoo, SweepHeader};
 use crate::{Error, Result};
@@ -16,6 +17,9 @@ CAM (Table 3): for one test image every zoo entry gets a clean panel and DeepFoo
 and 5 iterations. Default image: the lowest test index that every zoo entry classifies correctly
 according to the sweep records (else the one most entries get right, with a warning); the figure
 caption says which. --cam-image chooses another.
+
+Paper claims (tables/claims.*): each claim's effect with a paired bootstrap 95% CI over images
+(--bootstrap resamples, --bootstrap-seed) and a verdict; the rules are printed with the tables.
 
 Figures are written as SVG and as PNG at 300 dpi (needs a system font: DejaVu Sans, Debian
 package fonts-dejavu-core, or Liberation Sans); tables as Markdown, CSV and LaTeX (booktabs).
@@ -52,6 +56,12 @@ pub struct ReportArgs {
     /// Skip corrupt result lines with a warning instead of failing
     #[arg(long)]
     pub skip_corrupt: bool,
+    /// Bootstrap resamples for the paper claims' confidence intervals
+    #[arg(long, default_value_t = DEFAULT_RESAMPLES)]
+    pub bootstrap: usize,
+    /// Seed of the claims' bootstrap
+    #[arg(long, default_value_t = 0)]
+    pub bootstrap_seed: u64,
 }
 
 pub fn run(a: ReportArgs) -> Result<String> {
@@ -61,6 +71,10 @@ pub fn run(a: ReportArgs) -> Result<String> {
     };
     let mut inputs = ReportInputs {
         force: a.force,
+        bootstrap: BootstrapConfig {
+            resamples: a.bootstrap,
+            seed: a.bootstrap_seed,
+        },
         settings_note: header.as_ref().map(SweepHeader::note),
         ..ReportInputs::default()
     };

@@ -13,6 +13,7 @@
 //! out/figures/table3_cam.svg             CAM grid (only with CAM inputs)
 //! out/png/<name>.png                     each figure at 300 dpi (see [`super::raster`])
 //! out/tables/<name>.md, .csv, .tex       Tables 4-6, classification, PGD breaking, box stats, cells
+//! out/tables/claims.json, claims*.md ... the paper's claims with bootstrap CIs ([`super::claims`])
 //! ```
 //! A non-empty `out` is refused unless `force` is set; with `force` the files above are replaced
 //! (each atomically) and other files in `out` are left alone.
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::cam::{render_panel, CamPanel, CamRow};
+use super::claims::{claims_tables, paper_claims, BootstrapConfig, Verdict};
 use super::metrics::{
     attack_boxes, cell_metrics, classify_all, genattack_rows, paper_stress_specs, pgd_curves,
     strain_curves, AttackBox, CellMetrics, Classification, GenAttackRow, PgdCurve, StrainCurve,
@@ -54,6 +56,8 @@ pub struct ReportInputs {
     pub settings_note: Option<String>,
     /// Overwrite the report files in a non-empty output directory.
     pub force: bool,
+    /// Resamples and seed of the claims' bootstrap.
+    pub bootstrap: BootstrapConfig,
 }
 
 impl Default for ReportInputs {
@@ -67,6 +71,7 @@ impl Default for ReportInputs {
             cam_note: None,
             settings_note: None,
             force: false,
+            bootstrap: BootstrapConfig::default(),
         }
     }
 }
@@ -174,12 +179,27 @@ impl Writer<'_> {
 
     /// Writes `tables/<name>.md`, `.csv` and `.tex`; returns the HTML with download links.
     fn table(&mut self, name: &str, t: &Table) -> Result<String> {
+        self.table_with_notes(name, t, &[])
+    }
+
+    /// As [`Writer::table`], with `notes` (e.g. decision rules) after the Markdown table and as
+    /// comments after the LaTeX one.
+    fn table_with_notes(&mut self, name: &str, t: &Table, notes: &[String]) -> Result<String> {
         let md = format!("tables/{name}.md");
         let csv = format!("tables/{name}.csv");
         let tex = format!("tables/{name}.tex");
-        self.write(&md, t.to_markdown().as_bytes())?;
+        let mut md_text = t.to_markdown();
+        let mut tex_text = t.to_latex(name);
+        if !notes.is_empty() {
+            md_text += "\n";
+        }
+        for n in notes {
+            md_text += &format!("- {n}\n");
+            tex_text += &format!("% {n}\n");
+        }
+        self.write(&md, md_text.as_bytes())?;
         self.write(&csv, t.to_csv().as_bytes())?;
-        self.write(&tex, t.to_latex(name).as_bytes())?;
+        self.write(&tex, tex_text.as_bytes())?;
         self.tables.extend([md.clone(), csv.clone(), tex.clone()]);
         Ok(format!(
             "{}<p class=\"dl\">Download: <a href=\"{md}\">Markdown</a> | <a href=\"{csv}\">CSV</a> | \
@@ -231,7 +251,31 @@ figure{margin:1em 0}img{max-width:100%;height:auto;border:1px solid #ddd}\
 figcaption{font-size:.9em;color:#444}table{border-collapse:collapse;margin:.5em 0;font-size:.9em}\
 th,td{border:1px solid #bbb;padding:2px 6px;text-align:left}td.num{text-align:right}th{background:#eee}\
 caption{font-weight:bold;text-align:left;padding:4px 0}\
-pre{background:#f6f6f6;padding:.5em;overflow-x:auto}.dl{font-size:.85em}";
+pre{background:#f6f6f6;padding:.5em;overflow-x:auto}.dl{font-size:.85em}\
+td.v-confirmed{background:#d8f0d8;font-weight:bold}td.v-refuted{background:#f6d5d5;font-weight:bold}\
+td.v-inconclusive{font-style:italic}td.v-not-measured{color:#666}";
+
+/// Mark the verdict cells of a claims table for the style sheet (the text itself already tells
+/// the verdicts apart in greyscale).
+fn mark_verdicts(html: String) -> String {
+    [
+        Verdict::Confirmed,
+        Verdict::Refuted,
+        Verdict::Inconclusive,
+        Verdict::NotMeasured,
+    ]
+    .iter()
+    .fold(html, |h, v| {
+        let label = v.label();
+        h.replace(
+            &format!("<td>{label}</td>"),
+            &format!(
+                "<td class=\"v-{}\">{label}</td>",
+                label.to_ascii_lowercase().replace(' ', "-")
+            ),
+        )
+    })
+}
 
 /// Compute every metric from `records` and write the report into `out`.
 pub fn write_report(
@@ -270,7 +314,7 @@ pub fn write_report(
     let mut classifications = Vec::new();
     let mut fig3 = Vec::new();
     for spec in &extra.stress_specs {
-        let curves = strain_curves(&cells, spec);
+        let curves = strain_curves(records, spec);
         if curves.is_empty() {
             continue;
         }
@@ -303,6 +347,7 @@ pub fn write_report(
         }
     }
     let boxes = attack_boxes(&cells)?;
+    let claims = paper_claims(records, &extra.stress_specs, extra.bootstrap)?;
     let ga = genattack_rows(records, &extra.generations);
     let cam: Vec<(String, Vec<CamPanel>)> = extra
         .cam_rows
@@ -633,6 +678,26 @@ pub fn write_report(
         };
         body += &w.table("table3_cam_q3", &t)?;
     }
+
+    // Paper claims.
+    body += "<h2 id=\"claims\">Paper claims</h2>\n";
+    body += &format!(
+        "<p>{} distinct images; bootstrap with B = {} resamples, seed {}. Rules:</p>\n<ul>\n",
+        claims.images, claims.resamples, claims.seed
+    );
+    for r in &claims.rules {
+        body += &format!("<li>{}</li>\n", html_escape(r));
+    }
+    body += "</ul>\n";
+    let [texts, effects, classes] = claims_tables(&claims);
+    body += &w.table("claims_paper", &texts)?;
+    body += &mark_verdicts(w.table_with_notes("claims", &effects, &claims.rules)?);
+    body += &mark_verdicts(w.table_with_notes("claims_classes", &classes, &claims.rules)?);
+    let json = serde_json::to_string_pretty(&claims)
+        .map_err(|e| Error::internal("claims.json", e.to_string()))?;
+    w.write("tables/claims.json", json.as_bytes())?;
+    body +=
+        "<p class=\"dl\">All claim fields: <a href=\"tables/claims.json\">claims.json</a></p>\n";
 
     // Tables 4-6.
     body += "<h2 id=\"tables\">Tables</h2>\n";

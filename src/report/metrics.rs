@@ -11,6 +11,19 @@
 //!   iterations with c = 1 fixed; DeepFool iterations; LocalSearch iterations with eps = 16 fixed
 //!   (the caption fixes eps and plots 0-200 iterations); GenAttack generations with eps = 8 and
 //!   N = 16 fixed. See [`paper_stress_specs`]; callers may pass their own.
+//! - **Curve points from traces** (LocalSearch and GenAttack, [`TRACE_CURVE_ATTACKS`]): a sweep may
+//!   run such an attack as one long traced cell instead of one cell per iteration count. For an
+//!   iterations axis, each variant's longest traced cell on the curve (run length = its
+//!   iteration setting or deepest trace point) then adds points at [`traced_iterations`] (ten
+//!   evenly spaced counts up to the run length). The prediction at iteration `i` is that of the
+//!   last trace point at or before `i` (no trace point: the clean prediction); for GenAttack
+//!   through [`pred_at_generation`], the rule [`accuracy_at_generations`] uses, which also
+//!   applies GenAttack's failure rule (a not-yet-adversarial elite counts as the clean
+//!   prediction). An iteration count that has its own cell keeps that cell's measured point.
+//!   Premise: a run of `R` rounds stopped at round `k` is the run of `k` rounds (same seed, same
+//!   per-image random stream, and nothing in rounds `1..=k` depends on `R`); tested for both
+//!   attacks in the attack tests. Other attacks' traces are not used for curves, because the
+//!   premise is not verified for them.
 //! - **PGD breaking iteration**: the first tracked iteration at which accuracy is `<= 1/classes`
 //!   (the breaking line, 10% for 10 classes). Per-image predictions at iteration `i` are those of
 //!   the last trace point at or before `i` (iteration 0 / no trace: the clean prediction). It is
@@ -51,7 +64,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::record::{canonical_attack, Setting, SweepRecord};
-use crate::attack::genattack::{accuracy_at_generations, GenerationAccuracy};
+use crate::attack::genattack::{accuracy_at_generations, pred_at_generation, GenerationAccuracy};
 use crate::attack::result::success_on_correct;
 use crate::attack::ImageResult;
 use crate::{Error, Result};
@@ -263,51 +276,227 @@ pub struct StrainCurve {
     pub points: Vec<StrainPoint>,
 }
 
-/// Stress-strain curves for `spec` from cell metrics. Cells without a defined strain (zero clean
-/// accuracy) or without the stress field are left out; two cells at the same stress (other
-/// settings differing in fields the spec does not fix) are averaged.
-pub fn strain_curves(cells: &[CellMetrics], spec: &StressSpec) -> Vec<StrainCurve> {
-    // variant -> (its cells, its cells by stress bits)
-    type ByStress<'a> = BTreeMap<u32, Vec<&'a CellMetrics>>;
-    let mut by_variant: BTreeMap<String, (Vec<&CellMetrics>, ByStress)> = BTreeMap::new();
-    for c in cells
-        .iter()
-        .filter(|c| c.attack == spec.attack && c.setting.matches(&spec.fixed))
-    {
-        let stress = match spec.param {
-            StressParam::Eps => c.setting.eps,
-            StressParam::Iterations => c.setting.iterations.map(|i| i as f32),
-        };
-        let (Some(stress), Some(_)) = (stress, c.strain) else {
-            continue;
-        };
-        let e = by_variant.entry(c.variant.clone()).or_default();
-        e.0.push(c);
-        e.1.entry(stress.to_bits()).or_default().push(c);
+/// Counts of one image in one cell, pooled over the cell's reruns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub results: u32,
+    /// Results with `clean_pred == label`.
+    pub clean_ok: u32,
+    /// Results whose prediction after the attack (at this point's iteration) is the label.
+    pub adv_ok: u32,
+}
+
+/// One cell (or one iteration of a traced cell) tallied per image, sorted by image index.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CellTally {
+    pub images: Vec<(usize, Tally)>,
+}
+
+impl CellTally {
+    fn from_results<'a>(results: impl Iterator<Item = (&'a ImageResult, usize)>) -> CellTally {
+        let mut by_image: BTreeMap<usize, Tally> = BTreeMap::new();
+        for (r, pred) in results {
+            let t = by_image.entry(r.index).or_default();
+            t.results += 1;
+            t.clean_ok += u32::from(r.clean_pred == r.label);
+            t.adv_ok += u32::from(pred == r.label);
+        }
+        CellTally {
+            images: by_image.into_iter().collect(),
+        }
     }
+
+    /// `(A, A*)` with image `k` counted `weight(k)` times (1 for the measured sample, the
+    /// multiplicity in a bootstrap resample); `(0, 0)` when no image has weight.
+    pub fn accuracies(&self, weight: impl Fn(usize) -> u32) -> (f32, f32) {
+        let (mut n, mut clean, mut adv) = (0usize, 0usize, 0usize);
+        for &(k, t) in &self.images {
+            let w = weight(k) as usize;
+            n += w * t.results as usize;
+            clean += w * t.clean_ok as usize;
+            adv += w * t.adv_ok as usize;
+        }
+        (frac(clean, n), frac(adv, n))
+    }
+}
+
+/// The cells at one stress of a curve, each tallied per image.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CurvePoint {
+    pub stress: f32,
+    pub cells: Vec<CellTally>,
+    /// Derived from the trace of a longer run (module doc) rather than measured by its own cell.
+    pub from_trace: bool,
+}
+
+/// The per-image data behind one variant's stress-strain curve.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CurveData {
+    pub variant: String,
+    pub variant_kind: String,
+    pub model: String,
+    pub attack: String,
+    /// Sorted by stress.
+    pub points: Vec<CurvePoint>,
+}
+
+impl CurveData {
+    /// The strain curve with image `k` counted `weight(k)` times: per point, the mean strain
+    /// (and accuracy) over its cells with a defined strain; points without one are left out.
+    pub fn curve(&self, weight: impl Fn(usize) -> u32 + Copy) -> StrainCurve {
+        let points = self
+            .points
+            .iter()
+            .filter_map(|p| {
+                let (mut strain_sum, mut acc_sum, mut n) = (0.0f32, 0.0f32, 0usize);
+                for c in &p.cells {
+                    let (clean, acc) = c.accuracies(weight);
+                    if let Some(s) = strain(clean, acc) {
+                        strain_sum += s;
+                        acc_sum += acc;
+                        n += 1;
+                    }
+                }
+                (n > 0).then(|| StrainPoint {
+                    stress: p.stress,
+                    strain: strain_sum / n as f32,
+                    accuracy: acc_sum / n as f32,
+                })
+            })
+            .collect();
+        StrainCurve {
+            variant: self.variant.clone(),
+            variant_kind: self.variant_kind.clone(),
+            model: self.model.clone(),
+            attack: self.attack.clone(),
+            points,
+        }
+    }
+}
+
+/// Attacks whose trace may stand in for shorter runs (the premise in the module doc, tested
+/// for exactly these attacks).
+pub const TRACE_CURVE_ATTACKS: [&str; 2] = ["localsearch", "genattack"];
+
+/// Iterations at which a traced run of `run_length` iterations adds curve points: ten evenly
+/// spaced, `ceil(run_length * k / 10)` for `k = 1..=10`, without repeats.
+pub fn traced_iterations(run_length: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (1..=10)
+        .map(|k| (run_length * k).div_ceil(10))
+        .filter(|&i| i > 0)
+        .collect();
+    v.dedup();
+    v
+}
+
+/// Run length of a cell: its iteration setting or its deepest trace point, whichever is larger.
+fn run_length(recs: &[&SweepRecord]) -> usize {
+    recs.iter()
+        .filter_map(|r| r.setting.iterations)
+        .chain(
+            recs.iter()
+                .flat_map(|r| r.result.trace.iter().map(|p| p.iteration)),
+        )
+        .max()
+        .unwrap_or(0)
+}
+
+/// The prediction of `r` at iteration `i` by the rule of the module doc; GenAttack's includes
+/// its failure rule ([`pred_at_generation`], which [`accuracy_at_generations`] counts).
+fn pred_at(attack: &str, r: &ImageResult, i: usize) -> usize {
+    if attack == "genattack" {
+        pred_at_generation(r, i)
+    } else {
+        at_iteration(r, i).0
+    }
+}
+
+/// Per-image curve data for `spec` (module doc "Stress"): one point per stress value of the
+/// cells that match the spec, plus, for an iterations axis of an attack in
+/// [`TRACE_CURVE_ATTACKS`], points read from the trace of each variant's longest traced cell at
+/// [`traced_iterations`] (an iteration that has its own cell keeps that cell's point). Cells
+/// without the stress field are left out; a variant without any point has no entry.
+pub fn curve_data(records: &[SweepRecord], spec: &StressSpec) -> Vec<CurveData> {
+    let attack = spec.attack.as_str();
+    // variant -> cells on the curve (stress, records)
+    type Cells<'a> = Vec<(f32, Vec<&'a SweepRecord>)>;
+    let mut by_variant: BTreeMap<String, Cells> = BTreeMap::new();
+    for ((variant, a, _), recs) in group_cells(records) {
+        if a != attack || !recs[0].setting.matches(&spec.fixed) {
+            continue;
+        }
+        let s = &recs[0].setting;
+        let stress = match spec.param {
+            StressParam::Eps => s.eps,
+            StressParam::Iterations => s.iterations.map(|i| i as f32),
+        };
+        if let Some(stress) = stress {
+            by_variant.entry(variant).or_default().push((stress, recs));
+        }
+    }
+    for cells in by_variant.values_mut() {
+        // The order of `cell_metrics`, so averaged points sum in the same order.
+        cells.sort_by(|a, b| a.1[0].setting.numeric_cmp(&b.1[0].setting));
+    }
+    let traced = spec.param == StressParam::Iterations && TRACE_CURVE_ATTACKS.contains(&attack);
     by_variant
         .into_iter()
-        .map(|(variant, (all, by_stress))| {
-            let mut points: Vec<StrainPoint> = by_stress
-                .into_iter()
-                .map(|(bits, cs)| {
-                    let n = cs.len() as f32;
-                    StrainPoint {
-                        stress: f32::from_bits(bits),
-                        strain: cs.iter().map(|c| c.strain.unwrap_or(0.0)).sum::<f32>() / n,
-                        accuracy: cs.iter().map(|c| c.accuracy).sum::<f32>() / n,
-                    }
-                })
-                .collect();
+        .map(|(variant, cells)| {
+            let mut points: BTreeMap<u32, CurvePoint> = BTreeMap::new();
+            for (stress, recs) in &cells {
+                let tally =
+                    CellTally::from_results(recs.iter().map(|r| (&r.result, r.result.adv_pred)));
+                points
+                    .entry(stress.to_bits())
+                    .or_insert_with(|| CurvePoint {
+                        stress: *stress,
+                        cells: Vec::new(),
+                        from_trace: false,
+                    })
+                    .cells
+                    .push(tally);
+            }
+            let longest = cells
+                .iter()
+                .filter(|(_, recs)| recs.iter().any(|r| !r.result.trace.is_empty()))
+                .max_by_key(|(_, recs)| run_length(recs));
+            if let (true, Some((_, recs))) = (traced, longest) {
+                for i in traced_iterations(run_length(recs)) {
+                    let stress = i as f32;
+                    points
+                        .entry(stress.to_bits())
+                        .or_insert_with(|| CurvePoint {
+                            stress,
+                            cells: vec![CellTally::from_results(
+                                recs.iter()
+                                    .map(|r| (&r.result, pred_at(attack, &r.result, i))),
+                            )],
+                            from_trace: true,
+                        });
+                }
+            }
+            let mut points: Vec<CurvePoint> = points.into_values().collect();
             points.sort_by(|a, b| a.stress.total_cmp(&b.stress));
-            StrainCurve {
+            let first = cells[0].1[0];
+            CurveData {
                 variant,
-                variant_kind: all[0].variant_kind.clone(),
-                model: all[0].model.clone(),
+                variant_kind: first.variant_kind.clone(),
+                model: first.model.clone(),
                 attack: spec.attack.clone(),
                 points,
             }
         })
+        .collect()
+}
+
+/// Stress-strain curves for `spec` (see [`curve_data`]). Cells without a defined strain (zero
+/// clean accuracy) are left out, and so is a variant left without points; two cells at the same
+/// stress (other settings differing in fields the spec does not fix) are averaged.
+pub fn strain_curves(records: &[SweepRecord], spec: &StressSpec) -> Vec<StrainCurve> {
+    curve_data(records, spec)
+        .iter()
+        .map(|d| d.curve(|_| 1))
+        .filter(|c| !c.points.is_empty())
         .collect()
 }
 
@@ -628,16 +817,6 @@ pub fn default_generations(max: usize) -> Vec<usize> {
 /// to the longest run of any variant; generations beyond a row's run length are left out of that
 /// row. Rows are sorted by variant, then numerically by setting.
 pub fn genattack_rows(records: &[SweepRecord], generations: &[usize]) -> Vec<GenAttackRow> {
-    let run_length = |recs: &[&SweepRecord]| {
-        recs.iter()
-            .filter_map(|r| r.setting.iterations)
-            .chain(
-                recs.iter()
-                    .flat_map(|r| r.result.trace.iter().map(|p| p.iteration)),
-            )
-            .max()
-            .unwrap_or(0)
-    };
     // (variant, setting label without iterations) -> longest cell so far
     let mut longest: BTreeMap<(String, String), Vec<&SweepRecord>> = BTreeMap::new();
     for ((variant, attack, _), recs) in group_cells(records) {

@@ -1,7 +1,7 @@
 //! From sweep records to the paper's Section 4 figures and tables: [`record`] (the JSONL line the
 //! sweep writes), [`metrics`] (accuracy, strain, breaking iteration, classification, box-plots,
-//! OA/TA), [`cam`] (class activation maps), [`style`] (series colours, markers, dashes),
-//! [`axes`] (ranges, ticks, pixel mapping), [`plots`] (SVG figures), [`raster`] (figures as PNG),
+//! OA/TA), [`claims`] (the paper's claims with bootstrap confidence intervals and verdicts),
+//! [`cam`] (class activation maps), [`style`] (series colours, markers, dashes), [`axes`] (ranges, ticks, pixel mapping), [`plots`] (SVG figures), [`raster`] (figures as PNG),
 //! [`tables`] (Tables 4-6 as Markdown/CSV/LaTeX/HTML) and [`html`] ([`write_report`]: the whole
 //! report folder).
 //!
@@ -9,6 +9,7 @@
 
 pub mod axes;
 pub mod cam;
+pub mod claims;
 pub mod html;
 pub mod metrics;
 pub mod plots;

@@ -842,13 +842,26 @@ fn check_prefix(
 ) -> bool {
     let (s, s_img) = short;
     let (l, l_img) = long;
-    let prefix: Vec<_> = l.trace.iter().filter(|p| p.iteration <= k).cloned().collect();
+    let prefix: Vec<_> = l
+        .trace
+        .iter()
+        .filter(|p| p.iteration <= k)
+        .cloned()
+        .collect();
     assert_eq!(s.trace, prefix, "image {}: trace of the k-run", s.index);
-    assert_eq!(s.adv_pred, n_pred_at_k, "image {}: prediction at k", s.index);
+    assert_eq!(
+        s.adv_pred, n_pred_at_k,
+        "image {}: prediction at k",
+        s.index
+    );
     let went_on = l.trace.last().is_some_and(|p| p.iteration > k);
     if !went_on {
         assert_eq!(s, l, "image {}: stopped by k, results must agree", s.index);
-        assert_eq!(s_img, l_img, "image {}: stopped by k, images must agree", s.index);
+        assert_eq!(
+            s_img, l_img,
+            "image {}: stopped by k, images must agree",
+            s.index
+        );
     }
     went_on
 }

@@ -5,6 +5,7 @@ mod report_support;
 
 mod report_browser;
 mod report_cam;
+mod report_claims;
 mod report_figures;
 mod report_html;
 mod report_metrics;

@@ -102,6 +102,26 @@ fn full_report_figures_are_valid_svg_and_linked() {
         assert!(out.join(t).is_file(), "{t}");
         assert!(html.contains(&format!("href=\"{t}\"")), "{t} not linked");
     }
+    // The paper claims: a section with the rules next to the tables, every format written.
+    assert!(html.contains("<h2 id=\"claims\">Paper claims</h2>"));
+    for name in ["claims", "claims_classes", "claims_paper"] {
+        for ext in ["md", "csv", "tex"] {
+            assert!(
+                summary.tables.contains(&format!("tables/{name}.{ext}")),
+                "{name}.{ext}"
+            );
+        }
+    }
+    let claims: breakingbed::report::claims::ClaimsReport =
+        serde_json::from_str(&std::fs::read_to_string(out.join("tables/claims.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (claims.resamples, claims.seed, claims.images),
+        (2000, 0, 20)
+    );
+    let md = std::fs::read_to_string(out.join("tables/claims.md")).unwrap();
+    assert!(md.contains("REFUTED if CI high < 0"), "{md}");
+    assert!(html.contains("<td class=\"v-confirmed\">CONFIRMED</td>"));
     // Offline: every link is relative and resolves inside the folder.
     for l in links(&html) {
         assert!(

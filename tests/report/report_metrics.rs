@@ -86,14 +86,13 @@ fn paper_stress_axes_pick_the_fixed_settings() {
             result(0, 3, 3, 3, None),
         ));
     }
-    let cells = cell_metrics(&recs);
     let specs = paper_stress_specs();
     let spec = |a: &str| specs.iter().find(|s| s.attack == a).unwrap();
-    let pgd = strain_curves(&cells, spec("pgd"));
+    let pgd = strain_curves(&recs, spec("pgd"));
     assert_eq!(pgd.len(), 1);
     let pts: Vec<(f32, f32)> = pgd[0].points.iter().map(|p| (p.stress, p.strain)).collect();
     assert_eq!(pts, vec![(0.5, 0.0), (2.0, 1.0)]);
-    let ga = strain_curves(&cells, spec("genattack"));
+    let ga = strain_curves(&recs, spec("genattack"));
     let pts: Vec<f32> = ga[0].points.iter().map(|p| p.stress).collect();
     assert_eq!(pts, vec![50.0, 100.0]);
     // Attack names are matched canonically: "Local_Search" is "localsearch".
@@ -169,9 +168,8 @@ fn small_fixture_classification() {
     // vanilla: strain 0.5 at eps 2 (s = 0.25) and 1.0 at eps 8 (s = 1):
     // crossing at 0.25 + 0.4/0.5 * 0.75 = 0.85 -> ductile. xnor: strain 0 throughout -> strong.
     let recs = load_records(format!("{DATA}/small.jsonl"), false).unwrap();
-    let cells = cell_metrics(&recs);
     let spec = &paper_stress_specs()[0];
-    let cls = classify_all(&strain_curves(&cells, spec));
+    let cls = classify_all(&strain_curves(&recs, spec));
     assert_eq!(cls[0].variant, "resnet20-vanilla");
     assert_eq!(cls[0].behaviour, Behaviour::Ductile);
     assert!(close(cls[0].s_break.unwrap(), 0.85));
@@ -570,4 +568,140 @@ fn genattack_table_uses_the_longest_run_per_setting() {
     );
     // Untargeted: no TA.
     assert!(rows[1].rows.iter().all(|g| g.ta.is_none()));
+}
+
+#[test]
+fn long_traced_cell_adds_curve_points_and_explicit_cells_keep_theirs() {
+    // LocalSearch (eps 16), 4 images of label 0, all clean-correct (A = 1). One traced cell of
+    // 50 rounds; image k is fooled at round 7, 23, never, 50. Points at 5, 10, ..., 50
+    // (ceil(50 k / 10)). Prediction at i = last trace point at or before i:
+    //   i = 5: none fooled -> strain 0; i = 15, 20: one -> 0.25; i = 25..45: two -> 0.5;
+    //   i = 50: the cell's own (measured) point, three fooled -> 0.75.
+    // A separate cell at i = 10 (two of four fooled, strain 0.5) keeps its measured point
+    // instead of the traced 0.25, and appears once.
+    let s16 = |i| eps_iter(16.0, i);
+    let mut recs = Vec::new();
+    for (k, tr) in [
+        vec![(0, 0, None), (7, 1, None)],
+        vec![(0, 0, None), (23, 2, None)],
+        vec![(0, 0, None), (50, 0, None)],
+        vec![(0, 0, None), (50, 3, None)],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = result(k, 0, 0, tr.last().unwrap().1, None);
+        r.trace = trace(&tr);
+        recs.push(record(
+            "resnet20-vanilla",
+            "vanilla",
+            "LocalSearch",
+            s16(50),
+            0,
+            r,
+        ));
+        let adv10 = if k < 2 { 1 } else { 0 };
+        recs.push(record(
+            "resnet20-vanilla",
+            "vanilla",
+            "LocalSearch",
+            s16(10),
+            0,
+            result(k, 0, 0, adv10, None),
+        ));
+    }
+    let specs = paper_stress_specs();
+    let spec = specs.iter().find(|s| s.attack == "localsearch").unwrap();
+    let curves = strain_curves(&recs, spec);
+    assert_eq!(curves.len(), 1);
+    let pts: Vec<(f32, f32)> = curves[0]
+        .points
+        .iter()
+        .map(|p| (p.stress, p.strain))
+        .collect();
+    let want = vec![
+        (5.0, 0.0),
+        (10.0, 0.5),
+        (15.0, 0.25),
+        (20.0, 0.25),
+        (25.0, 0.5),
+        (30.0, 0.5),
+        (35.0, 0.5),
+        (40.0, 0.5),
+        (45.0, 0.5),
+        (50.0, 0.75),
+    ];
+    assert_eq!(pts, want);
+    let data = curve_data(&recs, spec);
+    let traced: Vec<f32> = data[0]
+        .points
+        .iter()
+        .filter(|p| p.from_trace)
+        .map(|p| p.stress)
+        .collect();
+    assert_eq!(traced, vec![5.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0]);
+    // Without traces only the two measured cells remain.
+    for r in &mut recs {
+        r.result.trace.clear();
+    }
+    let pts: Vec<f32> = strain_curves(&recs, spec)[0]
+        .points
+        .iter()
+        .map(|p| p.stress)
+        .collect();
+    assert_eq!(pts, vec![10.0, 50.0]);
+}
+
+#[test]
+fn genattack_traced_points_follow_its_generation_table() {
+    // Targeted GenAttack (eps 8, N = 16, 20 generations, traced every generation it ran),
+    // label 0, target 5. Image 0: elite predicts 2 from generation 3 (not the target, so by the
+    // failure rule still the clean prediction 0) and the target from 8. Image 1: target from 1.
+    // Image 2: clean-wrong (clean 4), never adversarial. Image 3: never adversarial.
+    let s = Setting {
+        population: Some(16),
+        ..eps_iter(8.0, 20)
+    };
+    let mut recs = Vec::new();
+    for (k, clean, tr) in [
+        (0, 0, vec![(1, 0, None), (3, 2, None), (8, 5, None)]),
+        (1, 0, vec![(1, 5, None)]),
+        (2, 4, vec![(1, 4, None), (20, 4, None)]),
+        (3, 0, vec![(1, 0, None), (20, 0, None)]),
+    ] {
+        let mut r = result(k, 0, clean, 0, None);
+        r.target = Some(5);
+        r.trace = trace(&tr);
+        r.adv_pred = breakingbed::attack::genattack::pred_at_generation(&r, 20);
+        recs.push(record(
+            "resnet20-xnor",
+            "xnor",
+            "GenAttack",
+            s.clone(),
+            0,
+            r,
+        ));
+    }
+    let specs = paper_stress_specs();
+    let spec = specs.iter().find(|s| s.attack == "genattack").unwrap();
+    let curve = &strain_curves(&recs, spec)[0];
+    // A = 3/4. A*: gen 2, 4, 6: image 0 counts as clean (0) -> 2/4 correct; gen >= 8: 1/4.
+    let want: Vec<(f32, f32)> = [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]
+        .iter()
+        .map(|&g| (g as f32, if g < 8 { 0.5 } else { 0.25 }))
+        .collect();
+    let got: Vec<(f32, f32)> = curve
+        .points
+        .iter()
+        .map(|p| (p.stress, p.accuracy))
+        .collect();
+    assert_eq!(got, want);
+    // The same numbers as the OA column of the generation table.
+    let results: Vec<_> = recs.iter().map(|r| r.result.clone()).collect();
+    let gens: Vec<usize> = want.iter().map(|w| w.0 as usize).collect();
+    let oa: Vec<f32> = breakingbed::attack::genattack::accuracy_at_generations(&results, &gens)
+        .iter()
+        .map(|g| g.oa)
+        .collect();
+    assert_eq!(oa, got.iter().map(|g| g.1).collect::<Vec<_>>());
 }
