@@ -210,15 +210,13 @@ impl Writer<'_> {
 }
 
 /// The stress axis label of `spec` with its unit: for eps, the scale the cells' settings record
-/// (`eps [pixel, 0-255]`, `eps [unit, 0-1]`, `eps [normalised]`), else the caption's counter.
+/// (`eps [pixel, 0-255]`, `eps [unit, 0-1]`, `eps [normalised]`), else the caption's counter,
+/// with the same unit after a fixed eps (`iterations, fixed eps = 16 [pixel, 0-255]`).
 fn stress_axis_label(spec: &StressSpec, cells: &[CellMetrics]) -> String {
     let base = spec
         .caption
         .strip_prefix("stress = ")
         .unwrap_or(&spec.caption);
-    if spec.param != StressParam::Eps {
-        return base.to_string();
-    }
     let mut scales: Vec<&str> = cells
         .iter()
         .filter(|c| c.attack == spec.attack && c.setting.matches(&spec.fixed))
@@ -237,6 +235,21 @@ fn stress_axis_label(spec: &StressSpec, cells: &[CellMetrics]) -> String {
         [] => "scale not recorded".to_string(),
         many => format!("mixed scales: {}", many.join("; ")),
     };
+    if spec.param != StressParam::Eps {
+        return match spec.fixed.eps {
+            // The fixed eps is the caption's "fixed eps = X"; its unit follows the number.
+            Some(_) if base.contains("fixed eps = ") => {
+                let (head, tail) = base.split_once("fixed eps = ").expect("checked");
+                let end = tail.find(',').unwrap_or(tail.len());
+                format!(
+                    "{head}fixed eps = {} [{unit}]{}",
+                    &tail[..end],
+                    &tail[end..]
+                )
+            }
+            _ => base.to_string(),
+        };
+    }
     let rest = base.strip_prefix("eps").unwrap_or(base);
     format!("eps [{unit}]{rest}")
 }

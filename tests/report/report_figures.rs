@@ -312,6 +312,12 @@ fn report_axes_carry_units() {
         read("figures/fig3_pgd_resnet20.svg").contains(">eps [pixel, 0-255], fixed i = 3</text>")
     );
     assert!(read("figures/fig3_deepfool_resnet20.svg").contains(">iterations</text>"));
+    // A fixed eps carries its unit too (the synthetic sweep records LocalSearch and GenAttack
+    // budgets on the pixel scale).
+    assert!(read("figures/fig3_localsearch_resnet20.svg")
+        .contains(">iterations, fixed eps = 16 [pixel, 0-255]</text>"));
+    assert!(read("figures/fig3_genattack_resnet20.svg")
+        .contains(">generations, fixed eps = 8 [pixel, 0-255], N = 16</text>"));
     assert!(read("figures/fig2_pgd_resnet20_0.svg").contains(">accuracy [%]</text>"));
     assert_eq!(summary.pngs.len(), summary.figures.len());
 }
