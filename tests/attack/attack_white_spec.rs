@@ -330,3 +330,44 @@ fn bare_number_epsilon_is_a_missing_scale_error() {
     ));
     assert!(m.contains("pixels"), "{m}");
 }
+
+/// configs/fashion_claims.toml (the Fashion-MNIST re-measurement) is Table 2 reduced: every point
+/// is one of configs/table2.toml's, except the two its comments name as additions (C&W at 5
+/// steps, one long traced PGD run); 39 cells per zoo entry with 5 PGD reruns.
+#[test]
+fn fashion_claims_grid_is_table2_reduced() {
+    use breakingbed::attack::driver::setting_of;
+    use breakingbed::sweep::plan::plan_attacks;
+    let expand = |file: &str| {
+        let path = format!("{}/configs/{file}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        Grid::from_toml(&text, &path)
+            .unwrap()
+            .expand(&path)
+            .unwrap()
+    };
+    let table2 = expand("table2.toml");
+    let claims = expand("fashion_claims.toml");
+    let key =
+        |p: &breakingbed::attack::spec::GridPoint| (p.name.clone(), setting_of(&p.spec).label());
+    let in_table2: std::collections::BTreeSet<_> = table2.iter().map(key).collect();
+    let mut extra: Vec<String> = claims
+        .iter()
+        .map(key)
+        .filter(|k| !in_table2.contains(k))
+        .map(|(n, l)| format!("{n} {l}"))
+        .collect();
+    extra.sort();
+    assert_eq!(
+        extra,
+        vec!["cw i=5, c=1", "pgd eps=0.1 (normalized), i=20"],
+        "additions beyond Table 2"
+    );
+    // The six attacks are all there.
+    for a in ["fgsm", "pgd", "cw", "deepfool", "localsearch", "genattack"] {
+        assert!(claims.iter().any(|p| p.name == a), "{a} missing");
+    }
+    let planned = plan_attacks(&claims, None, 5, "fashion_claims.toml").unwrap();
+    let cells: usize = planned.iter().map(|p| p.reruns).sum();
+    assert_eq!(cells, 4 + 5 * 5 + 4 + 4 + 1 + 1);
+}
