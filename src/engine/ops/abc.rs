@@ -20,10 +20,18 @@
 //! derivative of the clip; the sign's STE window |.| <= 1 always contains clip - 0.5):
 //! `dx = sum_j beta_j 1{0 <= x+v_j <= 1} dA`, `dv_j = sum(beta_j 1{0 <= x+v_j <= 1} dA)`,
 //! `dbeta_j = sum(H(x + v_j) dA)`.
+//!
+//! Base sums. A binarized layer needs every `s_ij = conv(a_j, B_i)` on its own (the engines
+//! scale and add them in a fixed order). [`stack_bases`] puts the M weight bases of a conv
+//! side by side along output channels, and [`stacked_sums`] gives all M sums of one
+//! activation base as one convolution with `M*O` outputs: one im2col of `a_j` instead of M,
+//! and one GEMM wide enough for the kernel instead of M narrow ones. The sums are exact
+//! integers (products of +/-1 added in f32 below 2^24), so they equal the per-pair
+//! convolutions bit for bit whatever order the GEMM adds in.
 
 use super::activation::sign_scalar;
 use crate::{Error, Result};
-use ndarray::{Array, Dimension, Zip};
+use ndarray::{s, Array, Array4, ArrayView4, Axis, Dimension, Zip};
 
 /// `u_i` for M bases.
 pub fn weight_shifts(m: usize) -> Vec<f32> {
@@ -183,6 +191,44 @@ pub fn abc_binarize_backward<D: Dimension>(
         })
         .collect();
     Ok((dw, dalphas))
+}
+
+/// The weight bases `[O, C, KH, KW]` stacked along output channels: `[M*O, C, KH, KW]`, base
+/// `i` in channels `[i*O, (i+1)*O)`. Errors on no bases or bases of different shapes.
+pub fn stack_bases(bases: &[Array4<f32>]) -> Result<Array4<f32>> {
+    let Some(first) = bases.first() else {
+        return Err(Error::input("abc weight bases", "M must be at least 1"));
+    };
+    if let Some(i) = bases.iter().position(|b| b.dim() != first.dim()) {
+        return Err(Error::input(
+            "abc weight bases",
+            format!(
+                "base {i} has shape {:?}, base 0 {:?}",
+                bases[i].dim(),
+                first.dim()
+            ),
+        ));
+    }
+    let views: Vec<_> = bases.iter().map(|b| b.view()).collect();
+    Ok(ndarray::concatenate(Axis(0), &views).expect("same shapes"))
+}
+
+/// `conv(a, B_i)` for every weight base at once: `[N, M*O, HO, WO]` from `stacked` =
+/// [`stack_bases`] (see the module doc); [`base_sum`] picks out one base's channels.
+pub fn stacked_sums(
+    a: &Array4<f32>,
+    stacked: &Array4<f32>,
+    stride: usize,
+    pad: usize,
+) -> Result<Array4<f32>> {
+    super::conv::conv2d(a, stacked, None, stride, pad)
+}
+
+/// Base `i`'s sums `[N, O, HO, WO]` in a `[N, M*O, HO, WO]` result of [`stacked_sums`] (or of
+/// any tensor laid out the same way) with `m` bases.
+pub fn base_sum<T>(sums: &Array4<T>, m: usize, i: usize) -> ArrayView4<'_, T> {
+    let o = sums.dim().1 / m;
+    sums.slice(s![.., i * o..(i + 1) * o, .., ..])
 }
 
 /// `H(y) = sign(clip(y, 0, 1) - 0.5)`.
