@@ -1,10 +1,12 @@
-//! Binary linear layers against the i8 reference, and the XNOR-Net / ABC-Net output transforms
-//! against float convs of the same +/-1 bases computed independently (f64).
+//! Binary linear layers against the i8 reference, the XNOR-Net / ABC-Net output transforms
+//! against float convs of the same +/-1 bases computed independently (f64), and the float
+//! engine's stacked ABC base sums against per-pair convs and the f64 sign conv.
 
 use breakingbed::engine::binary::{
     abc_bconv2d, abc_blinear, blinear_with, combine_bases, pack_activations, pack_rows,
     pack_rows_i8, pack_weights, reference, scale_per_channel, xnor_bconv2d, PopcountPath,
 };
+use breakingbed::engine::ops::{abc, conv};
 use ndarray::{Array2, Array4};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -174,4 +176,51 @@ fn transform_errors_name_the_field() {
     assert!(e.contains("2 accumulators"), "{e}");
     let other = Array4::<i32>::zeros((1, 4, 2, 2));
     assert!(combine_bases(&[acc, other], &[1.0, 1.0], &[1.0]).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// All M sums of one activation base from one conv with the stacked weight bases equal, bit
+    /// for bit, the per-pair convs `conv(a_j, B_i)` and the independent f64 sign conv.
+    #[test]
+    fn stacked_base_sums_equal_per_pair_convs(
+        m in 1usize..=5,
+        nb in 1usize..=5,
+        (c, o, k) in (1usize..7, 1usize..9, prop::sample::select(vec![1usize, 3, 5])),
+        (h, w) in (5usize..12, 5usize..12),
+        stride in 1usize..=2,
+        pad in 0usize..=2,
+        seed in any::<u64>(),
+    ) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x = Array4::from_shape_fn((3, c, h, w), |_| rng.gen_range(-0.5f32..1.5));
+        let wt = Array4::from_shape_fn((o, c, k, k), |_| rng.gen_range(-1.0f32..1.0));
+        let bases = abc::abc_binarize(&wt, m).unwrap().bases;
+        let acts = abc::abc_activation(&x, &abc::AbcActivation::spread(nb)).unwrap().bases;
+        let stacked = abc::stack_bases(&bases).unwrap();
+        prop_assert_eq!(stacked.dim(), (m * o, c, k, k));
+        for a in &acts {
+            let sums = abc::stacked_sums(a, &stacked, stride, pad).unwrap();
+            for (i, b) in bases.iter().enumerate() {
+                let got = abc::base_sum(&sums, m, i);
+                let pair = conv::conv2d(a, b, None, stride, pad).unwrap();
+                prop_assert_eq!(&got, &pair.view(), "base {}", i);
+                let truth = sign_conv_f64(a, b, stride, pad);
+                prop_assert_eq!(&got.mapv(f64::from), &truth, "base {}", i);
+            }
+        }
+    }
+}
+
+#[test]
+fn stacking_bases_of_different_shapes_is_an_error() {
+    let e = abc::stack_bases(&[Array4::zeros((2, 3, 3, 3)), Array4::zeros((2, 3, 1, 1))])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("abc weight bases") && e.contains("base 1"),
+        "{e}"
+    );
+    assert!(abc::stack_bases(&[]).is_err());
 }

@@ -127,6 +127,53 @@ proptest! {
         let err0 = b0.iter().zip(w.iter()).map(|(&p, &q)| (q as f64 - s * p as f64).powi(2)).sum::<f64>();
         prop_assert!(err <= err0 + 1e-5);
     }
+
+    /// The ABC activation backward against its STE formula (module doc of `ops::abc`) summed
+    /// in f64 here, element by element: `dx = sum_j beta_j 1{0 <= x+v_j <= 1} dA`, `dv_j` the
+    /// sum of that term, `dbeta_j = sum H(x+v_j) dA`. Lengths cross the kernel's block and lane
+    /// boundaries; a channel-last input checks the element order.
+    #[test]
+    fn abc_activation_backward_equals_the_ste_formula(nb in 1usize..=5, n in 1usize..4, c in 1usize..9, hw in 1usize..40, nhwc in any::<bool>(), seed in any::<u64>()) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut x = Array::from_shape_simple_fn((n, c, hw, 7), || rng.gen_range(-0.5f32..1.5));
+        // Some elements exactly on the window's edges and the threshold.
+        for v in x.iter_mut().step_by(5) { *v = [0.0f32, 1.0, 0.5][rng.gen_range(0..3)]; }
+        let mut da = Array::from_shape_simple_fn(x.raw_dim(), || rng.gen_range(-1.0f32..1.0));
+        if nhwc {
+            x = x.permuted_axes([0, 2, 3, 1]).as_standard_layout().into_owned().permuted_axes([0, 3, 1, 2]);
+            da = da.permuted_axes([0, 2, 3, 1]).as_standard_layout().into_owned().permuted_axes([0, 3, 1, 2]);
+        }
+        let p = abc::AbcActivation {
+            shifts: (0..nb).map(|j| if j == 0 { 0.0 } else { rng.gen_range(-0.5f32..0.5) }).collect(),
+            betas: (0..nb).map(|_| rng.gen_range(0.25f32..2.0)).collect(),
+        };
+        let g = abc::abc_activation_backward(&x, &p, &da).unwrap();
+        let mut dx = Array::<f64, _>::zeros(x.raw_dim());
+        let mut dx_abs = Array::<f64, _>::zeros(x.raw_dim());
+        for (j, (&v, &beta)) in p.shifts.iter().zip(&p.betas).enumerate() {
+            let (mut dv, mut dv_abs, mut dbeta, mut dbeta_abs) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
+            for ((idx, &e), &d) in x.indexed_iter().zip(da.iter()) {
+                let y = e + v;
+                let t = beta as f64 * d as f64;
+                if (0.0..=1.0).contains(&y) {
+                    dx[idx] += t;
+                    dx_abs[idx] += t.abs();
+                    dv += t;
+                    dv_abs += t.abs();
+                }
+                dbeta += if y >= 0.5 { d as f64 } else { -(d as f64) };
+                dbeta_abs += (d as f64).abs();
+            }
+            // f32 products, f64 sums, one rounding to f32.
+            let tol = |abs: f64| 4.0 * f32::EPSILON as f64 * abs.max(1e-30);
+            prop_assert!((g.dv[j] as f64 - dv).abs() <= tol(dv_abs), "dv[{}]: {} vs {}", j, g.dv[j], dv);
+            prop_assert!((g.dbeta[j] as f64 - dbeta).abs() <= tol(dbeta_abs), "dbeta[{}]: {} vs {}", j, g.dbeta[j], dbeta);
+        }
+        for (idx, &got) in g.dx.indexed_iter() {
+            let tol = nb as f64 * f32::EPSILON as f64 * dx_abs[idx];
+            prop_assert!((got as f64 - dx[idx]).abs() <= tol, "dx{:?}: {} vs {}", idx, got, dx[idx]);
+        }
+    }
 }
 
 #[test]

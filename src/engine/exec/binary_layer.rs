@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use ndarray::{Array1, Array4, Axis};
+use ndarray::{s, Array1, Array4, ArrayView4, ArrayViewMut4, Axis};
 use rayon::prelude::*;
 
 use super::params::BinWeights;
@@ -96,7 +96,8 @@ pub(super) fn pair_scale(bw: &BinWeights, i: usize, j: usize) -> Vec<f32> {
 ///
 /// `y` starts at zero and receives `(alpha_i[o] * beta_j) * s_ij` for each base pair in the
 /// order (i, j), whichever backend produced `s_ij`: this fixed order is what makes the two
-/// engines bit-identical. The activation bases are prepared once per layer ([`BinInputs`]).
+/// engines bit-identical. The activation bases are prepared once per layer ([`BinInputs`]);
+/// the float backend makes the sums of all weight bases at once ([`float_sums`]).
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 pub(super) fn bin_forward(
     x: &Array4<f32>,
@@ -118,37 +119,96 @@ pub(super) fn bin_forward(
     } else {
         Array4::zeros((0, 0, 0, 0))
     };
-    let mut y: Option<Array4<f32>> = None;
-    let mut accs = Vec::new();
-    for i in 0..bw.bases.len() {
-        for j in 0..bw.act.betas.len() {
-            let k = pair_scale(bw, i, j);
-            match inputs.sums(bw, i, j, stride, pad)? {
-                Sums::Float(s) => {
-                    let acc = y.get_or_insert_with(|| Array4::zeros(s.raw_dim()));
-                    accumulate(acc, &s, &k, |t| t);
-                    if keep_accs {
-                        accs.push((i, j, s));
-                    }
-                }
-                Sums::Int(s) => {
+    let (mut y, accs) = match backend {
+        ConvBackend::Float => float_sums(&inputs, bw, stride, pad, keep_accs)?,
+        ConvBackend::Bitwise => {
+            let mut y: Option<Array4<f32>> = None;
+            let mut accs = Vec::new();
+            for i in 0..bw.bases.len() {
+                for j in 0..bw.act.betas.len() {
+                    let k = pair_scale(bw, i, j);
+                    let Sums::Int(s) = inputs.sums(bw, i, j, stride, pad)? else {
+                        unreachable!("the bitwise backend makes integer sums")
+                    };
                     let acc = y.get_or_insert_with(|| Array4::zeros(s.raw_dim()));
                     // |s| <= C*k*k < 2^24, so the conversion is exact.
-                    accumulate(acc, &s, &k, |t| t as f32);
+                    accumulate(acc.view_mut(), &[(s.view(), &k)], |t| t as f32);
                     if keep_accs {
                         accs.push((i, j, s.mapv(|v| v as f32)));
                     }
                 }
             }
+            (y.expect("at least one base"), accs)
         }
-    }
-    let mut y = y.expect("at least one base");
+    };
     if let Some(b) = bias {
         for (mut yo, &bo) in y.axis_iter_mut(Axis(1)).zip(b.iter()) {
             yo.mapv_inplace(|v| v + bo);
         }
     }
     Ok((y, combined, accs))
+}
+
+/// Floats of `s_ij` tensors held at once by [`float_sums`] (1 MB): the GEMM writes a chunk
+/// that the scaling then reads while it is still in cache, and many bases on large maps do
+/// not hold every image's sums at once.
+const CHUNK_FLOATS: usize = 1 << 18;
+
+/// The float backend's part of [`bin_forward`]: `y = sum_i sum_j k_ij * s_ij` (zero-based,
+/// in the order (i, j)) and, with `keep_accs`, every `s_ij`. Per activation base, one
+/// convolution with the stacked weight bases ([`ops::abc::stacked_sums`]) gives all `s_ij`,
+/// exactly the per-pair convolutions' integers. The batch runs in chunks of images so that
+/// the `M*N` sums of a chunk stay within [`CHUNK_FLOATS`] (one chunk with `keep_accs`);
+/// every image's output depends only on that image, so chunking does not change it.
+#[allow(clippy::type_complexity)]
+fn float_sums(
+    inputs: &BinInputs,
+    bw: &BinWeights,
+    stride: usize,
+    pad: usize,
+    keep_accs: bool,
+) -> Result<(Array4<f32>, Vec<(usize, usize, Array4<f32>)>)> {
+    let (m, nb) = (bw.bases.len(), bw.act.betas.len());
+    let stacked = bw.stacked.as_ref().unwrap_or(&bw.bases[0]);
+    let x_dim = inputs.acts[0].dim();
+    let (batch, g) = ops::conv::geometry(x_dim, bw.bases[0].dim(), stride, pad)?;
+    let per_image = (m * nb * g.o * g.pixels()).max(1);
+    let chunk = match keep_accs {
+        true => batch,
+        false => (CHUNK_FLOATS / per_image).max(rayon::current_num_threads()),
+    }
+    .clamp(1, batch.max(1));
+    let ks: Vec<Vec<f32>> = (0..m)
+        .flat_map(|i| (0..nb).map(move |j| (i, j)))
+        .map(|(i, j)| pair_scale(bw, i, j))
+        .collect();
+    let mut y = Array4::<f32>::zeros((batch, g.o, g.ho, g.wo));
+    let mut accs = Vec::new();
+    for b0 in (0..batch).step_by(chunk) {
+        let b1 = (b0 + chunk).min(batch);
+        let sums = inputs
+            .acts
+            .iter()
+            .map(|a| match (b0, b1) {
+                (0, b1) if b1 == batch => ops::abc::stacked_sums(a, stacked, stride, pad),
+                _ => {
+                    let part = a.slice(s![b0..b1, .., .., ..]).to_owned();
+                    ops::abc::stacked_sums(&part, stacked, stride, pad)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pairs: Vec<(ArrayView4<f32>, &[f32])> = (0..m)
+            .flat_map(|i| (0..nb).map(move |j| (i, j)))
+            .zip(&ks)
+            .map(|((i, j), k)| (ops::abc::base_sum(&sums[j], m, i), k.as_slice()))
+            .collect();
+        accumulate(y.slice_mut(s![b0..b1, .., .., ..]), &pairs, |t| t);
+        if keep_accs {
+            let ij = (0..m).flat_map(|i| (0..nb).map(move |j| (i, j)));
+            accs.extend(ij.zip(&pairs).map(|((i, j), (s, _))| (i, j, s.to_owned())));
+        }
+    }
+    Ok((y, accs))
 }
 
 /// [`bin_forward`] followed by a fusion epilogue, for the inference path. With one weight base
@@ -471,19 +531,22 @@ pub(super) fn epilogue_inplace(
     Ok(())
 }
 
-/// `y[n, o] += k[o] * s[n, o]`, parallel over the batch.
+/// `y[n, o] += k[o] * s[n, o]` for each `(s, k)` of `pairs` in turn, parallel over the batch:
+/// per element the same operations in the same order as one pass per pair, in one pass.
 fn accumulate<T: Copy + Send + Sync>(
-    y: &mut Array4<f32>,
-    s: &Array4<T>,
-    k: &[f32],
+    mut y: ArrayViewMut4<'_, f32>,
+    pairs: &[(ArrayView4<'_, T>, &[f32])],
     to_f32: impl Fn(T) -> f32 + Sync,
 ) {
     y.axis_iter_mut(Axis(0))
         .into_par_iter()
-        .zip(s.axis_iter(Axis(0)).into_par_iter())
-        .for_each(|(mut yn, sn)| {
-            for ((mut yo, so), &ko) in yn.axis_iter_mut(Axis(0)).zip(sn.axis_iter(Axis(0))).zip(k) {
-                yo.zip_mut_with(&so, |v, &t| *v += ko * to_f32(t));
+        .enumerate()
+        .for_each(|(n, mut yn)| {
+            for (o, mut yo) in yn.axis_iter_mut(Axis(0)).enumerate() {
+                for (s, k) in pairs {
+                    let ko = k[o];
+                    yo.zip_mut_with(&s.slice(s![n, o, .., ..]), |v, &t| *v += ko * to_f32(t));
+                }
             }
         });
 }

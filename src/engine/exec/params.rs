@@ -24,6 +24,9 @@ pub struct BinWeights {
     /// Packed weight plans for the bitwise backend (one per base), built on demand.
     pub plans: Option<Vec<BConv2d>>,
     pub(super) abc: Option<ops::abc::AbcWeights<Ix4>>,
+    /// With more than one weight base, the bases stacked along output channels
+    /// ([`ops::abc::stack_bases`]): the float backend's weight, built with the bases.
+    pub(super) stacked: Option<Array4<f32>>,
 }
 
 pub(super) fn p4(params: &Params, name: &str) -> Result<Array4<f32>> {
@@ -100,8 +103,13 @@ impl Net {
                 } else {
                     None
                 };
+                let stacked = match bases.len() {
+                    1 => None,
+                    _ => Some(ops::abc::stack_bases(&bases)?),
+                };
                 Ok(Some(BinWeights {
                     scheme,
+                    stacked,
                     bases,
                     alphas,
                     approx,

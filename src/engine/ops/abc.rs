@@ -20,10 +20,19 @@
 //! derivative of the clip; the sign's STE window |.| <= 1 always contains clip - 0.5):
 //! `dx = sum_j beta_j 1{0 <= x+v_j <= 1} dA`, `dv_j = sum(beta_j 1{0 <= x+v_j <= 1} dA)`,
 //! `dbeta_j = sum(H(x + v_j) dA)`.
+//!
+//! Base sums. A binarized layer needs every `s_ij = conv(a_j, B_i)` on its own (the engines
+//! scale and add them in a fixed order). [`stack_bases`] puts the M weight bases of a conv
+//! side by side along output channels, and [`stacked_sums`] gives all M sums of one
+//! activation base as one convolution with `M*O` outputs: one im2col of `a_j` instead of M,
+//! and one GEMM wide enough for the kernel instead of M narrow ones. The sums are exact
+//! integers (products of +/-1 added in f32 below 2^24), so they equal the per-pair
+//! convolutions bit for bit whatever order the GEMM adds in.
 
 use super::activation::sign_scalar;
 use crate::{Error, Result};
-use ndarray::{Array, Dimension, Zip};
+use ndarray::{s, Array, Array4, ArrayView4, Axis, Dimension, Zip};
+use rayon::prelude::*;
 
 /// `u_i` for M bases.
 pub fn weight_shifts(m: usize) -> Vec<f32> {
@@ -185,10 +194,55 @@ pub fn abc_binarize_backward<D: Dimension>(
     Ok((dw, dalphas))
 }
 
+/// The weight bases `[O, C, KH, KW]` stacked along output channels: `[M*O, C, KH, KW]`, base
+/// `i` in channels `[i*O, (i+1)*O)`. Errors on no bases or bases of different shapes.
+pub fn stack_bases(bases: &[Array4<f32>]) -> Result<Array4<f32>> {
+    let Some(first) = bases.first() else {
+        return Err(Error::input("abc weight bases", "M must be at least 1"));
+    };
+    if let Some(i) = bases.iter().position(|b| b.dim() != first.dim()) {
+        return Err(Error::input(
+            "abc weight bases",
+            format!(
+                "base {i} has shape {:?}, base 0 {:?}",
+                bases[i].dim(),
+                first.dim()
+            ),
+        ));
+    }
+    let views: Vec<_> = bases.iter().map(|b| b.view()).collect();
+    Ok(ndarray::concatenate(Axis(0), &views).expect("same shapes"))
+}
+
+/// `conv(a, B_i)` for every weight base at once: `[N, M*O, HO, WO]` from `stacked` =
+/// [`stack_bases`] (see the module doc); [`base_sum`] picks out one base's channels.
+pub fn stacked_sums(
+    a: &Array4<f32>,
+    stacked: &Array4<f32>,
+    stride: usize,
+    pad: usize,
+) -> Result<Array4<f32>> {
+    super::conv::conv2d(a, stacked, None, stride, pad)
+}
+
+/// Base `i`'s sums `[N, O, HO, WO]` in a `[N, M*O, HO, WO]` result of [`stacked_sums`] (or of
+/// any tensor laid out the same way) with `m` bases.
+pub fn base_sum<T>(sums: &Array4<T>, m: usize, i: usize) -> ArrayView4<'_, T> {
+    let o = sums.dim().1 / m;
+    sums.slice(s![.., i * o..(i + 1) * o, .., ..])
+}
+
 /// `H(y) = sign(clip(y, 0, 1) - 0.5)`.
 #[inline]
 pub fn heaviside_pm1(y: f32) -> f32 {
-    sign_scalar(y.clamp(0.0, 1.0) - 0.5)
+    // `clip(y, 0, 1) - 0.5 >= 0` exactly when `y >= 0.5` (the subtraction is exact on
+    // [0.25, 1] and far from zero below), and NaN gives -1 either way: the comparison alone,
+    // without the clamp's branches, so callers' loops vectorise.
+    if y >= 0.5 {
+        1.0
+    } else {
+        -1.0
+    }
 }
 
 /// Trainable parameters of N activation bases.
@@ -271,7 +325,18 @@ pub fn abc_activation<D: Dimension>(
     Ok(AbcActivationOut { a, bases })
 }
 
-/// Backward (STE, see module doc).
+/// Elements per block of [`abc_activation_backward`]: the blocks' partial sums are added in
+/// block order, so the result does not depend on the thread count; a block's `x`, `dA` and
+/// `dx` stay in L1 while every base passes over it.
+const ACT_BLOCK: usize = 2048;
+
+/// Interleaved partial sums per base within a block (one AVX-512 register of f64).
+const LANES: usize = 8;
+
+/// Backward (STE, see module doc). One pass over the elements for all bases, block by block
+/// in parallel: `dx` receives the bases' terms in base order (as one pass per base would
+/// add them); `dv` and `dbeta` are f64 sums in a fixed order ([`LANES`] interleaved partial
+/// sums per [`ACT_BLOCK`], blocks in order).
 pub fn abc_activation_backward<D: Dimension>(
     x: &Array<f32, D>,
     p: &AbcActivation,
@@ -288,22 +353,78 @@ pub fn abc_activation_backward<D: Dimension>(
             ),
         ));
     }
-    let mut dx = Array::<f32, D>::zeros(x.raw_dim());
-    let mut dv = Vec::with_capacity(p.shifts.len());
-    let mut dbeta = Vec::with_capacity(p.shifts.len());
-    for (&v, &beta) in p.shifts.iter().zip(&p.betas) {
-        let mut sv = 0.0f64;
-        let mut sb = 0.0f64;
-        Zip::from(&mut dx).and(x).and(da).for_each(|d, &e, &g| {
-            let y = e + v;
-            if (0.0..=1.0).contains(&y) {
-                *d += beta * g;
-                sv += (beta * g) as f64;
-            }
-            sb += (heaviside_pm1(y) * g) as f64;
-        });
-        dv.push(sv as f32);
-        dbeta.push(sb as f32);
+    let (x_std, da_std) = (x.as_standard_layout(), da.as_standard_layout());
+    let xs = x_std.as_slice().expect("standard layout");
+    let gs = da_std.as_slice().expect("standard layout");
+    let isa = crate::engine::cpu::isa();
+    let mut dx = vec![0.0f32; xs.len()];
+    let partials: Vec<Vec<[f64; 2]>> = dx
+        .par_chunks_mut(ACT_BLOCK)
+        .zip(xs.par_chunks(ACT_BLOCK))
+        .zip(gs.par_chunks(ACT_BLOCK))
+        .map(|((d, x), g)| {
+            let bases = p.shifts.iter().zip(&p.betas);
+            bases
+                .map(|(&v, &beta)| act_block_at(isa, d, x, g, v, beta))
+                .collect()
+        })
+        .collect();
+    let mut dv = vec![0.0f64; p.shifts.len()];
+    let mut dbeta = vec![0.0f64; p.shifts.len()];
+    for block in &partials {
+        for ((sv, sb), [bv, bb]) in dv.iter_mut().zip(dbeta.iter_mut()).zip(block) {
+            *sv += bv;
+            *sb += bb;
+        }
     }
-    Ok(AbcActivationGrad { dx, dv, dbeta })
+    Ok(AbcActivationGrad {
+        dx: Array::from_shape_vec(x.raw_dim(), dx).expect("same element count"),
+        dv: dv.into_iter().map(|v| v as f32).collect(),
+        dbeta: dbeta.into_iter().map(|v| v as f32).collect(),
+    })
+}
+
+crate::engine::cpu::vectorized!(
+    /// [`act_block`] compiled for the vector level of `isa`.
+    fn act_block_at(d: &mut [f32], x: &[f32], g: &[f32], v: f32, beta: f32) -> [f64; 2] = act_block;
+);
+
+/// One activation base over one block: adds `beta * 1{0 <= x+v <= 1} * g` into `d` and returns
+/// the block's sums of that term and of `H(x + v) * g`. Written without branches (and without
+/// captured accumulators) so that it vectorises across the lanes.
+#[inline(always)]
+fn act_block(d: &mut [f32], x: &[f32], g: &[f32], v: f32, beta: f32) -> [f64; 2] {
+    let mut sv = [0.0f64; LANES];
+    let mut sb = [0.0f64; LANES];
+    let mut dc = d.chunks_exact_mut(LANES);
+    let (mut xc, mut gc) = (x.chunks_exact(LANES), g.chunks_exact(LANES));
+    for ((d, x), g) in (&mut dc).zip(&mut xc).zip(&mut gc) {
+        for l in 0..LANES {
+            let (dn, a, b) = act_term(d[l], x[l], g[l], v, beta);
+            d[l] = dn;
+            sv[l] += a;
+            sb[l] += b;
+        }
+    }
+    let tail = dc.into_remainder().iter_mut();
+    for ((d, &x), &g) in tail.zip(xc.remainder()).zip(gc.remainder()) {
+        let (dn, a, b) = act_term(*d, x, g, v, beta);
+        *d = dn;
+        sv[0] += a;
+        sb[0] += b;
+    }
+    [sv.iter().sum(), sb.iter().sum()]
+}
+
+/// One element of [`act_block`]: the new `d`, its `dv` term and its `dbeta` term.
+#[inline(always)]
+fn act_term(d: f32, x: f32, g: f32, v: f32, beta: f32) -> (f32, f64, f64) {
+    let y = x + v;
+    let t = beta * g;
+    // Both comparisons, not `contains` (which short-circuits into branches).
+    #[allow(clippy::manual_range_contains)]
+    let on = (y >= 0.0) & (y <= 1.0);
+    let dn = if on { d + t } else { d };
+    let tv = if on { t as f64 } else { 0.0 };
+    (dn, tv, (heaviside_pm1(y) * g) as f64)
 }
