@@ -25,8 +25,9 @@
 //! - Directional claim "candidate more robust than reference": **confirmed** if CI low > 0,
 //!   **refuted** if CI high < 0, else **inconclusive**.
 //! - Null claim "candidate no more robust than reference", equivalence margin
-//!   [`NULL_MARGIN`] = 0.05 strain: **refuted** if CI low > 0 (significantly more robust;
-//!   checked first), **confirmed** if CI high < 0.05, else **inconclusive**.
+//!   [`NULL_MARGIN`] = 0.05 strain (practical equivalence: a smaller advantage is no advantage,
+//!   even when significant): **refuted** if CI low > 0.05 (more robust by more than the margin),
+//!   **confirmed** if CI high < 0.05, else **inconclusive**.
 //! - Stress-strain class: the class from [`classify`] on the full sample, and its stability
 //!   (the share of resamples giving that class; the stress axis is normalized by the attack's
 //!   largest stress on the full sample in every resample). Where the paper states a class:
@@ -72,8 +73,8 @@ pub fn rules() -> Vec<String> {
          < 0, else inconclusive."
             .into(),
         format!(
-            "Null claim (candidate no more robust), margin {NULL_MARGIN}: REFUTED if CI low > 0, \
-             else CONFIRMED if CI high < {NULL_MARGIN}, else inconclusive."
+            "Null claim (candidate no more robust), margin {NULL_MARGIN}: REFUTED if CI low > \
+             {NULL_MARGIN}, CONFIRMED if CI high < {NULL_MARGIN}, else inconclusive."
         ),
         format!(
             "Class claim: CONFIRMED if >= {:.0}% of resamples give the paper's class, REFUTED if \
@@ -128,7 +129,9 @@ pub fn directional_verdict(low: f32, high: f32) -> Verdict {
 
 /// Verdict of a null claim with equivalence margin `delta` from its CI (module doc).
 pub fn null_verdict(low: f32, high: f32, delta: f32) -> Verdict {
-    if low > 0.0 {
+    // Practical equivalence: an advantage below the margin is no advantage, even when it is
+    // significant (with 500 images a 0.003-strain difference can be).
+    if low > delta {
         Verdict::Refuted
     } else if high < delta {
         Verdict::Confirmed
@@ -403,8 +406,8 @@ fn rule_text(t: ClaimType) -> String {
             "directional: CONFIRMED if CI low > 0, REFUTED if CI high < 0, else inconclusive".into()
         }
         ClaimType::Null => format!(
-            "null, margin {NULL_MARGIN}: REFUTED if CI low > 0, else CONFIRMED if CI high < \
-             {NULL_MARGIN}, else inconclusive"
+            "null, margin {NULL_MARGIN}: REFUTED if CI low > {NULL_MARGIN}, CONFIRMED if CI \
+             high < {NULL_MARGIN}, else inconclusive"
         ),
         ClaimType::Class => rules()[3].clone(),
     }

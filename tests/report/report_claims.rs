@@ -51,7 +51,10 @@ fn verdict_rules_at_their_boundaries() {
     assert_eq!(directional_verdict(0.0, 0.2), Inconclusive);
     assert_eq!(directional_verdict(-0.2, -0.01), Refuted);
     assert_eq!(directional_verdict(-0.2, 0.0), Inconclusive);
-    assert_eq!(null_verdict(0.01, 0.02, 0.05), Refuted);
+    // Significant but below the margin: practically no more robust.
+    assert_eq!(null_verdict(0.01, 0.02, 0.05), Confirmed);
+    assert_eq!(null_verdict(0.051, 0.2, 0.05), Refuted);
+    assert_eq!(null_verdict(0.05, 0.2, 0.05), Inconclusive);
     assert_eq!(null_verdict(-0.1, 0.049, 0.05), Confirmed);
     assert_eq!(null_verdict(-0.1, 0.05, 0.05), Inconclusive);
     assert_eq!(class_verdict(0.95), Confirmed);
