@@ -25,6 +25,9 @@ use crate::{Error, Result};
 /// -1.
 struct BinInputs {
     acts: Vec<Array4<f32>>,
+    /// ABC only: `A = sum_j beta_j a_j` as [`ops::abc::abc_activation`] made it (kept so the
+    /// taped pass does not sum the bases a second time).
+    abc_combined: Option<Array4<f32>>,
     packed: Vec<bin::PackedActivations>,
     backend: ConvBackend,
 }
@@ -44,10 +47,13 @@ impl BinInputs {
     ) -> Result<Self> {
         let xnor_direct =
             backend == ConvBackend::Bitwise && !want_acts && bw.scheme == BinScheme::Xnor;
-        let acts: Vec<Array4<f32>> = match bw.scheme {
-            _ if xnor_direct => Vec::new(),
-            BinScheme::Xnor => vec![ops::activation::sign(x)],
-            BinScheme::Abc { .. } => ops::abc::abc_activation(x, &bw.act)?.bases,
+        let (acts, abc_combined): (Vec<Array4<f32>>, _) = match bw.scheme {
+            _ if xnor_direct => (Vec::new(), None),
+            BinScheme::Xnor => (vec![ops::activation::sign(x)], None),
+            BinScheme::Abc { .. } => {
+                let out = ops::abc::abc_activation(x, &bw.act)?;
+                (out.bases, Some(out.a))
+            }
         };
         let packed = match backend {
             ConvBackend::Float => Vec::new(),
@@ -59,6 +65,7 @@ impl BinInputs {
         };
         Ok(BinInputs {
             acts,
+            abc_combined,
             packed,
             backend,
         })
@@ -109,8 +116,11 @@ pub(super) fn bin_forward(
     want_combined: bool,
     keep_accs: bool,
 ) -> Result<(Array4<f32>, Array4<f32>, Vec<(usize, usize, Array4<f32>)>)> {
-    let inputs = BinInputs::new(x, bw, backend, want_combined)?;
-    let combined = if want_combined {
+    let mut inputs = BinInputs::new(x, bw, backend, want_combined)?;
+    let combined = if want_combined && inputs.abc_combined.is_some() {
+        // Same sum, same order as below: abc_activation already formed it.
+        inputs.abc_combined.take().expect("checked")
+    } else if want_combined {
         let mut c = Array4::<f32>::zeros(x.raw_dim());
         for (a, &beta) in inputs.acts.iter().zip(&bw.act.betas) {
             c.scaled_add(beta, a);
