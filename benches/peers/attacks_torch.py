@@ -7,6 +7,8 @@ bbed's settings equal to torchattacks':
   DeepFool 50 steps, overshoot 0.02; CW-L2 c 1, kappa 0, 50 steps, lr 0.01 (bbed: one binary
   search step, no early abort).
 Prints img/s of both and the ratio bbed/torch (> 1: bbed faster). Not run in CI.
+Accuracy after DeepFool differs (bbed 0.000, torchattacks 0.250): the two update rules part ways
+at the [0, 1] box; deepfool_semantics.py takes the difference apart.
 
 Usage:
   BBED_PEER_DIR=/tmp/peers cargo bench --bench attack_white   # writes the weights
@@ -91,13 +93,12 @@ def resnet20(torch, p):
     return m.eval()
 
 
-def main():
-    ap = common.arg_parser()
-    ap.add_argument("--only", help="comma-separated attack names (FGSM, PGD, DeepFool, CW)")
-    args = ap.parse_args()
+def setup(args):
+    """One pinned core and one torch thread; the model, the unit-scale images, their clean
+    predictions as labels, and the CIFAR file bbed reads, after checking torch's logits against
+    bbed's. Returns (torch, model, x, y, data)."""
     common.pin(args.core)
     import torch
-    import torchattacks as ta
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
 
@@ -110,7 +111,15 @@ def main():
     labels = z.argmax(1)
     data = common.write_cifar(args.peer_dir, u8, labels)
     common.check_logits(z, common.bbed_logits(args.bbed, args.peer_dir, data), "torch")
-    y = torch.from_numpy(labels.astype(np.int64))
+    return torch, model, x, torch.from_numpy(labels.astype(np.int64)), data
+
+
+def main():
+    ap = common.arg_parser()
+    ap.add_argument("--only", help="comma-separated attack names (FGSM, PGD, DeepFool, CW)")
+    args = ap.parse_args()
+    torch, model, x, y, data = setup(args)
+    import torchattacks as ta
 
     rows = []
     for name, unit, flags, make in ATTACKS:
