@@ -26,13 +26,13 @@ use super::cam::{render_panel, CamPanel, CamRow};
 use super::claims::{claims_tables, paper_claims, BootstrapConfig, Verdict};
 use super::metrics::{
     attack_boxes, cell_metrics, classify_all, genattack_rows, paper_stress_specs, pgd_curves,
-    strain_curves, AttackBox, CellMetrics, Classification, GenAttackRow, PgdCurve, StrainCurve,
-    StressParam, StressSpec,
+    strain_curves, trace_cells, AttackBox, CellMetrics, Classification, GenAttackRow, PgdCurve,
+    StrainCurve, StressParam, StressSpec,
 };
 use super::plots::{boxplot_svg, cam_grid_svg, pgd_svg, stress_strain_svg, Figure};
 use super::raster::{Rasterizer, PRINT_DPI};
 use super::record::{check_consistent, SweepRecord};
-use super::style::Styles;
+use super::style::{Family, Styles};
 use super::tables::{fgsm_table, genattack_table, html_escape, pgd_table, Table};
 use crate::io::atomic::write_bytes_atomic;
 use crate::{Error, Result};
@@ -359,7 +359,8 @@ pub fn write_report(
             ));
         }
     }
-    let boxes = attack_boxes(&cells)?;
+    // Traced LocalSearch/GenAttack runs add the iteration counts their curves read off the trace.
+    let boxes = attack_boxes(&[cells.as_slice(), &trace_cells(records)].concat())?;
     let claims = paper_claims(records, &extra.stress_specs, extra.bootstrap)?;
     let ga = genattack_rows(records, &extra.generations);
     let cam: Vec<(String, Vec<CamPanel>)> = extra
@@ -427,11 +428,14 @@ pub fn write_report(
     let mut attacks: Vec<String> = boxes.iter().map(|b| b.attack.clone()).collect();
     attacks.dedup();
     for a in &attacks {
-        let bs: Vec<(String, _)> = boxes
+        let mut bs: Vec<(String, _)> = boxes
             .iter()
             .filter(|b| &b.attack == a)
             .map(|b| (b.variant_kind.clone(), b.stats.clone()))
             .collect();
+        // Boxes grouped by family like the colours (full precision, pruned, binarized), vanilla
+        // first as the reference.
+        bs.sort_by_key(|(k, _)| (Family::of_kind(k), k != "vanilla", k.clone()));
         fig4.push((
             a.clone(),
             boxplot_svg(&format!("{a}: accuracy after attack"), &bs, &kind_order)?,

@@ -53,7 +53,9 @@
 //!
 //! # Box-plots
 //! One value per cell (accuracy after attack of one (variant, setting), in percent), pooled per
-//! (variant kind, attack) over the whole grid, as the paper's Fig. 4. Quartiles use linear
+//! (variant kind, attack) over the whole grid, as the paper's Fig. 4. A traced LocalSearch or
+//! GenAttack cell also adds the iteration counts its curve reads off the trace
+//! ([`trace_cells`]), so one long run counts as the shorter runs it stands in for. Quartiles use linear
 //! interpolation between order statistics (Hyndman & Fan type 7, NumPy's default `linear`):
 //! for sorted `x[0..n]` and `p`, `h = (n - 1) p`, `q = x[floor h] + (h - floor h) (x[floor h + 1] -
 //! x[floor h])`. Whiskers reach the most extreme data points within `[Q1 - 1.5 IQR, Q3 + 1.5 IQR]`
@@ -652,7 +654,57 @@ pub struct AttackBox {
     pub stats: BoxStats,
 }
 
-/// Box-plot statistics of post-attack accuracy [%] per (attack, variant kind) over all cells.
+/// Cells read off traces, for the box-plots: for each cell of an attack in
+/// [`TRACE_CURVE_ATTACKS`] that carries a trace, one cell per count of [`traced_iterations`]
+/// below its run length (the run itself is already a cell) that no measured cell of the same
+/// variant and otherwise equal settings has, with the prediction at that count by the curve
+/// rule ([`pred_at`]). A sweep that runs LocalSearch as one traced 50-round cell instead of ten
+/// cells thus gets the same ten box-plot values; the premise is the module doc's.
+pub fn trace_cells(records: &[SweepRecord]) -> Vec<CellMetrics> {
+    let groups = group_cells(records);
+    let mut out = Vec::new();
+    for ((variant, attack, _), recs) in &groups {
+        if !TRACE_CURVE_ATTACKS.contains(&attack.as_str())
+            || recs.iter().all(|r| r.result.trace.is_empty())
+        {
+            continue;
+        }
+        let len = run_length(recs);
+        for i in traced_iterations(len).into_iter().filter(|&i| i < len) {
+            let setting = Setting {
+                iterations: Some(i),
+                ..recs[0].setting.clone()
+            };
+            if groups.contains_key(&(variant.clone(), attack.clone(), setting.label())) {
+                continue;
+            }
+            let tally = CellTally::from_results(
+                recs.iter()
+                    .map(|r| (&r.result, pred_at(attack, &r.result, i))),
+            );
+            let (clean, acc) = tally.accuracies(|_| 1);
+            let first = recs[0];
+            out.push(CellMetrics {
+                variant: variant.clone(),
+                variant_kind: first.variant_kind.clone(),
+                model: first.model.clone(),
+                attack: attack.clone(),
+                setting,
+                results: recs.len(),
+                reruns: recs.iter().map(|r| r.rerun).collect::<BTreeSet<_>>().len(),
+                clean_accuracy: clean,
+                accuracy: acc,
+                mean_loss: None,
+                strain: strain(clean, acc),
+                success_rate_on_correct: None,
+            });
+        }
+    }
+    out
+}
+
+/// Box-plot statistics of post-attack accuracy [%] per (attack, variant kind) over all cells
+/// (the report passes the measured cells and [`trace_cells`]).
 pub fn attack_boxes(cells: &[CellMetrics]) -> Result<Vec<AttackBox>> {
     let mut groups: BTreeMap<(String, String), Vec<f32>> = BTreeMap::new();
     for c in cells {

@@ -570,15 +570,14 @@ fn genattack_table_uses_the_longest_run_per_setting() {
     assert!(rows[1].rows.iter().all(|g| g.ta.is_none()));
 }
 
-#[test]
-fn long_traced_cell_adds_curve_points_and_explicit_cells_keep_theirs() {
-    // LocalSearch (eps 16), 4 images of label 0, all clean-correct (A = 1). One traced cell of
-    // 50 rounds; image k is fooled at round 7, 23, never, 50. Points at 5, 10, ..., 50
-    // (ceil(50 k / 10)). Prediction at i = last trace point at or before i:
-    //   i = 5: none fooled -> strain 0; i = 15, 20: one -> 0.25; i = 25..45: two -> 0.5;
-    //   i = 50: the cell's own (measured) point, three fooled -> 0.75.
-    // A separate cell at i = 10 (two of four fooled, strain 0.5) keeps its measured point
-    // instead of the traced 0.25, and appears once.
+/// LocalSearch (eps 16), 4 images of label 0, all clean-correct (A = 1). One traced cell of
+/// 50 rounds; image k is fooled at round 7, 23, never, 50. Points at 5, 10, ..., 50
+/// (ceil(50 k / 10)). Prediction at i = last trace point at or before i:
+///   i = 5: none fooled -> strain 0; i = 15, 20: one -> 0.25; i = 25..45: two -> 0.5;
+///   i = 50: the cell's own (measured) point, three fooled -> 0.75.
+/// A separate cell at i = 10 (two of four fooled, strain 0.5) keeps its measured point
+/// instead of the traced 0.25, and appears once.
+fn traced_local_search() -> Vec<SweepRecord> {
     let s16 = |i| eps_iter(16.0, i);
     let mut recs = Vec::new();
     for (k, tr) in [
@@ -610,6 +609,12 @@ fn long_traced_cell_adds_curve_points_and_explicit_cells_keep_theirs() {
             result(k, 0, 0, adv10, None),
         ));
     }
+    recs
+}
+
+#[test]
+fn long_traced_cell_adds_curve_points_and_explicit_cells_keep_theirs() {
+    let mut recs = traced_local_search();
     let specs = paper_stress_specs();
     let spec = specs.iter().find(|s| s.attack == "localsearch").unwrap();
     let curves = strain_curves(&recs, spec);
@@ -650,6 +655,39 @@ fn long_traced_cell_adds_curve_points_and_explicit_cells_keep_theirs() {
         .map(|p| p.stress)
         .collect();
     assert_eq!(pts, vec![10.0, 50.0]);
+}
+
+#[test]
+fn traced_cell_adds_its_curve_counts_to_the_box_plot() {
+    // The fixture above: measured cells i = 10 (A* 50%) and i = 50 (25%); read off the trace
+    // i = 5 (100%), 15 and 20 (75%), 25..45 (five at 50%); i = 10 is measured, not repeated.
+    let recs = traced_local_search();
+    let traced = trace_cells(&recs);
+    let got: Vec<(Option<usize>, f32)> = traced
+        .iter()
+        .map(|c| (c.setting.iterations, 100.0 * c.accuracy))
+        .collect();
+    let want: Vec<(Option<usize>, f32)> = [(5, 100.0), (15, 75.0), (20, 75.0)]
+        .into_iter()
+        .chain((25..=45).step_by(5).map(|i| (i, 50.0)))
+        .map(|(i, a)| (Some(i), a))
+        .collect();
+    assert_eq!(got, want);
+    assert!(traced
+        .iter()
+        .all(|c| c.setting.eps == Some(16.0) && c.clean_accuracy == 1.0));
+    let boxes = attack_boxes(&[cell_metrics(&recs), traced].concat()).unwrap();
+    assert_eq!(boxes.len(), 1);
+    // Sorted: 25, 50 x6, 75, 75, 100 (n = 10). Type 7: Q1 at h = 2.25 -> 50; median at
+    // h = 4.5 -> 50; Q3 at h = 6.75 -> 50 + 0.75 (75 - 50) = 68.75.
+    let b = &boxes[0].stats;
+    assert_eq!((b.n, b.q1, b.median, b.q3), (10, 50.0, 50.0, 68.75));
+    // No trace, no extra cells.
+    let mut plain = recs.clone();
+    for r in &mut plain {
+        r.result.trace.clear();
+    }
+    assert!(trace_cells(&plain).is_empty());
 }
 
 #[test]
