@@ -11,15 +11,22 @@ them apart with one re-implementation that can switch each one:
 - `tiny`: the reference adds 1e-4 to the step length `|f| / ||w||`; torchattacks adds nothing.
 - `clip`: both clip to the [0, 1] pixel box, torchattacks after every step.
 
-With the box, a step whose pixels land outside it is cut back; for the torchattacks update the
-next step starts from the cut point and again asks only for the remaining linearised distance,
-so an image can approach the boundary geometrically and never cross it (more steps do not help:
-the script also runs 200). The reference's constant 1e-4 pushes such an image across.
+With the box, a step whose pixels land outside it is cut back, overshoot included; for the
+torchattacks update the next step starts from the cut point and again asks only for the
+remaining linearised distance, so an image creeps up to the boundary and stays on it (more steps
+do not help: the script also runs 200, and counts the images left correct that sit within 1e-3
+of a tie). The reference's constant 1e-4 pushes such an image across.
+
+Measured (2026-12-07, this script): torchattacks 0.250 after 50 and after 200 steps, all 32
+images left correct within 1e-3 of a tie; per step without clip 0.008; per step with clip and
++1e-4 0.000; accumulated with clip, no 1e-4, 0.195; accumulated with clip and +1e-4 0.000; bbed
+0.000.
 
 The script first checks that the re-implementation with torchattacks' settings gives the same
-adversarial images as torchattacks itself (same predictions, pixels less than one 8-bit level
-apart; torchattacks is the peer, the re-implementation is trusted only once it agrees), then
-prints accuracy after the attack for each combination and for bbed.
+adversarial images as torchattacks itself: pixels less than one 8-bit level apart, and
+predictions different only for images within 1e-3 of a tie (the stalled images sit on the
+boundary, where float32 rounding decides). torchattacks is the peer; the re-implementation is
+trusted only once it agrees. Then it prints accuracy after the attack for each combination and for bbed.
 
 Usage (not run in CI; about 10 min on one core):
   BBED_PEER_DIR=/tmp/peers cargo bench --bench attack_white   # writes the weights
@@ -85,16 +92,29 @@ def main():
 
     stock = ta.DeepFool(model, steps=50, overshoot=0.02)(x, y)
     mine = deepfool(torch, model, x, y, 50, 0.02, accumulate=False, tiny=0.0, clip=True)
-    # float32 sums in a different order drift over 50 steps of an image creeping towards the
-    # boundary, so the check is: the same prediction for every image, and no pixel apart by a
-    # level of the 8-bit image.
+    # The images torchattacks leaves correct have crept up to the boundary: their top two logits
+    # are equal to float32 rounding, so a different summation order can tip their prediction
+    # either way. The check: no pixel apart by a level of the 8-bit image, and every prediction
+    # that differs belongs to an image within 1e-3 of a tie (top-2 logit gap at torchattacks'
+    # image).
     diff = float((stock - mine).abs().max())
     with torch.no_grad():
-        agree = bool((model(stock).argmax(1) == model(mine).argmax(1)).all())
+        zs = model(stock)
+        differ = zs.argmax(1) != model(mine).argmax(1)
+        top2 = zs.topk(2, dim=1).values
+        gap = (top2[:, 0] - top2[:, 1])[differ]
+    worst = float(gap.max()) if len(gap) else 0.0
     print(f"re-implementation (torchattacks settings) vs torchattacks: max |adv diff| "
-          f"{diff:.2e} (unit scale), same predictions: {agree}", flush=True)
-    if diff >= 1 / 255 or not agree:
+          f"{diff:.2e} (unit scale); {int(differ.sum())} of {len(x)} predictions differ, all "
+          f"at a top-2 logit gap <= {worst:.1e}", flush=True)
+    if diff >= 1 / 255 or worst > 1e-3:
         raise SystemExit("the re-implementation does not reproduce torchattacks; stopping")
+    with torch.no_grad():
+        top2 = zs.topk(2, dim=1).values
+    stuck = (zs.argmax(1) == y) & (top2[:, 0] - top2[:, 1] < 1e-3)
+    print(f"torchattacks: {int((zs.argmax(1) == y).sum())} images left correct, "
+          f"{int(stuck.sum())} of them within 1e-3 of a tie (stalled at the boundary)",
+          flush=True)
 
     rows = [
         ("torchattacks 3.5 DeepFool, 50 steps", acc(stock)),
