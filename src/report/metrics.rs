@@ -140,6 +140,11 @@ fn cell_key(r: &SweepRecord) -> CellKey {
     )
 }
 
+/// Number of distinct reruns among a cell's records.
+fn distinct_reruns(recs: &[&SweepRecord]) -> usize {
+    recs.iter().map(|r| r.rerun).collect::<BTreeSet<_>>().len()
+}
+
 /// Group records by (variant, canonical attack, setting label), in sorted key order.
 pub fn group_cells(records: &[SweepRecord]) -> BTreeMap<CellKey, Vec<&SweepRecord>> {
     let mut groups: BTreeMap<CellKey, Vec<&SweepRecord>> = BTreeMap::new();
@@ -158,7 +163,7 @@ pub fn cell_metrics(records: &[SweepRecord]) -> Vec<CellMetrics> {
             let first = recs[0];
             let results: Vec<&ImageResult> = recs.iter().map(|r| &r.result).collect();
             let (clean, acc, loss) = accuracy_and_loss(&results);
-            let reruns = recs.iter().map(|r| r.rerun).collect::<BTreeSet<_>>().len();
+            let reruns = distinct_reruns(&recs);
             CellMetrics {
                 variant: first.variant.clone(),
                 variant_kind: first.variant_kind.clone(),
@@ -669,11 +674,11 @@ pub fn trace_cells(records: &[SweepRecord]) -> Vec<CellMetrics> {
         {
             continue;
         }
-        let len = run_length(recs);
+        let (len, reruns, first) = (run_length(recs), distinct_reruns(recs), recs[0]);
         for i in traced_iterations(len).into_iter().filter(|&i| i < len) {
             let setting = Setting {
                 iterations: Some(i),
-                ..recs[0].setting.clone()
+                ..first.setting.clone()
             };
             if groups.contains_key(&(variant.clone(), attack.clone(), setting.label())) {
                 continue;
@@ -683,7 +688,6 @@ pub fn trace_cells(records: &[SweepRecord]) -> Vec<CellMetrics> {
                     .map(|r| (&r.result, pred_at(attack, &r.result, i))),
             );
             let (clean, acc) = tally.accuracies(|_| 1);
-            let first = recs[0];
             out.push(CellMetrics {
                 variant: variant.clone(),
                 variant_kind: first.variant_kind.clone(),
@@ -691,7 +695,7 @@ pub fn trace_cells(records: &[SweepRecord]) -> Vec<CellMetrics> {
                 attack: attack.clone(),
                 setting,
                 results: recs.len(),
-                reruns: recs.iter().map(|r| r.rerun).collect::<BTreeSet<_>>().len(),
+                reruns,
                 clean_accuracy: clean,
                 accuracy: acc,
                 mean_loss: None,
