@@ -33,6 +33,7 @@
 use super::direct;
 use super::epilogue::Epilogue;
 use super::gemm::{sgemm, GemmBackend, MatRef, DEFAULT_BACKEND};
+use super::im2col::{col2im_at, im2col_at, im2col_rows, is_pointwise};
 use crate::model::geom::ConvGeom;
 use crate::{Error, Result};
 use ndarray::{Array1, Array4};
@@ -74,245 +75,6 @@ pub fn geometry(
         )
     })?;
     Ok((n, g))
-}
-
-/// Whether im2col is the identity (1x1, stride 1, no padding): `col_n` is `x_n`.
-fn is_pointwise(g: &ConvGeom) -> bool {
-    g.kh == 1 && g.kw == 1 && g.stride == 1 && g.pad == 0
-}
-
-/// Outputs `[i0, i1)` of one axis (`len` inputs, `out` outputs) whose input
-/// `i*stride + t - pad` for kernel tap `t` lies inside the image.
-fn valid_outputs(len: usize, out: usize, stride: usize, pad: usize, t: usize) -> (usize, usize) {
-    let i0 = if pad > t {
-        (pad - t).div_ceil(stride)
-    } else {
-        0
-    };
-    let i1 = if len + pad > t {
-        (len + pad - t).div_ceil(stride).min(out)
-    } else {
-        0
-    };
-    (i0.min(i1), i1)
-}
-
-/// Output rows `[i0, i1)` whose input row `i*stride + p - pad` lies inside the image.
-fn valid_rows(g: &ConvGeom, p: usize) -> (usize, usize) {
-    valid_outputs(g.h, g.ho, g.stride, g.pad, p)
-}
-
-/// Output columns `[j0, j1)` whose input column `j*stride + q - pad` lies inside the image.
-fn valid_cols(g: &ConvGeom, q: usize) -> (usize, usize) {
-    valid_outputs(g.w, g.wo, g.stride, g.pad, q)
-}
-
-/// Unfolds one image `[C,H,W]` into columns `[off, off + HO*WO)` of `col [C*KH*KW, ld]`, zero
-/// where the window hangs over the padding; several images can sit side by side in one GEMM
-/// operand.
-fn im2col_at(g: &ConvGeom, x: &[f32], col: &mut [f32], ld: usize, off: usize) {
-    im2col_rows(g, x, col, ld, off, 0, g.ho);
-}
-
-/// The columns of output rows `[r0, r1)` only (`(r1 - r0) * WO` columns from `off`): the
-/// forward pass unfolds large feature maps a few rows at a time so the column block stays in
-/// cache between the copy and the GEMM. Vectorised for the process's level (see
-/// [`im2col_rows_at`]).
-fn im2col_rows(
-    g: &ConvGeom,
-    x: &[f32],
-    col: &mut [f32],
-    ld: usize,
-    off: usize,
-    r0: usize,
-    r1: usize,
-) {
-    im2col_rows_at(crate::engine::cpu::isa(), g, x, col, ld, off, r0, r1)
-}
-
-crate::engine::cpu::vectorized!(
-    /// [`im2col_rows`] compiled for the vector level of `isa`.
-    #[allow(clippy::too_many_arguments)]
-    fn im2col_rows_at(
-        g: &ConvGeom,
-        x: &[f32],
-        col: &mut [f32],
-        ld: usize,
-        off: usize,
-        r0: usize,
-        r1: usize,
-    ) = im2col_rows_body;
-);
-
-#[inline(always)]
-fn im2col_rows_body(
-    g: &ConvGeom,
-    x: &[f32],
-    col: &mut [f32],
-    ld: usize,
-    off: usize,
-    r0: usize,
-    r1: usize,
-) {
-    let len = (r1 - r0) * g.wo;
-    for c in 0..g.c {
-        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
-        if is_pointwise(g) {
-            col[c * ld + off..c * ld + off + len].copy_from_slice(&plane[r0 * g.wo..r1 * g.wo]);
-            continue;
-        }
-        for p in 0..g.kh {
-            for q in 0..g.kw {
-                let row = (c * g.kh + p) * g.kw + q;
-                let dst = &mut col[row * ld + off..row * ld + off + len];
-                if g.stride == 1 && g.wo == g.w {
-                    shifted_copy(g, plane, dst, p, q, r0, r1);
-                } else {
-                    strided_copy(g, plane, dst, p, q, r0, r1);
-                }
-            }
-        }
-    }
-}
-
-/// Stride 1 with same-width output: within the valid rows, `dst[k] = plane[k + off]` for one
-/// fixed offset, so a whole plane is a single contiguous copy; the entries that wrapped
-/// around a row edge are then zeroed. This replaces `HO` short copies per kernel tap.
-/// `dst` holds output rows `[r0, r1)`.
-#[inline(always)]
-fn shifted_copy(
-    g: &ConvGeom,
-    plane: &[f32],
-    dst: &mut [f32],
-    p: usize,
-    q: usize,
-    r0: usize,
-    r1: usize,
-) {
-    let w = g.w as isize;
-    let (v0, v1) = valid_rows(g, p);
-    let i0 = v0.clamp(r0, r1);
-    let i1 = v1.clamp(i0, r1);
-    let base = r0 * g.wo;
-    dst[..i0 * g.wo - base].fill(0.0);
-    dst[i1 * g.wo - base..].fill(0.0);
-    let off = (p as isize - g.pad as isize) * w + q as isize - g.pad as isize;
-    // Clamp so the source index stays inside the plane; clamped-away entries are edge
-    // columns, zeroed below.
-    let Some((k0, k1)) = shifted_range(g, i0, i1, off, plane.len()) else {
-        dst[i0 * g.wo - base..i1 * g.wo - base].fill(0.0);
-        return;
-    };
-    let s0 = (k0 as isize + off) as usize;
-    dst[k0 - base..k1 - base].copy_from_slice(&plane[s0..s0 + (k1 - k0)]);
-    dst[i0 * g.wo - base..k0 - base].fill(0.0);
-    dst[k1 - base..i1 * g.wo - base].fill(0.0);
-    // The wrapped entries are the first `j0` and last `WO - j1` columns of each row (at most
-    // `pad` each): zeroed column by column with strided stores, because a fill per row
-    // becomes a `memset` call per row (6% of float inference).
-    let (j0, j1) = valid_cols(g, q);
-    for j in (0..j0).chain(j1..g.wo) {
-        for i in i0..i1 {
-            dst[i * g.wo + j - base] = 0.0;
-        }
-    }
-}
-
-/// The part `[k0, k1)` of the valid rows' flat range `[i0*WO, i1*WO)` whose source `k + off`
-/// lies inside the plane (None if empty).
-fn shifted_range(
-    g: &ConvGeom,
-    i0: usize,
-    i1: usize,
-    off: isize,
-    len: usize,
-) -> Option<(usize, usize)> {
-    let k0 = ((i0 * g.wo) as isize).max(-off);
-    let k1 = ((i1 * g.wo) as isize).min(len as isize - off);
-    (k1 > k0).then_some((k0 as usize, k1 as usize))
-}
-
-/// General stride: row by row (`dst` holds output rows `[r0, r1)`).
-#[inline(always)]
-fn strided_copy(
-    g: &ConvGeom,
-    plane: &[f32],
-    dst: &mut [f32],
-    p: usize,
-    q: usize,
-    r0: usize,
-    r1: usize,
-) {
-    let (j0, j1) = valid_cols(g, q);
-    for i in r0..r1 {
-        let out = &mut dst[(i - r0) * g.wo..(i - r0 + 1) * g.wo];
-        let r = (i * g.stride + p) as isize - g.pad as isize;
-        if r < 0 || r >= g.h as isize {
-            out.fill(0.0);
-            continue;
-        }
-        let src = &plane[r as usize * g.w..(r as usize + 1) * g.w];
-        for (j, v) in out.iter_mut().enumerate() {
-            *v = if (j0..j1).contains(&j) {
-                src[j * g.stride + q - g.pad]
-            } else {
-                0.0
-            };
-        }
-    }
-}
-
-/// Adjoint of [`im2col_at`]: adds every column entry back onto the input position it came from.
-/// `dx` is overwritten; `col` is scratch and its padded-position entries are zeroed.
-/// Reads columns `[off, off + HO*WO)` of a matrix with row stride `ld` (see [`im2col_at`]).
-fn col2im_at(g: &ConvGeom, col: &mut [f32], ld: usize, off: usize, dx: &mut [f32]) {
-    let l = g.pixels();
-    let w = g.w as isize;
-    if is_pointwise(g) {
-        for (c, plane) in dx.chunks_mut(l).enumerate() {
-            plane.copy_from_slice(&col[c * ld + off..c * ld + off + l]);
-        }
-        return;
-    }
-    dx.fill(0.0);
-    for c in 0..g.c {
-        let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
-        for p in 0..g.kh {
-            for q in 0..g.kw {
-                let row = (c * g.kh + p) * g.kw + q;
-                let src = &mut col[row * ld + off..row * ld + off + l];
-                let (j0, j1) = valid_cols(g, q);
-                let (i0, i1) = valid_rows(g, p);
-                if g.stride == 1 && g.wo == g.w {
-                    // Mirror of `shifted_copy`: drop the wrapped edge entries, then one
-                    // contiguous add at a fixed offset.
-                    // Column by column, as in `shifted_copy` (no memset call per row).
-                    for j in (0..j0).chain(j1..g.wo) {
-                        for i in i0..i1 {
-                            src[i * g.wo + j] = 0.0;
-                        }
-                    }
-                    let off = (p as isize - g.pad as isize) * w + q as isize - g.pad as isize;
-                    if let Some((k0, k1)) = shifted_range(g, i0, i1, off, plane.len()) {
-                        let s0 = (k0 as isize + off) as usize;
-                        plane[s0..s0 + (k1 - k0)]
-                            .iter_mut()
-                            .zip(&src[k0..k1])
-                            .for_each(|(d, v)| *d += v);
-                    }
-                } else {
-                    for i in i0..i1 {
-                        let r = i * g.stride + p - g.pad;
-                        let dst = &mut plane[r * g.w..(r + 1) * g.w];
-                        let s = &src[i * g.wo..(i + 1) * g.wo];
-                        for j in j0..j1 {
-                            dst[j * g.stride + q - g.pad] += s[j];
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// A tensor that must have the conv output's shape `[N,O,HO,WO]`.
@@ -753,56 +515,60 @@ pub fn conv2d_backward_with(
         .map(|((dxg, xg), dyg)| {
             let mut dwt = vec![0.0f32; ckk * g.o];
             let mut db = vec![0.0f64; g.o];
-            let mut col = vec![0.0f32; ckk * sub * l];
-            let mut dcol = vec![0.0f32; if tpad.is_none() { ckk * sub * l } else { 0 }];
-            let mut dy_side = vec![0.0f32; if sub > 1 { g.o * sub * l } else { 0 }];
-            // `sub` images side by side per GEMM, as in the forward pass.
-            for ((dxs, xs), dys) in dxg
-                .chunks_mut(sub * img_in)
-                .zip(xg.chunks(sub * img_in))
-                .zip(dyg.chunks(sub * img_out))
-            {
-                let imgs = xs.len() / img_in;
-                let cols = imgs * l;
-                let dymat = if imgs == 1 {
-                    MatRef::row_major(dys, g.o, l)
-                } else {
-                    for (i, dyn_) in dys.chunks(img_out).enumerate() {
-                        for (oc, row) in dyn_.chunks(l).enumerate() {
-                            dy_side[oc * cols + i * l..oc * cols + (i + 1) * l]
-                                .copy_from_slice(row);
+            // The column blocks are overwritten before they are read: per-thread scratch, not
+            // fresh zeroed vectors (their memset and page faults were ~3% of a training step).
+            let dcol_len = if tpad.is_none() { ckk * sub * l } else { 0 };
+            let side_len = if sub > 1 { g.o * sub * l } else { 0 };
+            with_scratch(ckk * sub * l, dcol_len + side_len, |col, rest| {
+                let (dcol, dy_side) = rest.split_at_mut(dcol_len);
+                // `sub` images side by side per GEMM, as in the forward pass.
+                for ((dxs, xs), dys) in dxg
+                    .chunks_mut(sub * img_in)
+                    .zip(xg.chunks(sub * img_in))
+                    .zip(dyg.chunks(sub * img_out))
+                {
+                    let imgs = xs.len() / img_in;
+                    let cols = imgs * l;
+                    let dymat = if imgs == 1 {
+                        MatRef::row_major(dys, g.o, l)
+                    } else {
+                        for (i, dyn_) in dys.chunks(img_out).enumerate() {
+                            for (oc, row) in dyn_.chunks(l).enumerate() {
+                                dy_side[oc * cols + i * l..oc * cols + (i + 1) * l]
+                                    .copy_from_slice(row);
+                            }
+                        }
+                        MatRef::row_major(dy_side, g.o, cols)
+                    };
+                    // dx: W^T dy, folded back onto each image.
+                    if tpad.is_none() {
+                        sgemm(backend, wt, dymat, dcol, false, inner);
+                        for (i, dxn) in dxs.chunks_mut(img_in).enumerate() {
+                            col2im_at(&g, dcol, cols, i * l, dxn);
                         }
                     }
-                    MatRef::row_major(&dy_side, g.o, cols)
-                };
-                // dx: W^T dy, folded back onto each image.
-                if tpad.is_none() {
-                    sgemm(backend, wt, dymat, &mut dcol, false, inner);
-                    for (i, dxn) in dxs.chunks_mut(img_in).enumerate() {
-                        col2im_at(&g, &mut dcol, cols, i * l, dxn);
+                    // dW += dy col^T.
+                    // Computed as dW^T = col dy^T ([CKK x cols] x [cols x O]): with `dy col^T` the
+                    // long-inner-dimension product has a column-major rhs, which the `gemm` crate
+                    // runs ~10x slower (bench `sgemm_backward_*`).
+                    for (i, xn) in xs.chunks(img_in).enumerate() {
+                        im2col_at(&g, xn, col, cols, i * l);
+                    }
+                    sgemm(
+                        backend,
+                        MatRef::row_major(col, ckk, cols),
+                        dymat.t(),
+                        &mut dwt,
+                        true,
+                        inner,
+                    );
+                    for dyn_ in dys.chunks(img_out) {
+                        for (acc, row) in db.iter_mut().zip(dyn_.chunks(l)) {
+                            *acc += row.iter().map(|&v| v as f64).sum::<f64>();
+                        }
                     }
                 }
-                // dW += dy col^T.
-                // Computed as dW^T = col dy^T ([CKK x cols] x [cols x O]): with `dy col^T` the
-                // long-inner-dimension product has a column-major rhs, which the `gemm` crate
-                // runs ~10x slower (bench `sgemm_backward_*`).
-                for (i, xn) in xs.chunks(img_in).enumerate() {
-                    im2col_at(&g, xn, &mut col, cols, i * l);
-                }
-                sgemm(
-                    backend,
-                    MatRef::row_major(&col, ckk, cols),
-                    dymat.t(),
-                    &mut dwt,
-                    true,
-                    inner,
-                );
-                for dyn_ in dys.chunks(img_out) {
-                    for (acc, row) in db.iter_mut().zip(dyn_.chunks(l)) {
-                        *acc += row.iter().map(|&v| v as f64).sum::<f64>();
-                    }
-                }
-            }
+            });
             (dwt, db)
         })
         .collect();

@@ -26,6 +26,7 @@ pub mod conv;
 pub mod direct;
 pub mod epilogue;
 pub mod gemm;
+pub mod im2col;
 pub mod linear;
 pub mod loss;
 pub mod pool;
