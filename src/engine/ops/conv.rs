@@ -20,7 +20,9 @@
 //! the backward pass puts several images of small maps (fewer than 256 output positions) side
 //! by side in one GEMM, which roughly doubles the GEMM rate on the 8x8 ResNet stage. The weight gradient
 //! is accumulated transposed, `dW^T += col dy^T`, because the `gemm` crate is several times
-//! slower on `dy col^T` (long inner dimension, column-major rhs).
+//! slower on `dy col^T` (long inner dimension, column-major rhs); with at most 16 filters that
+//! product goes to the inner-product kernel of [`super::gemm`]. im2col and col2im are in
+//! [`super::im2col`].
 //!
 //! The channel-last forward ([`conv2d_fused_nhwc`], for a binary conv reading the output)
 //! of a short reduction (`C*KH*KW <= 64`, e.g. a first layer on RGB) runs the direct kernel of
