@@ -212,6 +212,30 @@ fn large_maps_one_image_per_gemm_equal_reference() {
 }
 
 #[test]
+fn large_batches_of_small_maps_group_images_and_equal_reference() {
+    // 40 images of 6x5 maps: 16 gradient groups of 3 images, and small maps put the images of
+    // a group side by side in one weight-gradient product (for these few channels the
+    // im2col-free path of `ops::weight_grad`, with zeros of `dy` between the images).
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    for &(stride, pad, k) in &[(1, 1, 3), (1, 0, 1), (1, 2, 5), (2, 1, 3)] {
+        let x = rand4(&mut rng, (40, 3, 6, 5));
+        let w = rand4(&mut rng, (4, 3, k, k));
+        let want = refc::conv2d(&to64(&x), &to64(&w), None, stride, pad);
+        let dy = rand4(&mut rng, want.dim());
+        let (rdx, rdw, _) = refc::conv2d_backward(&to64(&x), &to64(&w), stride, pad, &to64(&dy));
+        let (dx, dw, _) = conv2d_backward(&x, &w, stride, pad, &dy).unwrap();
+        assert!(
+            rel_err(&dx, &rdx) < 1e-5,
+            "dx stride {stride} pad {pad} k {k}"
+        );
+        assert!(
+            rel_err(&dw, &rdw) < 1e-5,
+            "dw stride {stride} pad {pad} k {k}"
+        );
+    }
+}
+
+#[test]
 fn maps_cut_into_row_bands_equal_reference() {
     // 40x48 outputs (1,920 positions) exceed the forward band width (1,024), so the forward
     // pass unfolds and multiplies them in bands of 21 rows (the last one shorter).

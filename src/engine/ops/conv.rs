@@ -36,6 +36,7 @@ use super::direct;
 use super::epilogue::Epilogue;
 use super::gemm::{sgemm, GemmBackend, MatRef, DEFAULT_BACKEND};
 use super::im2col::{col2im_at, im2col_at, im2col_rows, is_pointwise};
+use super::weight_grad as shifted;
 use crate::model::geom::ConvGeom;
 use crate::{Error, Result};
 use ndarray::{Array1, Array4};
@@ -509,6 +510,7 @@ pub fn conv2d_backward_with(
     };
     let per_group = n.div_ceil(GRAD_GROUPS).max(1);
     let inner = n.div_ceil(per_group) < rayon::current_num_threads();
+    let shifted = backend == GemmBackend::Gemm && shifted::fits(&g);
     let sub = group_size(n, &g).min(per_group);
     let partials: Vec<(Vec<f32>, Vec<f64>)> = dx
         .par_chunks_mut(per_group * img_in)
@@ -520,8 +522,16 @@ pub fn conv2d_backward_with(
             // The column blocks are overwritten before they are read: per-thread scratch, not
             // fresh zeroed vectors (their memset and page faults were ~3% of a training step).
             let dcol_len = if tpad.is_none() { ckk * sub * l } else { 0 };
-            let side_len = if sub > 1 { g.o * sub * l } else { 0 };
-            with_scratch(ckk * sub * l, dcol_len + side_len, |col, rest| {
+            let side_len = if sub > 1 && !shifted {
+                g.o * sub * l
+            } else {
+                0
+            };
+            let col_len = match shifted {
+                true => shifted::scratch_len(&g, sub),
+                false => ckk * sub * l,
+            };
+            with_scratch(col_len, dcol_len + side_len, |col, rest| {
                 let (dcol, dy_side) = rest.split_at_mut(dcol_len);
                 // `sub` images side by side per GEMM, as in the forward pass.
                 for ((dxs, xs), dys) in dxg
@@ -530,6 +540,16 @@ pub fn conv2d_backward_with(
                     .zip(dyg.chunks(sub * img_out))
                 {
                     let imgs = xs.len() / img_in;
+                    for dyn_ in dys.chunks(img_out) {
+                        for (acc, row) in db.iter_mut().zip(dyn_.chunks(l)) {
+                            *acc += row.iter().map(|&v| v as f64).sum::<f64>();
+                        }
+                    }
+                    if shifted {
+                        // dx came from the transposed forward convolution (stride 1).
+                        shifted::weight_grad(&g, xs, dys, imgs, col, &mut dwt);
+                        continue;
+                    }
                     let cols = imgs * l;
                     let dymat = if imgs == 1 {
                         MatRef::row_major(dys, g.o, l)
@@ -564,11 +584,6 @@ pub fn conv2d_backward_with(
                         true,
                         inner,
                     );
-                    for dyn_ in dys.chunks(img_out) {
-                        for (acc, row) in db.iter_mut().zip(dyn_.chunks(l)) {
-                            *acc += row.iter().map(|&v| v as f64).sum::<f64>();
-                        }
-                    }
                 }
             });
             (dwt, db)

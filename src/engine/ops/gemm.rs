@@ -187,10 +187,8 @@ const BI: usize = 6;
 const BJ: usize = 4;
 const LANES: usize = 16;
 
-/// `c (+)= a b` as dot products along the inner dimension (see the module doc). Each output is
-/// summed in a fixed order (lane `t` takes every element `k` with `k % 16 == t` up to the last
-/// full step, the lanes meet in a fixed tree, then the tail in order), so the result depends
-/// neither on the thread count nor on the blocking.
+/// `c (+)= a b` as dot products along the inner dimension (see the module doc), through
+/// [`dot_products`].
 fn inner_product(
     a: MatRef<'_>,
     b: MatRef<'_>,
@@ -198,15 +196,51 @@ fn inner_product(
     accumulate: bool,
     threads_inside: bool,
 ) {
-    let (m, n) = (a.rows, b.cols);
+    let rows: Vec<usize> = (0..a.rows).map(|i| i * a.row_stride).collect();
+    let cols: Vec<usize> = (0..b.cols).map(|j| j * b.col_stride).collect();
+    dot_products(
+        a.data,
+        &rows,
+        b.data,
+        &cols,
+        a.cols,
+        c,
+        accumulate,
+        threads_inside,
+    );
+}
+
+/// `c[i * cols.len() + j] (+)= a[rows[i]..][..k] . b[cols[j]..][..k]`: every dot product of
+/// a set of `k`-long rows of `a` with a set of `k`-long columns of `b`, each named by where it
+/// starts. Rows may overlap (the weight gradient reads one padded input plane at nine
+/// offsets, see `conv`). Each output is summed in a fixed order (lane `t` takes every element
+/// `k` with `k % 16 == t` up to the last full step, the lanes meet in a fixed tree, then the
+/// tail in order), so the result depends neither on the thread count nor on the blocking.
+///
+/// Panics if a row or column runs past its slice or `c` is shorter than the product.
+#[allow(clippy::too_many_arguments)]
+pub fn dot_products(
+    a: &[f32],
+    rows: &[usize],
+    b: &[f32],
+    cols: &[usize],
+    k: usize,
+    c: &mut [f32],
+    accumulate: bool,
+    threads_inside: bool,
+) {
+    let (m, n) = (rows.len(), cols.len());
+    if m == 0 || n == 0 {
+        return;
+    }
     let isa = crate::engine::cpu::isa();
-    let rows = |(bi, cblock): (usize, &mut [f32])| {
+    let run = |(bi, cblock): (usize, &mut [f32])| {
         let i0 = bi * BI;
         for j0 in (0..n).step_by(BJ) {
             // Edge blocks repeat their last row / column; the repeats are not stored.
-            let ar: [usize; BI] = std::array::from_fn(|t| (i0 + t).min(m - 1) * a.row_stride);
-            let bc: [usize; BJ] = std::array::from_fn(|t| (j0 + t).min(n - 1) * b.col_stride);
-            let sums = block_at(isa, a.data, ar, b.data, bc, a.cols);
+            let ar: [usize; BI] = std::array::from_fn(|t| rows[(i0 + t).min(m - 1)]);
+            let bc: [usize; BJ] = std::array::from_fn(|t| cols[(j0 + t).min(n - 1)]);
+            let sums = block_at(isa, a, ar, b, bc, k);
             for (t, row) in cblock.chunks_mut(n).enumerate() {
                 for u in 0..BJ.min(n - j0) {
                     let v = &mut row[j0 + u];
@@ -222,9 +256,9 @@ fn inner_product(
     let c = &mut c[..m * n];
     if threads_inside && rayon::current_num_threads() > 1 {
         use rayon::prelude::*;
-        c.par_chunks_mut(BI * n).enumerate().for_each(rows);
+        c.par_chunks_mut(BI * n).enumerate().for_each(run);
     } else {
-        c.chunks_mut(BI * n).enumerate().for_each(rows);
+        c.chunks_mut(BI * n).enumerate().for_each(run);
     }
 }
 
@@ -257,7 +291,9 @@ fn block_at(
 }
 
 /// Portable form of the kernel, and the definition of its arithmetic: lane `l` of each sum
-/// takes `mul_add` of the elements `k0 + l` of every full 16-element step, in order.
+/// takes `mul_add` of the elements `k0 + l` of every 16-element step in order, the last step
+/// partial (its `k % 16` elements in lanes `0..k % 16`, the other lanes untouched); then the
+/// lanes meet in a fixed tree (lane `l` plus lane `l + w` for `w` = 8, 4, 2, 1).
 #[allow(clippy::needless_range_loop)] // index loops name the register block
 fn block_body(a: &[f32], ar: [usize; BI], b: &[f32], bc: [usize; BJ], k: usize) -> [[f32; BJ]; BI] {
     let mut acc = [[[0.0f32; LANES]; BJ]; BI];
@@ -270,23 +306,29 @@ fn block_body(a: &[f32], ar: [usize; BI], b: &[f32], bc: [usize; BJ], k: usize) 
             }
         }
     }
-    finish(&acc, a, ar, b, bc, k)
+    tail_and_tree(&mut acc, a, ar, b, bc, k)
 }
 
-/// The lanes of each sum added in a fixed tree, then the tail `k % 16` elements in order.
+/// The partial last step and the lane tree of [`block_body`], on lanes already summed over
+/// the full steps (inlined into each kernel, so `mul_add` is that level's FMA).
+#[inline(always)]
 #[allow(clippy::needless_range_loop)] // index loops name the register block
-fn finish(
-    acc: &[[[f32; LANES]; BJ]; BI],
+fn tail_and_tree(
+    acc: &mut [[[f32; LANES]; BJ]; BI],
     a: &[f32],
     ar: [usize; BI],
     b: &[f32],
     bc: [usize; BJ],
     k: usize,
 ) -> [[f32; BJ]; BI] {
+    let full = k / LANES * LANES;
     let mut out = [[0.0f32; BJ]; BI];
     for t in 0..BI {
         for u in 0..BJ {
-            let mut v = acc[t][u];
+            let v = &mut acc[t][u];
+            for l in 0..k - full {
+                v[l] = a[ar[t] + full + l].mul_add(b[bc[u] + full + l], v[l]);
+            }
             let mut width = LANES;
             while width > 1 {
                 width /= 2;
@@ -294,11 +336,7 @@ fn finish(
                     v[l] += v[l + width];
                 }
             }
-            let mut s = v[0];
-            for kk in k / LANES * LANES..k {
-                s = a[ar[t] + kk].mul_add(b[bc[u] + kk], s);
-            }
-            out[t][u] = s;
+            out[t][u] = v[0];
         }
     }
     out
@@ -309,7 +347,7 @@ fn finish(
 /// # Safety
 /// The CPU has AVX-512F; `ar[t] + k <= a.len()` and `bc[u] + k <= b.len()` for all `t`, `u`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,fma")]
 #[allow(clippy::needless_range_loop)] // index loops name the register block
 unsafe fn block_avx512(
     a: &[f32],
@@ -320,8 +358,8 @@ unsafe fn block_avx512(
 ) -> [[f32; BJ]; BI] {
     use std::arch::x86_64::*;
     // SAFETY: the caller guarantees the features and that every row `ar[t]` and column
-    // `bc[u]` has `k` elements; loads stay below `k`, stores go to the local lane arrays.
-    let lanes = unsafe {
+    // `bc[u]` has `k` elements; loads stay below `k` (the last one masked).
+    unsafe {
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         let mut acc = [[_mm512_setzero_ps(); BJ]; BI];
         let mut x = [_mm512_setzero_ps(); BI];
@@ -341,15 +379,36 @@ unsafe fn block_avx512(
             }
             k0 += LANES;
         }
-        let mut lanes = [[[0.0f32; LANES]; BJ]; BI];
-        for t in 0..BI {
+        // The partial last step: masked loads read nothing past `k`, and the masked FMA
+        // leaves the lanes past the tail as they are, as `block_body` does.
+        if k0 < k {
+            let m: __mmask16 = ((1u32 << (k - k0)) - 1) as __mmask16;
+            for t in 0..BI {
+                x[t] = _mm512_maskz_loadu_ps(m, pa.add(ar[t] + k0));
+            }
             for u in 0..BJ {
-                _mm512_storeu_ps(lanes[t][u].as_mut_ptr(), acc[t][u]);
+                y[u] = _mm512_maskz_loadu_ps(m, pb.add(bc[u] + k0));
+            }
+            for t in 0..BI {
+                for u in 0..BJ {
+                    acc[t][u] = _mm512_mask3_fmadd_ps(x[t], y[u], acc[t][u], m);
+                }
             }
         }
-        lanes
-    };
-    finish(&lanes, a, ar, b, bc, k)
+        // The lane tree of `block_body`: lane l + 8 onto l, then + 4, + 2, + 1.
+        let mut out = [[0.0f32; BJ]; BI];
+        for t in 0..BI {
+            for u in 0..BJ {
+                let v = acc[t][u];
+                let v = _mm512_add_ps(v, _mm512_shuffle_f32x4::<0b11_10_11_10>(v, v));
+                let v = _mm512_add_ps(v, _mm512_shuffle_f32x4::<0b00_00_00_01>(v, v));
+                let v = _mm512_add_ps(v, _mm512_permute_ps::<0b11_10_11_10>(v));
+                let v = _mm512_add_ps(v, _mm512_permute_ps::<0b00_00_00_01>(v));
+                out[t][u] = _mm512_cvtss_f32(v);
+            }
+        }
+        out
+    }
 }
 
 /// [`block_body`] on AVX2: each sum is two registers (lanes 0-7, 8-15), so the block is run
@@ -370,7 +429,7 @@ unsafe fn block_avx2(
     use std::arch::x86_64::*;
     // SAFETY: the caller guarantees the features and that every row `ar[t]` and column
     // `bc[u]` has `k` elements; loads stay below `k`, stores go to the local lane arrays.
-    let lanes = unsafe {
+    let mut lanes = unsafe {
         let (pa, pb) = (a.as_ptr(), b.as_ptr());
         let mut lanes = [[[0.0f32; LANES]; BJ]; BI];
         for t0 in (0..BI).step_by(3) {
@@ -403,7 +462,7 @@ unsafe fn block_avx2(
         }
         lanes
     };
-    finish(&lanes, a, ar, b, bc, k)
+    tail_and_tree(&mut lanes, a, ar, b, bc, k)
 }
 
 #[cfg(test)]

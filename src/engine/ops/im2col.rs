@@ -45,7 +45,7 @@ fn valid_rows(g: &ConvGeom, p: usize) -> (usize, usize) {
 }
 
 /// Output columns `[j0, j1)` whose input column `j*stride + q - pad` lies inside the image.
-fn valid_cols(g: &ConvGeom, q: usize) -> (usize, usize) {
+pub(super) fn valid_cols(g: &ConvGeom, q: usize) -> (usize, usize) {
     valid_outputs(g.w, g.wo, g.stride, g.pad, q)
 }
 

@@ -32,4 +32,5 @@ pub mod loss;
 pub mod pool;
 pub mod reference;
 pub mod shortcut;
+pub mod weight_grad;
 pub mod xnor;
