@@ -62,20 +62,62 @@ fn parse() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        let mut val = || {
+            it.next()
+                .unwrap_or_else(|| fail(&format!("{k} needs a value")))
+        };
+        let mut count = |name: &str| -> usize {
+            let v = val();
+            v.parse()
+                .unwrap_or_else(|_| fail(&format!("{name} takes a count, got {v:?}")))
+        };
         match k.as_str() {
             "--weights" => a.weights = Some(val().into()),
             "--data" => a.data = Some(val().into()),
-            "--batch" => a.batch = val().parse().expect("--batch"),
-            "--steps" => a.steps = val().parse().expect("--steps"),
-            "--warmup" => a.warmup = val().parse().expect("--warmup"),
+            "--batch" => a.batch = count("--batch"),
+            "--steps" => a.steps = count("--steps"),
+            "--warmup" => a.warmup = count("--warmup"),
             // cargo bench passes --bench to harness-less benches.
             "--bench" => {}
-            m if !m.starts_with("--") && a.mode.is_empty() => a.mode = m.to_string(),
-            other => panic!("unknown argument {other}"),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            m if !m.starts_with('-') && a.mode.is_empty() => a.mode = m.to_string(),
+            other => fail(&format!("unknown argument {other:?}")),
         }
     }
+    if !MODES.contains(&a.mode.as_str()) {
+        fail(&format!("unknown or missing MODE {:?}", a.mode));
+    }
     a
+}
+
+/// The usage text (the module doc's).
+const USAGE: &str = "usage: peer_step MODE [--weights W.safetensors] [--data D.safetensors] [--batch N] [--steps N] [--warmup N]
+MODE: logits-float | logits-xnor | loss-float | loss-xnor | train-float | train-xnor |
+      grad-float | grad-fused | grad-values | infer-float | infer-xnor | popcount
+(see the doc comment of benches/peer_step.rs)";
+
+const MODES: [&str; 12] = [
+    "logits-float",
+    "logits-xnor",
+    "loss-float",
+    "loss-xnor",
+    "train-float",
+    "train-xnor",
+    "grad-float",
+    "grad-fused",
+    "grad-values",
+    "infer-float",
+    "infer-xnor",
+    "popcount",
+];
+
+/// Bad command line: the reason and the usage on stderr, exit status 2.
+fn fail(msg: &str) -> ! {
+    eprintln!("peer_step: {msg}\n{USAGE}");
+    std::process::exit(2)
 }
 
 fn network(kind: VariantKind) -> CompressedNetwork {
@@ -292,7 +334,7 @@ fn main() {
                 acc + peak_check
             );
         }
-        m => panic!("unknown mode {m:?} (see the module doc)"),
+        m => fail(&format!("unknown MODE {m:?}")),
     }
 }
 
