@@ -15,7 +15,10 @@
 //! `gemm` crate packs both operands there and runs a 16-row micro-kernel at about half its
 //! usual rate (58 vs 105 GMAC/s on this machine); neither crate has a dot-product form for
 //! it. The kernel keeps 24 running sums of 16 lanes in registers and reads both operands as
-//! they lie. It uses `mul_add` only, so every instruction-set level gives the same bits.
+//! they lie; its general form [`dot_products`] takes rows by their start, so the im2col-free
+//! weight gradient (`super::weight_grad`) reads nine overlapping views of one padded plane.
+//! Every instruction-set level (AVX-512, AVX2, portable; chosen by `cpu::vector_level`) sums
+//! in one fixed order with fused multiply-adds, so all give the same bits.
 
 /// Which GEMM implementation to call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
