@@ -9,9 +9,13 @@
 //! - `sign(x) = +1 for x >= 0, -1 for x < 0` (sign(0) = +1, as larq's `ste_sign`).
 //! - Binary packing: +1 -> bit 0, -1 -> bit 1 (as Larq Compute Engine), so a +/-1 dot product of
 //!   length K is `K - 2 * popcount(a XOR b)` over real (non-padded) positions.
-//! - Images handed to classifiers are in *unit* scale ([0,1]); normalisation (mean/std per
+//! - Images handed to classifiers are in *unit* scale (\[0,1\]); normalisation (mean/std per
 //!   channel) happens inside the model.
 //! - MB = 10^6 bytes; NCC is reported in units of 10^6.
+
+// The docs are written for people working on the crate and link its internals; build them
+// with `cargo doc --document-private-items` to follow those links.
+#![allow(rustdoc::private_intra_doc_links)]
 
 pub mod attack;
 pub mod cli;

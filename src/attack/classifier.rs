@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::model::Normalization;
 
-/// Anything that maps a batch of unit-scale images (NCHW, values in [0,1]) to logits (N x classes).
+/// Anything that maps a batch of unit-scale images (NCHW, values in \[0,1\]) to logits (N x classes).
 /// Normalisation is applied inside the model.
 pub trait Model: Send + Sync {
     /// (channels, height, width) of one image.

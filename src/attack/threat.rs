@@ -41,6 +41,10 @@
 //! - **LocalSearch eps 8, 16, 32 and GenAttack eps 8, 12 -> pixel.** Same integer 0-255 grid as
 //!   FGSM; GenAttack's own ImageNet budget 0.05 (Alzantot et al.) is ~12.75/255, next to 12.
 
+// clap renders this module's `///` comments as `--help` text, where brackets are literal
+// (`[0,1]`, `[required]`), so rustdoc's link check does not apply to them.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 use ndarray::{Array3, ArrayView3, Zip};
 use rand::Rng;
 use rand_distr::StandardNormal;

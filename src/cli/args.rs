@@ -4,6 +4,10 @@
 //! variant flags keep the defaults of [`crate::variant::VariantOptions`], so defaults live in one
 //! place.
 
+// clap renders this module's `///` comments as `--help` text, where brackets are literal
+// (`[0,1]`, `[required]`), so rustdoc's link check does not apply to them.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

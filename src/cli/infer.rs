@@ -10,6 +10,10 @@
 //! A weight file whose metadata names another variant than `--variant` is refused
 //! ([`crate::io::weights::check_variant`]; shared with `verify`, `export` and `attack`).
 
+// clap renders this module's `///` comments as `--help` text, where brackets are literal
+// (`[0,1]`, `[required]`), so rustdoc's link check does not apply to them.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};

@@ -85,7 +85,7 @@ impl Dataset {
         [s[1], s[2], s[3]]
     }
 
-    /// Images `range` in unit scale ([0,1]) as f32 NCHW.
+    /// Images `range` in unit scale (\[0,1\]) as f32 NCHW.
     pub fn to_unit(&self, range: Range<usize>) -> Result<Array4<f32>> {
         self.check_range(&range)?;
         Ok(self

@@ -2,7 +2,7 @@
 //! ImageNet-style folders of JPEG/PNG images), the standard CIFAR augmentation, and resumable append-only JSONL result logs.
 //!
 //! Conventions: images are kept as raw `u8` pixels (0-255) in NCHW until a caller asks for unit
-//! scale ([0,1], `/255`); labels are class indices `0..classes`. Every writer that produces a file a
+//! scale (\[0,1\], `/255`); labels are class indices `0..classes`. Every writer that produces a file a
 //! later run depends on (weights, datasets) writes a temporary file in the same directory and renames
 //! it into place ([`atomic::write_atomic`]), so a killed run never leaves a half-written file behind,
 //! and every command checks its outputs before starting ([`output`]: no silent overwrite, never

@@ -1,4 +1,4 @@
-//! Per-channel input normalisation, applied to pixels already scaled to [0,1]:
+//! Per-channel input normalisation, applied to pixels already scaled to \[0,1\]:
 //! `x_norm[c] = (x_unit[c] - mean[c]) / std[c]`.
 
 use serde::{Deserialize, Serialize};
@@ -10,7 +10,7 @@ pub struct Normalization {
 }
 
 impl Normalization {
-    /// The usual CIFAR-10 statistics (per channel R, G, B, on the [0,1] scale).
+    /// The usual CIFAR-10 statistics (per channel R, G, B, on the \[0,1\] scale).
     pub fn cifar10() -> Self {
         Normalization {
             mean: vec![0.4914, 0.4822, 0.4465],

@@ -151,7 +151,7 @@ pub fn cifar_resnet(depth: usize, input: [usize; 3], num_classes: usize) -> Resu
     finish(format!("resnet{depth}"), input, num_classes, b.layers)
 }
 
-/// torchvision ResNet18 (`bottleneck = false`, blocks [2,2,2,2]) or ResNet50 (`true`, [3,4,6,3]).
+/// torchvision ResNet18 (`bottleneck = false`, blocks \[2,2,2,2\]) or ResNet50 (`true`, \[3,4,6,3\]).
 pub fn imagenet_resnet(bottleneck: bool, input: [usize; 3], num_classes: usize) -> Result<Network> {
     let (blocks, expansion, depth) = if bottleneck {
         ([3, 4, 6, 3], 4, 50)

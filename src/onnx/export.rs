@@ -36,6 +36,10 @@
 //!   after. A binarized layer's input that lies within that rounding of its threshold can take
 //!   the other sign.
 
+// clap renders this module's `///` comments as `--help` text, where brackets are literal
+// (`[0,1]`, `[required]`), so rustdoc's link check does not apply to them.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 use crate::engine::exec::{BinWeights, Net, BN_EPS};
 use crate::engine::params::BinScheme;
 use crate::model::Op;

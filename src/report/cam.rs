@@ -13,7 +13,7 @@
 //!   `r = clamp(1.5 - |4t - 3|)`, `g = clamp(1.5 - |4t - 2|)`, `b = clamp(1.5 - |4t - 1|)`,
 //!   `t = v / 255`.
 //! - Overlay: `round(alpha * jet + (1 - alpha) * 255 * image)` per channel with
-//!   [`OVERLAY_ALPHA`] = 0.5; images are unit scale [0,1], CHW, 1 or 3 channels.
+//!   [`OVERLAY_ALPHA`] = 0.5; images are unit scale \[0,1\], CHW, 1 or 3 channels.
 //! - Metric: third quartile (type 7 interpolation, as in [`super::metrics`]) of the normalized
 //!   0-255 heat-map intensity over all pixels (the paper reports e.g. 184 for ResNet56 vanilla).
 

@@ -4,7 +4,7 @@
 //! # Definitions
 //! - **Clean accuracy** `A` of a cell: fraction of its results with `clean_pred == label`.
 //! - **Accuracy after attack** `A*`: fraction with `adv_pred == label` (for targeted attacks this
-//!   is the paper's OA). Both are fractions in [0,1] pooled over reruns and images.
+//!   is the paper's OA). Both are fractions in \[0,1\] pooled over reruns and images.
 //! - **Mean loss**: mean of `result.loss` over the results that report one.
 //! - **Strain** `(A - A*) / A` (paper Sec. 4.2); undefined (`None`) when `A = 0`.
 //! - **Stress** (paper Fig. 3 captions): FGSM eps; PGD eps with i = 3 fixed; C&W search
@@ -34,7 +34,7 @@
 //!
 //! # Strong / ductile / brittle (our quantitative rule; the paper gives only the idea)
 //! Per (variant, attack) the strain curve is put on a *normalized stress* axis `s = sigma /
-//! sigma_max` in [0,1], where `sigma_max` is the largest stress of that attack over all variants
+//! sigma_max` in \[0,1\], where `sigma_max` is the largest stress of that attack over all variants
 //! (one axis for every variant, so they compare), with the origin `(0, 0)` prepended (no stress,
 //! no strain). Two numbers describe it:
 //! - `s_break`: the normalized stress at which strain first reaches [`BREAK_STRAIN`] = 0.9

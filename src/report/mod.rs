@@ -5,7 +5,7 @@
 //! [`tables`] (Tables 4-6 as Markdown/CSV/LaTeX/HTML) and [`html`] ([`write_report`]: the whole
 //! report folder).
 //!
-//! Accuracies inside the metrics are fractions in [0,1]; figures and tables show percent.
+//! Accuracies inside the metrics are fractions in \[0,1\]; figures and tables show percent.
 
 pub mod axes;
 pub mod cam;

@@ -25,7 +25,7 @@ pub struct Setting {
     /// Perturbation budget, in `scale` units.
     #[serde(default)]
     pub eps: Option<f32>,
-    /// Scale of `eps` (pixel = 0-255, unit = [0,1], normalized).
+    /// Scale of `eps` (pixel = 0-255, unit = \[0,1\], normalized).
     #[serde(default)]
     pub scale: Option<Scale>,
     /// Iterations (PGD, DeepFool, C&W search steps, LocalSearch rounds, GenAttack generations).

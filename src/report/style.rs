@@ -94,7 +94,7 @@ impl Rgb {
         format!("#{:02x}{:02x}{:02x}", self.0, self.1, self.2)
     }
 
-    /// Relative luminance (WCAG 2.x / ITU-R BT.709 weights on linearised sRGB), in [0,1]: the grey
+    /// Relative luminance (WCAG 2.x / ITU-R BT.709 weights on linearised sRGB), in \[0,1\]: the grey
     /// level the colour prints as.
     pub fn luminance(self) -> f64 {
         let lin = |c: u8| {

@@ -17,7 +17,7 @@
 //!   no DSP);
 //! - full precision: `ceil(PE / mac.lanes) * SIMD` DSP48s (`mac.lanes` output channels share one
 //!   activation per DSP: the shared-operand packing; the paper slice packs the same way), the
-//!   SIMD products of a lane summed in DSP cascades and a fabric tree ([`logic::lane_drain`]);
+//!   SIMD products of a lane summed in DSP cascades and a fabric tree ([`lane_drain`]);
 //! - weights on chip: `PE * SIMD * bits` wide, `MW * MH / (PE * SIMD)` deep (x `m` bases);
 //! - a line buffer for `k > 1`: `((k - 1) * in_w + k) * in_c` activations, `SIMD * act_bits` wide.
 //!

@@ -1,12 +1,12 @@
 //! Cycle-level DSP48 array simulator.
 //!
 //! - [`layer`]: the simulator's plain layer description ([`LayerSpec`]).
-//! - [`slice`]: one DSP48, bit-exact (packed MAC lanes on a P register; XNOR + popcount tree).
+//! - [`slice`](mod@slice): one DSP48, bit-exact (packed MAC lanes on a P register; XNOR + popcount tree).
 //! - [`schedule`]: output-stationary mapping onto `dsp_count` slices and cycle counting (closed
 //!   form and cycle by cycle).
 //! - [`report`]: per-layer / network reports ([`simulate_layers`]).
 //! - [`data`], [`functional`]: input tensors and the layer outputs computed through the slice model.
-//! - [`reference`]: naive implementations the simulator is tested against.
+//! - [`reference`](mod@reference): naive implementations the simulator is tested against.
 //! - [`vectors`]: golden vectors for RTL testbenches.
 //! - [`network`]: a compressed network's conv/linear layers as [`LayerSpec`]s.
 //! - [`resources`]: DSP/LUT/FF/BRAM18/URAM per layer and in total, capacity and fit, DDR traffic.

@@ -717,7 +717,7 @@ pub fn read_hex_values(dir: &Path, f: &HexFile) -> Result<Vec<i64>> {
         .collect())
 }
 
-/// Reads a vector set written by [`write`].
+/// Reads a vector set written by [`write`](fn@write).
 pub fn read(dir: &Path) -> Result<GoldenSet> {
     let path = dir.join("manifest.json");
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;

@@ -13,7 +13,7 @@
 //! - Per epoch the log gets `{"epoch", "global_step", "lr", "train_loss", "test_loss",
 //!   "test_accuracy", "seconds"}`; on resume records of epochs already logged are not repeated.
 //!
-//! Images reach the model in unit scale ([0,1]); normalisation is the model's job.
+//! Images reach the model in unit scale (\[0,1\]); normalisation is the model's job.
 
 use crate::io::{augment, Dataset, JsonlWriter};
 use crate::train::checkpoint::{Checkpoint, Progress, RngState};

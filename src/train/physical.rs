@@ -10,7 +10,7 @@
 //!   (over all consuming convs: `sqrt(sum of squared norms)`). Ties prune the lower index first.
 //!   Removing filter `o` removes row `o` of the conv (and its bias), channel `o` of every BN on
 //!   the path, and input channel `o` of every consuming conv.
-//! - Kernel/weight ([`sparse`]): shapes stay, 0/1 masks zero the lowest-norm kernels / smallest
+//! - Kernel/weight ([`sparse_masks`]): shapes stay, 0/1 masks zero the lowest-norm kernels / smallest
 //!   weights of every eligible layer (the cost model's eligibility and rates, see
 //!   [`crate::variant::prune::sparse`]). Masks are saved beside the weights under
 //!   `{weight name}.mask` (e.g. `layer1.0.conv1.weight.mask`) and stay fixed in fine-tuning.

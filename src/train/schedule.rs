@@ -11,7 +11,7 @@
 //! - `Cosine` (SGDR without restarts, Loshchilov & Hutter 2017, stepped per update) with optional
 //!   linear warmup: during the first `W = warmup*steps_per_epoch` steps, `lr * (step+1)/W` (so the
 //!   first step is not wasted at lr 0); afterwards, with `p = (step - W) / (total*spe - W)` clamped
-//!   to [0,1], `min_lr + (lr - min_lr) * (1 + cos(pi*p)) / 2`.
+//!   to \[0,1\], `min_lr + (lr - min_lr) * (1 + cos(pi*p)) / 2`.
 
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};

@@ -3,7 +3,7 @@
 //!
 //! `counts[r][o] = sum_k popcount(a[r][k] XOR w[o][k])`. Two kernels share that definition:
 //!
-//! - [`gemm`] (linear layers): rows `[rows][row_words]`, counts `[rows][outputs]`; the caller
+//! - [`gemm`](fn@gemm) (linear layers): rows `[rows][row_words]`, counts `[rows][outputs]`; the caller
 //!   turns counts into +/-1 dot products. Filters are stored in *panels* of [`PANEL`] = 8
 //!   outputs: panel `p`, word `k` holds the 8 words `w[8p + l][k]`, `l = 0..8`, contiguously
 //!   (missing outputs in the last panel are zero words, their counts ignored). Eight `u64` are
@@ -12,7 +12,7 @@
 //! - [`gemm_cols`] (convs): input word-major `[row_words][cols8]` (see [`super::im2col`]), plain
 //!   filter rows `[O][row_words]`, and it writes `K - 2*count` as `i32` straight into `[O][cols]`
 //!   (one NCHW image): the kernel broadcasts one filter word against the same word of 8 pixels.
-//! - [`dots_windows`] (the channel-last convs of the inference path): panels as [`gemm`], the
+//! - [`dots_windows`] (the channel-last convs of the inference path): panels as [`gemm`](fn@gemm), the
 //!   input words read in place from a byte-packed frame ([`WindowRows`], no im2col copy), and
 //!   `K - 2*count` written as `i32` pixel-major (`[windows][ld]`). The AVX-512 kernel works on
 //!   tiles of up to 8 windows x 8 panels with the accumulators in registers.

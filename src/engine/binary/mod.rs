@@ -15,7 +15,7 @@
 //! channel-last byte-packed image of the inference path), [`im2col`] (bit rows),
 //! [`bgemm`] (the hot loop; [`taps`] its tap-per-lane form for 16, 32 and 64 channels), [`padding`] (exact zero padding), [`output_transform`] (sums to the next layer's floats
 //! or sign bits: intervals, their writer, the tap kernel's thresholds), [`bconv`], [`linear`],
-//! [`transform`] (i32 -> scaled f32), [`multibase`] (XNOR / ABC layers), and [`reference`]
+//! [`transform`] (i32 -> scaled f32), [`multibase`] (XNOR / ABC layers), and [`reference`](mod@reference)
 //! (slow i8 truth the fast kernels are tested against).
 //!
 //! ```

@@ -22,7 +22,7 @@
 //! [`crate::engine::ops::abc::abc_activation_backward`] and [`crate::engine::ops::xnor::xnor_binarize_backward`] /
 //! [`crate::engine::ops::abc::abc_binarize_backward`].
 //!
-//! Inputs are unit-scale images ([0,1]); the executor applies the network's normalisation first
+//! Inputs are unit-scale images (\[0,1\]); the executor applies the network's normalisation first
 //! and its backward pass returns gradients w.r.t. the unit-scale input.
 //!
 //! The tape-free inference path ([`Net::infer`]) runs bitwise XNOR convs channel-last

@@ -3,7 +3,7 @@
 //! Two backends are kept so `benches/float_conv.rs` can compare them: the `gemm` crate (runtime
 //! dispatch to AVX-512 / AVX2 micro-kernels) and `matrixmultiply`. [`DEFAULT_BACKEND`] is `gemm`:
 //! on this machine's AVX-512 cores it ran the ResNet20 conv GEMM shapes 1.3-2.3x faster
-//! (e.g. [64x576]x[576x256]: ~104 vs ~70 GMAC/s on one thread; [16x144]x[144x1024]: ~80 vs
+//! (e.g. \[64x576\]x\[576x256\]: ~104 vs ~70 GMAC/s on one thread; \[16x144\]x\[144x1024\]: ~80 vs
 //! ~35). Either backend gives results within f32 rounding of the f64 reference.
 //!
 //! Convention: every matrix is described by (rows, cols, row stride, column stride) in elements,

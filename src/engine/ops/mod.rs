@@ -11,7 +11,7 @@
 //! [`crate::Error::Input`] naming the operator and field. Crate-wide conventions (sign(0) = +1)
 //! are in the crate doc.
 //!
-//! Modules: [`conv`] (im2col + GEMM, with the f64 [`reference`] beside it), [`direct`] (the
+//! Modules: [`conv`] (im2col + GEMM, with the f64 [`reference`](mod@reference) beside it), [`direct`] (the
 //! im2col-free channel-last forward of short reductions), [`gemm`] (backend choice),
 //! [`epilogue`] (bias, BN, residual add, activation fused into a conv's output), [`batchnorm`],
 //! [`activation`] (ReLU, hardtanh, sign + STE), [`xnor`] and [`abc`]

@@ -6,7 +6,7 @@
 //! Semantics follow the ONNX operator specification (negative axes count from the end;
 //! `Slice` clamps starts/ends per its spec, negative steps included; `Reshape` 0 copies the input
 //! dim unless `allowzero`, -1 is inferred). Every result stays under
-//! [`MAX_FOLD_ELEMS`](super::tensor::MAX_FOLD_ELEMS) elements.
+//! [`super::tensor::MAX_FOLD_ELEMS`] elements.
 
 use super::tensor::{elem_count, elementwise, is_float_type, Attrs, Const, Data, MAX_FOLD_ELEMS};
 use crate::Result;

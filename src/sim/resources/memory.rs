@@ -5,7 +5,7 @@
 //! dual-port mode offers the aspect ratios 16K x 1, 8K x 2, 4K x 4, 2K x 9, 1K x 18 and 512 x 36
 //! (UG573, block RAM port aspect ratios); a memory takes `ceil(width / w) * ceil(depth / d)`
 //! blocks of the cheapest ratio. FINN's `bram_estimation` uses the same table but picks the
-//! ratio from the width alone ([`super::finn::bram18`]); taking the cheapest ratio never needs
+//! ratio from the width alone ([`super::finn::Mvau::bram18`]); taking the cheapest ratio never needs
 //! more blocks. An UltraRAM is 4K x 72 (UG573): `ceil(width / 72) * ceil(depth / 4096)`.
 //!
 //! Feature maps (ping-pong buffers) are stored as 36-bit words at full depth, the densest use of

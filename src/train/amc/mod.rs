@@ -3,7 +3,7 @@
 //! network one by one and picks each layer's sparsity ratio under a FLOPs budget; the reward is
 //! the validation accuracy of the pruned model *without* fine-tuning.
 //!
-//! The environment is a trait ([`PruneEnv`]) so the search can run on any model; [`env`] holds
+//! The environment is a trait ([`PruneEnv`]) so the search can run on any model; [`env`](mod@env) holds
 //! the implementation for a real [`crate::engine::exec::Net`] (channel pruning by l2 magnitude,
 //! mask-based evaluation on a validation subset).
 //!

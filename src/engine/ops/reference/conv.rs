@@ -20,7 +20,7 @@ fn at(h: usize, i: usize, p: usize, stride: usize, pad: usize) -> Option<usize> 
     }
 }
 
-/// Forward pass. Shapes: x [N,C,H,W], w [O,C,K,K'], b [O].
+/// Forward pass. Shapes: x \[N,C,H,W\], w [O,C,K,K'], b \[O\].
 pub fn conv2d(
     x: &Array4<f64>,
     w: &Array4<f64>,
