@@ -11,8 +11,10 @@
 //! [`crate::Error::Input`] naming the operator and field. Crate-wide conventions (sign(0) = +1)
 //! are in the crate doc.
 //!
-//! Modules: [`conv`] (im2col + GEMM, with the f64 [`reference`](mod@reference) beside it), [`direct`] (the
-//! im2col-free channel-last forward of short reductions), [`gemm`] (backend choice),
+//! Modules: [`conv`] (im2col + GEMM, with the f64 [`reference`](mod@reference) beside it),
+//! [`im2col`] (the unfold and its adjoint), [`weight_grad`] (the im2col-free weight gradient
+//! of narrow stride-1 convolutions), [`direct`] (the im2col-free channel-last forward of short
+//! reductions), [`gemm`] (backend choice and the inner-product kernel),
 //! [`epilogue`] (bias, BN, residual add, activation fused into a conv's output), [`batchnorm`],
 //! [`activation`] (ReLU, hardtanh, sign + STE), [`xnor`] and [`abc`]
 //! (weight / activation binarization returning the +/-1 tensors and scales separately, for the
