@@ -37,10 +37,12 @@ use super::epilogue::Epilogue;
 use super::gemm::{sgemm, GemmBackend, MatRef, DEFAULT_BACKEND};
 use super::im2col::{col2im_at, im2col_at, im2col_rows, is_pointwise};
 use super::weight_grad as shifted;
+use crate::engine::heap::with_reused;
 use crate::model::geom::ConvGeom;
 use crate::{Error, Result};
 use ndarray::{Array1, Array4};
 use rayon::prelude::*;
+use std::cell::RefCell;
 
 /// Checks the shapes of `x [N,C,H,W]` and `w [O,C,KH,KW]` and the hyper-parameters; returns
 /// the batch size and the per-image geometry. Every failure names the offending field.
@@ -324,28 +326,14 @@ fn conv2d_fused_impl(
 }
 
 thread_local! {
-    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> =
-        const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `f` with two scratch buffers of the given lengths (contents unspecified), reused per
-/// thread: allocating and zeroing the column block per call showed up as ~10% of inference.
-/// Falls back to fresh buffers when this thread's pair is in use (rayon may run another
-/// convolution on a thread that is waiting inside this one).
+/// Runs `f` with two per-thread scratch buffers of the given lengths (contents unspecified;
+/// see [`with_reused`]).
 fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
-    let run = |pair: &mut (Vec<f32>, Vec<f32>)| {
-        if pair.0.len() < a {
-            pair.0.resize(a, 0.0);
-        }
-        if pair.1.len() < b {
-            pair.1.resize(b, 0.0);
-        }
-        f(&mut pair.0[..a], &mut pair.1[..b])
-    };
-    SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut pair) => run(&mut pair),
-        Err(_) => run(&mut (Vec::new(), Vec::new())),
-    })
+    with_reused(&SCRATCH_A, a, |x| with_reused(&SCRATCH_B, b, |y| f(x, y)))
 }
 
 /// `dst [cols x rows] = src [rows x cols]^T`, in square tiles so both sides stay in cache.

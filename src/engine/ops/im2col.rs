@@ -15,6 +15,8 @@
 //!   (`W + 2*pad` wide, only the rows the band reads), so every output row of every tap is
 //!   one gather with no edge cases; stride 2 gathers 16 or 8 outputs per vector shuffle. The
 //!   per-element form it replaces (a bounds test per output) was 4% of a training step.
+//!
+//! Wrapped entries are zeroed by [`zero_outside_cols`], which `super::weight_grad` shares.
 
 use crate::model::geom::ConvGeom;
 
@@ -83,7 +85,7 @@ pub(super) fn im2col_rows(
     } else {
         slab_rows(g, r0, r1) * slab_width(g)
     };
-    with_slab(slab_len, |slab| {
+    crate::engine::heap::with_reused(&SLAB, slab_len, |slab| {
         im2col_rows_at(crate::engine::cpu::isa(), g, x, col, ld, off, r0, r1, slab)
     })
 }
@@ -101,21 +103,6 @@ fn slab_rows(g: &ConvGeom, r0: usize, r1: usize) -> usize {
 
 thread_local! {
     static SLAB: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with a per-thread scratch slab of `len` floats (contents unspecified); a fresh one
-/// when this thread's is in use (rayon may nest work on a waiting thread).
-fn with_slab<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let run = |v: &mut Vec<f32>| {
-        if v.len() < len {
-            v.resize(len, 0.0);
-        }
-        f(&mut v[..len])
-    };
-    SLAB.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut v) => run(&mut v),
-        Err(_) => run(&mut Vec::new()),
-    })
 }
 
 crate::engine::cpu::vectorized!(
@@ -212,15 +199,9 @@ fn shifted_copy(
     dst[k0 - base..k1 - base].copy_from_slice(&plane[s0..s0 + (k1 - k0)]);
     dst[i0 * g.wo - base..k0 - base].fill(0.0);
     dst[k1 - base..i1 * g.wo - base].fill(0.0);
-    // The wrapped entries are the first `j0` and last `WO - j1` columns of each row (at most
-    // `pad` each): zeroed column by column with strided stores, because a fill per row
-    // becomes a `memset` call per row (6% of float inference).
-    let (j0, j1) = valid_cols(g, q);
-    for j in (0..j0).chain(j1..g.wo) {
-        for i in i0..i1 {
-            dst[i * g.wo + j - base] = 0.0;
-        }
-    }
+    // The wrapped entries: the first `j0` and last `WO - j1` columns of each row (at most
+    // `pad` each).
+    zero_outside_cols(dst, g.wo, i0 - r0..i1 - r0, valid_cols(g, q));
 }
 
 /// Padded rows `[first, first + rows)` of one channel plane: the image rows with `pad` zeros
@@ -237,34 +218,7 @@ fn fill_slab(g: &ConvGeom, plane: &[f32], first: usize, rows: usize, slab: &mut 
         let r = r as usize;
         srow[..g.pad].iter_mut().for_each(|v| *v = 0.0);
         srow[g.pad + g.w..].iter_mut().for_each(|v| *v = 0.0);
-        copy_row(
-            &mut srow[g.pad..g.pad + g.w],
-            &plane[r * g.w..(r + 1) * g.w],
-        );
-    }
-}
-
-/// `dst = src[..dst.len()]` in fixed-width chunks (the last one overlapping the one before),
-/// which compile to vector moves; a `copy_from_slice` of a runtime length is a `memcpy` call,
-/// too slow for rows of 8-32 floats.
-#[inline(always)]
-fn copy_row(dst: &mut [f32], src: &[f32]) {
-    fn chunks<const K: usize>(dst: &mut [f32], src: &[f32]) {
-        let n = dst.len();
-        let mut k = 0;
-        while k + K <= n {
-            dst[k..k + K].copy_from_slice(&src[k..k + K]);
-            k += K;
-        }
-        if k < n {
-            dst[n - K..n].copy_from_slice(&src[n - K..n]);
-        }
-    }
-    match dst.len() {
-        n if n >= 16 => chunks::<16>(dst, src),
-        n if n >= 8 => chunks::<8>(dst, src),
-        n if n >= 4 => chunks::<4>(dst, src),
-        _ => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v),
+        srow[g.pad..g.pad + g.w].copy_from_slice(&plane[r * g.w..(r + 1) * g.w]);
     }
 }
 
@@ -287,6 +241,23 @@ fn gather2_row(dst: &mut [f32], src: &[f32]) {
     chunks::<8>(dst, src, &mut j);
     for k in j..dst.len() {
         dst[k] = src[2 * k];
+    }
+}
+
+/// Zeroes the entries of rows `rows` of a `width`-wide row-major block that lie outside the
+/// columns `[j0, j1)`: the window positions that wrap around a row edge. Column by column with
+/// strided stores, because a fill per row becomes a `memset` call per row (6% of float
+/// inference when it was one).
+pub(super) fn zero_outside_cols(
+    m: &mut [f32],
+    width: usize,
+    rows: std::ops::Range<usize>,
+    (j0, j1): (usize, usize),
+) {
+    for j in (0..j0).chain(j1..width) {
+        for i in rows.clone() {
+            m[i * width + j] = 0.0;
+        }
     }
 }
 
@@ -328,12 +299,7 @@ pub(super) fn col2im_at(g: &ConvGeom, col: &mut [f32], ld: usize, off: usize, dx
                 if g.stride == 1 && g.wo == g.w {
                     // Mirror of `shifted_copy`: drop the wrapped edge entries, then one
                     // contiguous add at a fixed offset.
-                    // Column by column, as in `shifted_copy` (no memset call per row).
-                    for j in (0..j0).chain(j1..g.wo) {
-                        for i in i0..i1 {
-                            src[i * g.wo + j] = 0.0;
-                        }
-                    }
+                    zero_outside_cols(src, g.wo, i0..i1, (j0, j1));
                     let off = (p as isize - g.pad as isize) * w + q as isize - g.pad as isize;
                     if let Some((k0, k1)) = shifted_range(g, i0, i1, off, plane.len()) {
                         let s0 = (k0 as isize + off) as usize;

@@ -20,7 +20,7 @@
 //! (interleaved runs on one core, 469 against 454 img/s).
 
 use super::gemm::{dot_products, SMALL_SIDE};
-use super::im2col::valid_cols;
+use super::im2col::{valid_cols, zero_outside_cols};
 use crate::model::geom::ConvGeom;
 
 /// Whether [`weight_grad`] serves this convolution: stride 1, output the input's size, and at
@@ -72,19 +72,14 @@ pub(super) fn weight_grad(
         }
     }
     for q in 0..g.kw {
-        let (j0, j1) = valid_cols(g, q);
+        let valid = valid_cols(g, q);
         for o in 0..g.o {
             let row = &mut dyq[(q * g.o + o) * kk..(q * g.o + o + 1) * kk];
             for i in 0..imgs {
                 let at = i * seg;
                 let plane = &mut row[at..at + l];
                 plane.copy_from_slice(&dys[(i * g.o + o) * l..(i * g.o + o + 1) * l]);
-                // Column by column with strided stores: a fill per row is a memset call.
-                for j in (0..j0).chain(j1..g.w) {
-                    for r in 0..g.h {
-                        plane[r * g.w + j] = 0.0;
-                    }
-                }
+                zero_outside_cols(plane, g.w, 0..g.h, valid);
                 if i + 1 < imgs {
                     row[at + l..at + seg].fill(0.0);
                 }
