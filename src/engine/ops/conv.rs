@@ -1,5 +1,5 @@
-//! Fast 2-D convolution (cross-correlation, PyTorch `conv2d` semantics) for the float engine:
-//! im2col + GEMM, forward and backward, parallel over the batch with rayon.
+//! Fast 2-D convolution (cross-correlation, PyTorch `conv2d` semantics) for the float engine,
+//! forward and backward, parallel over the batch with rayon.
 //!
 //! Conventions: NCHW f32 input `x [N,C,H,W]`, weights `w [O,C,KH,KW]`, optional bias `b [O]`;
 //! the same stride and zero padding on both spatial axes; output `[N,O,HO,WO]` with
@@ -7,26 +7,35 @@
 //! the shapes and gives the batch size and the per-image [`ConvGeom`] shared with the binary
 //! engine and the simulator.
 //!
-//! Per image the convolution is one GEMM `y_n [O, HO*WO] = W [O, C*KH*KW] x col_n [C*KH*KW,
-//! HO*WO]`, where `col_n` holds the receptive fields (rows ordered c-major, then kh, then kw, so
-//! `W` needs no reshaping). 1x1 stride-1 unpadded convolutions skip im2col: `col_n` is `x_n`.
-//! Backward uses the same layout: `dW = sum_n dy_n col_n^T`; the input gradient of a stride-1
+//! Forward, per image, by geometry:
+//! - stride 1, "same" or "valid" padding (`2*pad < KW`), not 1x1: the implicit GEMM of
+//!   [`super::implicit`], which reads the input in place at each tap's offset (no column
+//!   matrix). Every stride-1 forward of the default backend goes there, so the taped forward,
+//!   inference and the input gradient (itself a stride-1 convolution, below) share its one
+//!   summation order.
+//! - 1x1 stride-1 unpadded: one GEMM on the input as it lies.
+//! - anything else (stride 2, the `matrixmultiply` backend): one GEMM `y_n [O, HO*WO] = W [O,
+//!   C*KH*KW] x col_n [C*KH*KW, HO*WO]`, where `col_n` holds the receptive fields (rows ordered
+//!   c-major, then kh, then kw, so `W` needs no reshaping).
+//!
+//! Backward uses the column layout: `dW = sum_n dy_n col_n^T`; the input gradient of a stride-1
 //! convolution is the forward convolution of `dy` with the flipped kernel (see
 //! `transposed_pad`), of other convolutions `dcol_n = W^T dy_n` folded back by col2im.
-//! [`conv2d_backward_input`] gives the input gradient alone, one image per GEMM. The weight-gradient sum runs over fixed batch groups whose
-//! partial sums are added in order, so the result does not depend on the thread count.
+//! [`conv2d_backward_input`] gives the input gradient alone, one image at a time. The
+//! weight-gradient sum runs over fixed batch groups whose partial sums are added in order, so
+//! the result does not depend on the thread count.
 //!
-//! The forward pass multiplies one image at a time, so results do not depend on the batch;
+//! The forward pass computes one image at a time, so results do not depend on the batch;
 //! the backward pass puts several images of small maps (fewer than 256 output positions) side
 //! by side in one GEMM, which roughly doubles the GEMM rate on the 8x8 ResNet stage. The weight gradient
 //! is accumulated transposed, `dW^T += col dy^T`, because the `gemm` crate is several times
 //! slower on `dy col^T` (long inner dimension, column-major rhs); with at most 16 filters that
-//! product goes to the inner-product kernel of [`super::gemm`]. im2col and col2im are in
-//! [`super::im2col`].
+//! product goes to the inner-product kernel of [`super::gemm`], and for narrow stride-1 layers
+//! to the im2col-free [`super::weight_grad`]. im2col and col2im are in [`super::im2col`].
 //!
 //! The channel-last forward ([`conv2d_fused_nhwc`], for a binary conv reading the output)
 //! of a short reduction (`C*KH*KW <= 64`, e.g. a first layer on RGB) runs the direct kernel of
-//! [`super::direct`] instead, which gives the GEMM's values bit for bit.
+//! [`super::direct`] instead, which gives the same values bit for bit.
 //!
 //! NaN or infinite inputs propagate through the sums (IEEE); nothing is checked here.
 //!
@@ -36,6 +45,7 @@ use super::direct;
 use super::epilogue::Epilogue;
 use super::gemm::{sgemm, GemmBackend, MatRef, DEFAULT_BACKEND};
 use super::im2col::{col2im_at, im2col_at, im2col_rows, is_pointwise};
+use super::implicit;
 use super::weight_grad as shifted;
 use crate::engine::heap::with_reused;
 use crate::model::geom::ConvGeom;
@@ -153,8 +163,9 @@ pub fn conv2d_fused(
     conv2d_fused_with(DEFAULT_BACKEND, x, w, b, stride, pad, ep, residual)
 }
 
-/// The forward pass computes one image per GEMM (in bands of output rows when the map has
-/// more than [`BAND_COLS`] positions): each tile is unfolded into a column block that stays in
+/// The forward pass computes one image at a time: by the implicit GEMM (stride 1, see the
+/// module doc) or by one GEMM per image (in bands of output rows when the map has more than
+/// [`BAND_COLS`] positions): each tile is unfolded into a column block that stays in
 /// cache, multiplied, and written to NCHW through the epilogue. One image per GEMM also makes
 /// an image's output independent of the batch it is in: the `gemm` crate's rounding of a
 /// column depends on the shape of the product it sits in (its k-blocking changes with the
@@ -263,8 +274,15 @@ fn conv2d_fused_impl(
             .into_shape_with_order((n, g.ho, g.wo, g.o))
             .expect("contiguous"));
     }
+    // Stride-1 convolutions other than 1x1: the implicit GEMM over a framed input (no
+    // column block; see `super::implicit`), whole images at a time.
+    let implicit =
+        (backend == GemmBackend::Gemm && implicit::usable(&g)).then(|| implicit::Plan::new(&g));
     // Output rows per tile.
-    let band = (BAND_COLS / g.wo.max(1)).clamp(1, g.ho.max(1));
+    let band = match implicit {
+        Some(_) => g.ho.max(1),
+        None => (BAND_COLS / g.wo.max(1)).clamp(1, g.ho.max(1)),
+    };
     let tile_cols = band * g.wo;
     if n > 0 && l > 0 {
         y.as_slice_mut()
@@ -273,6 +291,45 @@ fn conv2d_fused_impl(
             .zip(xs.par_chunks(img_in))
             .enumerate()
             .for_each(|(img, (yn, xn))| {
+                // The epilogue of output rows `r0..r1`, whose values `out` holds `[O][cols]`.
+                let finish = |yn: &mut [std::mem::MaybeUninit<f32>],
+                              out: &mut [f32],
+                              r0: usize,
+                              r1: usize| {
+                    let cols = (r1 - r0) * g.wo;
+                    if nhwc {
+                        // Epilogue in place over the band's channel rows, then the band
+                        // transposed into its pixels' channel vectors.
+                        for (oc, row) in out[..g.o * cols].chunks_mut(cols).enumerate() {
+                            ep.row_inplace(oc, row, None);
+                        }
+                        let dst = &mut yn[r0 * g.wo * g.o..r1 * g.wo * g.o];
+                        crate::engine::fmap::transpose_into(&out[..g.o * cols], g.o, cols, dst);
+                        return;
+                    }
+                    for (oc, row) in yn.chunks_mut(l).enumerate() {
+                        let src = &out[oc * cols..(oc + 1) * cols];
+                        let at = img * img_out + oc * l;
+                        let res = rs.map(|r| &r[at + r0 * g.wo..at + r1 * g.wo]);
+                        ep.row_uninit(oc, &mut row[r0 * g.wo..r1 * g.wo], src, res);
+                    }
+                };
+                if let Some(plan) = &implicit {
+                    with_scratch(plan.frame_len(), img_out, |frame, out| {
+                        plan.fill_frame(xn, frame);
+                        let frame = &*frame;
+                        let per_block = plan.block_channels() * l;
+                        if inner {
+                            out.par_chunks_mut(per_block)
+                                .enumerate()
+                                .for_each(|(b, ob)| plan.blocks(frame, ws, b, ob));
+                        } else {
+                            plan.blocks(frame, ws, 0, out);
+                        }
+                        finish(yn, out, 0, g.ho);
+                    });
+                    return;
+                }
                 let col_len = if is_pointwise(&g) { 0 } else { ckk * tile_cols };
                 with_scratch(col_len, g.o * tile_cols, |col, out| {
                     for r0 in (0..g.ho).step_by(band) {
@@ -292,22 +349,7 @@ fn conv2d_fused_impl(
                             MatRef::row_major(col, ckk, cols)
                         };
                         sgemm(backend, wmat, rhs, out, false, inner);
-                        if nhwc {
-                            // Epilogue in place over the band's channel rows, then the band
-                            // transposed into its pixels' channel vectors.
-                            for (oc, row) in out[..g.o * cols].chunks_mut(cols).enumerate() {
-                                ep.row_inplace(oc, row, None);
-                            }
-                            let dst = &mut yn[r0 * g.wo * g.o..r1 * g.wo * g.o];
-                            crate::engine::fmap::transpose_into(&out[..g.o * cols], g.o, cols, dst);
-                            continue;
-                        }
-                        for (oc, row) in yn.chunks_mut(l).enumerate() {
-                            let src = &out[oc * cols..(oc + 1) * cols];
-                            let at = img * img_out + oc * l;
-                            let res = rs.map(|r| &r[at + r0 * g.wo..at + r1 * g.wo]);
-                            ep.row_uninit(oc, &mut row[r0 * g.wo..r1 * g.wo], src, res);
-                        }
+                        finish(yn, out, r0, r1);
                     }
                 })
             });

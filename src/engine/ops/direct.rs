@@ -3,8 +3,9 @@
 //! accumulated in registers and stored NHWC, so there is no column matrix to build and no
 //! transpose after the GEMM.
 //!
-//! It must give the GEMM path's values bit for bit (the engines agree exactly, and the float
-//! engine runs the GEMM). The `gemm` crate's microkernel computes each output as one fused
+//! It must give the float engine's NCHW values bit for bit (the engines agree exactly). At
+//! stride 1 the float engine runs the implicit GEMM of [`super::implicit`], whose chain is the
+//! one below; at other strides the `gemm` crate, whose microkernel computes each output as one fused
 //! multiply-add chain over the reduction index `k` in order, from a zeroed accumulator, and
 //! stores it with `beta = 1` and no read of the destination (`alpha = 0`), as long as the
 //! reduction fits one of its depth blocks. So this kernel runs the same chain,
@@ -261,8 +262,8 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    /// Bit for bit the GEMM path's output: the NCHW forward (im2col + `gemm`, which never
-    /// takes this kernel) read channel-last, on first-layer shapes and others, with signed
+    /// Bit for bit the NCHW path's output (the implicit GEMM at stride 1, im2col + `gemm`
+    /// otherwise; neither takes this kernel) read channel-last, on first-layer shapes and others, with signed
     /// zeros among inputs and weights (so `-0` accumulators meet the `+0` terms of padding).
     #[test]
     fn direct_equals_the_gemm_path_bit_for_bit() {

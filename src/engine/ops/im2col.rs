@@ -6,6 +6,9 @@
 //! side in one GEMM operand (`off` = image * HO*WO).
 //!
 //! How the unfold is done, and why:
+//! The stride-1 forward of the default backend does not unfold at all
+//! (`super::implicit`); these serve strided forwards, the `matrixmultiply` backend and the
+//! weight gradient.
 //! - Stride 1 with same-width output (the 3x3 pad-1 convolutions): within the valid rows a
 //!   tap's whole plane is one contiguous copy at a fixed offset, then the few entries that
 //!   wrapped around a row edge are zeroed ([`shifted_copy`]). Copying row by row from a padded

@@ -11,8 +11,9 @@
 //! [`crate::Error::Input`] naming the operator and field. Crate-wide conventions (sign(0) = +1)
 //! are in the crate doc.
 //!
-//! Modules: [`conv`] (im2col + GEMM, with the f64 [`reference`](mod@reference) beside it),
-//! [`im2col`] (the unfold and its adjoint), [`weight_grad`] (the im2col-free weight gradient
+//! Modules: [`conv`] (the float convolutions, with the f64 [`reference`](mod@reference)
+//! beside it), [`implicit`] (the stride-1 forward without a column matrix), [`im2col`] (the
+//! unfold and its adjoint, for strided forwards and the backward pass), [`weight_grad`] (the im2col-free weight gradient
 //! of narrow stride-1 convolutions), [`direct`] (the im2col-free channel-last forward of short
 //! reductions), [`gemm`] (backend choice and the inner-product kernel),
 //! [`epilogue`] (bias, BN, residual add, activation fused into a conv's output), [`batchnorm`],
@@ -29,6 +30,7 @@ pub mod direct;
 pub mod epilogue;
 pub mod gemm;
 pub mod im2col;
+pub mod implicit;
 pub mod linear;
 pub mod loss;
 pub mod pool;
