@@ -266,7 +266,7 @@ mod tests {
     /// otherwise; neither takes this kernel) read channel-last, on first-layer shapes and others, with signed
     /// zeros among inputs and weights (so `-0` accumulators meet the `+0` terms of padding).
     #[test]
-    fn direct_equals_the_gemm_path_bit_for_bit() {
+    fn direct_equals_the_nchw_path_bit_for_bit() {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         for &(n, c, h, w, o, k, stride, pad) in &[
             (2, 3, 32, 32, 16, 3, 1, 1),
