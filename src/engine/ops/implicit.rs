@@ -205,7 +205,7 @@ impl Plan {
         assert_eq!(w.len(), g.o * k, "implicit conv: filters");
         // The kernels' bounds: every lane of every run reads below `frame_len` (by its
         // definition, `runs * lanes + far`), every filter row has `K` floats, and every output
-        // lane lies below `HO*WO` (`dst` counts the outputs before `q`).
+        // lane lies below `HO*WO` (`dst` counts the outputs before `q`; asserted per run).
         let (mut q, mut y0, mut x0) = (0, 0, 0);
         let mut next = || {
             let r = self.run(q, y0, x0);
@@ -224,6 +224,13 @@ impl Plan {
             let mut r = [first; RUNS];
             for t in r.iter_mut().take(s).skip(1) {
                 *t = next();
+            }
+            // The store bound the kernels rely on (cheap; `run` is its only source).
+            for t in &r[..s] {
+                assert!(
+                    t.dst + t.out.count_ones() as usize <= l,
+                    "implicit conv: run"
+                );
             }
             for (b, out) in out.chunks_mut(self.mr * l).enumerate() {
                 let oc = o0 + b * self.mr;
