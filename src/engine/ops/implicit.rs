@@ -225,8 +225,10 @@ impl Plan {
             for t in r.iter_mut().take(s).skip(1) {
                 *t = next();
             }
-            // The store bound the kernels rely on (cheap; `run` is its only source).
-            for t in &r[..s] {
+            // The bounds the kernels rely on (cheap; `run` is their only source): the runs of
+            // a tile are consecutive, and each one's outputs lie inside the map.
+            for (i, t) in r[..s].iter().enumerate() {
+                assert_eq!(t.q, r[0].q + i * self.lanes, "implicit conv: runs");
                 assert!(
                     t.dst + t.out.count_ones() as usize <= l,
                     "implicit conv: run"
@@ -374,12 +376,14 @@ mod avx512 {
         // SAFETY: this function's contract.
         unsafe {
             let (x, wp) = (frame.as_ptr(), w.as_ptr());
-            let base: [*const f32; S] = std::array::from_fn(|s| x.add(runs[s].q));
+            // The runs are consecutive: one pointer serves all (fewer live registers).
+            let base = x.add(runs[0].q);
             let wr: [*const f32; 8] = std::array::from_fn(|m| wp.add(wrows[m]));
             let mut acc = [[_mm512_setzero_ps(); S]; 8];
             p.for_taps(|k, kx, o| {
+                let xo = base.add(o);
                 let xv: [__m512; S] =
-                    std::array::from_fn(|s| _mm512_maskz_loadu_ps(runs[s].col[kx], base[s].add(o)));
+                    std::array::from_fn(|s| _mm512_maskz_loadu_ps(runs[s].col[kx], xo.add(16 * s)));
                 for (a, w) in acc.iter_mut().zip(&wr) {
                     let wv = _mm512_set1_ps(*w.add(k));
                     for (as_, &xs) in a.iter_mut().zip(&xv) {
@@ -423,7 +427,7 @@ mod avx2 {
         // SAFETY: this function's contract; stores go to a local array.
         unsafe {
             let (x, wp) = (frame.as_ptr(), w.as_ptr());
-            let base: [*const f32; S] = std::array::from_fn(|s| x.add(runs[s].q));
+            let base = x.add(runs[0].q);
             let wr: [*const f32; 4] = std::array::from_fn(|m| wp.add(wrows[m]));
             // Each column mask as a vector of lane masks (sign bit set where the lane loads).
             let bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
@@ -436,8 +440,9 @@ mod avx2 {
             }
             let mut acc = [[_mm256_setzero_ps(); S]; 4];
             p.for_taps(|k, kx, o| {
+                let xo = base.add(o);
                 let xv: [__m256; S] =
-                    std::array::from_fn(|s| _mm256_maskload_ps(base[s].add(o), col[s][kx]));
+                    std::array::from_fn(|s| _mm256_maskload_ps(xo.add(8 * s), col[s][kx]));
                 for (a, w) in acc.iter_mut().zip(&wr) {
                     let wv = _mm256_set1_ps(*w.add(k));
                     for (as_, &xs) in a.iter_mut().zip(&xv) {
