@@ -22,8 +22,9 @@
 //! the level, the blocking, the batch or the thread count. That is the chain of
 //! [`super::direct`], which is bit-identical to the `gemm` crate for reductions within one of
 //! its depth blocks; for longer reductions the GEMM splits the chain and rounds differently, so
-//! every stride-1 convolution of the float engine goes through this one kernel (forward,
-//! taped forward and the input gradient, which at stride 1 is itself a convolution).
+//! every stride-1 convolution of the float engine but the 1x1 unpadded ones (one GEMM on the
+//! input as it lies) goes through this one kernel: forward, taped forward and the input
+//! gradient, which at stride 1 is itself a convolution.
 //!
 //! Written by hand because no crate offers a convolution without a packed or unfolded copy
 //! of the input and with a fixed summation order.
