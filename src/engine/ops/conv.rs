@@ -8,9 +8,9 @@
 //! engine and the simulator.
 //!
 //! Forward, per image, by geometry:
-//! - stride 1, "same" or "valid" padding (`2*pad < KW`), not 1x1: the implicit GEMM of
-//!   [`super::implicit`], which reads the input in place at each tap's offset (no column
-//!   matrix). Every stride-1 forward of the default backend goes there, so the taped forward,
+//! - stride 1, "same" or "valid" padding (`2*pad < KW`), not 1x1 unpadded: the implicit GEMM
+//!   of [`super::implicit`], which reads the input in place at each tap's offset (no column
+//!   matrix). With the default backend every such forward goes there, so the taped forward,
 //!   inference and the input gradient (itself a stride-1 convolution, below) share its one
 //!   summation order.
 //! - 1x1 stride-1 unpadded: one GEMM on the input as it lies.
