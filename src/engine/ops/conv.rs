@@ -278,11 +278,8 @@ fn conv2d_fused_impl(
     // column block; see `super::implicit`), whole images at a time.
     let implicit =
         (backend == GemmBackend::Gemm && implicit::usable(&g)).then(|| implicit::Plan::new(&g));
-    // Output rows per tile.
-    let band = match implicit {
-        Some(_) => g.ho.max(1),
-        None => (BAND_COLS / g.wo.max(1)).clamp(1, g.ho.max(1)),
-    };
+    // Output rows per tile (im2col + GEMM).
+    let band = (BAND_COLS / g.wo.max(1)).clamp(1, g.ho.max(1));
     let tile_cols = band * g.wo;
     if n > 0 && l > 0 {
         y.as_slice_mut()
@@ -316,16 +313,7 @@ fn conv2d_fused_impl(
                 };
                 if let Some(plan) = &implicit {
                     with_scratch(plan.frame_len(), img_out, |frame, out| {
-                        plan.fill_frame(xn, frame);
-                        let frame = &*frame;
-                        let per_block = plan.block_channels() * l;
-                        if inner {
-                            out.par_chunks_mut(per_block)
-                                .enumerate()
-                                .for_each(|(b, ob)| plan.blocks(frame, ws, b, ob));
-                        } else {
-                            plan.blocks(frame, ws, 0, out);
-                        }
+                        plan.image(xn, ws, frame, out, inner);
                         finish(yn, out, 0, g.ho);
                     });
                     return;

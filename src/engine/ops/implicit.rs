@@ -160,19 +160,14 @@ impl Plan {
         }
     }
 
-    /// Floats of the frame [`Plan::fill_frame`] writes.
+    /// Floats of the frame [`Plan::image`] takes as scratch.
     pub fn frame_len(&self) -> usize {
         self.frame_len
     }
 
-    /// Output channels per register block (see [`Plan::blocks`]).
-    pub fn block_channels(&self) -> usize {
-        self.mr
-    }
-
     /// Writes image `x` (`[C][H][W]`) into `frame` ([`Plan::frame_len`] floats) between its
     /// zero rows.
-    pub fn fill_frame(&self, x: &[f32], frame: &mut [f32]) {
+    fn fill_frame(&self, x: &[f32], frame: &mut [f32]) {
         let g = &self.g;
         assert_eq!(x.len(), g.c * g.h * g.w, "implicit conv: input");
         assert_eq!(frame.len(), self.frame_len, "implicit conv: frame");
@@ -191,7 +186,7 @@ impl Plan {
     /// dense; `channels` = `out.len() / (HO*WO)`, a whole number of blocks but for the last),
     /// with filters `w` (`[O][C][KH][KW]`, all of them). Each run is made once and serves
     /// every block.
-    pub fn blocks(&self, frame: &[f32], w: &[f32], block: usize, out: &mut [f32]) {
+    fn blocks(&self, frame: &[f32], w: &[f32], block: usize, out: &mut [f32]) {
         let g = &self.g;
         let (l, k) = (g.pixels(), g.reduction());
         let o0 = block * self.mr;
@@ -283,12 +278,31 @@ impl Plan {
         portable_tile(self, frame, w, wrows, &r[..s], out, rows);
     }
 
-    /// The whole image: [`Plan::fill_frame`] then every block, into `out` (`[O][HO*WO]`).
-    pub fn image(&self, x: &[f32], w: &[f32], frame: &mut [f32], out: &mut [f32]) {
+    /// Image `x` (`[C][H][W]`) convolved with filters `w` (`[O][C][KH][KW]`) into `out`
+    /// (`[O][HO*WO]`, dense), using `frame` ([`Plan::frame_len`] floats, contents unspecified)
+    /// as scratch. `threads_inside` spreads the channel blocks over the rayon pool (for batches
+    /// smaller than the pool); the result is the same either way.
+    pub fn image(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        frame: &mut [f32],
+        out: &mut [f32],
+        threads_inside: bool,
+    ) {
         let l = self.g.pixels();
         assert_eq!(out.len(), self.g.o * l, "implicit conv: output");
         self.fill_frame(x, frame);
-        if l > 0 {
+        if l == 0 {
+            return;
+        }
+        let frame = &*frame;
+        if threads_inside && rayon::current_num_threads() > 1 {
+            use rayon::prelude::*;
+            out.par_chunks_mut(self.mr * l)
+                .enumerate()
+                .for_each(|(b, ob)| self.blocks(frame, w, b, ob));
+        } else {
             self.blocks(frame, w, 0, out);
         }
     }
@@ -500,7 +514,7 @@ mod tests {
         let mut frame = vec![f32::NAN; p.frame_len()];
         let mut out = vec![f32::NAN; n * g.o * g.pixels()];
         for (i, o) in out.chunks_mut(g.o * g.pixels()).enumerate() {
-            p.image(&xs[i * img..][..img], ws, &mut frame, o);
+            p.image(&xs[i * img..][..img], ws, &mut frame, o, false);
         }
         out
     }
